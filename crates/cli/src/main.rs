@@ -1,0 +1,239 @@
+//! `llama-stack`: serve a distribution, validate run.yaml files, list providers, and write
+//! test models.
+
+mod model_cmd;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use tower::Layer;
+
+#[derive(Parser)]
+#[command(
+    name = "llama-stack",
+    version,
+    about = "A Llama Stack server: inference, safety, memory and agents over HTTP"
+)]
+struct Cli {
+    /// Log output format. The level comes from RUST_LOG (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server from a run.yaml file or a distribution name (`distributions/<name>/run.yaml`).
+    Run {
+        /// Path to a run.yaml, or the name of a shipped distribution such as `local`.
+        config: String,
+        /// Port to listen on; overrides LLAMA_STACK_PORT and server.port.
+        #[arg(long)]
+        port: Option<u16>,
+        /// Set an environment variable for ${env.X} substitution, e.g. --env INFERENCE_MODEL=x.
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+    },
+    /// Check a run.yaml and print every problem, or `ok`.
+    Validate {
+        /// Path to a run.yaml, or a distribution name.
+        config: String,
+        /// Set an environment variable for ${env.X} substitution.
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+    },
+    /// List every provider type this binary can build, with a sample config.
+    Providers,
+    /// Model utilities.
+    Model {
+        #[command(subcommand)]
+        command: model_cmd::ModelCommand,
+    },
+    /// Print the OpenAPI document of the HTTP API.
+    Openapi,
+}
+
+fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("--env expects KEY=VALUE, got `{pair}`"),
+        })
+        .collect()
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Run { config, port, env } => run(&config, port, &env),
+        Command::Validate { config, env } => validate(&config, &env),
+        Command::Providers => {
+            providers();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Model { command } => model_cmd::execute(command),
+        Command::Openapi => {
+            println!("{}", llama_stack_http::openapi_json());
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn validate(config: &str, env: &[String]) -> anyhow::Result<ExitCode> {
+    let env = parse_env(env)?;
+    let path = llama_stack_distribution::resolve_run_config(config).map_err(anyhow::Error::msg)?;
+    match llama_stack_distribution::load(&path, &env) {
+        Ok(loaded) => {
+            for notice in &loaded.not_implemented {
+                println!("note: {notice}");
+            }
+            println!("ok");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            println!("{errors}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn providers() {
+    let registry = llama_stack_distribution::builtin_registry();
+    for spec in registry.specs() {
+        println!("{}  (api: {})", spec.provider_type, spec.api);
+        println!("  {}", spec.description);
+        if !spec.aliases.is_empty() {
+            println!("  aliases: {}", spec.aliases.join(", "));
+        }
+        println!("  sample config:");
+        for line in spec.sample_config.lines() {
+            println!("    {line}");
+        }
+        println!();
+    }
+}
+
+fn run(config: &str, port: Option<u16>, env: &[String]) -> anyhow::Result<ExitCode> {
+    let env = parse_env(env)?;
+    let path = llama_stack_distribution::resolve_run_config(config).map_err(anyhow::Error::msg)?;
+    let loaded = match llama_stack_distribution::load(&path, &env) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("{} has problems:\n{errors}", path.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(loaded, path, port))
+}
+
+async fn serve(
+    loaded: llama_stack_distribution::LoadedConfig,
+    path: PathBuf,
+    port_override: Option<u16>,
+) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let built = llama_stack_distribution::build(loaded)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("building the stack from {}", path.display()))?;
+    for notice in &built.not_implemented {
+        tracing::warn!(notice = %notice, "Not implemented yet; ignored");
+    }
+    let port = match port_override {
+        Some(p) => p,
+        None => match std::env::var("LLAMA_STACK_PORT") {
+            Ok(p) if !p.is_empty() => p
+                .parse()
+                .with_context(|| format!("LLAMA_STACK_PORT must be a port number, got `{p}`"))?,
+            _ => built.server.port,
+        },
+    };
+    let host = built
+        .server
+        .host
+        .clone()
+        .unwrap_or_else(|| "0.0.0.0".into());
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .or_else(|_| format!("[{host}]:{port}").parse())
+        .with_context(|| format!("server.host `{host}` is not an IP address"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let app = llama_stack_http::router(built.stack.clone());
+    let app = tower::util::MapRequestLayer::new(llama_stack_http::normalize_path).layer(app);
+    tracing::info!(
+        address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        distribution = %built.stack.info.image_name,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "Serving Llama Stack"
+    );
+    axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving HTTP")?;
+    tracing::info!("Shut down cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM; in-flight requests then finish before the server exits.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("Shutdown requested; finishing in-flight requests");
+}

@@ -1,0 +1,26 @@
+//! API traits, the domain error, provider registration and the assembled [`Stack`] whose
+//! functions both transports call.
+//!
+//! Depends only on `llama-stack-types`. Must never depend on a provider, a transport or the
+//! distribution assembler: those depend on this crate.
+
+pub mod api;
+pub mod error;
+pub mod inference;
+pub mod inference_ops;
+mod models;
+pub mod openai_compat;
+pub mod provider;
+pub mod safety;
+pub mod stack;
+pub mod store;
+pub mod vector_io;
+
+pub use api::Api;
+pub use error::{Error, ErrorKind, Result};
+pub use inference::{ChatStream, CompletionStream, InferenceProvider};
+pub use provider::{
+    ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
+};
+pub use stack::{ProviderHandle, Stack, StackInfo};
+pub use store::{MemoryRegistryStore, RegistryStore};

@@ -1,0 +1,246 @@
+//! Provider registration: how a provider crate tells the stack what it is and how to build it.
+//!
+//! Each provider crate exports `register(&mut ProviderRegistry)`; the distribution assembler
+//! calls one such line per provider. There is no central `match` over provider names.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+
+use crate::api::Api;
+use crate::error::Result;
+use crate::inference::InferenceProvider;
+use crate::safety::SafetyProvider;
+use crate::vector_io::VectorIoProvider;
+
+/// One problem found while validating configuration, with the YAML path it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Dotted YAML path, e.g. `providers.inference[0].config.model_path`.
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigIssue {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigIssue {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A built provider, typed by the API it serves.
+#[derive(Clone)]
+pub enum ProviderInstance {
+    Inference(Arc<dyn InferenceProvider>),
+    Safety(Arc<dyn SafetyProvider>),
+    VectorIo(Arc<dyn VectorIoProvider>),
+}
+
+/// What a provider may use while it is built.
+#[derive(Clone, Debug, Default)]
+pub struct ProviderContext {
+    /// The `provider_id` this instance was configured under.
+    pub provider_id: String,
+    /// The distribution's store directory, for providers that keep files.
+    pub store_dir: Option<std::path::PathBuf>,
+}
+
+pub type ValidateFn = fn(&serde_json::Value) -> Vec<ConfigIssue>;
+pub type BuildFn =
+    fn(serde_json::Value, ProviderContext) -> BoxFuture<'static, Result<ProviderInstance>>;
+
+/// Everything the stack knows about one `provider_type`.
+#[derive(Clone)]
+pub struct ProviderSpec {
+    pub api: Api,
+    pub provider_type: &'static str,
+    /// Other names accepted in run.yaml for compatibility with upstream files.
+    pub aliases: &'static [&'static str],
+    pub description: &'static str,
+    /// A sample `config:` block in YAML; a test checks that it validates.
+    pub sample_config: &'static str,
+    /// Checks a config block, returning every problem with a path relative to the block.
+    pub validate: ValidateFn,
+    /// Builds the provider from a config block that `validate` accepted.
+    pub build: BuildFn,
+}
+
+/// All provider types this binary can build.
+#[derive(Clone, Default)]
+pub struct ProviderRegistry {
+    specs: BTreeMap<String, ProviderSpec>,
+}
+
+impl ProviderRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(&mut self, spec: ProviderSpec) {
+        self.specs.insert(spec.provider_type.to_string(), spec);
+    }
+
+    /// Looks a provider type up by its name or one of its aliases.
+    pub fn get(&self, provider_type: &str) -> Option<&ProviderSpec> {
+        self.specs.get(provider_type).or_else(|| {
+            self.specs
+                .values()
+                .find(|s| s.aliases.contains(&provider_type))
+        })
+    }
+
+    pub fn specs(&self) -> impl Iterator<Item = &ProviderSpec> {
+        self.specs.values()
+    }
+
+    /// The provider types registered for `api`, for "known types are ..." messages.
+    pub fn known_types(&self, api: Api) -> Vec<&'static str> {
+        self.specs
+            .values()
+            .filter(|s| s.api == api)
+            .map(|s| s.provider_type)
+            .collect()
+    }
+}
+
+/// Deserializes a provider config, reporting every unknown or mistyped field with its path.
+///
+/// serde stops at the first error, so each failing field is reported, removed, and parsing
+/// retried; this yields all problems in one pass over a typical config.
+pub fn parse_config<C: DeserializeOwned>(value: &serde_json::Value) -> Result<C, Vec<ConfigIssue>> {
+    let mut value = value.clone();
+    if value.is_null() {
+        value = serde_json::Value::Object(Default::default());
+    }
+    let mut issues = Vec::new();
+    for _ in 0..32 {
+        match serde_path_to_error::deserialize::<_, C>(value.clone()) {
+            Ok(config) if issues.is_empty() => return Ok(config),
+            Ok(_) => return Err(issues),
+            Err(err) => {
+                let path = err.path().to_string();
+                let message = err.inner().to_string();
+                let unknown = message.starts_with("unknown field");
+                let missing = message.starts_with("missing field");
+                let field = if unknown || missing {
+                    message.split('`').nth(1).map(str::to_string)
+                } else {
+                    None
+                };
+                let shown_path = match (&field, path.as_str()) {
+                    (Some(f), "." | "") => f.clone(),
+                    (Some(f), p) => format!("{p}.{f}"),
+                    (None, p) => p.to_string(),
+                };
+                issues.push(ConfigIssue::new(
+                    shown_path.trim_start_matches('.'),
+                    message,
+                ));
+                if missing {
+                    return Err(issues);
+                }
+                let removed = match field {
+                    Some(f) => remove_at(&mut value, &path, Some(&f)),
+                    None => remove_at(&mut value, &path, None),
+                };
+                if !removed {
+                    return Err(issues);
+                }
+            }
+        }
+    }
+    Err(issues)
+}
+
+/// Removes the value at a serde path (`a.b[0].c`), or the key `child` inside it.
+fn remove_at(root: &mut serde_json::Value, path: &str, child: Option<&str>) -> bool {
+    let segments: Vec<&str> = if path == "." || path.is_empty() {
+        vec![]
+    } else {
+        path.split('.').collect()
+    };
+    let (parent_segments, last) = match child {
+        Some(c) => (segments.as_slice(), c),
+        None => match segments.split_last() {
+            Some((last, rest)) => (rest, *last),
+            None => return false,
+        },
+    };
+    let mut cursor = root;
+    for seg in parent_segments {
+        let (key, index) = split_index(seg);
+        cursor = match cursor.get_mut(key) {
+            Some(v) => v,
+            None => return false,
+        };
+        if let Some(i) = index {
+            cursor = match cursor.get_mut(i) {
+                Some(v) => v,
+                None => return false,
+            };
+        }
+    }
+    let (key, index) = split_index(last);
+    match index {
+        None => cursor
+            .as_object_mut()
+            .map(|o| o.remove(key).is_some())
+            .unwrap_or(false),
+        Some(i) => match cursor.get_mut(key).and_then(|v| v.as_array_mut()) {
+            Some(arr) if i < arr.len() => {
+                arr.remove(i);
+                true
+            }
+            _ => false,
+        },
+    }
+}
+
+fn split_index(seg: &str) -> (&str, Option<usize>) {
+    match seg.find('[') {
+        Some(pos) => (
+            &seg[..pos],
+            seg[pos + 1..].trim_end_matches(']').parse().ok(),
+        ),
+        None => (seg, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Sample {
+        url: String,
+        #[serde(default)]
+        retries: u32,
+    }
+
+    #[test]
+    fn parse_config_reports_every_problem() {
+        let v = serde_json::json!({"url": "x", "retries": "many", "colour": 1});
+        let issues = parse_config::<Sample>(&v).unwrap_err();
+        let paths: Vec<_> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert!(paths.contains(&"retries"), "{issues:?}");
+        assert!(paths.contains(&"colour"), "{issues:?}");
+    }
+
+    #[test]
+    fn parse_config_accepts_null_as_empty() {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Empty {
+            #[serde(default)]
+            _x: Option<u32>,
+        }
+        assert!(parse_config::<Empty>(&serde_json::Value::Null).is_ok());
+    }
+}

@@ -1,0 +1,231 @@
+//! The HTTP transport (axum): routes, error bodies, SSE framing and the generated OpenAPI
+//! document.
+//!
+//! Handlers extract, call one `Stack` function, and map the result. This crate sees only the
+//! core traits and types: it must never name a provider or the distribution assembler.
+
+pub mod error;
+mod routes;
+mod sse;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use llama_stack_core::{Api, Error, Stack};
+use utoipa::OpenApi;
+
+use routes::{inference, inspect, models, openai};
+
+/// Largest request body accepted (a chat with long documents fits; a runaway upload does not).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// One served route, for `GET /v1/inspect/routes`.
+pub struct RouteEntry {
+    pub method: &'static str,
+    pub path: &'static str,
+    /// The API whose providers serve it; `None` for routes always present.
+    pub api: Option<Api>,
+}
+
+const fn route(method: &'static str, path: &'static str, api: Option<Api>) -> RouteEntry {
+    RouteEntry { method, path, api }
+}
+
+/// Every route the server answers. A test checks it against the OpenAPI document.
+pub const ROUTES: &[RouteEntry] = &[
+    route("GET", "/v1/health", None),
+    route("GET", "/v1/version", None),
+    route("GET", "/v1/providers", None),
+    route("GET", "/v1/providers/{provider_id}", None),
+    route("GET", "/v1/inspect/routes", None),
+    route("GET", "/v1/models", Some(Api::Inference)),
+    route("POST", "/v1/models", Some(Api::Inference)),
+    route("GET", "/v1/models/{model_id}", Some(Api::Inference)),
+    route("DELETE", "/v1/models/{model_id}", Some(Api::Inference)),
+    route("GET", "/v1/openai/v1/models", Some(Api::Inference)),
+    route(
+        "POST",
+        "/v1/inference/chat-completion",
+        Some(Api::Inference),
+    ),
+    route("POST", "/v1/inference/completion", Some(Api::Inference)),
+    route("POST", "/v1/inference/embeddings", Some(Api::Inference)),
+    route("POST", "/v1/chat/completions", Some(Api::Inference)),
+    route("POST", "/v1/completions", Some(Api::Inference)),
+    route(
+        "POST",
+        "/v1/openai/v1/chat/completions",
+        Some(Api::Inference),
+    ),
+    route("POST", "/v1/openai/v1/completions", Some(Api::Inference)),
+];
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Llama Stack",
+        description = "Llama Stack APIs served by llama-stack-rs."
+    ),
+    paths(
+        inspect::health,
+        inspect::version,
+        inspect::list_providers,
+        inspect::get_provider,
+        inspect::list_routes,
+        models::list_models,
+        models::register_model,
+        models::get_model,
+        models::unregister_model,
+        models::openai_list_models,
+        inference::chat_completion,
+        inference::completion,
+        inference::embeddings,
+        openai::chat_completions,
+        openai::completions,
+    )
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document, with the `/v1/openai/v1` aliases listed too.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    for (alias, original) in [
+        ("/v1/openai/v1/chat/completions", "/v1/chat/completions"),
+        ("/v1/openai/v1/completions", "/v1/completions"),
+    ] {
+        if let Some(item) = doc.paths.paths.get(original).cloned() {
+            doc.paths.paths.insert(alias.to_string(), item);
+        }
+    }
+    doc
+}
+
+pub fn openapi_json() -> String {
+    openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes")
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    let err = Error::not_found(format!("Route {method} {} not found", uri.path()));
+    let mut response = error::Classic::response_for(&err);
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+}
+
+async fn serve_openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi_json(),
+    )
+        .into_response()
+}
+
+/// The application router over a built stack.
+pub fn router(stack: Arc<Stack>) -> Router {
+    Router::new()
+        .route("/v1/health", get(inspect::health))
+        .route("/v1/version", get(inspect::version))
+        .route("/v1/providers", get(inspect::list_providers))
+        .route("/v1/providers/{provider_id}", get(inspect::get_provider))
+        .route("/v1/inspect/routes", get(inspect::list_routes))
+        .route(
+            "/v1/models",
+            get(models::list_models).post(models::register_model),
+        )
+        .route(
+            "/v1/models/{*model_id}",
+            get(models::get_model).delete(models::unregister_model),
+        )
+        .route("/v1/openai/v1/models", get(models::openai_list_models))
+        .route(
+            "/v1/inference/chat-completion",
+            post(inference::chat_completion),
+        )
+        .route("/v1/inference/completion", post(inference::completion))
+        .route("/v1/inference/embeddings", post(inference::embeddings))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route(
+            "/v1/openai/v1/chat/completions",
+            post(openai::chat_completions),
+        )
+        .route("/v1/openai/v1/completions", post(openai::completions))
+        .route("/openapi.json", get(serve_openapi))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(stack)
+}
+
+/// Collapses repeated slashes, so a client base URL ending in `/` (`//v1/models`) still routes.
+pub fn normalize_path(mut request: Request) -> Request {
+    let path = request.uri().path();
+    if path.contains("//") {
+        let mut collapsed = String::with_capacity(path.len());
+        for c in path.chars() {
+            if !(c == '/' && collapsed.ends_with('/')) {
+                collapsed.push(c);
+            }
+        }
+        let rebuilt = match request.uri().query() {
+            Some(q) => format!("{collapsed}?{q}"),
+            None => collapsed,
+        };
+        if let Ok(uri) = rebuilt.parse() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_table_matches_the_openapi_document() {
+        let doc = openapi();
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            for (method, op) in [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("DELETE", &item.delete),
+            ] {
+                if op.is_some() {
+                    documented.push((method.to_string(), path.clone()));
+                }
+            }
+        }
+        documented.sort();
+        let mut listed: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .collect();
+        listed.sort();
+        assert_eq!(documented, listed);
+    }
+
+    #[test]
+    fn committed_openapi_document_is_current() {
+        let committed = include_str!("../../../docs/openapi.json");
+        assert!(
+            committed.trim() == openapi_json().trim(),
+            "docs/openapi.json is stale: regenerate it with `llama-stack openapi > docs/openapi.json`"
+        );
+    }
+
+    #[test]
+    fn double_slashes_are_collapsed() {
+        let req = Request::builder()
+            .uri("http://h//v1//models?x=1")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(normalize_path(req).uri(), "/v1/models?x=1");
+    }
+}

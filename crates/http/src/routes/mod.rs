@@ -1,0 +1,4 @@
+pub mod inference;
+pub mod inspect;
+pub mod models;
+pub mod openai;

@@ -1,0 +1,46 @@
+//! OpenAI-compatible routes, served under `/v1/...` and `/v1/openai/v1/...`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use llama_stack_core::Stack;
+use llama_stack_core::openai_compat::OpenAiOutput;
+use llama_stack_types::openai::{
+    OpenAiChatCompletion, OpenAiChatCompletionChunk, OpenAiChatCompletionRequest, OpenAiCompletion,
+    OpenAiCompletionRequest,
+};
+
+use crate::error::{ApiJson, OpenAi, OpenAiError};
+use crate::sse::sse_response;
+
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
+    request_body = OpenAiChatCompletionRequest,
+    responses(
+        (status = 200, body = OpenAiChatCompletion),
+        (status = 200, content_type = "text/event-stream", body = OpenAiChatCompletionChunk)))]
+pub async fn chat_completions(
+    State(stack): State<Arc<Stack>>,
+    ApiJson(request, ..): ApiJson<OpenAiChatCompletionRequest, OpenAi>,
+) -> Result<Response, OpenAiError> {
+    Ok(match stack.openai_chat_completion(request).await? {
+        OpenAiOutput::Complete(c) => Json(c).into_response(),
+        OpenAiOutput::Stream(s) => sse_response(s),
+    })
+}
+
+#[utoipa::path(post, path = "/v1/completions", tag = "openai",
+    request_body = OpenAiCompletionRequest,
+    responses(
+        (status = 200, body = OpenAiCompletion),
+        (status = 200, content_type = "text/event-stream", body = OpenAiCompletion)))]
+pub async fn completions(
+    State(stack): State<Arc<Stack>>,
+    ApiJson(request, ..): ApiJson<OpenAiCompletionRequest, OpenAi>,
+) -> Result<Response, OpenAiError> {
+    Ok(match stack.openai_completion(request).await? {
+        OpenAiOutput::Complete(c) => Json(c).into_response(),
+        OpenAiOutput::Stream(s) => sse_response(s),
+    })
+}

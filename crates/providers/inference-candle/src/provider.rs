@@ -1,0 +1,234 @@
+//! The `InferenceProvider` implementation: request preparation on the async side, generation
+//! on the engine thread.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::RwLock;
+
+use async_trait::async_trait;
+use candle_core::{DType, Device};
+use futures::StreamExt;
+use llama_stack_core::{
+    ChatStream, CompletionStream, Error, InferenceProvider, ProviderContext, Result,
+};
+use llama_stack_llama3::{ModelFamily, Piece, RenderOptions, render_chat, render_completion};
+use llama_stack_types::{
+    ChatCompletionRequest, CompletionRequest, HealthInfo, HealthStatus, Model, ModelType,
+    SamplingParams,
+};
+use tokenizers::Tokenizer;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::config::CandleConfig;
+use crate::engine::{self, EngineHandle, Job};
+use crate::model_files;
+use crate::sampling::SamplingSettings;
+use crate::stream::{TextAssembler, pump_chat, pump_completion};
+
+/// How many events may wait between the engine and the HTTP stream.
+const EVENT_BUFFER: usize = 64;
+
+pub struct CandleProvider {
+    config: CandleConfig,
+    device: Device,
+    dtype: DType,
+    /// One engine per model directory, shared by every model id served from it.
+    engines: tokio::sync::Mutex<HashMap<PathBuf, EngineHandle>>,
+    /// Engines by provider model id.
+    models: RwLock<HashMap<String, EngineHandle>>,
+}
+
+impl CandleProvider {
+    pub fn new(config: CandleConfig, _context: ProviderContext) -> Result<Self> {
+        let device = engine::parse_device(&config.device)?;
+        let dtype = engine::parse_dtype(&config.dtype, &device);
+        Ok(CandleProvider {
+            config,
+            device,
+            dtype,
+            engines: tokio::sync::Mutex::new(HashMap::new()),
+            models: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn engine_for(&self, model: &Model) -> Result<EngineHandle> {
+        self.models
+            .read()
+            .map_err(|_| Error::internal("model table lock poisoned"))?
+            .get(&model.provider_resource_id)
+            .cloned()
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "model '{}' is registered but not loaded by inline::candle",
+                    model.identifier
+                ))
+            })
+    }
+
+    fn max_tokens(
+        &self,
+        params: &SamplingParams,
+        prompt_len: usize,
+        engine: &EngineHandle,
+    ) -> Result<usize> {
+        if prompt_len >= engine.max_seq_len {
+            return Err(Error::invalid(format!(
+                "the prompt has {prompt_len} tokens; this model accepts at most {} tokens of prompt and completion together",
+                engine.max_seq_len
+            )));
+        }
+        let asked = match params.max_tokens {
+            Some(0) | None => self.config.default_max_tokens as usize,
+            Some(n) => n as usize,
+        };
+        Ok(asked.min(engine.max_seq_len - prompt_len))
+    }
+
+    fn start_job(
+        &self,
+        engine: &EngineHandle,
+        prompt: Vec<u32>,
+        params: &SamplingParams,
+    ) -> Result<mpsc::Receiver<engine::EngineEvent>> {
+        let sampling = SamplingSettings::from_strategy(
+            &params.strategy,
+            params.repetition_penalty,
+            params.seed,
+        )
+        .map_err(Error::invalid)?;
+        let max_tokens = self.max_tokens(params, prompt.len(), engine)?;
+        let (events, receiver) = mpsc::channel(EVENT_BUFFER);
+        engine.submit(Job {
+            prompt,
+            max_tokens,
+            sampling,
+            events,
+        })?;
+        Ok(receiver)
+    }
+}
+
+fn encode(tokenizer: &Tokenizer, pieces: &[Piece]) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    for piece in pieces {
+        match piece {
+            Piece::Special(id) => ids.push(*id),
+            Piece::Text(text) => {
+                let encoding = tokenizer
+                    .encode_fast(text.as_str(), false)
+                    .map_err(|e| Error::internal(format!("tokenization failed: {e}")))?;
+                ids.extend_from_slice(encoding.get_ids());
+            }
+        }
+    }
+    Ok(ids)
+}
+
+#[async_trait]
+impl InferenceProvider for CandleProvider {
+    async fn register_model(&self, model: &Model) -> Result<()> {
+        if model.model_type == ModelType::Embedding {
+            return Err(Error::unsupported(format!(
+                "inline::candle serves Llama language models only; '{}' is registered as an embedding model",
+                model.identifier
+            )));
+        }
+        let dir = model_files::locate(
+            self.config.model_path.as_deref(),
+            self.config.hf_cache_dir.as_deref(),
+            &model.provider_resource_id,
+        )?;
+        let mut engines = self.engines.lock().await;
+        let handle = match engines.get(&dir) {
+            Some(handle) => handle.clone(),
+            None => {
+                let (device, dtype) = (self.device.clone(), self.dtype);
+                let (max_queue, max_seq_len) = (self.config.max_queue, self.config.max_seq_len);
+                let load_dir = dir.clone();
+                let started = std::time::Instant::now();
+                let handle = tokio::task::spawn_blocking(move || {
+                    let files = model_files::inspect(&load_dir)?;
+                    engine::start(&files, device, dtype, max_queue, max_seq_len)
+                })
+                .await
+                .map_err(|e| Error::internal(format!("model loading task failed: {e}")))??;
+                tracing::info!(dir = %dir.display(), dtype = ?dtype, elapsed_ms = started.elapsed().as_millis() as u64, "Loaded model");
+                engines.insert(dir.clone(), handle.clone());
+                handle
+            }
+        };
+        self.models
+            .write()
+            .map_err(|_| Error::internal("model table lock poisoned"))?
+            .insert(model.provider_resource_id.clone(), handle);
+        Ok(())
+    }
+
+    async fn chat_completion(
+        &self,
+        model: &Model,
+        request: ChatCompletionRequest,
+    ) -> Result<ChatStream> {
+        let engine = self.engine_for(model)?;
+        let tool_config = request
+            .tool_config
+            .clone()
+            .unwrap_or(llama_stack_types::ToolConfig {
+                tool_choice: None,
+                tool_prompt_format: None,
+                system_message_behavior: None,
+            });
+        let tools = request.tools.clone().unwrap_or_default();
+        let options = RenderOptions {
+            family: ModelFamily::from_model_id(&model.provider_resource_id),
+            tools: tools.clone(),
+            tool_choice: tool_config.tool_choice.or(request.tool_choice.clone()),
+            tool_prompt_format: tool_config
+                .tool_prompt_format
+                .or(request.tool_prompt_format.clone()),
+            system_message_behavior: tool_config.system_message_behavior,
+            today: chrono::Local::now().date_naive(),
+        };
+        let pieces = render_chat(&request.messages, &options);
+        let prompt = encode(&engine.tokenizer, &pieces)?;
+        let params = request.sampling_params.clone().unwrap_or_default();
+        let prompt_len = prompt.len();
+        let events = self.start_job(&engine, prompt, &params)?;
+        let text = TextAssembler::new(
+            engine.tokenizer.clone(),
+            params.stop.clone().unwrap_or_default(),
+        );
+        let (out, chunks) = mpsc::channel(EVENT_BUFFER);
+        tokio::spawn(pump_chat(events, out, text, tools, prompt_len));
+        Ok(ReceiverStream::new(chunks).boxed())
+    }
+
+    async fn completion(
+        &self,
+        model: &Model,
+        request: CompletionRequest,
+    ) -> Result<CompletionStream> {
+        let engine = self.engine_for(model)?;
+        let pieces = render_completion(&request.content.as_text("\n"));
+        let prompt = encode(&engine.tokenizer, &pieces)?;
+        let params = request.sampling_params.clone().unwrap_or_default();
+        let prompt_len = prompt.len();
+        let events = self.start_job(&engine, prompt, &params)?;
+        let text = TextAssembler::new(
+            engine.tokenizer.clone(),
+            params.stop.clone().unwrap_or_default(),
+        );
+        let (out, chunks) = mpsc::channel(EVENT_BUFFER);
+        tokio::spawn(pump_completion(events, out, text, prompt_len));
+        Ok(ReceiverStream::new(chunks).boxed())
+    }
+
+    async fn health(&self) -> HealthInfo {
+        let loaded = self.models.read().map(|m| m.len()).unwrap_or(0);
+        HealthInfo {
+            status: HealthStatus::Ok,
+            message: Some(format!("{loaded} model(s) loaded")),
+        }
+    }
+}

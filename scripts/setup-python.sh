@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Creates the Python virtual environment used by the end-to-end tests (tests/e2e) and
+# installs the official clients into it. Safe to run repeatedly: an existing `.venv` is reused
+# and pip only installs what is missing.
+#
+# llama-stack-client 0.2.23 declares Python >= 3.12 but works on 3.11; it is installed with
+# --ignore-requires-python after its numpy/pandas dependencies are pinned to versions that
+# still support 3.11 (otherwise pip would pick releases that need 3.12).
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${LLAMA_STACK_VENV:-$repo_root/.venv}"
+python="${PYTHON:-python3}"
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup-python: creating $venv with $("$python" --version 2>&1)"
+  "$python" -m venv "$venv"
+fi
+
+vpy="$venv/bin/python"
+pip_quiet=(--quiet --disable-pip-version-check)
+
+if "$vpy" - <<'PY' 2>/dev/null
+import importlib.metadata as md
+import llama_stack_client, openai, pytest, requests, yaml  # noqa: F401
+assert md.version("llama-stack-client") == "0.2.23", md.version("llama-stack-client")
+PY
+then
+  echo "setup-python: $venv already has llama-stack-client 0.2.23, openai, pytest and requests"
+else
+  "$vpy" -m pip install "${pip_quiet[@]}" --upgrade pip
+  "$vpy" -m pip install "${pip_quiet[@]}" "numpy<2.3" "pandas<3" pytest requests pyyaml
+  "$vpy" -m pip install "${pip_quiet[@]}" --ignore-requires-python "llama-stack-client==0.2.23"
+  "$vpy" -m pip install "${pip_quiet[@]}" openai
+fi
+
+"$vpy" - <<'PY'
+import importlib.metadata as md
+import llama_stack_client, openai, pytest, requests, yaml  # noqa: F401
+print("setup-python: llama-stack-client", md.version("llama-stack-client"),
+      "| openai", md.version("openai"), "| pytest", md.version("pytest"))
+PY

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The project's test command: everything a change must pass.
+#
+#   scripts/test.sh [extra pytest arguments]
+#
+# Phases: fetch the Llama 3 tokenizer, set up the Python venv with the official clients, build
+# the whole workspace once (dev profile, one target dir), run the Rust tests, then run the
+# end-to-end suite (tests/e2e), which starts the real `llama-stack` binary and drives it with
+# llama-stack-client and the openai SDK. Set-up phases stop the run when they fail; both test
+# phases always run, and the exit status is non-zero if either fails. A timing summary ends
+# the output.
+set -uo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+phase_names=()
+phase_secs=()
+phase_status=()
+failed=0
+
+summary() {
+  echo
+  echo "==== timing summary"
+  local i total=0
+  for i in "${!phase_names[@]}"; do
+    printf '  %-26s %6ss  %s\n' "${phase_names[$i]}" "${phase_secs[$i]}" "${phase_status[$i]}"
+    total=$((total + phase_secs[$i]))
+  done
+  printf '  %-26s %6ss\n' "total" "$total"
+}
+trap summary EXIT
+
+# run_phase NAME fatal|continue COMMAND...
+run_phase() {
+  local name="$1" mode="$2"
+  shift 2
+  echo
+  echo "==== $name: $*"
+  local start=$SECONDS status=0
+  "$@" || status=$?
+  phase_names+=("$name")
+  phase_secs+=($((SECONDS - start)))
+  if [ "$status" -eq 0 ]; then
+    phase_status+=("ok")
+  else
+    phase_status+=("FAILED (exit $status)")
+    failed=1
+    if [ "$mode" = fatal ]; then
+      echo "==== $name failed; stopping" >&2
+      exit "$status"
+    fi
+  fi
+}
+
+run_phase "fetch-tokenizer" fatal bash scripts/fetch-tokenizer.sh
+run_phase "setup-python" fatal bash scripts/setup-python.sh
+run_phase "cargo build" fatal cargo build --workspace --all-targets
+run_phase "cargo test" continue cargo test --workspace
+
+# The e2e suite uses the binary just built rather than invoking cargo again.
+target_dir="$(cargo metadata --format-version 1 --no-deps \
+  | .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+export LLAMA_STACK_BIN="$target_dir/debug/llama-stack"
+run_phase "e2e (pytest)" continue .venv/bin/python -m pytest tests/e2e -q "$@"
+
+exit "$failed"

@@ -1,0 +1,102 @@
+"""The binary's own commands: help, `model create-test` output, `validate`."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+
+import yaml
+
+from e2e_support import LOCAL_RUN_YAML, REPO_ROOT, SERVED_MODEL
+
+LLAMA3_VOCAB_SIZE = 128_256  # 128,000 BPE ranks + 256 special tokens
+
+
+def run_cli(binary, *args, env=None) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [str(binary), *map(str, args)],
+        cwd=REPO_ROOT,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_help_names_the_subcommands(llama_stack_bin):
+    proc = run_cli(llama_stack_bin, "--help")
+    assert proc.returncode == 0, proc.stderr
+    for sub in ("run", "validate", "model"):
+        assert sub in proc.stdout, proc.stdout
+
+
+def test_create_test_model_writes_hf_layout(tiny_model_dir):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ):
+        assert (tiny_model_dir / name).is_file(), f"{name} missing in {tiny_model_dir}"
+
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    assert "LlamaForCausalLM" in config["architectures"]
+    assert config["vocab_size"] == LLAMA3_VOCAB_SIZE
+    hidden = config["hidden_size"]
+
+    # The safetensors header is an 8-byte little-endian length followed by JSON.
+    with (tiny_model_dir / "model.safetensors").open("rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(header_len))
+    embed = header["model.embed_tokens.weight"]
+    assert embed["shape"] == [LLAMA3_VOCAB_SIZE, hidden]
+    layer_keys = [k for k in header if k.startswith("model.layers.")]
+    assert len({k.split(".")[2] for k in layer_keys}) == config["num_hidden_layers"]
+
+    tokenizer = json.loads((tiny_model_dir / "tokenizer.json").read_text())
+    assert tokenizer["model"]["type"] == "BPE"
+    specials = {t["content"]: t["id"] for t in tokenizer["added_tokens"]}
+    assert specials["<|begin_of_text|>"] == 128000
+    assert specials["<|eot_id|>"] == 128009
+
+
+def local_env(tiny_model_dir, tmp_path) -> dict[str, str]:
+    return {
+        "LLAMA_MODEL_PATH": str(tiny_model_dir),
+        "SQLITE_STORE_DIR": str(tmp_path / "store"),
+        "INFERENCE_MODEL": SERVED_MODEL,
+    }
+
+
+def test_validate_accepts_the_local_distribution(llama_stack_bin, tiny_model_dir, tmp_path):
+    proc = run_cli(llama_stack_bin, "validate", LOCAL_RUN_YAML, env=local_env(tiny_model_dir, tmp_path))
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.stdout.strip() == "ok"
+
+
+def test_validate_reports_every_problem_with_its_path(llama_stack_bin, tiny_model_dir, tmp_path):
+    config = yaml.safe_load(LOCAL_RUN_YAML.read_text())
+    config["providers"]["inference"] = [
+        {"provider_id": "first", "provider_type": "inline::no-such-provider", "config": {}},
+        {"provider_id": "second", "provider_type": "remote::no-such-provider-either", "config": {}},
+    ]
+    bad = tmp_path / "run.yaml"
+    bad.write_text(yaml.safe_dump(config))
+
+    proc = run_cli(llama_stack_bin, "validate", bad, env=local_env(tiny_model_dir, tmp_path))
+    assert proc.returncode != 0
+    lines = [l for l in (proc.stdout + proc.stderr).splitlines() if l.strip()]
+    first = [l for l in lines if l.startswith("providers.inference[0]")]
+    second = [l for l in lines if l.startswith("providers.inference[1]")]
+    assert first and second, f"both bad providers must be reported:\n{proc.stdout}{proc.stderr}"
+    # An unknown provider_type names the known ones.
+    assert "inline::candle" in first[0], first[0]
+    for line in first + second:
+        path, sep, message = line.partition(": ")
+        assert sep and message.strip(), f"not '<path>: <message>': {line!r}"
