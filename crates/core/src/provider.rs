@@ -124,29 +124,24 @@ pub fn parse_config<C: DeserializeOwned>(value: &serde_json::Value) -> Result<C,
             Err(err) => {
                 let path = err.path().to_string();
                 let message = err.inner().to_string();
-                let unknown = message.starts_with("unknown field");
                 let missing = message.starts_with("missing field");
-                let field = if unknown || missing {
+                let field = if missing {
                     message.split('`').nth(1).map(str::to_string)
                 } else {
                     None
                 };
-                let shown_path = match (&field, path.as_str()) {
-                    (Some(f), "." | "") => f.clone(),
-                    (Some(f), p) => format!("{p}.{f}"),
-                    (None, p) => p.to_string(),
+                // serde_path_to_error already ends the path with an unknown field's name; a
+                // missing field is reported at its parent, so name it.
+                let shown_path = match (&field, path.as_str(), missing) {
+                    (Some(f), "." | "", true) => f.clone(),
+                    (Some(f), p, true) => format!("{p}.{f}"),
+                    (_, p, _) => p.to_string(),
                 };
-                issues.push(ConfigIssue::new(
-                    shown_path.trim_start_matches('.'),
-                    message,
-                ));
+                issues.push(ConfigIssue::new(shown_path.trim_start_matches('.'), message));
                 if missing {
                     return Err(issues);
                 }
-                let removed = match field {
-                    Some(f) => remove_at(&mut value, &path, Some(&f)),
-                    None => remove_at(&mut value, &path, None),
-                };
+                let removed = remove_at(&mut value, &path);
                 if !removed {
                     return Err(issues);
                 }
@@ -156,19 +151,15 @@ pub fn parse_config<C: DeserializeOwned>(value: &serde_json::Value) -> Result<C,
     Err(issues)
 }
 
-/// Removes the value at a serde path (`a.b[0].c`), or the key `child` inside it.
-fn remove_at(root: &mut serde_json::Value, path: &str, child: Option<&str>) -> bool {
+/// Removes the value at a serde path (`a.b[0].c`).
+fn remove_at(root: &mut serde_json::Value, path: &str) -> bool {
     let segments: Vec<&str> = if path == "." || path.is_empty() {
         vec![]
     } else {
         path.split('.').collect()
     };
-    let (parent_segments, last) = match child {
-        Some(c) => (segments.as_slice(), c),
-        None => match segments.split_last() {
-            Some((last, rest)) => (rest, *last),
-            None => return false,
-        },
+    let Some((last, parent_segments)) = segments.split_last() else {
+        return false;
     };
     let mut cursor = root;
     for seg in parent_segments {

@@ -17,8 +17,8 @@ mod tokenizer;
 mod tool_calls;
 
 pub use prompt::{
-    ModelFamily, Piece, RenderOptions, encode_pieces, pieces_to_text, render_chat,
-    render_completion,
+    ModelFamily, Piece, RenderOptions, encode_pieces, json_schema_message, pieces_to_text,
+    render_chat, render_completion,
 };
 pub use special::*;
 pub use system_prompt::PYTHON_LIST_DEFAULT_PROMPT;
@@ -28,5 +28,5 @@ pub use tokenizer::{
 };
 pub use tool_calls::{
     BUILTIN_TOOLS, CODE_INTERPRETER, DecodedAssistantMessage, decode_assistant_content,
-    encode_tool_call, is_builtin_tool, parse_tool_calls,
+    encode_tool_call, is_builtin_tool, new_tool_call, parse_tool_calls,
 };

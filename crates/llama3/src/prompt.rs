@@ -5,6 +5,7 @@
 use chrono::NaiveDate;
 use llama_stack_types::{ContentItem, InterleavedContent, Message, StopReason, ToolDefinition};
 
+use crate::json_text::python_dumps;
 use crate::special::{
     BEGIN_OF_TEXT, END_HEADER_ID, EOM_ID, EOT_ID, IMAGE, PYTHON_TAG, START_HEADER_ID,
     special_token_name,
@@ -119,6 +120,15 @@ pub fn render_chat(messages: &[Message], options: &RenderOptions) -> Vec<Piece> 
     }
     push_header(&mut pieces, "assistant");
     pieces
+}
+
+/// The user message that asks for output matching a `json_schema` response
+/// format; the caller appends it after the dialog's messages.
+pub fn json_schema_message(json_schema: &serde_json::Value) -> Message {
+    Message::user(&format!(
+        "Please respond in JSON format with the schema: {}",
+        python_dumps(json_schema)
+    ))
 }
 
 /// A raw completion prompt: `<|begin_of_text|>` and the text.

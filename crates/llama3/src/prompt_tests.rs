@@ -238,3 +238,12 @@ fn effective_format_falls_back_to_the_family_default() {
         "python_list"
     );
 }
+
+#[test]
+fn json_schema_message_text() {
+    let message = json_schema_message(&json!({"type": "object"}));
+    assert_eq!(
+        message,
+        Message::user(r#"Please respond in JSON format with the schema: {"type": "object"}"#)
+    );
+}

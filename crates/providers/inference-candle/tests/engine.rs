@@ -1,0 +1,237 @@
+//! `inline::candle` on a real (random-weight) Llama 3 model written by `test_model`.
+//!
+//! Needs the Llama 3 tokenizer: scripts/fetch-tokenizer.sh.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use futures::StreamExt;
+use llama_stack_core::inference_ops::{collect_chat, collect_completion};
+use llama_stack_core::{ErrorKind, InferenceProvider, ProviderContext};
+use llama_stack_provider_inference_candle::test_model::{self, Preset, TestModelOptions};
+use llama_stack_provider_inference_candle::{CandleConfig, CandleProvider};
+use llama_stack_types::{
+    ChatCompletionRequest, ChatEventType, CompletionRequest, InterleavedContent, Message, Model,
+    ModelType, SamplingParams, SamplingStrategy, StopReason,
+};
+
+fn tokenizer() -> PathBuf {
+    let path = std::env::var_os("LLAMA3_TOKENIZER_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".llama/tokenizer/llama3/tokenizer.model")
+        });
+    assert!(
+        path.is_file(),
+        "the Llama 3 tokenizer is missing at {}: run scripts/fetch-tokenizer.sh",
+        path.display()
+    );
+    path
+}
+
+/// One tiny model shared by every test of this binary.
+fn model_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let options = TestModelOptions {
+            preset: Preset::Tiny,
+            dtype: candle_core::DType::F32,
+            tiktoken_model: &tokenizer(),
+            seed: 0,
+        };
+        test_model::create(dir.path(), &options).unwrap();
+        dir
+    })
+    .path()
+}
+
+fn model() -> Model {
+    Model {
+        identifier: "candle/test".into(),
+        provider_resource_id: "test".into(),
+        provider_id: "candle".into(),
+        resource_type: "model".into(),
+        metadata: Default::default(),
+        model_type: ModelType::Llm,
+    }
+}
+
+async fn provider(extra: serde_json::Value) -> CandleProvider {
+    let mut config = serde_json::json!({"model_path": model_dir().to_string_lossy()});
+    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let config: CandleConfig = serde_json::from_value(config).unwrap();
+    let provider = CandleProvider::new(config, ProviderContext::default()).unwrap();
+    provider.register_model(&model()).await.unwrap();
+    provider
+}
+
+fn chat(max_tokens: u32, strategy: SamplingStrategy, seed: Option<u64>) -> ChatCompletionRequest {
+    ChatCompletionRequest {
+        model_id: "test".into(),
+        messages: vec![Message::system("You are terse."), Message::user("Say hello")],
+        sampling_params: Some(SamplingParams {
+            strategy,
+            max_tokens: Some(max_tokens),
+            seed,
+            ..Default::default()
+        }),
+        tools: None,
+        tool_choice: None,
+        tool_prompt_format: None,
+        response_format: None,
+        stream: Some(true),
+        logprobs: None,
+        tool_config: None,
+    }
+}
+
+fn text_of(r: &llama_stack_types::ChatCompletionResponse) -> String {
+    r.completion_message.content.as_text("")
+}
+
+#[tokio::test]
+async fn greedy_generation_is_deterministic_and_bounded() {
+    let p = provider(serde_json::json!({})).await;
+    let a = collect_chat(p.chat_completion(&model(), chat(6, SamplingStrategy::Greedy, None)).await.unwrap())
+        .await
+        .unwrap();
+    let b = collect_chat(p.chat_completion(&model(), chat(6, SamplingStrategy::Greedy, None)).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(text_of(&a), text_of(&b));
+    let usage = llama_stack_types::Usage::from_metrics(a.metrics.as_ref().unwrap());
+    assert!(usage.completion_tokens <= 6);
+    assert!(usage.prompt_tokens > 10, "system + user prompt: {usage:?}");
+    if usage.completion_tokens == 6 {
+        assert_eq!(a.completion_message.stop_reason, StopReason::OutOfTokens);
+    }
+}
+
+#[tokio::test]
+async fn stream_has_start_progress_and_complete_with_metrics() {
+    let p = provider(serde_json::json!({})).await;
+    let chunks: Vec<_> = p
+        .chat_completion(&model(), chat(4, SamplingStrategy::Greedy, None))
+        .await
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect()
+        .await;
+    assert_eq!(chunks.first().unwrap().event.event_type, ChatEventType::Start);
+    let last = chunks.last().unwrap();
+    assert_eq!(last.event.event_type, ChatEventType::Complete);
+    assert!(last.event.stop_reason.is_some());
+    let metrics = last.metrics.as_ref().unwrap();
+    let names: Vec<_> = metrics.iter().map(|m| m.metric.as_str()).collect();
+    assert_eq!(names, ["prompt_tokens", "completion_tokens", "total_tokens"]);
+    assert!(chunks[1..chunks.len() - 1]
+        .iter()
+        .all(|c| c.event.event_type == ChatEventType::Progress));
+}
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_sample() {
+    let p = provider(serde_json::json!({})).await;
+    let strategy = SamplingStrategy::TopP {
+        temperature: Some(1.0),
+        top_p: 1.0,
+    };
+    let run = |seed| {
+        let request = chat(8, strategy.clone(), Some(seed));
+        let p = &p;
+        async move { text_of(&collect_chat(p.chat_completion(&model(), request).await.unwrap()).await.unwrap()) }
+    };
+    assert_eq!(run(42).await, run(42).await);
+}
+
+#[tokio::test]
+async fn stop_strings_cut_the_output_before_them() {
+    let p = provider(serde_json::json!({})).await;
+    let request = |stop: Option<Vec<String>>| CompletionRequest {
+        model_id: "test".into(),
+        content: InterleavedContent::Text("Once upon a time".into()),
+        sampling_params: Some(SamplingParams {
+            max_tokens: Some(8),
+            stop,
+            ..Default::default()
+        }),
+        response_format: None,
+        stream: Some(true),
+        logprobs: None,
+    };
+    let full = collect_completion(p.completion(&model(), request(None)).await.unwrap())
+        .await
+        .unwrap()
+        .content;
+    let chars: Vec<char> = full.chars().collect();
+    assert!(chars.len() >= 3, "need some text to cut: {full:?}");
+    // A stop string taken from the middle of the unconstrained output.
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 1].iter().collect();
+    let cut = collect_completion(p.completion(&model(), request(Some(vec![stop.clone()]))).await.unwrap())
+        .await
+        .unwrap();
+    assert!(!cut.content.contains(&stop), "{cut:?} still holds {stop:?}");
+    assert!(full.starts_with(&cut.content));
+    assert_eq!(cut.stop_reason, StopReason::EndOfTurn);
+}
+
+#[tokio::test]
+async fn a_full_queue_is_refused_and_a_dropped_stream_frees_the_engine() {
+    let p = provider(serde_json::json!({"max_queue": 1})).await;
+    // Not consumed: the engine blocks on this request once its event buffer fills.
+    let running = p.chat_completion(&model(), chat(5000, SamplingStrategy::Greedy, None)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let queued = p.chat_completion(&model(), chat(3, SamplingStrategy::Greedy, None)).await.unwrap();
+    let refused = p
+        .chat_completion(&model(), chat(3, SamplingStrategy::Greedy, None))
+        .await
+        .err()
+        .expect("a third request must be refused");
+    assert_eq!(refused.kind(), ErrorKind::Overloaded);
+    assert!(refused.retry_after().is_some());
+    drop(running);
+    let done = tokio::time::timeout(std::time::Duration::from_secs(30), collect_chat(queued))
+        .await
+        .expect("the queued request must run once the first is dropped")
+        .unwrap();
+    assert!(done.metrics.is_some());
+}
+
+#[tokio::test]
+async fn prompts_longer_than_the_context_are_rejected() {
+    let p = provider(serde_json::json!({"max_seq_len": 16})).await;
+    let err = p
+        .chat_completion(&model(), chat(4, SamplingStrategy::Greedy, None))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+    assert!(err.message().contains("at most 16"), "{err}");
+}
+
+#[tokio::test]
+async fn broken_model_directories_are_clear_errors() {
+    let config = |path: &Path| -> CandleConfig {
+        serde_json::from_value(serde_json::json!({"model_path": path.to_string_lossy()})).unwrap()
+    };
+    let missing = CandleProvider::new(config(Path::new("/nonexistent/model")), ProviderContext::default()).unwrap();
+    let err = missing.register_model(&model()).await.unwrap_err();
+    assert!(err.message().contains("does not exist"), "{err}");
+
+    // A checkpoint whose config promises more layers than the weights hold.
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(model_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model_dir().join("config.json")).unwrap()).unwrap();
+    cfg["num_hidden_layers"] = 3.into();
+    std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
+    let err = CandleProvider::new(config(dir.path()), ProviderContext::default())
+        .unwrap()
+        .register_model(&model())
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("missing tensor model.layers.2"), "{err}");
+}
