@@ -216,10 +216,10 @@ pub fn convert_scalar(text: &str) -> Value {
     if let Ok(u) = text.parse::<u64>() {
         return Value::from(u);
     }
-    if let Ok(f) = text.parse::<f64>() {
-        if let Some(n) = serde_json::Number::from_f64(f) {
-            return Value::Number(n);
-        }
+    if let Ok(f) = text.parse::<f64>()
+        && let Some(n) = serde_json::Number::from_f64(f)
+    {
+        return Value::Number(n);
     }
     Value::String(text.to_string())
 }
@@ -259,7 +259,10 @@ mod tests {
 
     #[test]
     fn required_variable_is_replaced() {
-        assert_eq!(one("${env.URL}", &[("URL", "http://h:1")]).unwrap(), "http://h:1");
+        assert_eq!(
+            one("${env.URL}", &[("URL", "http://h:1")]).unwrap(),
+            "http://h:1"
+        );
         assert_eq!(
             one("pre-${env.A}-${env.B}-post", &[("A", "x"), ("B", "y")]).unwrap(),
             "pre-x-y-post"
@@ -274,7 +277,11 @@ mod tests {
             assert_eq!(errors.len(), 1, "{errors:?}");
             assert_eq!(errors[0].variable, "OLLAMA_URL");
             assert_eq!(errors[0].path, "providers.inference[0].config.url");
-            assert!(errors[0].message.contains("OLLAMA_URL"), "{}", errors[0].message);
+            assert!(
+                errors[0].message.contains("OLLAMA_URL"),
+                "{}",
+                errors[0].message
+            );
         }
     }
 
@@ -293,8 +300,14 @@ mod tests {
     fn default_form() {
         assert_eq!(one("${env.P:=8321}", &[]).unwrap(), json!(8321));
         assert_eq!(one("${env.P:=8321}", &[("P", "")]).unwrap(), json!(8321));
-        assert_eq!(one("${env.P:=8321}", &[("P", "9000")]).unwrap(), json!(9000));
-        assert_eq!(one("${env.U:=http://x:1/v1}", &[]).unwrap(), "http://x:1/v1");
+        assert_eq!(
+            one("${env.P:=8321}", &[("P", "9000")]).unwrap(),
+            json!(9000)
+        );
+        assert_eq!(
+            one("${env.U:=http://x:1/v1}", &[]).unwrap(),
+            "http://x:1/v1"
+        );
     }
 
     #[test]
@@ -304,9 +317,15 @@ mod tests {
 
     #[test]
     fn conditional_form() {
-        assert_eq!(one("${env.URL:+ollama}", &[("URL", "u")]).unwrap(), "ollama");
+        assert_eq!(
+            one("${env.URL:+ollama}", &[("URL", "u")]).unwrap(),
+            "ollama"
+        );
         assert_eq!(one("${env.URL:+ollama}", &[]).unwrap(), Value::Null);
-        assert_eq!(one("${env.URL:+ollama}", &[("URL", "")]).unwrap(), Value::Null);
+        assert_eq!(
+            one("${env.URL:+ollama}", &[("URL", "")]).unwrap(),
+            Value::Null
+        );
     }
 
     #[test]
@@ -336,8 +355,14 @@ mod tests {
         let vars = [("HOME", "/home/u"), ("D", "~/.llama/d")];
         assert_eq!(one("~/.llama", &vars).unwrap(), "/home/u/.llama");
         assert_eq!(one("~", &vars).unwrap(), "/home/u");
-        assert_eq!(one("${env.D}/x.db", &vars).unwrap(), "/home/u/.llama/d/x.db");
-        assert_eq!(one("${env.NOPE:=~/s}/r.db", &vars).unwrap(), "/home/u/s/r.db");
+        assert_eq!(
+            one("${env.D}/x.db", &vars).unwrap(),
+            "/home/u/.llama/d/x.db"
+        );
+        assert_eq!(
+            one("${env.NOPE:=~/s}/r.db", &vars).unwrap(),
+            "/home/u/s/r.db"
+        );
         assert_eq!(one("~user/x", &vars).unwrap(), "~user/x");
         assert_eq!(one("a/~/b", &vars).unwrap(), "a/~/b");
     }
@@ -375,7 +400,10 @@ mod tests {
             parse_env_override("A=b=c").unwrap(),
             ("A".to_string(), "b=c".to_string())
         );
-        assert_eq!(parse_env_override("A=").unwrap(), ("A".to_string(), String::new()));
+        assert_eq!(
+            parse_env_override("A=").unwrap(),
+            ("A".to_string(), String::new())
+        );
         assert!(parse_env_override("A").is_err());
         assert!(parse_env_override("=x").is_err());
     }

@@ -49,12 +49,11 @@ pub fn builtin_registry() -> ProviderRegistry {
 
 /// Reads and checks a run.yaml with the built-in providers. Variables come from the process
 /// environment, with `env_overrides` (the CLI's `--env K=V`) taking precedence.
-pub fn load(path: &Path, env_overrides: &BTreeMap<String, String>) -> Result<LoadedConfig, ConfigErrors> {
-    load_with(
-        path,
-        &env::process_env(env_overrides),
-        &builtin_registry(),
-    )
+pub fn load(
+    path: &Path,
+    env_overrides: &BTreeMap<String, String>,
+) -> Result<LoadedConfig, ConfigErrors> {
+    load_with(path, &env::process_env(env_overrides), &builtin_registry())
 }
 
 /// [`load`] with an explicit environment (not merged with the process environment) and

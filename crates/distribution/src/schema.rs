@@ -201,7 +201,7 @@ pub struct ShieldInput {
 }
 
 /// The `server` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Listening port, 1024 to 65535.
@@ -225,6 +225,21 @@ pub struct ServerConfig {
     /// Request quotas (not implemented yet).
     #[serde(default)]
     pub quota: Option<Value>,
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |v: &Option<Value>| v.as_ref().map(llama_stack_core::stack::redact_config);
+        f.debug_struct("ServerConfig")
+            .field("port", &self.port)
+            .field("host", &self.host)
+            .field("tls_certfile", &self.tls_certfile)
+            .field("tls_keyfile", &self.tls_keyfile)
+            .field("tls_cafile", &self.tls_cafile)
+            .field("auth", &redacted(&self.auth))
+            .field("quota", &redacted(&self.quota))
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {

@@ -218,8 +218,18 @@ pub struct ChatCompletionRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MetricInResponse {
     pub metric: String,
+    /// Token counts serialize as integers (`23`, not `23.0`), as upstream sends them.
+    #[serde(serialize_with = "whole_as_integer")]
     pub value: f64,
     pub unit: Option<String>,
+}
+
+fn whole_as_integer<S: serde::Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if value.fract() == 0.0 && value.abs() < 9.0e15 {
+        s.serialize_i64(*value as i64)
+    } else {
+        s.serialize_f64(*value)
+    }
 }
 
 /// Token counts of one generation.

@@ -1,0 +1,112 @@
+//! Assembling the [`Stack`] from a checked configuration.
+
+use std::sync::Arc;
+
+use llama_stack_core::stack::redact_config;
+use llama_stack_core::{Error, ProviderContext, ProviderHandle, RegistryStore, Stack, StackInfo};
+use llama_stack_storage::SqliteRegistryStore;
+
+use crate::{LoadedConfig, ServerSettings};
+
+/// A built stack and what the server needs to serve it.
+pub struct Built {
+    pub stack: Arc<Stack>,
+    pub server: ServerSettings,
+    /// Copied from [`LoadedConfig::not_implemented`], for the startup log.
+    pub not_implemented: Vec<String>,
+}
+
+/// Opens the registry store, builds every provider, restores the models registered by earlier
+/// runs and registers the run.yaml models. Any failure is fatal and names what failed.
+pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
+    let db_path = loaded.registry_db_path().to_path_buf();
+    let store_dir = loaded.store_dir().to_path_buf();
+    let store = SqliteRegistryStore::open(&db_path).await.map_err(|err| {
+        Error::new(
+            err.kind(),
+            format!(
+                "metadata_store: cannot open the registry at {}: {}",
+                db_path.display(),
+                err.message()
+            ),
+        )
+    })?;
+    let store: Arc<dyn RegistryStore> = Arc::new(store);
+
+    let mut handles = Vec::with_capacity(loaded.providers.len());
+    for plan in &loaded.providers {
+        let spec = loaded.registry().get(plan.provider_type).ok_or_else(|| {
+            Error::internal(format!(
+                "{}: provider type `{}` vanished from the registry",
+                plan.path, plan.provider_type
+            ))
+        })?;
+        let context = ProviderContext {
+            provider_id: plan.provider_id.clone(),
+            store_dir: Some(store_dir.clone()),
+        };
+        let instance = (spec.build)(plan.config.clone(), context)
+            .await
+            .map_err(|err| {
+                Error::new(
+                    err.kind(),
+                    format!(
+                        "{}: cannot build provider `{}` ({}): {}",
+                        plan.path,
+                        plan.provider_id,
+                        plan.provider_type,
+                        err.message()
+                    ),
+                )
+            })?;
+        tracing::info!(api = %plan.api, provider_id = %plan.provider_id,
+            provider_type = plan.provider_type, "Built provider");
+        handles.push(ProviderHandle {
+            api: plan.api,
+            provider_id: plan.provider_id.clone(),
+            provider_type: plan.provider_type.to_string(),
+            redacted_config: redact_config(&plan.config),
+            instance,
+        });
+    }
+
+    let info = StackInfo {
+        image_name: loaded.config.image_name.clone(),
+        apis: loaded.apis.clone(),
+    };
+    let stack = Arc::new(Stack::new(info, handles, store));
+    let restored = stack.restore_models().await?;
+    tracing::debug!(restored, "Restored models from the registry");
+
+    for model in &loaded.models {
+        let model_id = model.request.model_id.clone();
+        let provider_id = model.request.provider_id.clone().unwrap_or_default();
+        stack
+            .register_model(model.request.clone())
+            .await
+            .map_err(|err| {
+                let hint = if err.kind() == llama_stack_core::ErrorKind::Conflict {
+                    format!(
+                        "; the registry at {} holds a different model under this name: unregister it or use another SQLITE_STORE_DIR",
+                        db_path.display()
+                    )
+                } else {
+                    String::new()
+                };
+                Error::new(
+                    err.kind(),
+                    format!(
+                        "{}: cannot register model `{model_id}` on provider `{provider_id}`: {}{hint}",
+                        model.path,
+                        err.message()
+                    ),
+                )
+            })?;
+    }
+
+    Ok(Built {
+        stack,
+        server: loaded.server.clone(),
+        not_implemented: loaded.not_implemented.clone(),
+    })
+}
