@@ -209,23 +209,38 @@ async fn unopenable_store_is_reported() {
     assert!(message.contains("metadata_store"), "{message}");
 }
 
-/// The shipped `local` distribution on the real candle provider, with no model files. While
-/// candle accepts models without loading weights this checks persistence end to end; once
-/// registration needs real weights, the build fails at `models[0]` and the check is skipped.
+/// The shipped `local` distribution on the real candle provider with a tiny test model: the
+/// run.yaml model loads, and its registration persists across a second build.
 #[tokio::test]
 async fn local_distribution_builds_on_candle() {
+    use llama_stack_provider_inference_candle::test_model::{self, Preset, TestModelOptions};
+    let tokenizer = std::env::var_os("LLAMA3_TOKENIZER_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap())
+                .join(".llama/tokenizer/llama3/tokenizer.model")
+        });
+    assert!(tokenizer.is_file(), "run scripts/fetch-tokenizer.sh first");
+    let model_dir = tempfile::tempdir().unwrap();
+    test_model::create(
+        model_dir.path(),
+        &TestModelOptions {
+            preset: Preset::Tiny,
+            dtype: candle_core::DType::F32,
+            tiktoken_model: &tokenizer,
+            seed: 0,
+        },
+    )
+    .unwrap();
     let store = tempfile::tempdir().unwrap();
     let path = repo_dir().join("distributions/local/run.yaml");
-    let vars = store_env(store.path());
+    let mut vars = store_env(store.path());
+    vars.insert(
+        "LLAMA_MODEL_PATH".into(),
+        model_dir.path().to_string_lossy().into_owned(),
+    );
     let loaded = load_with(&path, &vars, &builtin_registry()).unwrap();
-    let stack = match build(loaded).await {
-        Ok(built) => built.stack,
-        Err(err) if err.to_string().starts_with("models[0]:") => {
-            eprintln!("skipped: the candle provider needs model files to register a model: {err}");
-            return;
-        }
-        Err(err) => panic!("local distribution failed to build: {err}"),
-    };
+    let stack = build(loaded).await.expect("the local distribution builds").stack;
     let model = stack
         .get_model("candle/meta-llama/Llama-3.2-1B-Instruct")
         .await
@@ -237,4 +252,13 @@ async fn local_distribution_builds_on_candle() {
     let stack = build(loaded).await.unwrap().stack;
     assert_eq!(stack.list_models().await.len(), 1);
     assert!(store.path().join("registry.db").is_file());
+
+    // Without model files the build fails and names the model entry.
+    vars.insert("LLAMA_MODEL_PATH".into(), "/nonexistent/model".into());
+    let other_store = tempfile::tempdir().unwrap();
+    vars.extend(store_env(other_store.path()));
+    let loaded = load_with(&path, &vars, &builtin_registry()).unwrap();
+    let message = build(loaded).await.err().expect("missing model").to_string();
+    assert!(message.contains("models[0]"), "{message}");
+    assert!(message.contains("/nonexistent/model"), "{message}");
 }
