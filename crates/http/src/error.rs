@@ -195,6 +195,14 @@ where
                         serde_path_to_error::Segment::Unknown => {}
                     }
                 }
+                // A missing field is reported at its parent; name the field, as pydantic does.
+                let text = inner.to_string();
+                if let Some(field) = text
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.split('`').next())
+                {
+                    location.push(field.into());
+                }
                 let path = err.path().to_string();
                 let message = if path == "." {
                     inner.to_string()
