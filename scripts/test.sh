@@ -56,7 +56,7 @@ run_phase() {
 run_phase "fetch-tokenizer" fatal bash scripts/fetch-tokenizer.sh
 run_phase "setup-python" fatal bash scripts/setup-python.sh
 run_phase "cargo build" fatal cargo build --workspace --all-targets
-run_phase "cargo test" continue cargo test --workspace
+run_phase "cargo test" continue cargo test --workspace --no-fail-fast
 
 # The e2e suite uses the binary just built rather than invoking cargo again.
 target_dir="$(cargo metadata --format-version 1 --no-deps \

@@ -83,6 +83,7 @@ class Server:
         assert not self.running, f"{self.name} is already running"
         self.port = free_port()
         env = dict(os.environ)
+        env.setdefault("NO_COLOR", "1")  # plain log files
         env.update(self.env)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:

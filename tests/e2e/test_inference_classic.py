@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from e2e_support import (
+    HTTP_TIMEOUT_S,
     MODEL_IDENTIFIER,
     SERVED_MODEL,
     assert_token_metrics,
@@ -58,11 +59,11 @@ def test_chat_completion_response_shape(client):
         assert by_name["completion_tokens"] == MAX_TOKENS
 
 
-def test_chat_completion_raw_body_has_null_fields(base_url):
+def test_chat_completion_raw_body_fields(base_url):
     resp = requests.post(
         f"{base_url}/v1/inference/chat-completion",
         json={"model_id": MODEL_IDENTIFIER, "messages": MESSAGES, "sampling_params": greedy()},
-        timeout=120,
+        timeout=HTTP_TIMEOUT_S,
     )
     assert resp.status_code == 200, resp.text
     body = resp.json()
@@ -71,6 +72,8 @@ def test_chat_completion_raw_body_has_null_fields(base_url):
     assert set(body["completion_message"]) >= {"role", "content", "stop_reason", "tool_calls"}
     for metric in body["metrics"]:
         assert set(metric) == {"metric", "value", "unit"}, metric
+        # Token counts are integers on the wire, as upstream serialises them ("value": 23).
+        assert isinstance(metric["value"], int), metric
 
 
 @pytest.mark.parametrize("max_tokens", [1, 3, MAX_TOKENS])
@@ -181,6 +184,7 @@ def test_chat_stream_raw_sse_framing(base_url):
     assert events[-1]["event"]["stop_reason"] == "out_of_tokens"
     names = [m["metric"] for m in events[-1]["metrics"]]
     assert names == ["prompt_tokens", "completion_tokens", "total_tokens"]
+    assert all(isinstance(m["value"], int) for m in events[-1]["metrics"]), events[-1]["metrics"]
 
 
 # --- completion -----------------------------------------------------------------------------
