@@ -22,8 +22,7 @@ fn healthy(port: u16) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    if s
-        .write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    if s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .is_err()
     {
         return false;
@@ -66,7 +65,10 @@ fn main() {
         .stdout(Stdio::null())
         .status()
         .unwrap();
-    assert!(status.success(), "model create-test failed (run scripts/fetch-tokenizer.sh)");
+    assert!(
+        status.success(),
+        "model create-test failed (run scripts/fetch-tokenizer.sh)"
+    );
     let mut ready_ms = Vec::new();
     let mut rss = Vec::new();
     for run in 0..5 {
@@ -75,7 +77,10 @@ fn main() {
         let t = Instant::now();
         let mut child = start(&model, &store, port);
         while !healthy(port) {
-            assert!(t.elapsed() < Duration::from_secs(60), "server did not become ready");
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "server did not become ready"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         ready_ms.push(t.elapsed().as_secs_f64() * 1000.0);

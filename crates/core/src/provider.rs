@@ -137,7 +137,10 @@ pub fn parse_config<C: DeserializeOwned>(value: &serde_json::Value) -> Result<C,
                     (Some(f), p, true) => format!("{p}.{f}"),
                     (_, p, _) => p.to_string(),
                 };
-                issues.push(ConfigIssue::new(shown_path.trim_start_matches('.'), message));
+                issues.push(ConfigIssue::new(
+                    shown_path.trim_start_matches('.'),
+                    message,
+                ));
                 if missing {
                     return Err(issues);
                 }

@@ -240,7 +240,10 @@ async fn local_distribution_builds_on_candle() {
         model_dir.path().to_string_lossy().into_owned(),
     );
     let loaded = load_with(&path, &vars, &builtin_registry()).unwrap();
-    let stack = build(loaded).await.expect("the local distribution builds").stack;
+    let stack = build(loaded)
+        .await
+        .expect("the local distribution builds")
+        .stack;
     let model = stack
         .get_model("candle/meta-llama/Llama-3.2-1B-Instruct")
         .await
@@ -258,7 +261,11 @@ async fn local_distribution_builds_on_candle() {
     let other_store = tempfile::tempdir().unwrap();
     vars.extend(store_env(other_store.path()));
     let loaded = load_with(&path, &vars, &builtin_registry()).unwrap();
-    let message = build(loaded).await.err().expect("missing model").to_string();
+    let message = build(loaded)
+        .await
+        .err()
+        .expect("missing model")
+        .to_string();
     assert!(message.contains("models[0]"), "{message}");
     assert!(message.contains("/nonexistent/model"), "{message}");
 }

@@ -123,14 +123,18 @@ fn main() {
             std::fs::remove_dir_all(&dir).ok();
         }
     }
-    println!(
-        "| preset | dtype | load s | prompt tok | prefill s | decoded tok | decode tok/s |"
-    );
+    println!("| preset | dtype | load s | prompt tok | prefill s | decoded tok | decode tok/s |");
     println!("|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
             "| {} | {} | {:.2} | {} | {:.2} | {} | {:.2} |",
-            r.preset, r.dtype, r.load_s, r.prompt_tokens, r.prefill_s, r.decode_tokens, r.decode_tps
+            r.preset,
+            r.dtype,
+            r.load_s,
+            r.prompt_tokens,
+            r.prefill_s,
+            r.decode_tokens,
+            r.decode_tps
         );
     }
 }

@@ -85,19 +85,23 @@ impl CandleProvider {
         Ok(asked.min(engine.max_seq_len - prompt_len))
     }
 
+    /// Tokenizes the prompt and queues the generation; returns the engine's event stream and
+    /// the detokenizer for it, with the prompt length.
     fn start_job(
         &self,
         engine: &EngineHandle,
-        prompt: Vec<u32>,
+        pieces: &[Piece],
         params: &SamplingParams,
-    ) -> Result<mpsc::Receiver<engine::EngineEvent>> {
+    ) -> Result<(mpsc::Receiver<engine::EngineEvent>, TextAssembler, usize)> {
+        let prompt = encode(&engine.tokenizer, pieces)?;
+        let prompt_len = prompt.len();
         let sampling = SamplingSettings::from_strategy(
             &params.strategy,
             params.repetition_penalty,
             params.seed,
         )
         .map_err(Error::invalid)?;
-        let max_tokens = self.max_tokens(params, prompt.len(), engine)?;
+        let max_tokens = self.max_tokens(params, prompt_len, engine)?;
         let (events, receiver) = mpsc::channel(EVENT_BUFFER);
         engine.submit(Job {
             prompt,
@@ -105,7 +109,11 @@ impl CandleProvider {
             sampling,
             events,
         })?;
-        Ok(receiver)
+        let text = TextAssembler::new(
+            engine.tokenizer.clone(),
+            params.stop.clone().unwrap_or_default(),
+        );
+        Ok((receiver, text, prompt_len))
     }
 }
 
@@ -191,14 +199,8 @@ impl InferenceProvider for CandleProvider {
             today: chrono::Local::now().date_naive(),
         };
         let pieces = render_chat(&request.messages, &options);
-        let prompt = encode(&engine.tokenizer, &pieces)?;
         let params = request.sampling_params.clone().unwrap_or_default();
-        let prompt_len = prompt.len();
-        let events = self.start_job(&engine, prompt, &params)?;
-        let text = TextAssembler::new(
-            engine.tokenizer.clone(),
-            params.stop.clone().unwrap_or_default(),
-        );
+        let (events, text, prompt_len) = self.start_job(&engine, &pieces, &params)?;
         let (out, chunks) = mpsc::channel(EVENT_BUFFER);
         tokio::spawn(pump_chat(events, out, text, tools, prompt_len));
         Ok(ReceiverStream::new(chunks).boxed())
@@ -211,14 +213,8 @@ impl InferenceProvider for CandleProvider {
     ) -> Result<CompletionStream> {
         let engine = self.engine_for(model)?;
         let pieces = render_completion(&request.content.as_text("\n"));
-        let prompt = encode(&engine.tokenizer, &pieces)?;
         let params = request.sampling_params.clone().unwrap_or_default();
-        let prompt_len = prompt.len();
-        let events = self.start_job(&engine, prompt, &params)?;
-        let text = TextAssembler::new(
-            engine.tokenizer.clone(),
-            params.stop.clone().unwrap_or_default(),
-        );
+        let (events, text, prompt_len) = self.start_job(&engine, &pieces, &params)?;
         let (out, chunks) = mpsc::channel(EVENT_BUFFER);
         tokio::spawn(pump_completion(events, out, text, prompt_len));
         Ok(ReceiverStream::new(chunks).boxed())

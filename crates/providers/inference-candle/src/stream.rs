@@ -126,6 +126,40 @@ fn chunk(event_type: ChatEventType, delta: ContentDelta) -> ChatCompletionRespon
     ChatCompletionResponseStreamChunk::new(event_type, delta)
 }
 
+/// What the engine did next.
+enum Next {
+    Token(u32),
+    End(StopReason),
+}
+
+async fn next(events: &mut mpsc::Receiver<EngineEvent>) -> Result<Next> {
+    match events.recv().await {
+        None => Err(Error::internal("the inference engine stopped unexpectedly")),
+        Some(EngineEvent::Token(id)) => Ok(Next::Token(id)),
+        Some(EngineEvent::Failed(message)) => {
+            Err(Error::internal(format!("generation failed: {message}")))
+        }
+        Some(other) => Ok(Next::End(stop_reason_for(&other))),
+    }
+}
+
+/// Sends one item; false when the consumer is gone.
+async fn send<T>(out: &mpsc::Sender<Result<T>>, item: Result<T>) -> bool {
+    out.send(item).await.is_ok()
+}
+
+/// The text of a chat reply, as a text delta, or as raw tool-call text after `<|python_tag|>`.
+fn text_delta(text: String, python_tag: bool) -> ContentDelta {
+    if python_tag {
+        ContentDelta::ToolCall {
+            tool_call: ToolCallOrText::Text(text),
+            parse_status: ToolCallParseStatus::InProgress,
+        }
+    } else {
+        ContentDelta::text(text)
+    }
+}
+
 /// Pumps engine events into classic chat chunks until the generation ends or the consumer
 /// goes away (dropping `events` then stops the engine's work on this request).
 pub(crate) async fn pump_chat(
@@ -135,107 +169,60 @@ pub(crate) async fn pump_chat(
     tools: Vec<ToolDefinition>,
     prompt_tokens: usize,
 ) {
-    if out
-        .send(Ok(chunk(ChatEventType::Start, ContentDelta::text(""))))
-        .await
-        .is_err()
+    if !send(
+        &out,
+        Ok(chunk(ChatEventType::Start, ContentDelta::text(""))),
+    )
+    .await
     {
         return;
     }
     let mut generated = 0usize;
     let mut python_tag = false;
-    let mut tool_buffer_started = false;
     let finish = loop {
-        let Some(event) = events.recv().await else {
-            let _ = out
-                .send(Err(Error::internal(
-                    "the inference engine stopped unexpectedly",
-                )))
-                .await;
-            return;
-        };
-        match event {
-            EngineEvent::Token(id) => {
-                generated += 1;
-                if id == PYTHON_TAG && generated == 1 {
-                    python_tag = true;
-                    continue;
-                }
-                let piece = match text.push(id) {
-                    Ok(p) => p,
-                    Err(err) => {
-                        let _ = out.send(Err(err)).await;
-                        return;
-                    }
-                };
-                if !piece.is_empty() {
-                    let delta = if python_tag {
-                        let status = if tool_buffer_started {
-                            ToolCallParseStatus::InProgress
-                        } else {
-                            ToolCallParseStatus::Started
-                        };
-                        if !tool_buffer_started {
-                            tool_buffer_started = true;
-                            let started = ContentDelta::ToolCall {
-                                tool_call: ToolCallOrText::Text(String::new()),
-                                parse_status: status,
-                            };
-                            if out
-                                .send(Ok(chunk(ChatEventType::Progress, started)))
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                        ContentDelta::ToolCall {
-                            tool_call: ToolCallOrText::Text(piece),
-                            parse_status: ToolCallParseStatus::InProgress,
-                        }
-                    } else {
-                        ContentDelta::text(piece)
-                    };
-                    if out
-                        .send(Ok(chunk(ChatEventType::Progress, delta)))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                if text.stop_hit {
-                    break StopReason::EndOfTurn;
-                }
-            }
-            EngineEvent::Failed(message) => {
-                let _ = out
-                    .send(Err(Error::internal(format!(
-                        "generation failed: {message}"
-                    ))))
-                    .await;
+        let id = match next(&mut events).await {
+            Ok(Next::Token(id)) => id,
+            Ok(Next::End(reason)) => break reason,
+            Err(err) => {
+                send(&out, Err(err)).await;
                 return;
             }
-            other => break stop_reason_for(&other),
+        };
+        generated += 1;
+        if id == PYTHON_TAG && generated == 1 {
+            python_tag = true;
+            let started = ContentDelta::ToolCall {
+                tool_call: ToolCallOrText::Text(String::new()),
+                parse_status: ToolCallParseStatus::Started,
+            };
+            if !send(&out, Ok(chunk(ChatEventType::Progress, started))).await {
+                return;
+            }
+            continue;
+        }
+        match text.push(id) {
+            Ok(piece) if piece.is_empty() => {}
+            Ok(piece) => {
+                let delta = text_delta(piece, python_tag);
+                if !send(&out, Ok(chunk(ChatEventType::Progress, delta))).await {
+                    return;
+                }
+            }
+            Err(err) => {
+                send(&out, Err(err)).await;
+                return;
+            }
+        }
+        if text.stop_hit {
+            break StopReason::EndOfTurn;
         }
     };
     // Let the engine move on at once: nothing more is needed from it.
     drop(events);
     let rest = text.finish();
     if !rest.is_empty() {
-        let delta = if python_tag {
-            ContentDelta::ToolCall {
-                tool_call: ToolCallOrText::Text(rest),
-                parse_status: ToolCallParseStatus::InProgress,
-            }
-        } else {
-            ContentDelta::text(rest)
-        };
-        if out
-            .send(Ok(chunk(ChatEventType::Progress, delta)))
-            .await
-            .is_err()
-        {
+        let delta = text_delta(rest, python_tag);
+        if !send(&out, Ok(chunk(ChatEventType::Progress, delta))).await {
             return;
         }
     }
@@ -243,23 +230,26 @@ pub(crate) async fn pump_chat(
         for delta in tool_call_deltas(text.full_text(), python_tag, &tools) {
             let mut c = chunk(ChatEventType::Progress, delta);
             c.event.stop_reason = Some(finish);
-            if out.send(Ok(c)).await.is_err() {
+            if !send(&out, Ok(c)).await {
                 return;
             }
         }
     }
-    let usage = Usage {
-        prompt_tokens: prompt_tokens as u32,
-        completion_tokens: generated as u32,
-    };
     let mut last = chunk(ChatEventType::Complete, ContentDelta::text(""));
     last.event.stop_reason = Some(finish);
-    last.metrics = Some(usage.metrics());
-    let _ = out.send(Ok(last)).await;
+    last.metrics = Some(usage(prompt_tokens, generated).metrics());
+    send(&out, Ok(last)).await;
 }
 
-/// The final tool-call deltas: `succeeded` for each call of a requested (or builtin) tool,
-/// `failed` when a tool call was announced or attempted but cannot be used.
+fn usage(prompt_tokens: usize, generated: usize) -> Usage {
+    Usage {
+        prompt_tokens: prompt_tokens as u32,
+        completion_tokens: generated as u32,
+    }
+}
+
+/// The final tool-call deltas: `succeeded` for each call of a requested tool, `failed` when a
+/// tool call was announced or attempted but cannot be used.
 fn tool_call_deltas(text: &str, python_tag: bool, tools: &[ToolDefinition]) -> Vec<ContentDelta> {
     let calls = llama_stack_llama3::parse_tool_calls(text, python_tag);
     if calls.is_empty() {
@@ -275,8 +265,7 @@ fn tool_call_deltas(text: &str, python_tag: bool, tools: &[ToolDefinition]) -> V
     calls
         .into_iter()
         .map(|call| {
-            let known = tools.iter().any(|t| t.tool_name == call.tool_name);
-            if known {
+            if tools.iter().any(|t| t.tool_name == call.tool_name) {
                 ContentDelta::ToolCall {
                     tool_call: ToolCallOrText::Call(call),
                     parse_status: ToolCallParseStatus::Succeeded,
@@ -298,67 +287,124 @@ pub(crate) async fn pump_completion(
     mut text: TextAssembler,
     prompt_tokens: usize,
 ) {
-    let mut generated = 0usize;
     let delta = |d: String| CompletionResponseStreamChunk {
         delta: d,
         stop_reason: None,
         logprobs: None,
         metrics: None,
     };
+    let mut generated = 0usize;
     let finish = loop {
-        let Some(event) = events.recv().await else {
-            let _ = out
-                .send(Err(Error::internal(
-                    "the inference engine stopped unexpectedly",
-                )))
-                .await;
-            return;
-        };
-        match event {
-            EngineEvent::Token(id) => {
-                generated += 1;
-                match text.push(id) {
-                    Ok(piece) if !piece.is_empty() => {
-                        if out.send(Ok(delta(piece))).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(err) => {
-                        let _ = out.send(Err(err)).await;
-                        return;
-                    }
-                }
-                if text.stop_hit {
-                    break StopReason::EndOfTurn;
-                }
-            }
-            EngineEvent::Failed(message) => {
-                let _ = out
-                    .send(Err(Error::internal(format!(
-                        "generation failed: {message}"
-                    ))))
-                    .await;
+        let id = match next(&mut events).await {
+            Ok(Next::Token(id)) => id,
+            Ok(Next::End(reason)) => break reason,
+            Err(err) => {
+                send(&out, Err(err)).await;
                 return;
             }
-            other => break stop_reason_for(&other),
+        };
+        generated += 1;
+        match text.push(id) {
+            Ok(piece) if piece.is_empty() => {}
+            Ok(piece) => {
+                if !send(&out, Ok(delta(piece))).await {
+                    return;
+                }
+            }
+            Err(err) => {
+                send(&out, Err(err)).await;
+                return;
+            }
+        }
+        if text.stop_hit {
+            break StopReason::EndOfTurn;
         }
     };
     drop(events);
     let rest = text.finish();
-    if !rest.is_empty() && out.send(Ok(delta(rest))).await.is_err() {
+    if !rest.is_empty() && !send(&out, Ok(delta(rest))).await {
         return;
     }
-    let usage = Usage {
-        prompt_tokens: prompt_tokens as u32,
-        completion_tokens: generated as u32,
-    };
-    let _ = out
-        .send(Ok(CompletionResponseStreamChunk {
+    send(
+        &out,
+        Ok(CompletionResponseStreamChunk {
             delta: String::new(),
             stop_reason: Some(finish),
             logprobs: None,
-            metrics: Some(usage.metrics()),
-        }))
-        .await;
+            metrics: Some(usage(prompt_tokens, generated).metrics()),
+        }),
+    )
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tool(name: &str) -> ToolDefinition {
+        ToolDefinition {
+            tool_name: name.into(),
+            description: None,
+            parameters: None,
+        }
+    }
+
+    #[test]
+    fn a_call_of_a_requested_tool_succeeds() {
+        let deltas = tool_call_deltas(
+            r#"{"type": "function", "name": "get_weather", "parameters": {"city": "Paris"}}"#,
+            false,
+            &[tool("get_weather")],
+        );
+        match deltas.as_slice() {
+            [
+                ContentDelta::ToolCall {
+                    tool_call: ToolCallOrText::Call(call),
+                    parse_status: ToolCallParseStatus::Succeeded,
+                },
+            ] => {
+                assert_eq!(call.tool_name, "get_weather");
+                assert_eq!(call.arguments["city"], "Paris");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_call_of_an_unrequested_tool_fails() {
+        let deltas = tool_call_deltas("[book_flight(to=\"Rome\")]", false, &[tool("get_weather")]);
+        assert!(matches!(
+            deltas.as_slice(),
+            [ContentDelta::ToolCall {
+                parse_status: ToolCallParseStatus::Failed,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn plain_text_without_python_tag_has_no_tool_deltas() {
+        assert!(tool_call_deltas("Hello there.", false, &[tool("get_weather")]).is_empty());
+    }
+
+    #[test]
+    fn engine_events_map_to_stop_reasons() {
+        use llama_stack_llama3::END_OF_TEXT;
+        assert_eq!(
+            stop_reason_for(&EngineEvent::Stopped(EOT_ID)),
+            StopReason::EndOfTurn
+        );
+        assert_eq!(
+            stop_reason_for(&EngineEvent::Stopped(EOM_ID)),
+            StopReason::EndOfMessage
+        );
+        assert_eq!(
+            stop_reason_for(&EngineEvent::Stopped(END_OF_TEXT)),
+            StopReason::EndOfTurn
+        );
+        assert_eq!(
+            stop_reason_for(&EngineEvent::Length),
+            StopReason::OutOfTokens
+        );
+    }
 }

@@ -19,7 +19,8 @@ fn tokenizer() -> PathBuf {
     let path = std::env::var_os("LLAMA3_TOKENIZER_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".llama/tokenizer/llama3/tokenizer.model")
+            PathBuf::from(std::env::var("HOME").unwrap())
+                .join(".llama/tokenizer/llama3/tokenizer.model")
         });
     assert!(
         path.is_file(),
@@ -59,7 +60,10 @@ fn model() -> Model {
 
 async fn provider(extra: serde_json::Value) -> CandleProvider {
     let mut config = serde_json::json!({"model_path": model_dir().to_string_lossy()});
-    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    config
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     let config: CandleConfig = serde_json::from_value(config).unwrap();
     let provider = CandleProvider::new(config, ProviderContext::default()).unwrap();
     provider.register_model(&model()).await.unwrap();
@@ -69,7 +73,10 @@ async fn provider(extra: serde_json::Value) -> CandleProvider {
 fn chat(max_tokens: u32, strategy: SamplingStrategy, seed: Option<u64>) -> ChatCompletionRequest {
     ChatCompletionRequest {
         model_id: "test".into(),
-        messages: vec![Message::system("You are terse."), Message::user("Say hello")],
+        messages: vec![
+            Message::system("You are terse."),
+            Message::user("Say hello"),
+        ],
         sampling_params: Some(SamplingParams {
             strategy,
             max_tokens: Some(max_tokens),
@@ -93,12 +100,20 @@ fn text_of(r: &llama_stack_types::ChatCompletionResponse) -> String {
 #[tokio::test]
 async fn greedy_generation_is_deterministic_and_bounded() {
     let p = provider(serde_json::json!({})).await;
-    let a = collect_chat(p.chat_completion(&model(), chat(6, SamplingStrategy::Greedy, None)).await.unwrap())
-        .await
-        .unwrap();
-    let b = collect_chat(p.chat_completion(&model(), chat(6, SamplingStrategy::Greedy, None)).await.unwrap())
-        .await
-        .unwrap();
+    let a = collect_chat(
+        p.chat_completion(&model(), chat(6, SamplingStrategy::Greedy, None))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let b = collect_chat(
+        p.chat_completion(&model(), chat(6, SamplingStrategy::Greedy, None))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(text_of(&a), text_of(&b));
     let usage = llama_stack_types::Usage::from_metrics(a.metrics.as_ref().unwrap());
     assert!(usage.completion_tokens <= 6);
@@ -118,16 +133,24 @@ async fn stream_has_start_progress_and_complete_with_metrics() {
         .map(|c| c.unwrap())
         .collect()
         .await;
-    assert_eq!(chunks.first().unwrap().event.event_type, ChatEventType::Start);
+    assert_eq!(
+        chunks.first().unwrap().event.event_type,
+        ChatEventType::Start
+    );
     let last = chunks.last().unwrap();
     assert_eq!(last.event.event_type, ChatEventType::Complete);
     assert!(last.event.stop_reason.is_some());
     let metrics = last.metrics.as_ref().unwrap();
     let names: Vec<_> = metrics.iter().map(|m| m.metric.as_str()).collect();
-    assert_eq!(names, ["prompt_tokens", "completion_tokens", "total_tokens"]);
-    assert!(chunks[1..chunks.len() - 1]
-        .iter()
-        .all(|c| c.event.event_type == ChatEventType::Progress));
+    assert_eq!(
+        names,
+        ["prompt_tokens", "completion_tokens", "total_tokens"]
+    );
+    assert!(
+        chunks[1..chunks.len() - 1]
+            .iter()
+            .all(|c| c.event.event_type == ChatEventType::Progress)
+    );
 }
 
 #[tokio::test]
@@ -140,7 +163,13 @@ async fn the_same_seed_gives_the_same_sample() {
     let run = |seed| {
         let request = chat(8, strategy.clone(), Some(seed));
         let p = &p;
-        async move { text_of(&collect_chat(p.chat_completion(&model(), request).await.unwrap()).await.unwrap()) }
+        async move {
+            text_of(
+                &collect_chat(p.chat_completion(&model(), request).await.unwrap())
+                    .await
+                    .unwrap(),
+            )
+        }
     };
     assert_eq!(run(42).await, run(42).await);
 }
@@ -168,9 +197,13 @@ async fn stop_strings_cut_the_output_before_them() {
     assert!(chars.len() >= 3, "need some text to cut: {full:?}");
     // A stop string taken from the middle of the unconstrained output.
     let stop: String = chars[chars.len() / 2..chars.len() / 2 + 1].iter().collect();
-    let cut = collect_completion(p.completion(&model(), request(Some(vec![stop.clone()]))).await.unwrap())
-        .await
-        .unwrap();
+    let cut = collect_completion(
+        p.completion(&model(), request(Some(vec![stop.clone()])))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     assert!(!cut.content.contains(&stop), "{cut:?} still holds {stop:?}");
     assert!(full.starts_with(&cut.content));
     assert_eq!(cut.stop_reason, StopReason::EndOfTurn);
@@ -180,9 +213,15 @@ async fn stop_strings_cut_the_output_before_them() {
 async fn a_full_queue_is_refused_and_a_dropped_stream_frees_the_engine() {
     let p = provider(serde_json::json!({"max_queue": 1})).await;
     // Not consumed: the engine blocks on this request once its event buffer fills.
-    let running = p.chat_completion(&model(), chat(5000, SamplingStrategy::Greedy, None)).await.unwrap();
+    let running = p
+        .chat_completion(&model(), chat(5000, SamplingStrategy::Greedy, None))
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let queued = p.chat_completion(&model(), chat(3, SamplingStrategy::Greedy, None)).await.unwrap();
+    let queued = p
+        .chat_completion(&model(), chat(3, SamplingStrategy::Greedy, None))
+        .await
+        .unwrap();
     let refused = p
         .chat_completion(&model(), chat(3, SamplingStrategy::Greedy, None))
         .await
@@ -215,7 +254,11 @@ async fn broken_model_directories_are_clear_errors() {
     let config = |path: &Path| -> CandleConfig {
         serde_json::from_value(serde_json::json!({"model_path": path.to_string_lossy()})).unwrap()
     };
-    let missing = CandleProvider::new(config(Path::new("/nonexistent/model")), ProviderContext::default()).unwrap();
+    let missing = CandleProvider::new(
+        config(Path::new("/nonexistent/model")),
+        ProviderContext::default(),
+    )
+    .unwrap();
     let err = missing.register_model(&model()).await.unwrap_err();
     assert!(err.message().contains("does not exist"), "{err}");
 
@@ -225,7 +268,8 @@ async fn broken_model_directories_are_clear_errors() {
         std::fs::copy(model_dir().join(f), dir.path().join(f)).unwrap();
     }
     let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(model_dir().join("config.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(model_dir().join("config.json")).unwrap())
+            .unwrap();
     cfg["num_hidden_layers"] = 3.into();
     std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
     let err = CandleProvider::new(config(dir.path()), ProviderContext::default())
@@ -233,5 +277,8 @@ async fn broken_model_directories_are_clear_errors() {
         .register_model(&model())
         .await
         .unwrap_err();
-    assert!(err.message().contains("missing tensor model.layers.2"), "{err}");
+    assert!(
+        err.message().contains("missing tensor model.layers.2"),
+        "{err}"
+    );
 }
