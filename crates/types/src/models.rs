@@ -53,13 +53,6 @@ pub struct ModelListItem {
     pub custom_metadata: serde_json::Value,
 }
 
-/// `GET /v1/models`: the classic `{"data": [...]}` envelope, with the OpenAI `object: "list"`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ModelList {
-    pub object: String,
-    pub data: Vec<ModelListItem>,
-}
-
 /// `POST /v1/models`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use llama_stack_core::Stack;
-use llama_stack_types::{DataList, Model, ModelList, OpenAiModel, RegisterModelRequest};
+use llama_stack_types::{DataList, Model, ModelListItem, OpenAiModel, RegisterModelRequest};
 
 use crate::error::{ApiJson, Classic, ClassicError};
 
@@ -15,10 +15,9 @@ fn model_id(raw: &str) -> &str {
 }
 
 #[utoipa::path(get, path = "/v1/models", tag = "models",
-    responses((status = 200, description = "Classic and OpenAI fields on every item", body = ModelList)))]
-pub async fn list_models(State(stack): State<Arc<Stack>>) -> Json<ModelList> {
-    Json(ModelList {
-        object: "list".into(),
+    responses((status = 200, description = "Classic and OpenAI fields on every item", body = DataList<ModelListItem>)))]
+pub async fn list_models(State(stack): State<Arc<Stack>>) -> Json<DataList<ModelListItem>> {
+    Json(DataList {
         data: stack.list_models_for_clients().await,
     })
 }
