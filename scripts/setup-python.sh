@@ -40,3 +40,15 @@ import llama_stack_client, openai, pytest, requests, yaml  # noqa: F401
 print("setup-python: llama-stack-client", md.version("llama-stack-client"),
       "| openai", md.version("openai"), "| pytest", md.version("pytest"))
 PY
+
+# The 0.7 generation of the client (OpenAI-style routes) lives in its own venv, since one venv
+# holds one version of a package. Same --ignore-requires-python reason as above.
+venv07="${LLAMA_STACK_VENV_CLIENT07:-$repo_root/.venv-client07}"
+if [ ! -x "$venv07/bin/python" ]; then
+  "$python" -m venv "$venv07"
+fi
+if ! "$venv07/bin/python" -c 'import importlib.metadata as md; assert md.version("llama-stack-client").startswith("0.7.")' 2>/dev/null; then
+  "$venv07/bin/python" -m pip install "${pip_quiet[@]}" "numpy<2.3" "pandas<3"
+  "$venv07/bin/python" -m pip install "${pip_quiet[@]}" --ignore-requires-python "llama-stack-client>=0.7,<0.8"
+fi
+"$venv07/bin/python" -c 'import importlib.metadata as md; print("setup-python: client 0.7 venv has llama-stack-client", md.version("llama-stack-client"))'
