@@ -5,11 +5,17 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
-use llama_stack_provider_inference_candle::test_model::{self, Preset, TestModelOptions};
+use llama_stack_provider_inference_candle::test_model::{self, GgufType, Preset, TestModelOptions};
 
 #[derive(Subcommand)]
 pub enum ModelCommand {
-    /// Write a random-weight Llama 3 model in Hugging Face layout, for tests and trials.
+    /// Write a random-weight Llama 3 model, for tests and trials.
+    ///
+    /// `--format safetensors` writes the Hugging Face layout: config.json, model.safetensors,
+    /// tokenizer.json, tokenizer_config.json, generation_config.json. `--format gguf` writes
+    /// model.gguf (llama.cpp's Llama 3 layout, with the full tokenizer and rope scaling in its
+    /// metadata; llama.cpp and candle load it) plus tokenizer.json and tokenizer_config.json.
+    /// One seed gives the same weights in both formats.
     CreateTest {
         /// Directory to write (created if needed).
         dir: PathBuf,
@@ -19,9 +25,12 @@ pub enum ModelCommand {
         /// File format of the weights.
         #[arg(long, value_enum, default_value_t = Format::Safetensors)]
         format: Format,
-        /// Stored weight precision.
+        /// Stored weight precision (safetensors).
         #[arg(long, value_enum, default_value_t = WeightType::F32)]
         dtype: WeightType,
+        /// Storage of the weight matrices (gguf; default f32). Norms stay f32.
+        #[arg(long, value_enum)]
+        quant: Option<Quant>,
         /// Meta's Llama 3 `tokenizer.model` (tiktoken format); see scripts/fetch-tokenizer.sh.
         #[arg(long, env = "LLAMA3_TOKENIZER_MODEL")]
         tokenizer: Option<PathBuf>,
@@ -37,10 +46,31 @@ pub enum Format {
     Gguf,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
 pub enum WeightType {
     F32,
     Bf16,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Quant {
+    F32,
+    F16,
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q4_0")]
+    Q4_0,
+}
+
+impl From<Quant> for GgufType {
+    fn from(q: Quant) -> GgufType {
+        match q {
+            Quant::F32 => GgufType::F32,
+            Quant::F16 => GgufType::F16,
+            Quant::Q8_0 => GgufType::Q8_0,
+            Quant::Q4_0 => GgufType::Q4_0,
+        }
+    }
 }
 
 fn default_tokenizer() -> PathBuf {
@@ -57,14 +87,23 @@ pub fn execute(command: ModelCommand) -> anyhow::Result<ExitCode> {
             preset,
             format,
             dtype,
+            quant,
             tokenizer,
             seed,
         } => {
             let preset: Preset = preset.parse().map_err(anyhow::Error::msg)?;
-            if format == Format::Gguf {
-                anyhow::bail!(
-                    "--format gguf is not built yet; write safetensors (the default) instead"
-                );
+            match format {
+                Format::Gguf if dtype == WeightType::Bf16 => {
+                    anyhow::bail!(
+                        "--dtype is for safetensors; GGUF takes --quant f32|f16|q8_0|q4_0"
+                    )
+                }
+                Format::Safetensors if quant.is_some() => {
+                    anyhow::bail!(
+                        "--quant is for --format gguf; safetensors takes --dtype f32|bf16"
+                    )
+                }
+                _ => {}
             }
             let tokenizer = tokenizer.unwrap_or_else(default_tokenizer);
             let options = TestModelOptions {
@@ -76,10 +115,17 @@ pub fn execute(command: ModelCommand) -> anyhow::Result<ExitCode> {
                 tiktoken_model: &tokenizer,
                 seed,
             };
-            test_model::create(&dir, &options)
+            let written = match format {
+                Format::Safetensors => test_model::create(&dir, &options).map(|()| dir.clone()),
+                Format::Gguf => {
+                    let ty = quant.map_or(GgufType::F32, GgufType::from);
+                    test_model::create_gguf(&dir, &options, ty)
+                }
+            };
+            let written = written
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .with_context(|| format!("writing a test model to {}", dir.display()))?;
-            println!("{}", dir.display());
+            println!("{}", written.display());
             Ok(ExitCode::SUCCESS)
         }
     }

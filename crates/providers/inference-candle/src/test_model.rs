@@ -1,12 +1,16 @@
-//! Writes random-weight Llama 3 models in Hugging Face layout, so the whole stack can be run
-//! and tested without downloading weights.
+//! Writes random-weight Llama 3 models in Hugging Face layout (safetensors) or as one GGUF
+//! file, so the whole stack, and llama.cpp, can be run and tested without downloading weights.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use llama_stack_core::{Error, Result};
 use rand::{Rng, SeedableRng};
+
+#[path = "gguf_writer.rs"]
+mod gguf_writer;
+pub use gguf_writer::GgufType;
 
 /// Sizes of a test model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +40,21 @@ struct Shape {
     kv_heads: usize,
 }
 
+impl Shape {
+    fn head_dim(&self) -> usize {
+        self.hidden / self.heads
+    }
+}
+
 impl Preset {
+    /// The name `--preset` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Tiny => "tiny",
+            Preset::OneB => "1b",
+        }
+    }
+
     fn shape(self) -> Shape {
         match self {
             Preset::Tiny => Shape {
@@ -60,10 +78,19 @@ impl Preset {
 /// The Llama 3 vocabulary: 128,000 BPE ranks and 256 special tokens.
 pub const VOCAB_SIZE: usize = 128_256;
 
+/// Hyper-parameters every preset shares with Llama 3.1/3.2.
+const CONTEXT_LENGTH: usize = 131_072;
+const RMS_NORM_EPS: f64 = 1e-5;
+const ROPE_THETA: f64 = 500_000.0;
+/// Llama 3 rope scaling: `factor`, `low_freq_factor`, `high_freq_factor`,
+/// `original_max_position_embeddings`.
+const ROPE_SCALING: (f64, f64, f64, usize) = (32.0, 1.0, 4.0, 8192);
+
 /// Options of `llama-stack model create-test`.
 pub struct TestModelOptions<'a> {
     pub preset: Preset,
-    /// `f32` or `bf16`: the stored weight type.
+    /// `f32` or `bf16`: the stored weight type of safetensors models ([`create_gguf`] ignores it
+    /// and takes a [`GgufType`] instead).
     pub dtype: DType,
     /// Meta's tiktoken `tokenizer.model`, converted to `tokenizer.json`.
     pub tiktoken_model: &'a Path,
@@ -79,9 +106,8 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     std::fs::write(path, text).map_err(|e| io_error(path, e))
 }
 
-/// Writes config.json, model.safetensors, tokenizer.json, tokenizer_config.json and
-/// generation_config.json into `dir`.
-pub fn create(dir: &Path, options: &TestModelOptions) -> Result<()> {
+/// Converts Meta's tiktoken file to a `tokenizer.json` value and creates `dir`.
+fn prepare(dir: &Path, options: &TestModelOptions) -> Result<serde_json::Value> {
     let tiktoken = std::fs::read_to_string(options.tiktoken_model).map_err(|e| {
         Error::invalid(format!(
             "cannot read the Llama 3 tokenizer at {}: {e}. Run scripts/fetch-tokenizer.sh or pass --tokenizer",
@@ -91,6 +117,21 @@ pub fn create(dir: &Path, options: &TestModelOptions) -> Result<()> {
     let tokenizer = llama_stack_llama3::hf_tokenizer_json_from_tiktoken(&tiktoken)
         .map_err(|e| Error::invalid(format!("{}: {e}", options.tiktoken_model.display())))?;
     std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    Ok(tokenizer)
+}
+
+fn write_tokenizer_files(dir: &Path, tokenizer: &serde_json::Value) -> Result<()> {
+    write_json(&dir.join("tokenizer.json"), tokenizer)?;
+    write_json(
+        &dir.join("tokenizer_config.json"),
+        &llama_stack_llama3::tokenizer_config_json(),
+    )
+}
+
+/// Writes config.json, model.safetensors, tokenizer.json, tokenizer_config.json and
+/// generation_config.json into `dir`.
+pub fn create(dir: &Path, options: &TestModelOptions) -> Result<()> {
+    let tokenizer = prepare(dir, options)?;
     let s = options.preset.shape();
     let torch_dtype = if options.dtype == DType::BF16 {
         "bfloat16"
@@ -107,16 +148,16 @@ pub fn create(dir: &Path, options: &TestModelOptions) -> Result<()> {
             "num_hidden_layers": s.layers,
             "num_attention_heads": s.heads,
             "num_key_value_heads": s.kv_heads,
-            "head_dim": s.hidden / s.heads,
+            "head_dim": s.head_dim(),
             "vocab_size": VOCAB_SIZE,
-            "max_position_embeddings": 131072,
-            "rms_norm_eps": 1e-5,
-            "rope_theta": 500000.0,
+            "max_position_embeddings": CONTEXT_LENGTH,
+            "rms_norm_eps": RMS_NORM_EPS,
+            "rope_theta": ROPE_THETA,
             "rope_scaling": {
-                "factor": 32.0,
-                "high_freq_factor": 4.0,
-                "low_freq_factor": 1.0,
-                "original_max_position_embeddings": 8192,
+                "factor": ROPE_SCALING.0,
+                "low_freq_factor": ROPE_SCALING.1,
+                "high_freq_factor": ROPE_SCALING.2,
+                "original_max_position_embeddings": ROPE_SCALING.3,
                 "rope_type": "llama3"
             },
             "tie_word_embeddings": true,
@@ -136,72 +177,80 @@ pub fn create(dir: &Path, options: &TestModelOptions) -> Result<()> {
             "top_p": 0.9,
         }),
     )?;
-    write_json(&dir.join("tokenizer.json"), &tokenizer)?;
-    write_json(
-        &dir.join("tokenizer_config.json"),
-        &llama_stack_llama3::tokenizer_config_json(),
-    )?;
-    write_weights(&dir.join("model.safetensors"), &s, options)
+    write_tokenizer_files(dir, &tokenizer)?;
+    let path = dir.join("model.safetensors");
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    random_weights(&s, options.dtype, options.seed, |name, tensor| {
+        tensors.insert(name, tensor);
+        Ok(())
+    })?;
+    candle_core::safetensors::save(&tensors, &path).map_err(|e| io_error(&path, e))
 }
 
-fn write_weights(path: &Path, s: &Shape, options: &TestModelOptions) -> Result<()> {
-    let head_dim = s.hidden / s.heads;
-    let kv = s.kv_heads * head_dim;
+/// Writes `model.gguf` (weights, hyper-parameters and the full Llama 3 tokenizer, in
+/// llama.cpp's conventions) plus `tokenizer.json` and `tokenizer_config.json` into `dir`, and
+/// returns the GGUF file's path. For one seed the weights are those [`create`] writes (with the
+/// query and key rows reordered for llama.cpp's rope layout), stored as `ty`.
+pub fn create_gguf(dir: &Path, options: &TestModelOptions, ty: GgufType) -> Result<PathBuf> {
+    let tokenizer = prepare(dir, options)?;
+    write_tokenizer_files(dir, &tokenizer)?;
+    let path = dir.join("model.gguf");
+    gguf_writer::write(&path, options.preset, &tokenizer, ty, options.seed)?;
+    Ok(path)
+}
+
+/// Draws the weights of a model of shape `s`, handing each to `visit` under its Hugging Face
+/// name, one at a time (so a GGUF writer can quantize as it goes). The draw order is fixed: one
+/// seed gives the same weights in every format.
+fn random_weights(
+    s: &Shape,
+    dtype: DType,
+    seed: u64,
+    mut visit: impl FnMut(String, Tensor) -> Result<()>,
+) -> Result<()> {
+    let kv = s.kv_heads * s.head_dim();
     // Uniform weights with the usual 0.02 standard deviation: a fast generator matters, since
     // the 1b preset draws 1.2 billion values.
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(options.seed);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     let bound = 0.02f32 * 3f32.sqrt();
-    let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let mut random = |shape: &[usize]| -> Result<Tensor> {
         let n: usize = shape.iter().product();
         let data: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
         Tensor::from_vec(data, shape, &Device::Cpu)
-            .and_then(|t| t.to_dtype(options.dtype))
+            .and_then(|t| t.to_dtype(dtype))
             .map_err(|e| Error::internal(e.to_string()))
     };
     let ones = |n: usize| -> Result<Tensor> {
-        Tensor::ones(n, options.dtype, &Device::Cpu).map_err(|e| Error::internal(e.to_string()))
+        Tensor::ones(n, dtype, &Device::Cpu).map_err(|e| Error::internal(e.to_string()))
     };
-    tensors.insert(
+    visit(
         "model.embed_tokens.weight".into(),
         random(&[VOCAB_SIZE, s.hidden])?,
-    );
-    tensors.insert("model.norm.weight".into(), ones(s.hidden)?);
+    )?;
+    visit("model.norm.weight".into(), ones(s.hidden)?)?;
     for i in 0..s.layers {
         let p = format!("model.layers.{i}");
-        tensors.insert(
-            format!("{p}.self_attn.q_proj.weight"),
+        let attn = format!("{p}.self_attn");
+        visit(
+            format!("{attn}.q_proj.weight"),
             random(&[s.hidden, s.hidden])?,
-        );
-        tensors.insert(
-            format!("{p}.self_attn.k_proj.weight"),
-            random(&[kv, s.hidden])?,
-        );
-        tensors.insert(
-            format!("{p}.self_attn.v_proj.weight"),
-            random(&[kv, s.hidden])?,
-        );
-        tensors.insert(
-            format!("{p}.self_attn.o_proj.weight"),
+        )?;
+        visit(format!("{attn}.k_proj.weight"), random(&[kv, s.hidden])?)?;
+        visit(format!("{attn}.v_proj.weight"), random(&[kv, s.hidden])?)?;
+        visit(
+            format!("{attn}.o_proj.weight"),
             random(&[s.hidden, s.hidden])?,
-        );
-        tensors.insert(
-            format!("{p}.mlp.gate_proj.weight"),
-            random(&[s.intermediate, s.hidden])?,
-        );
-        tensors.insert(
-            format!("{p}.mlp.up_proj.weight"),
-            random(&[s.intermediate, s.hidden])?,
-        );
-        tensors.insert(
-            format!("{p}.mlp.down_proj.weight"),
-            random(&[s.hidden, s.intermediate])?,
-        );
-        tensors.insert(format!("{p}.input_layernorm.weight"), ones(s.hidden)?);
-        tensors.insert(
+        )?;
+        let mlp = format!("{p}.mlp");
+        let (h, m) = (s.hidden, s.intermediate);
+        visit(format!("{mlp}.gate_proj.weight"), random(&[m, h])?)?;
+        visit(format!("{mlp}.up_proj.weight"), random(&[m, h])?)?;
+        visit(format!("{mlp}.down_proj.weight"), random(&[h, m])?)?;
+        visit(format!("{p}.input_layernorm.weight"), ones(s.hidden)?)?;
+        visit(
             format!("{p}.post_attention_layernorm.weight"),
             ones(s.hidden)?,
-        );
+        )?;
     }
-    candle_core::safetensors::save(&tensors, path).map_err(|e| io_error(path, e))
+    Ok(())
 }
