@@ -15,6 +15,7 @@ use tokenizers::Tokenizer;
 use tokio::sync::mpsc;
 
 use crate::model_files::ModelFiles;
+use crate::prompt_tokens::PromptTokenizer;
 use crate::sampling::SamplingSettings;
 
 /// One generation request.
@@ -40,6 +41,7 @@ pub(crate) enum EngineEvent {
 pub(crate) struct EngineHandle {
     queue: mpsc::Sender<Job>,
     pub tokenizer: Arc<Tokenizer>,
+    pub prompt: Arc<PromptTokenizer>,
     pub max_seq_len: usize,
 }
 
@@ -99,6 +101,7 @@ pub(crate) fn start(
     max_seq_len: Option<usize>,
 ) -> Result<EngineHandle> {
     let tokenizer = Tokenizer::from_file(&files.tokenizer)
+        .map(Arc::new)
         .map_err(|e| Error::invalid(format!("cannot load {}: {e}", files.tokenizer.display())))?;
     let mut llama_config = files.config.clone();
     let max_seq_len = max_seq_len
@@ -136,7 +139,11 @@ pub(crate) fn start(
         .map_err(|e| Error::internal(format!("cannot start the engine thread: {e}")))?;
     Ok(EngineHandle {
         queue,
-        tokenizer: Arc::new(tokenizer),
+        prompt: Arc::new(PromptTokenizer::new(
+            tokenizer.clone(),
+            files.tokenizer.clone(),
+        )),
+        tokenizer,
         max_seq_len,
     })
 }

@@ -7,6 +7,7 @@
 pub mod config;
 mod engine;
 mod model_files;
+mod prompt_tokens;
 mod provider;
 mod sampling;
 mod stream;

@@ -16,7 +16,6 @@ use llama_stack_types::{
     ChatCompletionRequest, CompletionRequest, HealthInfo, HealthStatus, Model, ModelType,
     SamplingParams,
 };
-use tokenizers::Tokenizer;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -93,7 +92,7 @@ impl CandleProvider {
         pieces: &[Piece],
         params: &SamplingParams,
     ) -> Result<(mpsc::Receiver<engine::EngineEvent>, TextAssembler, usize)> {
-        let prompt = encode(&engine.tokenizer, pieces)?;
+        let prompt = engine.prompt.encode(pieces)?;
         let prompt_len = prompt.len();
         let sampling = SamplingSettings::from_strategy(
             &params.strategy,
@@ -115,22 +114,6 @@ impl CandleProvider {
         );
         Ok((receiver, text, prompt_len))
     }
-}
-
-fn encode(tokenizer: &Tokenizer, pieces: &[Piece]) -> Result<Vec<u32>> {
-    let mut ids = Vec::new();
-    for piece in pieces {
-        match piece {
-            Piece::Special(id) => ids.push(*id),
-            Piece::Text(text) => {
-                let encoding = tokenizer
-                    .encode_fast(text.as_str(), false)
-                    .map_err(|e| Error::internal(format!("tokenization failed: {e}")))?;
-                ids.extend_from_slice(encoding.get_ids());
-            }
-        }
-    }
-    Ok(ids)
 }
 
 #[async_trait]
