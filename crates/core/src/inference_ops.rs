@@ -61,15 +61,13 @@ fn normalize_tools(request: &mut ChatCompletionRequest) -> Result<()> {
             _ => config.tool_prompt_format = Some(format),
         }
     }
-    if let Some(format) = &config.tool_prompt_format {
-        if !["json", "function_tag", "python_list"].contains(&format.as_str()) {
-            return Err(field_error(
-                "tool_config",
-                format!(
-                    "tool_prompt_format must be json, function_tag or python_list, got '{format}'"
-                ),
-            ));
-        }
+    if let Some(format) = &config.tool_prompt_format
+        && !["json", "function_tag", "python_list"].contains(&format.as_str())
+    {
+        return Err(field_error(
+            "tool_config",
+            format!("tool_prompt_format must be json, function_tag or python_list, got '{format}'"),
+        ));
     }
     match config.tool_choice.as_deref() {
         Some("none") => request.tools = None,

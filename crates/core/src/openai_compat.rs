@@ -158,21 +158,21 @@ fn sampling(
     stop: Option<StopSequences>,
     seed: Option<u64>,
 ) -> Result<SamplingParams> {
-    if let Some(t) = temperature {
-        if !(0.0..=2.0).contains(&t) {
-            return Err(invalid_field(
-                "temperature",
-                format!("temperature must be between 0 and 2, got {t}"),
-            ));
-        }
+    if let Some(t) = temperature
+        && !(0.0..=2.0).contains(&t)
+    {
+        return Err(invalid_field(
+            "temperature",
+            format!("temperature must be between 0 and 2, got {t}"),
+        ));
     }
-    if let Some(p) = top_p {
-        if !(0.0..=1.0).contains(&p) {
-            return Err(invalid_field(
-                "top_p",
-                format!("top_p must be between 0 and 1, got {p}"),
-            ));
-        }
+    if let Some(p) = top_p
+        && !(0.0..=1.0).contains(&p)
+    {
+        return Err(invalid_field(
+            "top_p",
+            format!("top_p must be between 0 and 1, got {p}"),
+        ));
     }
     // Without a temperature the output is greedy, which keeps unconfigured calls reproducible.
     let strategy = match (temperature, top_p) {

@@ -140,6 +140,13 @@ impl<F: ErrorFlavor> IntoResponse for ApiError<F> {
     }
 }
 
+impl Classic {
+    /// The classic error response for `err`.
+    pub fn response_for(err: &Error) -> Response {
+        <Classic as ErrorFlavor>::response(err)
+    }
+}
+
 pub type ClassicError = ApiError<Classic>;
 pub type OpenAiError = ApiError<OpenAi>;
 
@@ -285,12 +292,5 @@ mod tests {
         assert_eq!(body["error"]["message"], "bad");
         assert_eq!(body["error"]["type"], "invalid_request_error");
         assert_eq!(body["error"]["param"], "messages");
-    }
-}
-
-impl Classic {
-    /// The classic error response for `err`.
-    pub fn response_for(err: &Error) -> Response {
-        <Classic as ErrorFlavor>::response(err)
     }
 }

@@ -221,10 +221,8 @@ impl Reader<'_> {
             .filter(|&c| c != '_')
             .collect();
         let literal = literal.strip_prefix('+').unwrap_or(&literal);
-        if !is_float {
-            if let Ok(n) = literal.parse::<i64>() {
-                return Some(Value::Number(n.into()));
-            }
+        if !is_float && let Ok(n) = literal.parse::<i64>() {
+            return Some(Value::Number(n.into()));
         }
         let f: f64 = literal.parse().ok()?;
         Number::from_f64(f).map(Value::Number)

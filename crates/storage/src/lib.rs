@@ -27,15 +27,15 @@ fn db_error(action: &str, err: impl std::fmt::Display) -> Error {
 impl SqliteRegistryStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    Error::invalid(format!(
-                        "cannot create the store directory {}: {e}",
-                        dir.display()
-                    ))
-                })?;
-            }
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::invalid(format!(
+                    "cannot create the store directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
         }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .map_err(|e| db_error("parsing the database path", e))?

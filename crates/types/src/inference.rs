@@ -90,7 +90,9 @@ impl StopReason {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[derive(Default)]
 pub enum SamplingStrategy {
+    #[default]
     Greedy,
     TopP {
         #[serde(default)]
@@ -105,12 +107,6 @@ pub enum SamplingStrategy {
 
 fn default_top_p() -> f64 {
     0.95
-}
-
-impl Default for SamplingStrategy {
-    fn default() -> Self {
-        SamplingStrategy::Greedy
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

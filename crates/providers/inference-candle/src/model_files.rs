@@ -75,7 +75,10 @@ pub(crate) fn inspect(dir: &Path) -> Result<ModelFiles> {
             config_path.display()
         ))
     })?;
-    if config.hidden_size % config.num_attention_heads != 0 {
+    if !config
+        .hidden_size
+        .is_multiple_of(config.num_attention_heads)
+    {
         return Err(Error::invalid(format!(
             "{}: hidden_size {} is not a multiple of num_attention_heads {}",
             config_path.display(),
