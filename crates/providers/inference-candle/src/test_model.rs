@@ -8,7 +8,6 @@ use candle_core::{DType, Device, Tensor};
 use llama_stack_core::{Error, Result};
 use rand::{Rng, SeedableRng};
 
-#[path = "gguf_writer.rs"]
 mod gguf_writer;
 pub use gguf_writer::GgufType;
 
