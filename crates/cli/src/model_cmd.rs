@@ -73,13 +73,6 @@ impl From<Quant> for GgufType {
     }
 }
 
-fn default_tokenizer() -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    home.join(".llama/tokenizer/llama3/tokenizer.model")
-}
-
 pub fn execute(command: ModelCommand) -> anyhow::Result<ExitCode> {
     match command {
         ModelCommand::CreateTest {
@@ -105,7 +98,7 @@ pub fn execute(command: ModelCommand) -> anyhow::Result<ExitCode> {
                 }
                 _ => {}
             }
-            let tokenizer = tokenizer.unwrap_or_else(default_tokenizer);
+            let tokenizer = tokenizer.unwrap_or_else(test_model::default_tokenizer_path);
             let options = TestModelOptions {
                 preset,
                 dtype: match dtype {

@@ -214,12 +214,7 @@ async fn unopenable_store_is_reported() {
 #[tokio::test]
 async fn local_distribution_builds_on_candle() {
     use llama_stack_provider_inference_candle::test_model::{self, Preset, TestModelOptions};
-    let tokenizer = std::env::var_os("LLAMA3_TOKENIZER_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap())
-                .join(".llama/tokenizer/llama3/tokenizer.model")
-        });
+    let tokenizer = test_model::default_tokenizer_path();
     assert!(tokenizer.is_file(), "run scripts/fetch-tokenizer.sh first");
     let model_dir = tempfile::tempdir().unwrap();
     test_model::create(

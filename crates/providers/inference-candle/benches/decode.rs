@@ -4,7 +4,6 @@
 //! it needs (the Llama 3 tokenizer must be fetched first: scripts/fetch-tokenizer.sh) and
 //! prints a table. `BENCH_PRESETS=tiny,1b` and `BENCH_TOKENS=32` tune it.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -12,15 +11,6 @@ use llama_stack_core::{InferenceProvider, ProviderContext};
 use llama_stack_provider_inference_candle::test_model::{self, Preset, TestModelOptions};
 use llama_stack_provider_inference_candle::{CandleConfig, CandleProvider};
 use llama_stack_types::{CompletionRequest, InterleavedContent, Model, ModelType, SamplingParams};
-
-fn tokenizer_path() -> PathBuf {
-    std::env::var_os("LLAMA3_TOKENIZER_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".llama/tokenizer/llama3/tokenizer.model")
-        })
-}
 
 struct Row {
     preset: String,
@@ -105,7 +95,7 @@ fn main() {
                 } else {
                     candle_core::DType::BF16
                 },
-                tiktoken_model: &tokenizer_path(),
+                tiktoken_model: &test_model::default_tokenizer_path(),
                 seed: 0,
             };
             test_model::create(&dir, &options).expect("writing the test model");

@@ -85,6 +85,18 @@ const ROPE_THETA: f64 = 500_000.0;
 /// `original_max_position_embeddings`.
 const ROPE_SCALING: (f64, f64, f64, usize) = (32.0, 1.0, 4.0, 8192);
 
+/// Where Meta's Llama 3 `tokenizer.model` is looked for: `$LLAMA3_TOKENIZER_MODEL`, else
+/// `~/.llama/tokenizer/llama3/tokenizer.model`, where `scripts/fetch-tokenizer.sh` puts it.
+pub fn default_tokenizer_path() -> std::path::PathBuf {
+    match std::env::var_os("LLAMA3_TOKENIZER_MODEL") {
+        Some(path) if !path.is_empty() => path.into(),
+        _ => std::env::var_os("HOME")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_default()
+            .join(".llama/tokenizer/llama3/tokenizer.model"),
+    }
+}
+
 /// Options of `llama-stack model create-test`.
 pub struct TestModelOptions<'a> {
     pub preset: Preset,

@@ -24,12 +24,7 @@ const KV_HEADS: usize = 2;
 const HEAD_DIM: usize = HIDDEN / HEADS;
 
 fn tokenizer() -> PathBuf {
-    let path = std::env::var_os("LLAMA3_TOKENIZER_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap())
-                .join(".llama/tokenizer/llama3/tokenizer.model")
-        });
+    let path = test_model::default_tokenizer_path();
     assert!(
         path.is_file(),
         "the Llama 3 tokenizer is missing at {}: run scripts/fetch-tokenizer.sh",
