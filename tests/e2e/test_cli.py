@@ -134,3 +134,16 @@ def test_create_test_refuses_quant_with_safetensors(llama_stack_bin, tokenizer_m
     )
     assert proc.returncode != 0
     assert "--quant" in proc.stderr, proc.stderr
+
+
+def test_providers_lists_each_type_with_api_description_and_sample_config(llama_stack_bin):
+    proc = subprocess.run(
+        [str(llama_stack_bin), "providers"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "inline::candle  (api: inference)" in proc.stdout
+    sample = proc.stdout.split("sample config:", 1)[1]
+    assert yaml.safe_load("\n".join(line[4:] for line in sample.strip("\n").splitlines()))[
+        "device"
+    ] == "cpu"
