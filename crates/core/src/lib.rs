@@ -23,4 +23,4 @@ pub use provider::{
     ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
 };
 pub use stack::{ProviderHandle, Stack, StackInfo};
-pub use store::{MemoryRegistryStore, RegistryStore};
+pub use store::RegistryStore;

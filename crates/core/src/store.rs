@@ -15,38 +15,3 @@ pub trait RegistryStore: Send + Sync {
     /// Every object of a kind, ordered by identifier.
     async fn list(&self, kind: &str) -> Result<Vec<serde_json::Value>>;
 }
-
-/// An in-memory store, for tests and for `validate`.
-#[derive(Default)]
-pub struct MemoryRegistryStore {
-    items: tokio::sync::RwLock<std::collections::BTreeMap<(String, String), serde_json::Value>>,
-}
-
-#[async_trait]
-impl RegistryStore for MemoryRegistryStore {
-    async fn put(&self, kind: &str, identifier: &str, value: &serde_json::Value) -> Result<()> {
-        self.items
-            .write()
-            .await
-            .insert((kind.to_string(), identifier.to_string()), value.clone());
-        Ok(())
-    }
-    async fn delete(&self, kind: &str, identifier: &str) -> Result<bool> {
-        Ok(self
-            .items
-            .write()
-            .await
-            .remove(&(kind.to_string(), identifier.to_string()))
-            .is_some())
-    }
-    async fn list(&self, kind: &str) -> Result<Vec<serde_json::Value>> {
-        Ok(self
-            .items
-            .read()
-            .await
-            .iter()
-            .filter(|((k, _), _)| k == kind)
-            .map(|(_, v)| v.clone())
-            .collect())
-    }
-}

@@ -143,6 +143,21 @@ async fn next(events: &mut mpsc::Receiver<EngineEvent>) -> Result<Next> {
     }
 }
 
+/// The engine's next step; an engine failure is passed on to the consumer and ends the stream
+/// (`None`).
+async fn next_token<T>(
+    events: &mut mpsc::Receiver<EngineEvent>,
+    out: &mpsc::Sender<Result<T>>,
+) -> Option<Next> {
+    match next(events).await {
+        Ok(step) => Some(step),
+        Err(err) => {
+            send(out, Err(err)).await;
+            None
+        }
+    }
+}
+
 /// Sends one item; false when the consumer is gone.
 async fn send<T>(out: &mpsc::Sender<Result<T>>, item: Result<T>) -> bool {
     out.send(item).await.is_ok()
@@ -180,13 +195,10 @@ pub(crate) async fn pump_chat(
     let mut generated = 0usize;
     let mut python_tag = false;
     let finish = loop {
-        let id = match next(&mut events).await {
-            Ok(Next::Token(id)) => id,
-            Ok(Next::End(reason)) => break reason,
-            Err(err) => {
-                send(&out, Err(err)).await;
-                return;
-            }
+        let id = match next_token(&mut events, &out).await {
+            Some(Next::Token(id)) => id,
+            Some(Next::End(reason)) => break reason,
+            None => return,
         };
         generated += 1;
         if id == PYTHON_TAG && generated == 1 {
@@ -295,13 +307,10 @@ pub(crate) async fn pump_completion(
     };
     let mut generated = 0usize;
     let finish = loop {
-        let id = match next(&mut events).await {
-            Ok(Next::Token(id)) => id,
-            Ok(Next::End(reason)) => break reason,
-            Err(err) => {
-                send(&out, Err(err)).await;
-                return;
-            }
+        let id = match next_token(&mut events, &out).await {
+            Some(Next::Token(id)) => id,
+            Some(Next::End(reason)) => break reason,
+            None => return,
         };
         generated += 1;
         match text.push(id) {
