@@ -38,6 +38,8 @@ pub enum TokenizerError {
         lowest: u32,
         highest: u32,
     },
+    #[error("GGUF merge `{0}` is not two tokens separated by a space")]
+    GgufMerge(String),
 }
 
 /// Byte sequences indexed by rank, as read from a tiktoken file.
@@ -172,7 +174,51 @@ pub fn hf_tokenizer_json_from_tiktoken(
         })
         .collect();
 
-    Ok(json!({
+    Ok(tokenizer_json(vocab, merges, added_tokens))
+}
+
+/// A `tokenizer.json` from the tokenizer a GGUF file embeds (`tokenizer.ggml.tokens`,
+/// `tokenizer.ggml.merges`, `tokenizer.ggml.token_type`), for GGUF files of the Llama 3
+/// family (`tokenizer.ggml.pre = llama-bpe`). Tokens of type 3 (control) and 4 (user defined)
+/// become added tokens, as llama.cpp treats them.
+pub fn hf_tokenizer_json_from_gguf(
+    tokens: &[String],
+    merges: &[String],
+    token_types: &[i32],
+) -> Result<Value, TokenizerError> {
+    let vocab: Map<String, Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(id, token)| (token.clone(), Value::from(id)))
+        .collect();
+    let mut pairs = Vec::with_capacity(merges.len());
+    for merge in merges {
+        let (left, right) = merge
+            .split_once(' ')
+            .ok_or_else(|| TokenizerError::GgufMerge(merge.clone()))?;
+        pairs.push(json!([left, right]));
+    }
+    let added_tokens: Vec<Value> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(id, _)| matches!(token_types.get(*id), Some(3) | Some(4)))
+        .map(|(id, content)| {
+            json!({
+                "id": id,
+                "content": content,
+                "single_word": false,
+                "lstrip": false,
+                "rstrip": false,
+                "normalized": false,
+                "special": true,
+            })
+        })
+        .collect();
+    Ok(tokenizer_json(vocab, pairs, added_tokens))
+}
+
+fn tokenizer_json(vocab: Map<String, Value>, merges: Vec<Value>, added_tokens: Vec<Value>) -> Value {
+    json!({
         "version": "1.0",
         "truncation": null,
         "padding": null,
@@ -214,7 +260,7 @@ pub fn hf_tokenizer_json_from_tiktoken(
             "vocab": vocab,
             "merges": merges,
         },
-    }))
+    })
 }
 
 /// A `tokenizer_config.json` to sit next to the converted `tokenizer.json`.

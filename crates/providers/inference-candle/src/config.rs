@@ -7,9 +7,11 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CandleConfig {
-    /// Directory holding the model in Hugging Face layout (`config.json`, `*.safetensors`,
-    /// `tokenizer.json`). Every model registered on this provider is served from it. When empty,
-    /// each model is looked up in the Hugging Face cache by its provider model id.
+    /// The model to serve: a GGUF file, or a directory in Hugging Face layout (`config.json`,
+    /// `*.safetensors`, `tokenizer.json`), in Meta's layout (`params.json`,
+    /// `consolidated.00.pth`, `tokenizer.model`) or holding one GGUF file. Every model
+    /// registered on this provider is served from it. When empty, each model is looked up in
+    /// the Hugging Face cache by its provider model id.
     #[serde(default)]
     pub model_path: Option<String>,
     /// Hugging Face hub cache searched when `model_path` is empty. Defaults to
@@ -19,7 +21,9 @@ pub struct CandleConfig {
     /// Where to run: `cpu`, `cuda` or `cuda:N` (the latter need the `cuda` build feature).
     #[serde(default = "default_device")]
     pub device: String,
-    /// Compute precision: `auto` (f32 on CPU, bf16 on GPU), `f32`, `bf16` or `f16`.
+    /// Precision of dense (safetensors, Meta) weights in memory: `auto` or `f32`, `bf16`,
+    /// `f16`. Half precision halves memory but is slower on CPU. GGUF files keep their own
+    /// quantization.
     #[serde(default = "default_dtype")]
     pub dtype: String,
     /// Requests allowed to wait for the engine; beyond this, requests are refused with 429.
@@ -32,6 +36,27 @@ pub struct CandleConfig {
     /// `max_position_embeddings`, capped at 8192 to bound KV-cache memory.
     #[serde(default)]
     pub max_seq_len: Option<usize>,
+    /// Sequences decoded together in one forward pass; further requests wait in the queue.
+    #[serde(default = "default_max_batch_size")]
+    pub max_batch_size: usize,
+    /// Finished conversations whose KV cache is kept so that their next turn only reads the
+    /// new messages. Each holds the whole conversation's cache; 0 turns reuse off.
+    #[serde(default = "default_prefix_cache_slots")]
+    pub prefix_cache_slots: usize,
+    /// Load each model when it is registered (`true`, so start-up fails early on a bad model),
+    /// or on its first request (`false`, for fast start-up with many models).
+    #[serde(default = "default_preload")]
+    pub preload: bool,
+}
+
+fn default_max_batch_size() -> usize {
+    8
+}
+fn default_prefix_cache_slots() -> usize {
+    4
+}
+fn default_preload() -> bool {
+    true
 }
 
 fn default_device() -> String {
@@ -51,6 +76,7 @@ pub const SAMPLE_CONFIG: &str = r#"model_path: ${env.LLAMA_MODEL_PATH:=}
 device: cpu
 dtype: auto
 max_queue: 16
+max_batch_size: 8
 default_max_tokens: 512
 "#;
 
@@ -81,6 +107,9 @@ impl CandleConfig {
         }
         if self.default_max_tokens == 0 {
             issues.push(ConfigIssue::new("default_max_tokens", "must be at least 1"));
+        }
+        if self.max_batch_size == 0 {
+            issues.push(ConfigIssue::new("max_batch_size", "must be at least 1"));
         }
         if self.max_seq_len == Some(0) {
             issues.push(ConfigIssue::new("max_seq_len", "must be at least 1"));

@@ -1,39 +1,87 @@
-//! The engine: one model on its own OS thread, fed through a bounded queue.
+//! The engine: one model on its own OS thread, fed through a bounded queue, decoding every
+//! admitted sequence together.
 //!
-//! Each job carries its own event sender; a dropped receiver (client gone, stop string hit)
-//! ends that job at the next token, which frees the engine for the next one.
+//! Each loop iteration is one forward pass holding one new token of every decoding sequence
+//! plus, when a request is still reading its prompt, the next chunk of that prompt. Requests
+//! are admitted in arrival order up to `max_batch`, so a long generation never holds the others
+//! back and a long prompt delays running generations by one chunk at a time, not by the whole
+//! prompt. A request whose receiver is gone (client disconnected, stop string hit) leaves the
+//! batch at the next iteration.
+//!
+//! Finished sequences leave their KV cache in a small pool; a new prompt that starts with the
+//! same tokens (the next turn of a conversation) reuses it and only reads the new tail.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::llama::{Cache, Config, Llama};
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::LogitsProcessor;
 use llama_stack_core::{Error, Result};
 use llama_stack_llama3::STOP_TOKENS;
 use tokenizers::Tokenizer;
 use tokio::sync::mpsc;
 
-use crate::model_files::ModelFiles;
+use crate::llama::load::{self, DenseWeights};
+use crate::llama::{KvCache, LlamaModel, SeqStep, log_softmax};
+use crate::model_files::{ModelFiles, Weights, tokenizer_json};
 use crate::prompt_tokens::PromptTokenizer;
 use crate::sampling::SamplingSettings;
+
+/// Prompt tokens read per iteration while other sequences are decoding.
+const PREFILL_CHUNK: usize = 256;
+/// Shortest shared prefix worth reusing a cached sequence for.
+const MIN_REUSE: usize = 4;
+
+/// Restricts which tokens may come next (structured output, forced tool calls).
+pub(crate) trait TokenConstraint: Send {
+    /// Sets the logits of every token that may not come next to `-inf`.
+    fn mask(&mut self, logits: &mut [f32]) -> std::result::Result<(), String>;
+    /// Advances past the chosen token.
+    fn accept(&mut self, token: u32) -> std::result::Result<(), String>;
+}
 
 /// One generation request.
 pub(crate) struct Job {
     pub prompt: Vec<u32>,
     pub max_tokens: usize,
     pub sampling: SamplingSettings,
-    pub events: mpsc::Sender<EngineEvent>,
+    /// Report log-probabilities: the chosen token's and this many alternatives.
+    pub logprobs: Option<usize>,
+    pub constraint: Option<Box<dyn TokenConstraint>>,
+    pub events: mpsc::UnboundedSender<EngineEvent>,
+}
+
+/// Log-probabilities at one position.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TokenLogprobs {
+    pub logprob: f32,
+    /// The most likely tokens, most likely first.
+    pub top: Vec<(u32, f32)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum EngineEvent {
-    Token(u32),
+    /// The prompt was read; `reused` of its tokens came from a cached conversation prefix.
+    Prefilled { reused: usize },
+    Token {
+        id: u32,
+        logprobs: Option<TokenLogprobs>,
+    },
     /// Generation stopped on this stop token.
     Stopped(u32),
     /// `max_tokens` was reached.
     Length,
     Failed(String),
+}
+
+/// Scheduling limits of an engine.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EngineLimits {
+    pub max_queue: usize,
+    pub max_batch: usize,
+    pub max_seq_len: Option<usize>,
+    pub prefix_cache_slots: usize,
 }
 
 /// A running engine: its queue and what callers need to prepare jobs.
@@ -60,12 +108,6 @@ impl EngineHandle {
     }
 }
 
-struct Engine {
-    model: Llama,
-    base_cache: Cache,
-    device: Device,
-}
-
 pub(crate) fn parse_device(name: &str) -> Result<Device> {
     if name == "cpu" {
         return Ok(Device::Cpu);
@@ -81,61 +123,68 @@ pub(crate) fn parse_device(name: &str) -> Result<Device> {
     })
 }
 
-pub(crate) fn parse_dtype(name: &str, device: &Device) -> DType {
+/// Storage precision of dense weights for the configured `dtype`.
+pub(crate) fn parse_dtype(name: &str) -> DenseWeights {
     match name {
-        "f32" => DType::F32,
-        "bf16" => DType::BF16,
-        "f16" => DType::F16,
-        // bf16 is several times slower than f32 on CPU in candle.
-        _ if device.is_cpu() => DType::F32,
-        _ => DType::BF16,
+        "bf16" => DenseWeights::Bf16,
+        "f16" => DenseWeights::F16,
+        // Half-precision matmuls are several times slower than f32 on CPU in candle.
+        _ => DenseWeights::F32,
     }
 }
 
-/// Loads the model and starts its thread. Blocking: call from `spawn_blocking`.
+/// Loads the model. Blocking: call from `spawn_blocking`.
+pub(crate) fn load_model(
+    files: &ModelFiles,
+    device: &Device,
+    precision: DenseWeights,
+    max_seq_len: Option<usize>,
+    progress: load::Progress<'_>,
+) -> Result<LlamaModel> {
+    let served = |context: usize| max_seq_len.unwrap_or(context.min(8192)).min(context);
+    match &files.weights {
+        Weights::Gguf(path) => {
+            let content = load::read_gguf(path)?;
+            let context = load::gguf_hyper(&content)?.context_length;
+            load::from_gguf(path, served(context), device, progress)
+        }
+        Weights::Safetensors { config, files } => load::from_safetensors(
+            config,
+            files,
+            precision,
+            served(config.max_position_embeddings),
+            device,
+            progress,
+        ),
+        Weights::Meta { params, checkpoint } => {
+            let context = if params.use_scaled_rope { 131_072 } else { 8192 };
+            load::from_meta(params, checkpoint, precision, served(context), device, progress)
+        }
+    }
+}
+
+/// Loads the tokenizer and the model and starts the engine thread. Blocking: call from
+/// `spawn_blocking`.
 pub(crate) fn start(
     files: &ModelFiles,
     device: Device,
-    dtype: DType,
-    max_queue: usize,
-    max_seq_len: Option<usize>,
+    precision: DenseWeights,
+    limits: EngineLimits,
+    progress: load::Progress<'_>,
 ) -> Result<EngineHandle> {
-    let tokenizer = Tokenizer::from_file(&files.tokenizer)
-        .map(Arc::new)
-        .map_err(|e| Error::invalid(format!("cannot load {}: {e}", files.tokenizer.display())))?;
-    let mut llama_config = files.config.clone();
-    let max_seq_len = max_seq_len
-        .unwrap_or(llama_config.max_position_embeddings.min(8192))
-        .min(llama_config.max_position_embeddings);
-    // The rotary tables are sized by max_position_embeddings; sizing them to what we serve
-    // keeps each KV cache small. Llama 3 rope scaling reads its own original length.
-    llama_config.max_position_embeddings = max_seq_len;
-    let config: Config = llama_config.into_config(false);
-    // SAFETY: see model_files::check_tensors; the files were checked just before.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, &device) }
-        .map_err(|e| Error::invalid(format!("cannot map the weights: {e}")))?;
-    let model = Llama::load(vb, &config)
-        .map_err(|e| Error::invalid(format!("cannot load the model: {e}")))?;
-    let base_cache = Cache::new(true, dtype, &config, &device)
-        .map_err(|e| Error::internal(format!("cannot allocate the KV cache: {e}")))?;
-    let (queue, mut jobs) = mpsc::channel::<Job>(max_queue);
-    let engine = Engine {
-        model,
-        base_cache,
-        device,
-    };
-    let name = format!("candle-{}", files.dir.display());
+    let json = tokenizer_json(&files.tokenizer)?;
+    let tokenizer: Tokenizer = serde_json::from_value(json).map_err(|e| {
+        Error::invalid(format!("cannot load the tokenizer {:?}: {e}", files.tokenizer))
+    })?;
+    let tokenizer = Arc::new(tokenizer);
+    let model = load_model(files, &device, precision, limits.max_seq_len, progress)?;
+    let max_seq_len = model.max_seq_len;
+    let (queue, jobs) = mpsc::channel::<Job>(limits.max_queue);
+    let name = format!("candle-{}", files.location.display());
+    let scheduler = Scheduler::new(model, limits);
     std::thread::Builder::new()
         .name(name.chars().take(15).collect())
-        .spawn(move || {
-            while let Some(job) = jobs.blocking_recv() {
-                let events = job.events.clone();
-                if let Err(err) = engine.run(job) {
-                    tracing::error!(error = %err, "Generation failed");
-                    let _ = events.blocking_send(EngineEvent::Failed(err.to_string()));
-                }
-            }
-        })
+        .spawn(move || scheduler.run(jobs))
         .map_err(|e| Error::internal(format!("cannot start the engine thread: {e}")))?;
     Ok(EngineHandle {
         queue,
@@ -148,38 +197,274 @@ pub(crate) fn start(
     })
 }
 
-impl Engine {
-    fn run(&self, job: Job) -> candle_core::Result<()> {
+/// A sequence in the batch.
+struct Sequence {
+    job: Job,
+    processor: LogitsProcessor,
+    cache: KvCache,
+    /// Prompt and generated tokens.
+    tokens: Vec<u32>,
+    /// Tokens of `tokens` already in the cache.
+    fed: usize,
+    /// Prompt tokens found in a cached prefix.
+    reused: usize,
+    generated: usize,
+}
+
+impl Sequence {
+    fn prefilling(&self) -> bool {
+        self.generated == 0
+    }
+}
+
+/// A finished sequence's cache, kept for a conversation's next turn.
+struct CachedPrefix {
+    tokens: Vec<u32>,
+    cache: KvCache,
+}
+
+pub(crate) struct Scheduler {
+    model: LlamaModel,
+    limits: EngineLimits,
+    batch: Vec<Sequence>,
+    prefixes: VecDeque<CachedPrefix>,
+}
+
+impl Scheduler {
+    pub(crate) fn new(model: LlamaModel, limits: EngineLimits) -> Self {
+        Scheduler {
+            model,
+            limits,
+            batch: Vec::new(),
+            prefixes: VecDeque::new(),
+        }
+    }
+
+    fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        loop {
+            if self.batch.is_empty() {
+                match jobs.blocking_recv() {
+                    Some(job) => self.admit(job),
+                    None => return,
+                }
+            }
+            while self.batch.len() < self.limits.max_batch.max(1) {
+                match jobs.try_recv() {
+                    Ok(job) => self.admit(job),
+                    Err(_) => break,
+                }
+            }
+            self.step();
+        }
+    }
+
+    /// Takes a job into the batch, reusing the cached prefix that shares most of its prompt.
+    fn admit(&mut self, job: Job) {
         if job.events.is_closed() {
-            return Ok(());
+            return;
         }
-        let mut cache = self.base_cache.clone();
-        let mut processor = job.sampling.processor();
-        let mut context = job.prompt.clone();
-        let input = Tensor::new(job.prompt.as_slice(), &self.device)?.unsqueeze(0)?;
-        let mut logits = self.model.forward(&input, 0, &mut cache)?.squeeze(0)?;
-        for step in 0..job.max_tokens {
-            let penalized = job.sampling.penalize(logits, &context)?;
-            let next = processor.sample(&penalized)?;
-            if STOP_TOKENS.contains(&next) {
-                let _ = job.events.blocking_send(EngineEvent::Stopped(next));
-                return Ok(());
+        let prompt_len = job.prompt.len();
+        let best = self
+            .prefixes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i, common_prefix(&p.tokens, &job.prompt)))
+            .max_by_key(|(_, n)| *n);
+        let (cache, fed) = match best {
+            Some((i, shared)) if shared >= MIN_REUSE => {
+                let mut entry = self.prefixes.remove(i).expect("index from the same deque");
+                // At least the last prompt token is read again, for its logits.
+                let keep = shared.min(prompt_len - 1);
+                entry.cache.truncate(keep);
+                (entry.cache, keep)
             }
-            if job.events.blocking_send(EngineEvent::Token(next)).is_err() {
-                // The receiver is gone: the client disconnected or a stop string matched.
-                return Ok(());
-            }
-            context.push(next);
-            if step + 1 == job.max_tokens {
-                break;
-            }
-            let input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
-            logits = self
-                .model
-                .forward(&input, context.len() - 1, &mut cache)?
-                .squeeze(0)?;
+            _ => (self.model.new_cache(), 0),
+        };
+        if fed > 0 {
+            tracing::debug!(reused = fed, prompt = prompt_len, "Reusing a cached prompt prefix");
         }
-        let _ = job.events.blocking_send(EngineEvent::Length);
-        Ok(())
+        self.batch.push(Sequence {
+            processor: job.sampling.processor(),
+            tokens: job.prompt.clone(),
+            job,
+            cache,
+            fed,
+            reused: fed,
+            generated: 0,
+        });
+    }
+
+    /// One forward pass over the batch, then sampling for every sequence that needs a token.
+    fn step(&mut self) {
+        self.batch.retain(|s| !s.job.events.is_closed());
+        if self.batch.is_empty() {
+            return;
+        }
+        // Every decoding sequence, plus the oldest one still reading its prompt.
+        let mut chosen: Vec<(usize, usize)> = Vec::new();
+        let mut prefill_taken = false;
+        for (i, s) in self.batch.iter().enumerate() {
+            let pending = s.tokens.len() - s.fed;
+            if s.prefilling() {
+                if !prefill_taken {
+                    prefill_taken = true;
+                    chosen.push((i, pending.min(PREFILL_CHUNK)));
+                }
+            } else {
+                chosen.push((i, pending));
+            }
+        }
+        let logits = {
+            let mut steps: Vec<SeqStep<'_>> = Vec::with_capacity(chosen.len());
+            let mut by_index: Vec<Option<&mut Sequence>> =
+                self.batch.iter_mut().map(Some).collect();
+            for &(i, n) in &chosen {
+                let s = by_index[i].take().expect("each sequence is chosen once");
+                steps.push(SeqStep {
+                    tokens: &s.tokens[s.fed..s.fed + n],
+                    cache: &mut s.cache,
+                });
+            }
+            self.model.forward(&mut steps)
+        };
+        let logits = match logits {
+            Ok(l) => l,
+            Err(err) => {
+                tracing::error!(error = %err, "Forward pass failed");
+                for &(i, _) in &chosen {
+                    let _ = self.batch[i]
+                        .job
+                        .events
+                        .send(EngineEvent::Failed(err.to_string()));
+                }
+                let failed: Vec<usize> = chosen.iter().map(|(i, _)| *i).collect();
+                let mut index = 0;
+                self.batch.retain(|_| {
+                    index += 1;
+                    !failed.contains(&(index - 1))
+                });
+                return;
+            }
+        };
+        let mut finished = Vec::new();
+        for (row, &(i, n)) in chosen.iter().enumerate() {
+            let s = &mut self.batch[i];
+            s.fed += n;
+            if s.fed < s.tokens.len() {
+                continue;
+            }
+            if s.generated == 0 {
+                let _ = s.job.events.send(EngineEvent::Prefilled { reused: s.reused });
+            }
+            match sample(s, &logits, row) {
+                Ok(true) => {}
+                Ok(false) => finished.push(i),
+                Err(err) => {
+                    let _ = s.job.events.send(EngineEvent::Failed(err));
+                    finished.push(i);
+                }
+            }
+        }
+        finished.sort_unstable();
+        for i in finished.into_iter().rev() {
+            let s = self.batch.swap_remove(i);
+            self.keep_prefix(s);
+        }
+    }
+
+    fn keep_prefix(&mut self, s: Sequence) {
+        if self.limits.prefix_cache_slots == 0 || s.cache.len() < MIN_REUSE {
+            return;
+        }
+        let mut tokens = s.tokens;
+        tokens.truncate(s.cache.len());
+        if self.prefixes.len() >= self.limits.prefix_cache_slots {
+            self.prefixes.pop_front();
+        }
+        self.prefixes.push_back(CachedPrefix {
+            tokens,
+            cache: s.cache,
+        });
+    }
+}
+
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Picks the next token of `s` from row `row` of `logits`; false when the sequence is done.
+fn sample(s: &mut Sequence, logits: &Tensor, row: usize) -> std::result::Result<bool, String> {
+    let e = |err: candle_core::Error| err.to_string();
+    let logits = logits.get(row).map_err(e)?;
+    let logprobs = match s.job.logprobs {
+        Some(top) => Some(log_softmax(&logits).map_err(e)?.to_vec1::<f32>().map_err(e)?).map(|l| (l, top)),
+        None => None,
+    };
+    let mut logits = s.job.sampling.penalize(logits, &s.tokens).map_err(e)?;
+    if let Some(constraint) = s.job.constraint.as_mut() {
+        let mut values = logits.to_vec1::<f32>().map_err(e)?;
+        constraint.mask(&mut values)?;
+        if values.iter().all(|v| *v == f32::NEG_INFINITY) {
+            return Err("the output constraint allows no token".into());
+        }
+        logits = Tensor::new(values, logits.device()).map_err(e)?;
+    }
+    let next = s.processor.sample(&logits).map_err(e)?;
+    if STOP_TOKENS.contains(&next) {
+        let _ = s.job.events.send(EngineEvent::Stopped(next));
+        return Ok(false);
+    }
+    if let Some(constraint) = s.job.constraint.as_mut() {
+        constraint.accept(next)?;
+    }
+    let logprobs = logprobs.map(|(all, top)| TokenLogprobs {
+        logprob: all[next as usize],
+        top: top_k(&all, top),
+    });
+    if s.job.events.send(EngineEvent::Token { id: next, logprobs }).is_err() {
+        return Ok(false);
+    }
+    s.tokens.push(next);
+    s.generated += 1;
+    if s.generated >= s.job.max_tokens {
+        let _ = s.job.events.send(EngineEvent::Length);
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// The `k` largest values with their indices, largest first.
+fn top_k(values: &[f32], k: usize) -> Vec<(u32, f32)> {
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut indexed: Vec<(u32, f32)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as u32, *v))
+        .collect();
+    let k = k.min(indexed.len());
+    indexed.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
+    indexed.truncate(k);
+    indexed.sort_by(|a, b| b.1.total_cmp(&a.1));
+    indexed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_orders_the_largest_first() {
+        let top = top_k(&[0.1, 0.7, -1.0, 0.5, 0.9], 3);
+        assert_eq!(top, vec![(4, 0.9), (1, 0.7), (3, 0.5)]);
+        assert!(top_k(&[1.0], 0).is_empty());
+        assert_eq!(top_k(&[1.0, 2.0], 5).len(), 2);
+    }
+
+    #[test]
+    fn shared_prefix_length() {
+        assert_eq!(common_prefix(&[1, 2, 3, 4], &[1, 2, 5]), 2);
+        assert_eq!(common_prefix(&[], &[1]), 0);
     }
 }

@@ -6,7 +6,9 @@
 
 pub mod config;
 mod engine;
+mod llama;
 mod model_files;
+mod progress;
 mod prompt_tokens;
 mod provider;
 mod sampling;

@@ -4,7 +4,6 @@
 //! `<|eot_id|>` gets those characters encoded as plain text, as Meta's tokenizer does (it
 //! allows no special tokens inside text); otherwise message text could forge turn boundaries.
 
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
@@ -12,19 +11,21 @@ use llama_stack_core::{Error, Result};
 use llama_stack_llama3::Piece;
 use tokenizers::Tokenizer;
 
+use crate::model_files::{TokenizerSource, tokenizer_json};
+
 pub(crate) struct PromptTokenizer {
     full: Arc<Tokenizer>,
-    path: PathBuf,
+    source: TokenizerSource,
     /// The same tokenizer without its added tokens; built on first need, as parsing the
     /// vocabulary again costs most of a second.
     plain: OnceLock<std::result::Result<Tokenizer, String>>,
 }
 
 impl PromptTokenizer {
-    pub fn new(full: Arc<Tokenizer>, path: PathBuf) -> Self {
+    pub fn new(full: Arc<Tokenizer>, source: TokenizerSource) -> Self {
         PromptTokenizer {
             full,
-            path,
+            source,
             plain: OnceLock::new(),
         }
     }
@@ -32,17 +33,15 @@ impl PromptTokenizer {
     fn plain(&self) -> Result<&Tokenizer> {
         self.plain
             .get_or_init(|| {
-                let text = std::fs::read_to_string(&self.path).map_err(|e| e.to_string())?;
-                let mut json: serde_json::Value =
-                    serde_json::from_str(&text).map_err(|e| e.to_string())?;
+                let mut json = tokenizer_json(&self.source).map_err(|e| e.to_string())?;
                 json["added_tokens"] = serde_json::Value::Array(Vec::new());
                 Tokenizer::from_str(&json.to_string()).map_err(|e| e.to_string())
             })
             .as_ref()
             .map_err(|e| {
                 Error::internal(format!(
-                    "cannot build the plain-text tokenizer from {}: {e}",
-                    self.path.display()
+                    "cannot build the plain-text tokenizer from {:?}: {e}",
+                    self.source
                 ))
             })
     }

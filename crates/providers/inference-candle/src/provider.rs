@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use candle_core::{DType, Device};
+use candle_core::Device;
 use futures::StreamExt;
 use llama_stack_core::{
     ChatStream, CompletionStream, Error, InferenceProvider, ProviderContext, Result,
@@ -20,8 +20,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::CandleConfig;
-use crate::engine::{self, EngineHandle, Job};
-use crate::model_files;
+use crate::engine::{self, EngineHandle, EngineLimits, Job};
+use crate::llama::load::DenseWeights;
+use crate::model_files::{self, ModelFiles};
 use crate::sampling::SamplingSettings;
 use crate::stream::{TextAssembler, pump_chat, pump_completion};
 
@@ -31,38 +32,89 @@ const EVENT_BUFFER: usize = 64;
 pub struct CandleProvider {
     config: CandleConfig,
     device: Device,
-    dtype: DType,
-    /// One engine per model directory, shared by every model id served from it.
-    engines: tokio::sync::Mutex<HashMap<PathBuf, EngineHandle>>,
+    precision: DenseWeights,
+    /// One engine per model location, shared by every model id served from it.
+    engines: tokio::sync::Mutex<HashMap<PathBuf, Arc<LazyEngine>>>,
     /// Engines by provider model id.
-    models: RwLock<HashMap<String, EngineHandle>>,
+    models: RwLock<HashMap<String, Arc<LazyEngine>>>,
+}
+
+/// An engine that starts on first use (or at registration with `preload`), exactly once.
+struct LazyEngine {
+    files: std::sync::Mutex<Option<ModelFiles>>,
+    handle: tokio::sync::OnceCell<EngineHandle>,
 }
 
 impl CandleProvider {
     pub fn new(config: CandleConfig, _context: ProviderContext) -> Result<Self> {
         let device = engine::parse_device(&config.device)?;
-        let dtype = engine::parse_dtype(&config.dtype, &device);
+        let precision = engine::parse_dtype(&config.dtype);
         Ok(CandleProvider {
             config,
             device,
-            dtype,
+            precision,
             engines: tokio::sync::Mutex::new(HashMap::new()),
             models: RwLock::new(HashMap::new()),
         })
     }
 
-    fn engine_for(&self, model: &Model) -> Result<EngineHandle> {
-        self.models
+    fn limits(&self) -> EngineLimits {
+        EngineLimits {
+            max_queue: self.config.max_queue,
+            max_batch: self.config.max_batch_size,
+            max_seq_len: self.config.max_seq_len,
+            prefix_cache_slots: self.config.prefix_cache_slots,
+        }
+    }
+
+    /// Starts the engine of `lazy` unless it runs already.
+    async fn start(&self, lazy: &LazyEngine) -> Result<EngineHandle> {
+        lazy.handle
+            .get_or_try_init(|| async {
+                let files = lazy
+                    .files
+                    .lock()
+                    .map_err(|_| Error::internal("model file table lock poisoned"))?
+                    .take()
+                    .ok_or_else(|| Error::internal("the model's files were taken by a failed load"))?;
+                let (device, precision, limits) = (self.device.clone(), self.precision, self.limits());
+                let started = std::time::Instant::now();
+                let location = files.location.clone();
+                let format = files.weights.format();
+                let handle = tokio::task::spawn_blocking(move || {
+                    let mut progress = crate::progress::LoadProgress::new(&files.location);
+                    engine::start(&files, device, precision, limits, &mut |done, total| {
+                        progress.update(done, total)
+                    })
+                })
+                .await
+                .map_err(|e| Error::internal(format!("model loading task failed: {e}")))??;
+                tracing::info!(
+                    model = %location.display(),
+                    format,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "Loaded model"
+                );
+                Ok(handle)
+            })
+            .await
+            .cloned()
+    }
+
+    async fn engine_for(&self, model: &Model) -> Result<EngineHandle> {
+        let lazy = self
+            .models
             .read()
             .map_err(|_| Error::internal("model table lock poisoned"))?
             .get(&model.provider_resource_id)
             .cloned()
             .ok_or_else(|| {
                 Error::internal(format!(
-                    "model '{}' is registered but not loaded by inline::candle",
+                    "model '{}' is registered but not known to inline::candle",
                     model.identifier
                 ))
-            })
+            })?;
+        self.start(&lazy).await
     }
 
     fn max_tokens(
@@ -91,7 +143,7 @@ impl CandleProvider {
         engine: &EngineHandle,
         pieces: &[Piece],
         params: &SamplingParams,
-    ) -> Result<(mpsc::Receiver<engine::EngineEvent>, TextAssembler, usize)> {
+    ) -> Result<(mpsc::UnboundedReceiver<engine::EngineEvent>, TextAssembler, usize)> {
         let prompt = engine.prompt.encode(pieces)?;
         let prompt_len = prompt.len();
         let sampling = SamplingSettings::from_strategy(
@@ -101,11 +153,13 @@ impl CandleProvider {
         )
         .map_err(Error::invalid)?;
         let max_tokens = self.max_tokens(params, prompt_len, engine)?;
-        let (events, receiver) = mpsc::channel(EVENT_BUFFER);
+        let (events, receiver) = mpsc::unbounded_channel();
         engine.submit(Job {
             prompt,
             max_tokens,
             sampling,
+            logprobs: None,
+            constraint: None,
             events,
         })?;
         let text = TextAssembler::new(
@@ -125,34 +179,36 @@ impl InferenceProvider for CandleProvider {
                 model.identifier
             )));
         }
-        let dir = model_files::locate(
+        let location = model_files::locate(
             self.config.model_path.as_deref(),
             self.config.hf_cache_dir.as_deref(),
             &model.provider_resource_id,
         )?;
-        let mut engines = self.engines.lock().await;
-        let handle = match engines.get(&dir) {
-            Some(handle) => handle.clone(),
-            None => {
-                let (device, dtype) = (self.device.clone(), self.dtype);
-                let (max_queue, max_seq_len) = (self.config.max_queue, self.config.max_seq_len);
-                let load_dir = dir.clone();
-                let started = std::time::Instant::now();
-                let handle = tokio::task::spawn_blocking(move || {
-                    let files = model_files::inspect(&load_dir)?;
-                    engine::start(&files, device, dtype, max_queue, max_seq_len)
-                })
-                .await
-                .map_err(|e| Error::internal(format!("model loading task failed: {e}")))??;
-                tracing::info!(dir = %dir.display(), dtype = ?dtype, elapsed_ms = started.elapsed().as_millis() as u64, "Loaded model");
-                engines.insert(dir.clone(), handle.clone());
-                handle
+        let lazy = {
+            let mut engines = self.engines.lock().await;
+            match engines.get(&location) {
+                Some(lazy) => lazy.clone(),
+                None => {
+                    let inspect_at = location.clone();
+                    let files = tokio::task::spawn_blocking(move || model_files::inspect(&inspect_at))
+                        .await
+                        .map_err(|e| Error::internal(format!("model inspection task failed: {e}")))??;
+                    let lazy = Arc::new(LazyEngine {
+                        files: std::sync::Mutex::new(Some(files)),
+                        handle: tokio::sync::OnceCell::new(),
+                    });
+                    engines.insert(location.clone(), lazy.clone());
+                    lazy
+                }
             }
         };
+        if self.config.preload {
+            self.start(&lazy).await?;
+        }
         self.models
             .write()
             .map_err(|_| Error::internal("model table lock poisoned"))?
-            .insert(model.provider_resource_id.clone(), handle);
+            .insert(model.provider_resource_id.clone(), lazy);
         Ok(())
     }
 
@@ -161,7 +217,7 @@ impl InferenceProvider for CandleProvider {
         model: &Model,
         request: ChatCompletionRequest,
     ) -> Result<ChatStream> {
-        let engine = self.engine_for(model)?;
+        let engine = self.engine_for(model).await?;
         let tool_config = request
             .tool_config
             .clone()
@@ -194,7 +250,7 @@ impl InferenceProvider for CandleProvider {
         model: &Model,
         request: CompletionRequest,
     ) -> Result<CompletionStream> {
-        let engine = self.engine_for(model)?;
+        let engine = self.engine_for(model).await?;
         let pieces = render_completion(&request.content.as_text("\n"));
         let params = request.sampling_params.clone().unwrap_or_default();
         let (events, text, prompt_len) = self.start_job(&engine, &pieces, &params)?;
@@ -204,7 +260,11 @@ impl InferenceProvider for CandleProvider {
     }
 
     async fn health(&self) -> HealthInfo {
-        let loaded = self.models.read().map(|m| m.len()).unwrap_or(0);
+        let loaded = self
+            .engines
+            .try_lock()
+            .map(|e| e.values().filter(|l| l.handle.initialized()).count())
+            .unwrap_or(0);
         HealthInfo {
             status: HealthStatus::Ok,
             message: Some(format!("{loaded} model(s) loaded")),

@@ -132,21 +132,24 @@ enum Next {
     End(StopReason),
 }
 
-async fn next(events: &mut mpsc::Receiver<EngineEvent>) -> Result<Next> {
-    match events.recv().await {
-        None => Err(Error::internal("the inference engine stopped unexpectedly")),
-        Some(EngineEvent::Token(id)) => Ok(Next::Token(id)),
+async fn next(events: &mut mpsc::UnboundedReceiver<EngineEvent>) -> Result<Next> {
+    loop {
+        return match events.recv().await {
+            None => Err(Error::internal("the inference engine stopped unexpectedly")),
+            Some(EngineEvent::Prefilled { .. }) => continue,
+            Some(EngineEvent::Token { id, .. }) => Ok(Next::Token(id)),
         Some(EngineEvent::Failed(message)) => {
-            Err(Error::internal(format!("generation failed: {message}")))
-        }
-        Some(other) => Ok(Next::End(stop_reason_for(&other))),
+                Err(Error::internal(format!("generation failed: {message}")))
+            }
+            Some(other) => Ok(Next::End(stop_reason_for(&other))),
+        };
     }
 }
 
 /// The engine's next step; an engine failure is passed on to the consumer and ends the stream
 /// (`None`).
 async fn next_token<T>(
-    events: &mut mpsc::Receiver<EngineEvent>,
+    events: &mut mpsc::UnboundedReceiver<EngineEvent>,
     out: &mpsc::Sender<Result<T>>,
 ) -> Option<Next> {
     match next(events).await {
@@ -178,7 +181,7 @@ fn text_delta(text: String, python_tag: bool) -> ContentDelta {
 /// Pumps engine events into classic chat chunks until the generation ends or the consumer
 /// goes away (dropping `events` then stops the engine's work on this request).
 pub(crate) async fn pump_chat(
-    mut events: mpsc::Receiver<EngineEvent>,
+    mut events: mpsc::UnboundedReceiver<EngineEvent>,
     out: mpsc::Sender<Result<ChatCompletionResponseStreamChunk>>,
     mut text: TextAssembler,
     tools: Vec<ToolDefinition>,
@@ -294,7 +297,7 @@ fn tool_call_deltas(text: &str, python_tag: bool, tools: &[ToolDefinition]) -> V
 
 /// Pumps engine events into raw completion chunks.
 pub(crate) async fn pump_completion(
-    mut events: mpsc::Receiver<EngineEvent>,
+    mut events: mpsc::UnboundedReceiver<EngineEvent>,
     out: mpsc::Sender<Result<CompletionResponseStreamChunk>>,
     mut text: TextAssembler,
     prompt_tokens: usize,

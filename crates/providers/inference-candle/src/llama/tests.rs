@@ -1,0 +1,157 @@
+//! The serving model against candle's reference Llama, across layouts, and against itself
+//! under batching, chunked prefill and cache reuse.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::load::{self, DenseWeights};
+use super::{LlamaModel, SeqStep};
+use crate::model_files::{self, Weights};
+use crate::test_model::{self, GgufType, Preset, TestModelOptions};
+
+/// A tiny model (seed 11) in safetensors and F32 GGUF, written once; None without the tokenizer.
+fn models() -> Option<&'static (tempfile::TempDir, PathBuf, PathBuf)> {
+    static MODELS: OnceLock<Option<(tempfile::TempDir, PathBuf, PathBuf)>> = OnceLock::new();
+    MODELS
+        .get_or_init(|| {
+            let tiktoken = test_model::default_tokenizer_path();
+            if !tiktoken.is_file() {
+                eprintln!("skipped: no Llama 3 tokenizer at {}; run scripts/fetch-tokenizer.sh", tiktoken.display());
+                return None;
+            }
+            let root = tempfile::tempdir().unwrap();
+            let options = TestModelOptions {
+                preset: Preset::Tiny,
+                dtype: DType::F32,
+                tiktoken_model: &tiktoken,
+                seed: 11,
+            };
+            let hf = root.path().join("hf");
+            test_model::create(&hf, &options).unwrap();
+            let gguf = test_model::create_gguf(&root.path().join("gguf"), &options, GgufType::F32).unwrap();
+            Some((root, hf, gguf))
+        })
+        .as_ref()
+}
+
+fn load(location: &Path) -> LlamaModel {
+    let files = model_files::inspect(location).unwrap();
+    crate::engine::load_model(&files, &Device::Cpu, DenseWeights::F32, Some(512), &mut |_, _| {}).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// Logits after each prefix of `ids`, decoding one token at a time.
+fn stepwise(model: &LlamaModel, ids: &[u32]) -> Vec<Tensor> {
+    let mut cache = model.new_cache();
+    ids.iter()
+        .map(|id| {
+            let mut steps = [SeqStep { tokens: std::slice::from_ref(id), cache: &mut cache }];
+            model.forward(&mut steps).unwrap().squeeze(0).unwrap()
+        })
+        .collect()
+}
+
+const PROMPT: [u32; 9] = [128000, 791, 4062, 14198, 39935, 35308, 927, 279, 16053];
+
+#[test]
+fn safetensors_logits_match_candles_reference_llama() {
+    let Some((_, hf, _)) = models() else { return };
+    let ours = load(hf);
+    let files = model_files::inspect(hf).unwrap();
+    let Weights::Safetensors { config, files } = &files.weights else { panic!("not safetensors") };
+    let config = config.clone().into_config(false);
+    let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(files, DType::F32, &Device::Cpu) }.unwrap();
+    let reference = candle_transformers::models::llama::Llama::load(vb, &config).unwrap();
+    let mut cache = candle_transformers::models::llama::Cache::new(true, DType::F32, &config, &Device::Cpu).unwrap();
+    let input = Tensor::new(&PROMPT[..], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let expected = reference.forward(&input, 0, &mut cache).unwrap().squeeze(0).unwrap();
+    let mut our_cache = ours.new_cache();
+    let got = ours
+        .forward(&mut [SeqStep { tokens: &PROMPT, cache: &mut our_cache }])
+        .unwrap()
+        .squeeze(0)
+        .unwrap();
+    let diff = max_diff(&got, &expected);
+    assert!(diff < 1e-4, "max abs logit difference {diff}");
+    // And token by token through the cache.
+    let next = Tensor::new(&[PROMPT[0]], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let expected = reference.forward(&next, PROMPT.len(), &mut cache).unwrap().squeeze(0).unwrap();
+    let got = ours
+        .forward(&mut [SeqStep { tokens: &PROMPT[..1], cache: &mut our_cache }])
+        .unwrap()
+        .squeeze(0)
+        .unwrap();
+    assert!(max_diff(&got, &expected) < 1e-4);
+}
+
+#[test]
+fn gguf_and_safetensors_of_one_model_agree() {
+    let Some((_, hf, gguf)) = models() else { return };
+    let (a, b) = (load(hf), load(gguf));
+    assert!(a.hyper.rope != b.hyper.rope, "GGUF carries rope_freqs divisors");
+    for (x, y) in stepwise(&a, &PROMPT).iter().zip(stepwise(&b, &PROMPT).iter()) {
+        let diff = max_diff(x, y);
+        assert!(diff < 1e-3, "max abs logit difference {diff}");
+    }
+}
+
+#[test]
+fn a_batch_gives_each_sequence_its_own_logits() {
+    let Some((_, hf, _)) = models() else { return };
+    let model = load(hf);
+    let other: Vec<u32> = PROMPT.iter().rev().copied().collect();
+    let alone_a = stepwise(&model, &PROMPT);
+    let alone_b = stepwise(&model, &other);
+    // Both prompts prefilled in one pass, then decoded together.
+    let (mut ca, mut cb) = (model.new_cache(), model.new_cache());
+    let logits = model
+        .forward(&mut [
+            SeqStep { tokens: &PROMPT[..5], cache: &mut ca },
+            SeqStep { tokens: &other[..3], cache: &mut cb },
+        ])
+        .unwrap();
+    assert!(max_diff(&logits.get(0).unwrap(), &alone_a[4]) < 1e-4);
+    assert!(max_diff(&logits.get(1).unwrap(), &alone_b[2]) < 1e-4);
+    let logits = model
+        .forward(&mut [
+            SeqStep { tokens: &PROMPT[5..6], cache: &mut ca },
+            SeqStep { tokens: &other[3..4], cache: &mut cb },
+        ])
+        .unwrap();
+    assert!(max_diff(&logits.get(0).unwrap(), &alone_a[5]) < 1e-4);
+    assert!(max_diff(&logits.get(1).unwrap(), &alone_b[3]) < 1e-4);
+}
+
+#[test]
+fn a_truncated_cache_continues_like_a_fresh_one() {
+    let Some((_, hf, _)) = models() else { return };
+    let model = load(hf);
+    let fresh = stepwise(&model, &PROMPT);
+    let mut cache = model.new_cache();
+    model.forward(&mut [SeqStep { tokens: &PROMPT, cache: &mut cache }]).unwrap();
+    cache.truncate(4);
+    let logits = model
+        .forward(&mut [SeqStep { tokens: &PROMPT[4..7], cache: &mut cache }])
+        .unwrap();
+    assert!(max_diff(&logits.get(0).unwrap(), &fresh[6]) < 1e-4);
+}
+
+#[test]
+fn the_gguf_embedded_tokenizer_matches_tokenizer_json() {
+    let Some((_, hf, gguf)) = models() else { return };
+    let json = model_files::tokenizer_json(&model_files::TokenizerSource::Json(hf.join("tokenizer.json"))).unwrap();
+    let embedded = model_files::tokenizer_json(&model_files::TokenizerSource::Gguf(gguf.clone())).unwrap();
+    let a: tokenizers::Tokenizer = serde_json::from_value(json).unwrap();
+    let b: tokenizers::Tokenizer = serde_json::from_value(embedded).unwrap();
+    let text = "<|start_header_id|>user<|end_header_id|>\n\nHello, wörld! 12345 fn main() {}\n\t  spaced   out<|eot_id|>";
+    let ids_a = a.encode(text, false).unwrap().get_ids().to_vec();
+    let ids_b = b.encode(text, false).unwrap().get_ids().to_vec();
+    assert_eq!(ids_a, ids_b);
+    assert!(ids_a.contains(&llama_stack_llama3::EOT_ID));
+    assert_eq!(b.decode(&ids_b, false).unwrap(), text);
+}
