@@ -4,8 +4,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use llama_stack_types::{
     ChatCompletionRequest, ChatCompletionResponseStreamChunk, CompletionRequest,
-    CompletionResponseStreamChunk, EmbeddingsRequest, EmbeddingsResponse, HealthInfo, HealthStatus,
-    Model,
+    CompletionResponseStreamChunk, EmbeddingsRequest, HealthInfo, HealthStatus, Model,
 };
 
 use crate::error::{Error, Result};
@@ -14,6 +13,14 @@ use crate::error::{Error, Result};
 pub type ChatStream = BoxStream<'static, Result<ChatCompletionResponseStreamChunk>>;
 /// A stream of classic completion chunks; the last carries `stop_reason` and `metrics`.
 pub type CompletionStream = BoxStream<'static, Result<CompletionResponseStreamChunk>>;
+
+/// What a provider computes for an embeddings request: one vector per input, in input order,
+/// and the number of tokens read (the OpenAI route reports it as `usage`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    pub vectors: Vec<Vec<f32>>,
+    pub prompt_tokens: u32,
+}
 
 /// An inference provider. Requests arrive already validated and resolved: `model` is the
 /// registered model and the request's `model_id` is its `provider_resource_id`.
@@ -43,11 +50,10 @@ pub trait InferenceProvider: Send + Sync {
         request: CompletionRequest,
     ) -> Result<CompletionStream>;
 
-    async fn embeddings(
-        &self,
-        model: &Model,
-        _request: EmbeddingsRequest,
-    ) -> Result<EmbeddingsResponse> {
+    /// Embeds `request.contents`. The stack has checked that the model is an embedding model,
+    /// that there is at least one input, and that `text_truncation` and `task_type` hold known
+    /// values; [`crate::inference_ops::embedding_texts`] reads the inputs as text.
+    async fn embeddings(&self, model: &Model, _request: EmbeddingsRequest) -> Result<Embeddings> {
         Err(Error::unsupported(format!(
             "model '{}' is served by a provider without embeddings support",
             model.identifier

@@ -10,7 +10,7 @@ use llama_stack_types::{
 };
 
 use crate::error::{Error, Result};
-use crate::inference::{ChatStream, CompletionStream};
+use crate::inference::{ChatStream, CompletionStream, Embeddings};
 use crate::stack::Stack;
 
 fn field_error(field: &str, message: impl Into<String>) -> Error {
@@ -114,17 +114,110 @@ impl Stack {
     }
 
     /// `POST /v1/inference/embeddings`.
-    pub async fn embeddings(&self, mut request: EmbeddingsRequest) -> Result<EmbeddingsResponse> {
+    pub async fn embeddings(&self, request: EmbeddingsRequest) -> Result<EmbeddingsResponse> {
+        Ok(EmbeddingsResponse {
+            embeddings: self.embed(request).await?.vectors,
+        })
+    }
+
+    /// Embeddings for every route: checks the request, resolves the model and calls its
+    /// provider.
+    pub async fn embed(&self, mut request: EmbeddingsRequest) -> Result<Embeddings> {
+        if request.contents.is_empty() {
+            return Err(field_error(
+                "contents",
+                "contents must contain at least one item",
+            ));
+        }
+        embedding_texts(&request.contents)?;
+        if let Some(truncation) = &request.text_truncation
+            && !TEXT_TRUNCATIONS.contains(&truncation.as_str())
+        {
+            return Err(field_error(
+                "text_truncation",
+                format!("text_truncation must be none, start or end, got '{truncation}'"),
+            ));
+        }
+        if let Some(task) = &request.task_type
+            && !TASK_TYPES.contains(&task.as_str())
+        {
+            return Err(field_error(
+                "task_type",
+                format!("task_type must be query or document, got '{task}'"),
+            ));
+        }
+        if request.output_dimension == Some(0) {
+            return Err(field_error(
+                "output_dimension",
+                "output_dimension must be at least 1",
+            ));
+        }
         let (model, provider) = self.resolve_model(&request.model_id).await?;
         if model.model_type != ModelType::Embedding {
             return Err(Error::invalid(format!(
-                "Model '{}' is not an embedding model",
+                "Model '{}' is not an embedding model; embeddings need a model registered with model_type 'embedding'",
                 model.identifier
             )));
         }
+        let inputs = request.contents.len();
         request.model_id = model.provider_resource_id.clone();
-        provider.embeddings(&model, request).await
+        let embeddings = provider.embeddings(&model, request).await?;
+        if embeddings.vectors.len() != inputs {
+            return Err(Error::internal(format!(
+                "provider '{}' returned {} embeddings for {inputs} inputs",
+                model.provider_id,
+                embeddings.vectors.len()
+            )));
+        }
+        Ok(embeddings)
     }
+}
+
+/// The values `text_truncation` takes: `none` refuses an input longer than the model's context,
+/// `start` drops tokens from its start, `end` from its end.
+pub const TEXT_TRUNCATIONS: &[&str] = &["none", "start", "end"];
+/// The values `task_type` takes.
+pub const TASK_TYPES: &[&str] = &["query", "document"];
+
+/// Reads embeddings inputs as text. Each item is a string or a text content item
+/// (`{"type": "text", "text": ...}`); an image cannot be embedded by a text model.
+pub fn embedding_texts(contents: &[serde_json::Value]) -> Result<Vec<String>> {
+    contents
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let at = |message: String| {
+                Error::invalid(message).with_location(vec![
+                    "body".into(),
+                    "contents".into(),
+                    i.into(),
+                ])
+            };
+            match item {
+                serde_json::Value::String(text) => Ok(text.clone()),
+                serde_json::Value::Object(map) => match map.get("type").and_then(|t| t.as_str()) {
+                    Some("text") => map
+                        .get("text")
+                        .and_then(|t| t.as_str())
+                        .map(str::to_string)
+                        .ok_or_else(|| {
+                            at(format!(
+                                "contents[{i}] is a text item without a string `text`"
+                            ))
+                        }),
+                    Some("image") => Err(at(format!(
+                        "contents[{i}] is an image; embeddings are computed for text only"
+                    ))),
+                    _ => Err(at(format!(
+                        "contents[{i}] must be a string or a content item with type 'text'"
+                    ))),
+                },
+                _ => Err(at(format!(
+                    "contents[{i}] must be a string or a content item with type 'text'"
+                ))),
+            }
+        })
+        .collect()
 }
 
 /// Collects a chat stream into one response, as a non-streaming call answers.
@@ -220,6 +313,23 @@ mod tests {
             logprobs: None,
             tool_config: None,
         }
+    }
+
+    #[test]
+    fn embedding_inputs_are_strings_or_text_items() {
+        let texts = embedding_texts(&[
+            serde_json::json!("plain"),
+            serde_json::json!({"type": "text", "text": "item"}),
+        ])
+        .unwrap();
+        assert_eq!(texts, ["plain", "item"]);
+        let err = embedding_texts(&[
+            serde_json::json!("ok"),
+            serde_json::json!({"type": "image", "image": {"url": {"uri": "x"}}}),
+        ])
+        .unwrap_err();
+        assert!(err.message().contains("contents[1] is an image"), "{err}");
+        assert!(embedding_texts(&[serde_json::json!(3)]).is_err());
     }
 
     #[test]

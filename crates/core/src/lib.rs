@@ -10,6 +10,7 @@ pub mod inference;
 pub mod inference_ops;
 mod models;
 pub mod openai_compat;
+mod openai_embeddings;
 pub mod provider;
 pub mod safety;
 pub mod stack;
@@ -18,7 +19,8 @@ pub mod vector_io;
 
 pub use api::Api;
 pub use error::{Error, ErrorKind, Result};
-pub use inference::{ChatStream, CompletionStream, InferenceProvider};
+pub use inference::{ChatStream, CompletionStream, Embeddings, InferenceProvider};
+pub use models::RestoredModels;
 pub use provider::{
     ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
 };

@@ -10,13 +10,24 @@ use crate::stack::Stack;
 
 const MODEL_KIND: &str = "model";
 
+/// What [`Stack::restore_models`] did.
+#[derive(Debug, Default)]
+pub struct RestoredModels {
+    /// Models served again.
+    pub restored: usize,
+    /// Stored models their provider refused, with its reason.
+    pub refused: Vec<(Model, Error)>,
+}
+
 impl Stack {
     /// Loads the models persisted by earlier runs and hands each to its provider. A model whose
-    /// provider is gone or refuses it is skipped with a warning: it stays in the store, so it
-    /// comes back when its provider does.
-    pub async fn restore_models(&self) -> Result<usize> {
+    /// provider is gone is skipped with a warning; one its provider refuses is skipped and
+    /// returned with the reason, for the caller to report (it may be about to register the same
+    /// model again and report it once). Either stays in the store, so it comes back when its
+    /// provider or files do.
+    pub async fn restore_models(&self) -> Result<RestoredModels> {
         let stored = self.store.list(MODEL_KIND).await?;
-        let mut restored = 0;
+        let mut outcome = RestoredModels::default();
         for value in stored {
             let model: Model = match serde_json::from_value(value) {
                 Ok(m) => m,
@@ -31,17 +42,16 @@ impl Stack {
                 continue;
             };
             if let Err(err) = provider.register_model(&model).await {
-                tracing::warn!(model = %model.identifier, error = %err,
-                    "Skipping stored model its provider refused");
+                outcome.refused.push((model, err));
                 continue;
             }
             self.models
                 .write()
                 .await
                 .insert(model.identifier.clone(), model);
-            restored += 1;
+            outcome.restored += 1;
         }
-        Ok(restored)
+        Ok(outcome)
     }
 
     pub async fn list_models(&self) -> Vec<Model> {

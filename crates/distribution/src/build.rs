@@ -3,8 +3,11 @@
 use std::sync::Arc;
 
 use llama_stack_core::stack::redact_config;
-use llama_stack_core::{Error, ProviderContext, ProviderHandle, RegistryStore, Stack, StackInfo};
+use llama_stack_core::{
+    Error, ErrorKind, ProviderContext, ProviderHandle, RegistryStore, Stack, StackInfo,
+};
 use llama_stack_storage::SqliteRegistryStore;
+use llama_stack_types::{ModelType, RegisterModelRequest};
 
 use crate::{LoadedConfig, ServerSettings};
 
@@ -17,7 +20,9 @@ pub struct Built {
 }
 
 /// Opens the registry store, builds every provider, restores the models registered by earlier
-/// runs and registers the run.yaml models. Any failure is fatal and names what failed.
+/// runs and registers the run.yaml models. Any failure is fatal and names what failed, except an
+/// embedding model whose files are not found: the stack starts without it, with one warning
+/// saying how to get it, since embeddings are an optional part of a distribution.
 pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
     let db_path = loaded.registry_db_path().to_path_buf();
     let store_dir = loaded.store_dir().to_path_buf();
@@ -76,32 +81,54 @@ pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
     };
     let stack = Arc::new(Stack::new(info, handles, store));
     let restored = stack.restore_models().await?;
-    tracing::debug!(restored, "Restored models from the registry");
+    tracing::debug!(
+        restored = restored.restored,
+        "Restored models from the registry"
+    );
 
+    let mut left_out = Vec::new();
     for model in &loaded.models {
         let model_id = model.request.model_id.clone();
         let provider_id = model.request.provider_id.clone().unwrap_or_default();
-        stack
-            .register_model(model.request.clone())
-            .await
-            .map_err(|err| {
-                let hint = if err.kind() == llama_stack_core::ErrorKind::Conflict {
-                    format!(
-                        "; the registry at {} holds a different model under this name: unregister it or use another SQLITE_STORE_DIR",
-                        db_path.display()
-                    )
-                } else {
-                    String::new()
-                };
-                Error::new(
-                    err.kind(),
-                    format!(
-                        "{}: cannot register model `{model_id}` on provider `{provider_id}`: {}{hint}",
-                        model.path,
-                        err.message()
-                    ),
-                )
-            })?;
+        let err = match stack.register_model(model.request.clone()).await {
+            Ok(_) => continue,
+            Err(err) => err,
+        };
+        if files_missing(&model.request, &err) {
+            tracing::warn!(model = %model_id, provider = %provider_id, entry = %model.path,
+                "Embedding model left out: {}", err.message());
+            left_out.push((
+                provider_id,
+                model.request.provider_model_id.clone().unwrap_or(model_id),
+            ));
+            continue;
+        }
+        let hint = if err.kind() == ErrorKind::Conflict {
+            format!(
+                "; the registry at {} holds a different model under this name: unregister it or use another SQLITE_STORE_DIR",
+                db_path.display()
+            )
+        } else {
+            String::new()
+        };
+        return Err(Error::new(
+            err.kind(),
+            format!(
+                "{}: cannot register model `{model_id}` on provider `{provider_id}`: {}{hint}",
+                model.path,
+                err.message()
+            ),
+        ));
+    }
+    // A stored model that run.yaml lists again was just reported; say it once.
+    for (model, err) in restored.refused {
+        let reported = left_out.iter().any(|(provider, resource)| {
+            provider == &model.provider_id && resource == &model.provider_resource_id
+        });
+        if !reported {
+            tracing::warn!(model = %model.identifier, error = %err,
+                "Skipping stored model its provider refused");
+        }
     }
 
     Ok(Built {
@@ -109,4 +136,10 @@ pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
         server: loaded.server.clone(),
         not_implemented: loaded.not_implemented.clone(),
     })
+}
+
+/// Whether a run.yaml model failed only because its provider found no files for it, and is an
+/// embedding model, which the rest of the stack can do without.
+fn files_missing(request: &RegisterModelRequest, err: &Error) -> bool {
+    request.model_type == Some(ModelType::Embedding) && err.kind() == ErrorKind::NotFound
 }

@@ -10,7 +10,8 @@
 //!    where known, line and column. Features the file asks for that this server does not
 //!    implement yet are accepted and listed in [`LoadedConfig::not_implemented`].
 //! 3. [`build`] opens the registry store, builds each provider, restores the models registered
-//!    by earlier runs and registers the run.yaml models.
+//!    by earlier runs and registers the run.yaml models. An embedding model whose files are not
+//!    found is left out with one warning, so a distribution still starts without it.
 //!
 //! It also owns the list of provider crates compiled in ([`builtin_registry`]). It does not
 //! serve anything: transports receive the built [`Stack`].
@@ -44,6 +45,7 @@ pub use schema::RunConfig;
 pub fn builtin_registry() -> ProviderRegistry {
     let mut registry = ProviderRegistry::new();
     llama_stack_provider_inference_candle::register(&mut registry);
+    llama_stack_provider_inference_sentence_transformers::register(&mut registry);
     registry
 }
 

@@ -62,6 +62,8 @@ pub const ROUTES: &[RouteEntry] = &[
         Some(Api::Inference),
     ),
     route("POST", "/v1/openai/v1/completions", Some(Api::Inference)),
+    route("POST", "/v1/embeddings", Some(Api::Inference)),
+    route("POST", "/v1/openai/v1/embeddings", Some(Api::Inference)),
 ];
 
 #[derive(OpenApi)]
@@ -86,6 +88,7 @@ pub const ROUTES: &[RouteEntry] = &[
         inference::embeddings,
         openai::chat_completions,
         openai::completions,
+        openai::embeddings,
     )
 )]
 pub struct ApiDoc;
@@ -96,6 +99,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     for (alias, original) in [
         ("/v1/openai/v1/chat/completions", "/v1/chat/completions"),
         ("/v1/openai/v1/completions", "/v1/completions"),
+        ("/v1/openai/v1/embeddings", "/v1/embeddings"),
     ] {
         if let Some(item) = doc.paths.paths.get(original).cloned() {
             doc.paths.paths.insert(alias.to_string(), item);
@@ -155,6 +159,8 @@ pub fn router(stack: Arc<Stack>) -> Router {
             post(openai::chat_completions),
         )
         .route("/v1/openai/v1/completions", post(openai::completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/openai/v1/embeddings", post(openai::embeddings))
         .route("/openapi.json", get(serve_openapi))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

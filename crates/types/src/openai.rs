@@ -1,4 +1,5 @@
-//! OpenAI-compatible chat and text completion types (`/v1/chat/completions`, `/v1/completions`).
+//! OpenAI-compatible types: chat and text completions (`/v1/chat/completions`,
+//! `/v1/completions`) and embeddings (`/v1/embeddings`).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -296,4 +297,61 @@ pub struct OpenAiCompletion {
     pub choices: Vec<OpenAiCompletionChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<OpenAiUsage>,
+}
+
+/// `input` of `POST /v1/embeddings`: a string, strings, token ids, or lists of token ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum OpenAiEmbeddingInput {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<u32>),
+    TokenLists(Vec<Vec<u32>>),
+}
+
+/// `POST /v1/embeddings`. Fields not listed are accepted and ignored.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OpenAiEmbeddingsRequest {
+    pub model: String,
+    pub input: OpenAiEmbeddingInput,
+    /// `float` (the default) or `base64` (little-endian f32 bytes).
+    #[serde(default)]
+    pub encoding_format: Option<String>,
+    /// The length of each vector; only Matryoshka models accept other than their native one.
+    #[serde(default)]
+    pub dimensions: Option<u32>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One vector: floats, or base64 of little-endian f32 bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum OpenAiEmbeddingVector {
+    Float(Vec<f32>),
+    Base64(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OpenAiEmbedding {
+    pub object: String,
+    pub embedding: OpenAiEmbeddingVector,
+    pub index: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OpenAiEmbeddingUsage {
+    pub prompt_tokens: u32,
+    pub total_tokens: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OpenAiEmbeddingsResponse {
+    pub object: String,
+    pub data: Vec<OpenAiEmbedding>,
+    pub model: String,
+    pub usage: OpenAiEmbeddingUsage,
 }

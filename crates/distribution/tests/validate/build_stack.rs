@@ -29,10 +29,14 @@ struct EchoConfig {
     /// Model ids the provider refuses to register.
     #[serde(default)]
     refuse: Vec<String>,
+    /// Model ids whose files the provider does not find.
+    #[serde(default)]
+    missing: Vec<String>,
 }
 
 struct EchoProvider {
     refuse: Vec<String>,
+    missing: Vec<String>,
 }
 
 #[async_trait]
@@ -40,6 +44,9 @@ impl InferenceProvider for EchoProvider {
     async fn register_model(&self, model: &Model) -> Result<()> {
         if self.refuse.contains(&model.provider_resource_id) {
             return Err(Error::invalid("no weights for this model"));
+        }
+        if self.missing.contains(&model.provider_resource_id) {
+            return Err(Error::not_found("model files not found; fetch them first"));
         }
         Ok(())
     }
@@ -66,6 +73,7 @@ fn build_echo(
         CONTEXTS.lock().unwrap().push(context);
         let provider = EchoProvider {
             refuse: config.refuse,
+            missing: config.missing,
         };
         Ok(ProviderInstance::Inference(Arc::new(provider)))
     }
@@ -97,6 +105,7 @@ providers:
     config:
       api_key: ${{env.ECHO_KEY:=secret-value}}
       refuse: [refused-model]
+      missing: [missing-model]
 metadata_store:
   type: sqlite
   db_path: ${{env.SQLITE_STORE_DIR}}/registry.db
@@ -182,6 +191,73 @@ async fn refused_model_fails_the_build_naming_model_and_path() {
     assert!(message.contains("no weights"), "{message}");
 }
 
+/// Log lines written while the returned guard lives (on this thread).
+fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+    #[derive(Clone)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let sink = Sink(buffer.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    (buffer, tracing::subscriber::set_default(subscriber))
+}
+
+const EMBEDDER: &str = "- model_id: chat\n  provider_id: {id}\n- model_id: missing-model\n  provider_id: {id}\n  model_type: embedding\n  metadata: {embedding_dimension: 8}\n";
+
+#[tokio::test]
+async fn embedding_model_without_files_is_left_out_with_one_warning() {
+    let store = tempfile::tempdir().unwrap();
+    let text = run_yaml("echo-missing", &EMBEDDER.replace("{id}", "echo-missing"));
+    // First run: the files are there, so the model is registered and stored.
+    let found = text.replace("missing: [missing-model]", "missing: []");
+    let loaded = load_str(&found, &store_env(store.path()), &registry()).unwrap();
+    let stack = build(loaded).await.unwrap().stack;
+    assert_eq!(stack.list_models().await.len(), 2);
+    drop(stack);
+
+    // Then they are gone: the stored copy and the run.yaml entry are one model, one warning.
+    let (logs, _guard) = capture_logs();
+    let loaded = load_str(&text, &store_env(store.path()), &registry()).unwrap();
+    let stack = build(loaded).await.expect("starts without the model").stack;
+    let ids: Vec<String> = stack
+        .list_models()
+        .await
+        .into_iter()
+        .map(|m| m.identifier)
+        .collect();
+    assert_eq!(ids, ["echo-missing/chat"]);
+    let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let warnings: Vec<&str> = logs.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(warnings[0].contains("Embedding model left out"), "{logs}");
+    assert!(warnings[0].contains("fetch them first"), "{logs}");
+    assert!(warnings[0].contains("models[1]"), "{logs}");
+}
+
+#[tokio::test]
+async fn language_model_without_files_still_fails_the_build() {
+    let store = tempfile::tempdir().unwrap();
+    let text = run_yaml(
+        "echo-missing-llm",
+        "- model_id: missing-model\n  provider_id: echo-missing-llm\n",
+    );
+    let loaded = load_str(&text, &store_env(store.path()), &registry()).unwrap();
+    let message = build(loaded).await.err().expect("fatal").to_string();
+    assert!(message.contains("models[0]"), "{message}");
+    assert!(message.contains("fetch them first"), "{message}");
+}
+
 #[tokio::test]
 async fn changed_model_conflicts_with_the_stored_one() {
     let store = tempfile::tempdir().unwrap();
@@ -234,6 +310,10 @@ async fn local_distribution_builds_on_candle() {
         "LLAMA_MODEL_PATH".into(),
         model_dir.path().to_string_lossy().into_owned(),
     );
+    vars.insert(
+        "EMBEDDING_MODEL_PATH".into(),
+        "/nonexistent/all-MiniLM-L6-v2".into(),
+    );
     let loaded = load_with(&path, &vars, &builtin_registry()).unwrap();
     let stack = build(loaded)
         .await
@@ -248,6 +328,7 @@ async fn local_distribution_builds_on_candle() {
 
     let loaded = load_with(&path, &vars, &builtin_registry()).unwrap();
     let stack = build(loaded).await.unwrap().stack;
+    // The embedding model's files are absent here, so it is left out.
     assert_eq!(stack.list_models().await.len(), 1);
     assert!(store.path().join("registry.db").is_file());
 
@@ -263,4 +344,64 @@ async fn local_distribution_builds_on_candle() {
         .to_string();
     assert!(message.contains("models[0]"), "{message}");
     assert!(message.contains("/nonexistent/model"), "{message}");
+}
+
+/// The shipped `local` distribution with the real all-MiniLM-L6-v2 (scripts/fetch-minilm.sh):
+/// both models are served, and embeddings route to the sentence-transformers provider.
+#[tokio::test]
+async fn local_distribution_serves_minilm_embeddings() {
+    use llama_stack_provider_inference_candle::test_model::{self, Preset, TestModelOptions};
+    let minilm = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".llama/test-models/all-MiniLM-L6-v2");
+    if !minilm.join("model.safetensors").is_file() {
+        eprintln!(
+            "skipping: all-MiniLM-L6-v2 is not at {}; run scripts/fetch-minilm.sh",
+            minilm.display()
+        );
+        return;
+    }
+    let tokenizer = test_model::default_tokenizer_path();
+    assert!(tokenizer.is_file(), "run scripts/fetch-tokenizer.sh first");
+    let model_dir = tempfile::tempdir().unwrap();
+    test_model::create(
+        model_dir.path(),
+        &TestModelOptions {
+            preset: Preset::Tiny,
+            dtype: candle_core::DType::F32,
+            tiktoken_model: &tokenizer,
+            seed: 0,
+        },
+    )
+    .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let mut vars = store_env(store.path());
+    vars.insert(
+        "LLAMA_MODEL_PATH".into(),
+        model_dir.path().to_string_lossy().into_owned(),
+    );
+    vars.insert(
+        "EMBEDDING_MODEL_PATH".into(),
+        minilm.to_string_lossy().into_owned(),
+    );
+    let path = repo_dir().join("distributions/local/run.yaml");
+    let loaded = load_with(&path, &vars, &builtin_registry()).unwrap();
+    let stack = build(loaded).await.expect("builds").stack;
+    let model = stack
+        .get_model("sentence-transformers/all-MiniLM-L6-v2")
+        .await
+        .unwrap();
+    assert_eq!(model.model_type, ModelType::Embedding);
+    let response = stack
+        .embeddings(llama_stack_types::EmbeddingsRequest {
+            model_id: "all-MiniLM-L6-v2".into(),
+            contents: vec![serde_json::json!("hello")],
+            text_truncation: None,
+            output_dimension: None,
+            task_type: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(response.embeddings[0].len(), 384);
 }

@@ -94,12 +94,23 @@ fn local_defaults() {
     assert_eq!(model.model_id, "meta-llama/Llama-3.2-1B-Instruct");
     assert_eq!(model.provider_id.as_deref(), Some("candle"));
     assert_eq!(model.model_type, Some(ModelType::Llm));
+
+    let embedder = &loaded.providers[1];
+    assert_eq!(embedder.provider_id, "sentence-transformers");
+    assert_eq!(embedder.provider_type, "inline::sentence-transformers");
+    assert_eq!(embedder.config["model_path"], serde_json::Value::Null);
+    let model = &loaded.models[1].request;
+    assert_eq!(model.model_id, "all-MiniLM-L6-v2");
+    assert_eq!(model.provider_id.as_deref(), Some("sentence-transformers"));
+    assert_eq!(model.model_type, Some(ModelType::Embedding));
+    assert_eq!(model.metadata.as_ref().unwrap()["embedding_dimension"], 384);
 }
 
 #[test]
 fn local_follows_its_variables() {
     let vars = env(&[
         ("LLAMA_MODEL_PATH", "/models/Llama-3.2-3B-Instruct"),
+        ("EMBEDDING_MODEL_PATH", "/models/all-MiniLM-L6-v2"),
         ("INFERENCE_MODEL", "meta-llama/Llama-3.2-3B-Instruct"),
         ("SQLITE_STORE_DIR", "~/stores/local"),
         ("LLAMA_STACK_PORT", "9000"),
@@ -112,6 +123,10 @@ fn local_follows_its_variables() {
     assert_eq!(
         loaded.models[0].request.model_id,
         "meta-llama/Llama-3.2-3B-Instruct"
+    );
+    assert_eq!(
+        loaded.providers[1].config["model_path"],
+        "/models/all-MiniLM-L6-v2"
     );
     assert_eq!(loaded.server.port, 9000);
     assert_eq!(

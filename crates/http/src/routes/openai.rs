@@ -9,7 +9,7 @@ use llama_stack_core::Stack;
 use llama_stack_core::openai_compat::OpenAiOutput;
 use llama_stack_types::openai::{
     OpenAiChatCompletion, OpenAiChatCompletionChunk, OpenAiChatCompletionRequest, OpenAiCompletion,
-    OpenAiCompletionRequest,
+    OpenAiCompletionRequest, OpenAiEmbeddingsRequest, OpenAiEmbeddingsResponse,
 };
 
 use crate::error::{ApiJson, OpenAi, OpenAiError};
@@ -43,4 +43,14 @@ pub async fn completions(
         OpenAiOutput::Complete(c) => Json(c).into_response(),
         OpenAiOutput::Stream(s) => sse_response(s),
     })
+}
+
+#[utoipa::path(post, path = "/v1/embeddings", tag = "openai",
+    request_body = OpenAiEmbeddingsRequest,
+    responses((status = 200, body = OpenAiEmbeddingsResponse)))]
+pub async fn embeddings(
+    State(stack): State<Arc<Stack>>,
+    ApiJson(request, ..): ApiJson<OpenAiEmbeddingsRequest, OpenAi>,
+) -> Result<Json<OpenAiEmbeddingsResponse>, OpenAiError> {
+    Ok(Json(stack.openai_embeddings(request).await?))
 }

@@ -1,0 +1,58 @@
+//! `inline::sentence-transformers`: local sentence embeddings with BERT-family encoders (such as
+//! all-MiniLM-L6-v2) on candle, from Hugging Face safetensors.
+//!
+//! Owns locating and checking model folders, the encoder thread, batching, pooling and
+//! normalization. Serves embedding models only. Depends on core and types only; never on
+//! another provider or a transport.
+
+pub mod config;
+mod encoder;
+mod engine;
+mod model_files;
+mod pooling;
+mod provider;
+
+use futures::FutureExt;
+use llama_stack_core::{
+    Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
+    provider::parse_config,
+};
+
+pub use config::SentenceTransformersConfig;
+pub use provider::SentenceTransformersProvider;
+
+pub const PROVIDER_TYPE: &str = "inline::sentence-transformers";
+
+fn validate(value: &serde_json::Value) -> Vec<ConfigIssue> {
+    match parse_config::<SentenceTransformersConfig>(value) {
+        Ok(config) => config.issues(),
+        Err(issues) => issues,
+    }
+}
+
+fn build(
+    value: serde_json::Value,
+    context: ProviderContext,
+) -> futures::future::BoxFuture<'static, llama_stack_core::Result<ProviderInstance>> {
+    async move {
+        let config = parse_config::<SentenceTransformersConfig>(&value).map_err(|issues| {
+            llama_stack_core::Error::invalid(format!("invalid {PROVIDER_TYPE} config: {issues:?}"))
+        })?;
+        let provider = SentenceTransformersProvider::new(config, context)?;
+        Ok(ProviderInstance::Inference(std::sync::Arc::new(provider)))
+    }
+    .boxed()
+}
+
+/// Adds `inline::sentence-transformers` to the registry.
+pub fn register(registry: &mut ProviderRegistry) {
+    registry.register(ProviderSpec {
+        api: Api::Inference,
+        provider_type: PROVIDER_TYPE,
+        aliases: &[],
+        description: "Local sentence embeddings with BERT-family encoders such as all-MiniLM-L6-v2 (Hugging Face safetensors on candle; mean or cls pooling, normalized)",
+        sample_config: config::SAMPLE_CONFIG,
+        validate,
+        build,
+    });
+}
