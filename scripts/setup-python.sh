@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates the Python virtual environment used by the end-to-end tests (tests/e2e) and
-# installs the official clients into it. Safe to run repeatedly: an existing `.venv` is reused
+# installs the official clients into it, plus `tokenizers` for the NumPy BERT reference of the
+# embeddings tests. Safe to run repeatedly: an existing `.venv` is reused
 # and pip only installs what is missing.
 #
 # llama-stack-client 0.2.23 declares Python >= 3.12 but works on 3.11; it is installed with
@@ -22,23 +23,24 @@ pip_quiet=(--quiet --disable-pip-version-check)
 
 if "$vpy" - <<'PY' 2>/dev/null
 import importlib.metadata as md
-import llama_stack_client, openai, pytest, requests, yaml  # noqa: F401
+import llama_stack_client, openai, pytest, requests, tokenizers, yaml  # noqa: F401
 assert md.version("llama-stack-client") == "0.2.23", md.version("llama-stack-client")
 PY
 then
-  echo "setup-python: $venv already has llama-stack-client 0.2.23, openai, pytest and requests"
+  echo "setup-python: $venv already has llama-stack-client 0.2.23, openai, pytest, requests and tokenizers"
 else
   "$vpy" -m pip install "${pip_quiet[@]}" --upgrade pip
-  "$vpy" -m pip install "${pip_quiet[@]}" "numpy<2.3" "pandas<3" pytest requests pyyaml
+  "$vpy" -m pip install "${pip_quiet[@]}" "numpy<2.3" "pandas<3" pytest requests pyyaml tokenizers
   "$vpy" -m pip install "${pip_quiet[@]}" --ignore-requires-python "llama-stack-client==0.2.23"
   "$vpy" -m pip install "${pip_quiet[@]}" openai
 fi
 
 "$vpy" - <<'PY'
 import importlib.metadata as md
-import llama_stack_client, openai, pytest, requests, yaml  # noqa: F401
+import llama_stack_client, openai, pytest, requests, tokenizers, yaml  # noqa: F401
 print("setup-python: llama-stack-client", md.version("llama-stack-client"),
-      "| openai", md.version("openai"), "| pytest", md.version("pytest"))
+      "| openai", md.version("openai"), "| pytest", md.version("pytest"),
+      "| tokenizers", md.version("tokenizers"))
 PY
 
 # The 0.7 generation of the client (OpenAI-style routes) lives in its own venv, since one venv

@@ -54,6 +54,7 @@ run_phase() {
 }
 
 run_phase "fetch-tokenizer" fatal bash scripts/fetch-tokenizer.sh
+run_phase "fetch-minilm" fatal bash scripts/fetch-minilm.sh
 run_phase "setup-python" fatal bash scripts/setup-python.sh
 run_phase "cargo build" fatal cargo build --workspace --all-targets
 run_phase "cargo test" continue cargo test --workspace --no-fail-fast

@@ -91,11 +91,13 @@ def make_server(
     *,
     run_config: str = str(LOCAL_RUN_YAML),
     via_cli_env: bool = False,
+    extra_env: dict[str, str] | None = None,
 ) -> Server:
     settings = {
         "LLAMA_MODEL_PATH": str(model_dir),
         "SQLITE_STORE_DIR": str(store_dir),
         "INFERENCE_MODEL": SERVED_MODEL,
+        **(extra_env or {}),
     }
     return Server(
         name=name,
