@@ -10,11 +10,11 @@ use crate::{Error, Format, Vocabulary};
 /// How a [`Format`] is compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConstraintOptions {
-    /// The most whitespace characters (space, tab, newline, carriage return) allowed in one
-    /// place in JSON output: between two tokens of JSON, before the value and after it. `0`
-    /// gives compact JSON. The bound keeps a model from producing whitespace forever; the
-    /// default, 12, leaves room for a newline and indentation a few levels deep. Grammars
-    /// (Lark, GBNF) say for themselves where whitespace goes.
+    /// The most whitespace characters (space, tab, newline, carriage return) allowed between
+    /// two tokens of JSON output; none is allowed before or after the value. `0` gives
+    /// compact JSON. The bound keeps a model from producing whitespace forever; the default,
+    /// 12, leaves room for a newline and indentation a few levels deep. Grammars (Lark, GBNF)
+    /// say for themselves where whitespace goes.
     pub json_whitespace: usize,
 }
 
@@ -123,10 +123,10 @@ impl Constraint {
         let parser = vocabulary
             .factory()
             .create_parser(grammar)
-            .map_err(|e| Error::InvalidFormat(first_line(&e.to_string())))?;
+            .map_err(|e| Error::InvalidFormat(format!("{e:#}")))?;
         let matcher = Matcher::new(Ok(parser));
         if let Some(error) = matcher.get_error() {
-            return Err(Error::InvalidFormat(first_line(&error)));
+            return Err(Error::InvalidFormat(error));
         }
         Ok(Self {
             vocabulary,
@@ -204,9 +204,4 @@ impl Constraint {
         }
         TokenSet(set)
     }
-}
-
-/// llguidance's compile errors carry the whole grammar after the first line.
-fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).trim().to_string()
 }

@@ -110,6 +110,9 @@ fn with_json_options(mut schema: Value, options: &ConstraintOptions) -> Value {
         // Schemas written for tools use oneOf where anyOf is meant; the branches are nearly
         // always disjoint (a different `type` or `const` tag), where the two agree.
         "coerce_one_of": true,
+        // `\u00e9` as well as `é`: models trained on ASCII-only JSON (Python's default)
+        // write the escapes.
+        "json_allow_general_unicode_escapes": true,
     });
     if let Value::Object(map) = &mut schema {
         map.insert("x-guidance".into(), guidance);
