@@ -142,8 +142,13 @@ def test_providers_lists_each_type_with_api_description_and_sample_config(llama_
         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "inline::candle  (api: inference)" in proc.stdout
-    sample = proc.stdout.split("sample config:", 1)[1]
-    assert yaml.safe_load("\n".join(line[4:] for line in sample.strip("\n").splitlines()))[
-        "device"
-    ] == "cpu"
+    # One block per provider type, separated by a blank line.
+    blocks = {b.splitlines()[0]: b for b in proc.stdout.strip("\n").split("\n\n")}
+    for heading in (
+        "inline::candle  (api: inference)",
+        "inline::sentence-transformers  (api: inference)",
+    ):
+        assert heading in blocks, list(blocks)
+        sample = blocks[heading].split("sample config:", 1)[1]
+        config = yaml.safe_load("\n".join(line[4:] for line in sample.strip("\n").splitlines()))
+        assert config["device"] == "cpu", config
