@@ -15,7 +15,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
 use llama_stack_core::{Error, Result};
 
-use super::{Hyper, Layer, Llama3Scaling, LlamaModel, RopeFrequencies};
+use super::{Hyper, Layer, Linear, Llama3Scaling, LlamaModel, RopeFrequencies};
 
 /// Precision of dense (non-GGUF) weights in memory; activations are always f32 on CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub(crate) type Progress<'a> = &'a mut dyn FnMut(usize, usize);
 /// A source of named tensors in one checkpoint's naming.
 trait Tensors {
     /// The weight, as it should be multiplied.
-    fn matrix(&mut self, name: &str, shape: (usize, usize)) -> Result<QMatMul>;
+    fn matrix(&mut self, name: &str, shape: (usize, usize)) -> Result<Linear>;
     /// A vector (norm weights), as f32.
     fn vector(&mut self, name: &str, len: usize) -> Result<Tensor>;
     fn has(&self, name: &str) -> bool;
@@ -130,12 +130,12 @@ impl Gguf<'_> {
 }
 
 impl Tensors for Gguf<'_> {
-    fn matrix(&mut self, name: &str, (rows, cols): (usize, usize)) -> Result<QMatMul> {
+    fn matrix(&mut self, name: &str, (rows, cols): (usize, usize)) -> Result<Linear> {
         let t = self.qtensor(name)?;
         if t.shape().dims() != [rows, cols] {
             return Err(shape_error(name, t.shape().dims(), &[rows, cols]));
         }
-        QMatMul::from_arc(Arc::new(t)).map_err(candle_err(name))
+        Linear::from_qtensor(t).map_err(candle_err(name))
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<Tensor> {
@@ -302,18 +302,18 @@ impl Dense {
 }
 
 impl Tensors for Dense {
-    fn matrix(&mut self, name: &str, (rows, cols): (usize, usize)) -> Result<QMatMul> {
+    fn matrix(&mut self, name: &str, (rows, cols): (usize, usize)) -> Result<Linear> {
         let t = self.take(name, &[rows, cols])?;
-        let quantized = |dtype| -> Result<QMatMul> {
+        let quantized = |dtype| -> Result<Linear> {
             let t = t.to_dtype(DType::F32).map_err(candle_err(name))?;
             let q = QTensor::quantize(&t, dtype).map_err(candle_err(name))?;
             // Kept in half precision: `QMatMul::from_arc` would widen it to f32 again.
-            Ok(QMatMul::QTensor(Arc::new(q)))
+            Ok(Linear::Candle(QMatMul::QTensor(Arc::new(q))))
         };
         match self.precision {
-            DenseWeights::F32 => Ok(QMatMul::Tensor(
+            DenseWeights::F32 => Ok(Linear::Candle(QMatMul::Tensor(
                 t.to_dtype(DType::F32).map_err(candle_err(name))?,
-            )),
+            ))),
             DenseWeights::F16 => quantized(GgmlDType::F16),
             DenseWeights::Bf16 => quantized(GgmlDType::BF16),
         }

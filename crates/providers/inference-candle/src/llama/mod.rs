@@ -8,13 +8,15 @@
 //! once per sequence. Attention runs per sequence against its own cache.
 
 pub(crate) mod cache;
+pub(crate) mod linear;
 pub(crate) mod load;
 pub(crate) mod rope;
 #[cfg(test)]
 mod tests;
 
-use candle_core::quantized::QMatMul;
-use candle_core::{D, DType, Device, Module, Result, Tensor};
+use candle_core::{D, DType, Device, Result, Tensor};
+
+pub(crate) use linear::Linear;
 
 pub(crate) use cache::KvCache;
 pub(crate) use rope::{Llama3Scaling, RopeFrequencies};
@@ -46,22 +48,22 @@ impl Hyper {
 
 pub(crate) struct Layer {
     pub attn_norm: Tensor,
-    pub wq: QMatMul,
-    pub wk: QMatMul,
-    pub wv: QMatMul,
-    pub wo: QMatMul,
+    pub wq: Linear,
+    pub wk: Linear,
+    pub wv: Linear,
+    pub wo: Linear,
     pub ffn_norm: Tensor,
-    pub w_gate: QMatMul,
-    pub w_up: QMatMul,
-    pub w_down: QMatMul,
+    pub w_gate: Linear,
+    pub w_up: Linear,
+    pub w_down: Linear,
 }
 
 pub(crate) struct LlamaModel {
     pub hyper: Hyper,
-    pub embed: QMatMul,
+    pub embed: Linear,
     pub layers: Vec<Layer>,
     pub norm: Tensor,
-    pub output: QMatMul,
+    pub output: Linear,
     cos: Tensor,
     sin: Tensor,
     /// Longest sequence served; the rope tables are this long.
@@ -78,10 +80,10 @@ pub(crate) struct SeqStep<'a> {
 impl LlamaModel {
     pub fn new(
         hyper: Hyper,
-        embed: QMatMul,
+        embed: Linear,
         layers: Vec<Layer>,
         norm: Tensor,
-        output: QMatMul,
+        output: Linear,
         max_seq_len: usize,
         device: &Device,
     ) -> Result<Self> {

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Tensor};
 
-use super::load::{self, DenseWeights};
+use super::load::DenseWeights;
 use super::{LlamaModel, SeqStep};
 use crate::model_files::{self, Weights};
 use crate::test_model::{self, GgufType, Preset, TestModelOptions};
@@ -154,4 +154,45 @@ fn the_gguf_embedded_tokenizer_matches_tokenizer_json() {
     assert_eq!(ids_a, ids_b);
     assert!(ids_a.contains(&llama_stack_llama3::EOT_ID));
     assert_eq!(b.decode(&ids_b, false).unwrap(), text);
+}
+
+/// Where a decode step's time goes, on the GGUF file in `PROFILE_GGUF`.
+#[test]
+#[ignore]
+fn profile_decode_step() {
+    let Ok(path) = std::env::var("PROFILE_GGUF") else { return };
+    let model = load(Path::new(&path));
+    let mut cache = model.new_cache();
+    model.forward(&mut [SeqStep { tokens: &PROMPT, cache: &mut cache }]).unwrap();
+    let time = |label: &str, n: usize, f: &mut dyn FnMut()| {
+        f();
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        eprintln!("{label}: {:.2} ms", t.elapsed().as_secs_f64() * 1000.0 / n as f64);
+    };
+    time("decode step", 20, &mut || {
+        cache.truncate(PROMPT.len());
+        model.forward(&mut [SeqStep { tokens: &PROMPT[..1], cache: &mut cache }]).unwrap();
+    });
+    let x = Tensor::ones((1, model.hyper.dim), DType::F32, &Device::Cpu).unwrap();
+    let l = &model.layers[0];
+    time("layer matmuls x16", 5, &mut || {
+        for _ in 0..16 {
+            let _ = l.wq.forward(&x).unwrap();
+            let _ = l.wk.forward(&x).unwrap();
+            let _ = l.wv.forward(&x).unwrap();
+            let _ = l.wo.forward(&x).unwrap();
+            let g = l.w_gate.forward(&x).unwrap();
+            let _ = l.w_up.forward(&x).unwrap();
+            let _ = l.w_down.forward(&g).unwrap();
+        }
+    });
+    time("output", 5, &mut || {
+        let _ = model.output.forward(&x).unwrap();
+    });
+    time("embedding", 5, &mut || {
+        let _ = model.embed.embedding(&Tensor::new(&[5u32], &Device::Cpu).unwrap()).unwrap();
+    });
 }
