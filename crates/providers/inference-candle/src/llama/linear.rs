@@ -1,20 +1,25 @@
 //! Weight matrices and their products with activations.
 //!
-//! Q8_0 and Q4_0 weights are repacked at load into planes of f32 block scales and packed
-//! quants, and multiplied by our own kernels: AVX2 on x86-64 (picked at run time), portable
-//! code elsewhere. Decode is bound by how fast the weights stream from memory, so the kernels
-//! read each weight byte once per step, convert no half-precision scale in the inner loop, and
-//! reuse every loaded weight block for all the activation rows of the step (prefill chunks and
-//! batched sequences). Other formats go through candle's `QMatMul`.
+//! Q8_0 and Q4_0 weights are repacked at load and multiplied by our own kernels: AVX2 on
+//! x86-64 (picked at run time), portable code elsewhere. Other formats go through candle's
+//! `QMatMul`.
+//!
+//! The repacked layout interleaves eight rows: for each block of 32 columns, four columns of
+//! each of the eight rows share one 32-byte vector, so one vector instruction advances eight
+//! dot products, the eight results come out in the lanes of one register (no horizontal sums),
+//! and the eight f32 block scales load as one vector. Each loaded group of rows is reused for
+//! every activation row of the step (prefill chunks, batched sequences) while it is in cache.
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 
 /// Elements per quantization block, for both Q8_0 and Q4_0.
 const BLOCK: usize = 32;
-/// Weight rows a work item covers: large enough to amortize scheduling, small enough to
+/// Rows interleaved in one group.
+const GROUP: usize = 8;
+/// Row groups a work item covers: large enough to amortize scheduling, small enough to
 /// spread a 512-row matrix over the threads.
-const ROWS_PER_ITEM: usize = 16;
+const GROUPS_PER_ITEM: usize = 2;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Linear {
@@ -28,16 +33,18 @@ pub(crate) enum PackedKind {
     Q4_0,
 }
 
-/// A quantized matrix, `rows × cols`, with scales and quants in separate planes.
+/// A quantized matrix, `rows × cols`, in groups of eight interleaved rows.
 #[derive(Debug)]
 pub(crate) struct Packed {
     kind: PackedKind,
     rows: usize,
     cols: usize,
-    /// `rows × cols / 32` block scales.
+    /// Per group and block: the eight rows' f32 scales (zero for padding rows).
     scales: Vec<f32>,
-    /// Q8_0: one signed byte per weight. Q4_0: 16 bytes per block, weight `j` in the low
-    /// nibble of byte `j` and weight `j + 16` in its high nibble, each offset by 8.
+    /// Per group and block: Q8_0, 8 vectors of 32 bytes, vector `c` holding columns
+    /// `4c..4c+4` of rows 0..8 in turn; Q4_0, 4 vectors of 32 bytes, vector `p` holding
+    /// columns `8p..8p+4` in its low nibbles and `8p+4..8p+8` in its high nibbles, in the
+    /// same row order, as unsigned nibbles (the weight is the nibble minus 8).
     quants: Vec<u8>,
 }
 
@@ -54,9 +61,7 @@ impl Linear {
             return Ok(Linear::Candle(QMatMul::from_arc(std::sync::Arc::new(t))?));
         }
         let data = t.data()?;
-        Ok(Linear::Quant(std::sync::Arc::new(Packed::repack(
-            kind, rows, cols, &data,
-        ))))
+        Ok(Linear::Quant(std::sync::Arc::new(Packed::repack(kind, rows, cols, &data))))
     }
 
     /// `x` is `(m, cols)`; the result `(m, rows)`.
@@ -87,17 +92,59 @@ impl Linear {
 }
 
 impl Packed {
+    fn block_bytes(kind: PackedKind) -> usize {
+        match kind {
+            PackedKind::Q8_0 => GROUP * BLOCK,
+            PackedKind::Q4_0 => GROUP * BLOCK / 2,
+        }
+    }
+
     fn repack(kind: PackedKind, rows: usize, cols: usize, data: &[u8]) -> Packed {
-        let blocks = rows * cols / BLOCK;
-        let (block_bytes, quant_bytes) = match kind {
-            PackedKind::Q8_0 => (2 + BLOCK, BLOCK),
-            PackedKind::Q4_0 => (2 + BLOCK / 2, BLOCK / 2),
+        let nb = cols / BLOCK;
+        let groups = rows.div_ceil(GROUP);
+        let src_block = match kind {
+            PackedKind::Q8_0 => 2 + BLOCK,
+            PackedKind::Q4_0 => 2 + BLOCK / 2,
         };
-        let mut scales = Vec::with_capacity(blocks);
-        let mut quants = Vec::with_capacity(blocks * quant_bytes);
-        for block in data.chunks_exact(block_bytes).take(blocks) {
-            scales.push(half::f16::from_le_bytes([block[0], block[1]]).to_f32());
-            quants.extend_from_slice(&block[2..]);
+        let bb = Self::block_bytes(kind);
+        let mut scales = vec![0f32; groups * nb * GROUP];
+        // Padding rows: zero scales, and quants that decode to zero.
+        let pad = match kind {
+            PackedKind::Q8_0 => 0u8,
+            PackedKind::Q4_0 => 0x88,
+        };
+        let mut quants = vec![pad; groups * nb * bb];
+        for r in 0..rows {
+            let (g, lane) = (r / GROUP, r % GROUP);
+            for b in 0..nb {
+                let src = &data[(r * nb + b) * src_block..(r * nb + b + 1) * src_block];
+                scales[(g * nb + b) * GROUP + lane] = half::f16::from_le_bytes([src[0], src[1]]).to_f32();
+                let dst = &mut quants[(g * nb + b) * bb..(g * nb + b + 1) * bb];
+                // Column j of this row as an unsigned nibble (Q4_0) or signed byte (Q8_0).
+                let q = |j: usize| -> u8 {
+                    match kind {
+                        PackedKind::Q8_0 => src[2 + j],
+                        PackedKind::Q4_0 if j < 16 => src[2 + j] & 0x0F,
+                        PackedKind::Q4_0 => src[2 + j - 16] >> 4,
+                    }
+                };
+                match kind {
+                    PackedKind::Q8_0 => {
+                        for c in 0..8 {
+                            for e in 0..4 {
+                                dst[c * 32 + lane * 4 + e] = q(4 * c + e);
+                            }
+                        }
+                    }
+                    PackedKind::Q4_0 => {
+                        for p in 0..4 {
+                            for e in 0..4 {
+                                dst[p * 32 + lane * 4 + e] = q(8 * p + e) | (q(8 * p + 4 + e) << 4);
+                            }
+                        }
+                    }
+                }
+            }
         }
         Packed {
             kind,
@@ -112,33 +159,26 @@ impl Packed {
         self.cols / BLOCK
     }
 
-    fn row_bytes(&self) -> usize {
-        match self.kind {
-            PackedKind::Q8_0 => self.cols,
-            PackedKind::Q4_0 => self.cols / 2,
-        }
+    /// The integer weight at (`r`, `j`) and its block scale.
+    fn weight(&self, r: usize, j: usize) -> (i32, f32) {
+        let nb = self.blocks_per_row();
+        let (g, lane, b, col) = (r / GROUP, r % GROUP, j / BLOCK, j % BLOCK);
+        let block = &self.quants[(g * nb + b) * Self::block_bytes(self.kind)..];
+        let q = match self.kind {
+            PackedKind::Q8_0 => block[(col / 4) * 32 + lane * 4 + col % 4] as i8 as i32,
+            PackedKind::Q4_0 => {
+                let (p, half, e) = (col / 8, (col % 8) / 4, col % 4);
+                let byte = block[p * 32 + lane * 4 + e];
+                (if half == 0 { byte & 0x0F } else { byte >> 4 }) as i32 - 8
+            }
+        };
+        (q, self.scales[(g * nb + b) * GROUP + lane])
     }
 
     fn dequantize_row(&self, row: usize, out: &mut [f32]) {
-        let nb = self.blocks_per_row();
-        let quants = &self.quants[row * self.row_bytes()..(row + 1) * self.row_bytes()];
-        for b in 0..nb {
-            let d = self.scales[row * nb + b];
-            let out = &mut out[b * BLOCK..(b + 1) * BLOCK];
-            match self.kind {
-                PackedKind::Q8_0 => {
-                    for (o, &q) in out.iter_mut().zip(&quants[b * BLOCK..(b + 1) * BLOCK]) {
-                        *o = q as i8 as f32 * d;
-                    }
-                }
-                PackedKind::Q4_0 => {
-                    let qs = &quants[b * 16..(b + 1) * 16];
-                    for j in 0..16 {
-                        out[j] = ((qs[j] & 0x0F) as i32 - 8) as f32 * d;
-                        out[j + 16] = ((qs[j] >> 4) as i32 - 8) as f32 * d;
-                    }
-                }
-            }
+        for (j, o) in out.iter_mut().enumerate().take(self.cols) {
+            let (q, d) = self.weight(row, j);
+            *o = q as f32 * d;
         }
     }
 
@@ -151,48 +191,63 @@ impl Packed {
         let acts = Activations::quantize(&x.flatten_all()?.to_vec1::<f32>()?, m, k);
         let mut out = vec![0f32; m * self.rows];
         let out_ptr = SendPtr(out.as_mut_ptr());
-        let items = self.rows.div_ceil(ROWS_PER_ITEM);
+        let groups = self.rows.div_ceil(GROUP);
+        let items = groups.div_ceil(GROUPS_PER_ITEM);
         candle_core::utils::barrier_pool().execute_chunked(items, |range| {
             let out_ptr = &out_ptr;
             for item in range {
-                let start = item * ROWS_PER_ITEM;
-                let end = self.rows.min(start + ROWS_PER_ITEM);
-                // SAFETY: each work item writes only the output columns of its own rows.
-                unsafe { self.rows_times(start..end, &acts, out_ptr.0) };
+                let start = item * GROUPS_PER_ITEM;
+                for g in start..groups.min(start + GROUPS_PER_ITEM) {
+                    for i in 0..m {
+                        let dots = self.group_dot(g, &acts, i);
+                        let rows = (self.rows - g * GROUP).min(GROUP);
+                        for (lane, dot) in dots.iter().enumerate().take(rows) {
+                            // SAFETY: each (i, row) is written by the one item owning the row's
+                            // group, and lies inside the m × rows output.
+                            unsafe { *out_ptr.0.add(i * self.rows + g * GROUP + lane) = *dot };
+                        }
+                    }
+                }
             }
         });
         Tensor::from_vec(out, (m, self.rows), &Device::Cpu)
     }
 
-    /// Output columns `rows` for every activation row, written into `out` (`m × self.rows`).
-    ///
-    /// # Safety
-    /// `out` must hold `acts.m * self.rows` elements, and no one else may write these columns.
-    unsafe fn rows_times(&self, rows: std::ops::Range<usize>, acts: &Activations, out: *mut f32) {
+    /// Dot products of the eight rows of group `g` with activation row `i`.
+    fn group_dot(&self, g: usize, acts: &Activations, i: usize) -> [f32; GROUP] {
         let nb = self.blocks_per_row();
-        let rb = self.row_bytes();
-        let mut r = rows.start;
-        while r < rows.end {
-            let group = (rows.end - r).min(4);
-            for i in 0..acts.m {
-                let mut dots = [0f32; 4];
-                for (g, dot) in dots.iter_mut().enumerate().take(group) {
-                    let row = r + g;
-                    *dot = dot_row(
-                        self.kind,
-                        &self.quants[row * rb..(row + 1) * rb],
-                        &self.scales[row * nb..(row + 1) * nb],
-                        acts.row_quants(i),
-                        acts.row_scales(i),
-                    );
+        let bb = Self::block_bytes(self.kind);
+        let quants = &self.quants[g * nb * bb..(g + 1) * nb * bb];
+        let scales = &self.scales[g * nb * GROUP..(g + 1) * nb * GROUP];
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: AVX2/FMA detected; the slices hold nb blocks of the group and the row.
+            return unsafe {
+                match self.kind {
+                    PackedKind::Q8_0 => x86::group_q8(quants, scales, acts.row_quants(i), acts.row_scales(i)),
+                    PackedKind::Q4_0 => x86::group_q4(quants, scales, acts.row_quants(i), acts.row_scales(i), acts.row_sums(i)),
                 }
-                for (g, dot) in dots.iter().enumerate().take(group) {
-                    // SAFETY: in bounds per the contract; columns `rows` are ours alone.
-                    unsafe { *out.add(i * self.rows + r + g) = *dot };
-                }
-            }
-            r += group;
+            };
         }
+        let mut dots = [0f32; GROUP];
+        let (a, a_scales) = (acts.row_quants(i), acts.row_scales(i));
+        for (lane, dot) in dots.iter_mut().enumerate() {
+            let r = g * GROUP + lane;
+            if r >= self.rows {
+                break;
+            }
+            for b in 0..nb {
+                let mut sum = 0i32;
+                let mut d = 0f32;
+                for col in 0..BLOCK {
+                    let (q, scale) = self.weight(r, b * BLOCK + col);
+                    sum += q * a[b * BLOCK + col] as i32;
+                    d = scale;
+                }
+                *dot += sum as f32 * d * a_scales[b];
+            }
+        }
+        dots
     }
 }
 
@@ -204,20 +259,23 @@ unsafe impl Send for SendPtr {}
 
 /// Activations quantized to 8 bits per block of 32, as the weights' partner in dot products.
 struct Activations {
-    m: usize,
     k: usize,
     quants: Vec<i8>,
     scales: Vec<f32>,
+    /// Per block: the sum of its quants, for Q4_0's offset of 8.
+    sums: Vec<i32>,
 }
 
 impl Activations {
     fn quantize(x: &[f32], m: usize, k: usize) -> Activations {
         let mut quants = vec![0i8; m * k];
         let mut scales = vec![0f32; m * k / BLOCK];
-        for ((block, q), d) in x
+        let mut sums = vec![0i32; m * k / BLOCK];
+        for (((block, q), d), sum) in x
             .chunks_exact(BLOCK)
             .zip(quants.chunks_exact_mut(BLOCK))
             .zip(scales.iter_mut())
+            .zip(sums.iter_mut())
         {
             let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
             let scale = amax / 127.0;
@@ -225,13 +283,14 @@ impl Activations {
             for (q, v) in q.iter_mut().zip(block) {
                 *q = (v * inv).round() as i8;
             }
+            *sum = q.iter().map(|&v| v as i32).sum();
             *d = scale;
         }
         Activations {
-            m,
             k,
             quants,
             scales,
+            sums,
         }
     }
 
@@ -242,22 +301,9 @@ impl Activations {
     fn row_scales(&self, i: usize) -> &[f32] {
         &self.scales[i * self.k / BLOCK..(i + 1) * self.k / BLOCK]
     }
-}
 
-fn dot_row(kind: PackedKind, w: &[u8], ws: &[f32], a: &[i8], as_: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        // SAFETY: AVX2 and FMA were detected at run time.
-        return unsafe {
-            match kind {
-                PackedKind::Q8_0 => x86::dot_q8(w, ws, a, as_),
-                PackedKind::Q4_0 => x86::dot_q4(w, ws, a, as_),
-            }
-        };
-    }
-    match kind {
-        PackedKind::Q8_0 => portable::dot_q8(w, ws, a, as_),
-        PackedKind::Q4_0 => portable::dot_q4(w, ws, a, as_),
+    fn row_sums(&self, i: usize) -> &[i32] {
+        &self.sums[i * self.k / BLOCK..(i + 1) * self.k / BLOCK]
     }
 }
 
@@ -267,135 +313,106 @@ fn avx2() -> bool {
     *AVX2.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }
 
-mod portable {
-    use super::BLOCK;
-
-    pub fn dot_q8(w: &[u8], ws: &[f32], a: &[i8], as_: &[f32]) -> f32 {
-        let mut sum = 0f32;
-        for (b, (d, da)) in ws.iter().zip(as_).enumerate() {
-            let w = &w[b * BLOCK..(b + 1) * BLOCK];
-            let a = &a[b * BLOCK..(b + 1) * BLOCK];
-            let dot: i32 = w.iter().zip(a).map(|(&w, &a)| w as i8 as i32 * a as i32).sum();
-            sum += dot as f32 * d * da;
-        }
-        sum
-    }
-
-    pub fn dot_q4(w: &[u8], ws: &[f32], a: &[i8], as_: &[f32]) -> f32 {
-        let mut sum = 0f32;
-        for (b, (d, da)) in ws.iter().zip(as_).enumerate() {
-            let w = &w[b * 16..(b + 1) * 16];
-            let a = &a[b * BLOCK..(b + 1) * BLOCK];
-            let mut dot = 0i32;
-            for j in 0..16 {
-                dot += ((w[j] & 0x0F) as i32 - 8) * a[j] as i32;
-                dot += ((w[j] >> 4) as i32 - 8) * a[j + 16] as i32;
-            }
-            sum += dot as f32 * d * da;
-        }
-        sum
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::BLOCK;
+    use super::{BLOCK, GROUP};
 
-    /// Products of signed bytes summed in pairs, then in fours, as eight f32 lanes.
+    /// Four activation bytes at `p`, repeated in every 32-bit lane.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256 {
-        // maddubs wants unsigned × signed: move x's sign onto y.
-        let ax = _mm256_sign_epi8(x, x);
-        let sy = _mm256_sign_epi8(y, x);
-        let pairs = _mm256_maddubs_epi16(ax, sy);
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
+    unsafe fn broadcast4(p: *const i8) -> __m256i {
+        // SAFETY: four readable bytes at `p`, per the callers' contracts.
+        _mm256_set1_epi32(unsafe { (p as *const i32).read_unaligned() })
     }
 
     /// # Safety
-    /// AVX2 and FMA must be available; `w` holds `ws.len() * 32` bytes and `a` as many.
+    /// AVX2 and FMA must be available; `w` holds `nb` Q8_0 group blocks, `ws` `nb * 8`
+    /// scales, `a` `nb * 32` quants and `a_scales` `nb` scales, `nb = a_scales.len()`.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q8(w: &[u8], ws: &[f32], a: &[i8], as_: &[f32]) -> f32 {
-        let nb = ws.len();
-        debug_assert!(w.len() >= nb * BLOCK && a.len() >= nb * BLOCK && as_.len() >= nb);
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let (wp, ap) = (w.as_ptr(), a.as_ptr());
-        let mut b = 0;
-        // Two independent accumulators keep the FMA latency off the critical path.
-        while b + 1 < nb {
+    pub unsafe fn group_q8(w: &[u8], ws: &[f32], a: &[i8], a_scales: &[f32]) -> [f32; GROUP] {
+        let nb = a_scales.len();
+        debug_assert!(w.len() >= nb * 256 && ws.len() >= nb * GROUP && a.len() >= nb * BLOCK);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); 2];
+        for b in 0..nb {
+            // SAFETY: block b < nb lies inside every slice, per the contract.
             unsafe {
-                let x0 = _mm256_loadu_si256(wp.add(b * BLOCK) as *const __m256i);
-                let y0 = _mm256_loadu_si256(ap.add(b * BLOCK) as *const __m256i);
-                let x1 = _mm256_loadu_si256(wp.add((b + 1) * BLOCK) as *const __m256i);
-                let y1 = _mm256_loadu_si256(ap.add((b + 1) * BLOCK) as *const __m256i);
-                let d0 = _mm256_set1_ps(*ws.get_unchecked(b) * *as_.get_unchecked(b));
-                let d1 = _mm256_set1_ps(*ws.get_unchecked(b + 1) * *as_.get_unchecked(b + 1));
-                acc0 = _mm256_fmadd_ps(d0, mul_sum_i8(x0, y0), acc0);
-                acc1 = _mm256_fmadd_ps(d1, mul_sum_i8(x1, y1), acc1);
-            }
-            b += 2;
-        }
-        if b < nb {
-            unsafe {
-                let x = _mm256_loadu_si256(wp.add(b * BLOCK) as *const __m256i);
-                let y = _mm256_loadu_si256(ap.add(b * BLOCK) as *const __m256i);
-                let d = _mm256_set1_ps(ws[b] * as_[b]);
-                acc0 = _mm256_fmadd_ps(d, mul_sum_i8(x, y), acc0);
+                let wp = w.as_ptr().add(b * 256);
+                let ap = a.as_ptr().add(b * BLOCK);
+                let mut sum = _mm256_setzero_si256();
+                for c in 0..8 {
+                    let x = _mm256_loadu_si256(wp.add(c * 32) as *const __m256i);
+                    let y = broadcast4(ap.add(c * 4));
+                    // maddubs wants unsigned × signed: move the weight's sign onto y.
+                    let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+                    sum = _mm256_add_epi32(sum, _mm256_madd_epi16(pairs, ones));
+                }
+                let d = _mm256_mul_ps(
+                    _mm256_loadu_ps(ws.as_ptr().add(b * GROUP)),
+                    _mm256_set1_ps(*a_scales.get_unchecked(b)),
+                );
+                acc[b & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc[b & 1]);
             }
         }
-        hsum(_mm256_add_ps(acc0, acc1))
+        let mut out = [0f32; GROUP];
+        // SAFETY: `out` holds eight f32.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), _mm256_add_ps(acc[0], acc[1])) };
+        out
     }
 
     /// # Safety
-    /// AVX2 and FMA must be available; `w` holds `ws.len() * 16` bytes, `a` `ws.len() * 32`.
+    /// As for [`group_q8`], with `w` holding `nb` Q4_0 group blocks and `a_sums` `nb` sums.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q4(w: &[u8], ws: &[f32], a: &[i8], as_: &[f32]) -> f32 {
-        let nb = ws.len();
-        debug_assert!(w.len() >= nb * 16 && a.len() >= nb * BLOCK && as_.len() >= nb);
+    pub unsafe fn group_q4(
+        w: &[u8],
+        ws: &[f32],
+        a: &[i8],
+        a_scales: &[f32],
+        a_sums: &[i32],
+    ) -> [f32; GROUP] {
+        let nb = a_scales.len();
+        debug_assert!(w.len() >= nb * 128 && ws.len() >= nb * GROUP && a.len() >= nb * BLOCK);
+        let ones = _mm256_set1_epi16(1);
         let low = _mm256_set1_epi8(0x0F);
-        let eight = _mm256_set1_epi8(8);
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let (wp, ap) = (w.as_ptr(), a.as_ptr());
-        let unpack = |p: *const u8| -> __m256i {
-            // SAFETY: 16 readable bytes at `p`, per the caller's contract.
-            let raw = unsafe { _mm_loadu_si128(p as *const __m128i) };
-            let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-            _mm256_sub_epi8(_mm256_and_si256(both, low), eight)
-        };
-        let mut b = 0;
-        while b + 1 < nb {
+        // Separate accumulators for even and odd blocks and for the offset keep the FMA
+        // latency chains short enough to hide.
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut acc_offset = _mm256_setzero_ps();
+        for b in 0..nb {
+            // SAFETY: block b < nb lies inside every slice, per the contract.
             unsafe {
-                let x0 = unpack(wp.add(b * 16));
-                let x1 = unpack(wp.add((b + 1) * 16));
-                let y0 = _mm256_loadu_si256(ap.add(b * BLOCK) as *const __m256i);
-                let y1 = _mm256_loadu_si256(ap.add((b + 1) * BLOCK) as *const __m256i);
-                let d0 = _mm256_set1_ps(*ws.get_unchecked(b) * *as_.get_unchecked(b));
-                let d1 = _mm256_set1_ps(*ws.get_unchecked(b + 1) * *as_.get_unchecked(b + 1));
-                acc0 = _mm256_fmadd_ps(d0, mul_sum_i8(x0, y0), acc0);
-                acc1 = _mm256_fmadd_ps(d1, mul_sum_i8(x1, y1), acc1);
+                let wp = w.as_ptr().add(b * 128);
+                let ap = a.as_ptr().add(b * BLOCK);
+                // Unsigned nibbles (0..=15) times signed bytes: each 16-bit pair sum stays
+                // below 2 * 15 * 128, so the eight products of a block add up in 16 bits.
+                let mut pairs = _mm256_setzero_si256();
+                for p in 0..4 {
+                    let raw = _mm256_loadu_si256(wp.add(p * 32) as *const __m256i);
+                    let lo = _mm256_and_si256(raw, low);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+                    pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(lo, broadcast4(ap.add(p * 8))));
+                    pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(hi, broadcast4(ap.add(p * 8 + 4))));
+                }
+                let sum = _mm256_madd_epi16(pairs, ones);
+                let dw = _mm256_loadu_ps(ws.as_ptr().add(b * GROUP));
+                let da = *a_scales.get_unchecked(b);
+                acc[b & 1] = _mm256_fmadd_ps(
+                    _mm256_mul_ps(dw, _mm256_set1_ps(da)),
+                    _mm256_cvtepi32_ps(sum),
+                    acc[b & 1],
+                );
+                // The nibbles are the weights plus 8: take 8 × Σa back out.
+                let offset = -8.0 * *a_sums.get_unchecked(b) as f32 * da;
+                acc_offset = _mm256_fmadd_ps(dw, _mm256_set1_ps(offset), acc_offset);
             }
-            b += 2;
         }
-        if b < nb {
-            unsafe {
-                let x = unpack(wp.add(b * 16));
-                let y = _mm256_loadu_si256(ap.add(b * BLOCK) as *const __m256i);
-                let d = _mm256_set1_ps(ws[b] * as_[b]);
-                acc0 = _mm256_fmadd_ps(d, mul_sum_i8(x, y), acc0);
-            }
-        }
-        hsum(_mm256_add_ps(acc0, acc1))
+        let total = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), acc_offset);
+        let mut out = [0f32; GROUP];
+        // SAFETY: `out` holds eight f32.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), total) };
+        out
     }
 }
 
@@ -426,7 +443,7 @@ mod tests {
         let ours = Linear::from_qtensor(q).unwrap();
         assert!(matches!(ours, Linear::Quant(_)));
         let got = ours.forward(&x).unwrap();
-        let diff = (got - &expected)
+        let diff = (&got - &expected)
             .unwrap()
             .abs()
             .unwrap()
@@ -439,18 +456,31 @@ mod tests {
         // candle keeps activation scales in f16, we keep them in f32: a few 1e-3 apart on
         // outputs of magnitude ~5.
         assert!(diff < 5e-3, "{dtype:?} m={m}: max abs difference {diff}");
-        // The portable kernels give the same numbers.
+        // The repacked weights are the file's weights, and the vector kernels agree with a
+        // plain loop over them.
         let Linear::Quant(p) = &ours else { unreachable!() };
+        let dense = QTensor::quantize(&w, dtype).unwrap().dequantize(&Device::Cpu).unwrap();
+        let mut row = vec![0f32; cols];
+        p.dequantize_row(69, &mut row);
+        assert_eq!(row, dense.get(69).unwrap().to_vec1::<f32>().unwrap());
         let acts = Activations::quantize(&x.flatten_all().unwrap().to_vec1().unwrap(), m, cols);
-        let nb = cols / BLOCK;
-        let rb = p.row_bytes();
-        for row in [0, 33, 69] {
-            let portable = match p.kind {
-                PackedKind::Q8_0 => portable::dot_q8(&p.quants[row * rb..(row + 1) * rb], &p.scales[row * nb..(row + 1) * nb], acts.row_quants(0), acts.row_scales(0)),
-                PackedKind::Q4_0 => portable::dot_q4(&p.quants[row * rb..(row + 1) * rb], &p.scales[row * nb..(row + 1) * nb], acts.row_quants(0), acts.row_scales(0)),
-            };
-            let fast = got_at(&expected, 0, row);
-            assert!((portable - fast).abs() < 5e-3, "row {row}: {portable} vs {fast}");
+        for g in 0..rows.div_ceil(GROUP) {
+            let fast = p.group_dot(g, &acts, m - 1);
+            for (lane, &v) in fast.iter().enumerate() {
+                let r = g * GROUP + lane;
+                if r >= rows {
+                    continue;
+                }
+                let (a, s) = (acts.row_quants(m - 1), acts.row_scales(m - 1));
+                let plain: f32 = (0..cols / BLOCK)
+                    .map(|b| {
+                        let dot: i32 = (0..BLOCK).map(|c| p.weight(r, b * BLOCK + c).0 * a[b * BLOCK + c] as i32).sum();
+                        dot as f32 * p.weight(r, b * BLOCK).1 * s[b]
+                    })
+                    .sum();
+                assert!((plain - v).abs() < 1e-3, "row {r}: {plain} vs {v}");
+                assert!((got_at(&got, m - 1, r) - v).abs() < 1e-6);
+            }
         }
     }
 
