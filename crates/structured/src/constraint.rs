@@ -61,13 +61,16 @@ impl TokenSet {
     pub fn apply_to_logits(&self, logits: &mut [f32]) {
         let words = self.0.as_slice();
         for (chunk_index, chunk) in logits.chunks_mut(32).enumerate() {
-            let word = words.get(chunk_index).copied().unwrap_or(0);
-            if word == u32::MAX && chunk.len() == 32 {
-                continue;
-            }
-            for (bit, logit) in chunk.iter_mut().enumerate() {
-                if word & (1 << bit) == 0 {
-                    *logit = f32::NEG_INFINITY;
+            // Most words are all-allowed (inside strings) or all-refused (elsewhere).
+            match words.get(chunk_index).copied().unwrap_or(0) {
+                0 => chunk.fill(f32::NEG_INFINITY),
+                u32::MAX => {}
+                word => {
+                    for (bit, logit) in chunk.iter_mut().enumerate() {
+                        if word & (1 << bit) == 0 {
+                            *logit = f32::NEG_INFINITY;
+                        }
+                    }
                 }
             }
         }
@@ -203,5 +206,30 @@ impl Constraint {
             set.allow_token(eos);
         }
         TokenSet(set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constraints_move_to_the_engine_thread() {
+        fn send<T: Send>() {}
+        fn shared<T: Send + Sync>() {}
+        send::<Constraint>();
+        shared::<Vocabulary>();
+        shared::<TokenSet>();
+    }
+
+    #[test]
+    fn masking_logits_covers_padding_and_partial_words() {
+        let mut set = SimpleVob::alloc(40);
+        set.allow_token(0);
+        set.allow_token(33);
+        let mut logits = vec![0.0f32; 70];
+        TokenSet(set).apply_to_logits(&mut logits);
+        let kept: Vec<usize> = (0..70).filter(|&i| logits[i] == 0.0).collect();
+        assert_eq!(kept, [0, 33]);
     }
 }

@@ -10,8 +10,8 @@ use crate::{Error, gbnf, schema};
 /// The shape a request asks the output to take.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Format {
-    /// JSON that validates against this JSON Schema (see the crate's README section on
-    /// what is supported; anything else is refused with [`Error::UnsupportedSchema`]).
+    /// JSON that validates against this JSON Schema (the crate documentation lists what is
+    /// supported; anything else is refused with [`Error::UnsupportedSchema`]).
     JsonSchema(Value),
     /// Any JSON object.
     JsonObject,

@@ -75,7 +75,6 @@ pub fn feed(constraint: &mut Constraint, text: &str) -> Result<(), usize> {
 #[derive(Debug)]
 pub struct Walk {
     pub text: String,
-    pub tokens: Vec<u32>,
     /// The walk sampled an end-of-sequence token or the constraint finished.
     pub ended: bool,
 }
@@ -111,22 +110,14 @@ pub fn random_walk(
         if constraint.is_finished() {
             let only_eos: Vec<u32> = constraint.allowed_tokens().unwrap().iter().collect();
             assert_eq!(only_eos, vocabulary.eos_tokens(), "{text:?}");
-            return Walk {
-                text,
-                tokens,
-                ended: true,
-            };
+            return Walk { text, ended: true };
         }
         // The closer to the step limit, the harder the walk is pushed to an end.
         let urgency = step as f64 / max_steps as f64;
         if eos_allowed && rng.random_bool(0.3 + 0.7 * urgency) {
             constraint.accept(eos).expect("EOS is allowed");
             assert!(constraint.is_finished());
-            return Walk {
-                text,
-                tokens,
-                ended: true,
-            };
+            return Walk { text, ended: true };
         }
         if step % 5 == 0 {
             reject_one_disallowed(constraint, &mut rng, &allowed);
@@ -143,20 +134,12 @@ pub fn random_walk(
             .accept(token)
             .expect("an allowed token is accepted");
         if vocabulary.is_eos(token) {
-            return Walk {
-                text,
-                tokens,
-                ended: true,
-            };
+            return Walk { text, ended: true };
         }
         tokens.push(token);
     }
     let text = vocabulary.decode(&tokens);
-    Walk {
-        text,
-        tokens,
-        ended: false,
-    }
+    Walk { text, ended: false }
 }
 
 /// The tokens spelled only with [`CLOSING`] bytes, as bitset words.
