@@ -227,8 +227,12 @@ pub async fn collect_chat(mut stream: ChatStream) -> Result<ChatCompletionRespon
     let mut stop_reason = StopReason::EndOfTurn;
     let mut metrics = None;
     let mut raw_tool_text = String::new();
+    let mut logprobs: Option<Vec<_>> = None;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
+        if let Some(entries) = chunk.event.logprobs {
+            logprobs.get_or_insert_with(Vec::new).extend(entries);
+        }
         match chunk.event.delta {
             ContentDelta::Text { text: t } => text.push_str(&t),
             ContentDelta::ToolCall {
@@ -263,7 +267,7 @@ pub async fn collect_chat(mut stream: ChatStream) -> Result<ChatCompletionRespon
             stop_reason,
             tool_calls,
         },
-        logprobs: None,
+        logprobs,
         metrics,
     })
 }
@@ -273,9 +277,13 @@ pub async fn collect_completion(mut stream: CompletionStream) -> Result<Completi
     let mut content = String::new();
     let mut stop_reason = StopReason::EndOfTurn;
     let mut metrics = None;
+    let mut logprobs: Option<Vec<_>> = None;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
         content.push_str(&chunk.delta);
+        if let Some(entries) = chunk.logprobs {
+            logprobs.get_or_insert_with(Vec::new).extend(entries);
+        }
         if let Some(reason) = chunk.stop_reason {
             stop_reason = reason;
         }
@@ -286,7 +294,7 @@ pub async fn collect_completion(mut stream: CompletionStream) -> Result<Completi
     Ok(CompletionResponse {
         content,
         stop_reason,
-        logprobs: None,
+        logprobs,
         metrics,
     })
 }

@@ -7,8 +7,8 @@ use llama_stack_types::openai::*;
 use llama_stack_types::{
     ChatCompletionRequest, ChatEventType, CompletionRequest, ContentDelta, ContentItem,
     ImageContent, InterleavedContent, Message, SamplingParams, SamplingStrategy, StopReason,
-    ToolCall, ToolCallOrText, ToolCallParseStatus, ToolConfig, ToolDefinition, ToolParamDefinition,
-    Url, Usage,
+    LogProbConfig, TokenLogProbs, ToolCall, ToolCallOrText, ToolCallParseStatus, ToolConfig,
+    ToolDefinition, ToolParamDefinition, Url, Usage,
 };
 
 use crate::error::{Error, Result};
@@ -195,6 +195,90 @@ fn sampling(
     })
 }
 
+/// OpenAI allows at most 20 alternatives per position.
+const MAX_TOP_LOGPROBS: u32 = 20;
+
+fn chat_logprobs_config(request: &OpenAiChatCompletionRequest) -> Result<Option<LogProbConfig>> {
+    let top = request.top_logprobs.unwrap_or(0);
+    if top > MAX_TOP_LOGPROBS {
+        return Err(invalid_field("top_logprobs", format!("must be between 0 and {MAX_TOP_LOGPROBS}")));
+    }
+    if top > 0 && request.logprobs != Some(true) {
+        return Err(invalid_field("top_logprobs", "needs logprobs set to true"));
+    }
+    Ok((request.logprobs == Some(true)).then_some(LogProbConfig { top_k: Some(top) }))
+}
+
+fn token_bytes(token: &str) -> serde_json::Value {
+    serde_json::Value::from(token.as_bytes().to_vec())
+}
+
+/// Classic per-token log-probabilities as OpenAI chat `logprobs.content` entries.
+fn chat_logprobs(entries: &[TokenLogProbs], top: usize) -> serde_json::Value {
+    let content: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|entry| {
+            let (token, logprob) = chosen(entry);
+            let mut alternatives: Vec<(&String, &f64)> = entry.logprobs_by_token.iter().collect();
+            alternatives.sort_by(|a, b| b.1.total_cmp(a.1));
+            let top_logprobs: Vec<serde_json::Value> = alternatives
+                .into_iter()
+                .take(top)
+                .map(|(t, l)| serde_json::json!({"token": t, "logprob": l, "bytes": token_bytes(t)}))
+                .collect();
+            serde_json::json!({
+                "token": token,
+                "logprob": logprob,
+                "bytes": token_bytes(&token),
+                "top_logprobs": top_logprobs,
+            })
+        })
+        .collect();
+    serde_json::json!({ "content": content })
+}
+
+/// The generated token of an entry: named by the provider, else the most likely one.
+fn chosen(entry: &TokenLogProbs) -> (String, f64) {
+    entry.chosen.clone().unwrap_or_else(|| {
+        entry
+            .logprobs_by_token
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(t, l)| (t.clone(), *l))
+            .unwrap_or_default()
+    })
+}
+
+/// Classic per-token log-probabilities in the legacy completions shape, with text offsets
+/// counted from `offset`.
+fn completion_logprobs(entries: &[TokenLogProbs], top: usize, offset: &mut usize) -> serde_json::Value {
+    let mut tokens = Vec::new();
+    let mut token_logprobs = Vec::new();
+    let mut top_logprobs = Vec::new();
+    let mut text_offset = Vec::new();
+    for entry in entries {
+        let (token, logprob) = chosen(entry);
+        text_offset.push(*offset);
+        *offset += token.len();
+        let mut alternatives: Vec<(&String, &f64)> = entry.logprobs_by_token.iter().collect();
+        alternatives.sort_by(|a, b| b.1.total_cmp(a.1));
+        let map: serde_json::Map<String, serde_json::Value> = alternatives
+            .into_iter()
+            .take(top.max(1))
+            .map(|(t, l)| (t.clone(), (*l).into()))
+            .collect();
+        tokens.push(token);
+        token_logprobs.push(logprob);
+        top_logprobs.push(map);
+    }
+    serde_json::json!({
+        "tokens": tokens,
+        "token_logprobs": token_logprobs,
+        "top_logprobs": top_logprobs,
+        "text_offset": text_offset,
+    })
+}
+
 fn chat_to_classic(request: &OpenAiChatCompletionRequest) -> Result<ChatCompletionRequest> {
     if request.n.is_some_and(|n| n != 1) {
         return Err(invalid_field("n", "only n = 1 is supported"));
@@ -237,7 +321,7 @@ fn chat_to_classic(request: &OpenAiChatCompletionRequest) -> Result<ChatCompleti
         tool_prompt_format: None,
         response_format: request.response_format.clone(),
         stream: Some(true),
-        logprobs: None,
+        logprobs: chat_logprobs_config(request)?,
         tool_config: Some(ToolConfig {
             tool_choice,
             tool_prompt_format: None,
@@ -263,7 +347,12 @@ fn openai_tool_call(index: u32, call: &ToolCall) -> OpenAiToolCall {
 }
 
 /// Translates a classic chat stream into OpenAI chunks.
-fn chat_chunks(stream: ChatStream, model: String, include_usage: bool) -> OpenAiChatStream {
+fn chat_chunks(
+    stream: ChatStream,
+    model: String,
+    include_usage: bool,
+    top_logprobs: Option<usize>,
+) -> OpenAiChatStream {
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4());
     let created = now();
     let make =
@@ -293,6 +382,10 @@ fn chat_chunks(stream: ChatStream, model: String, include_usage: bool) -> OpenAi
                 Err(e) => vec![Err(e)],
                 Ok(chunk) => {
                     let event = chunk.event;
+                    let logprobs = match (top_logprobs, &event.logprobs) {
+                        (Some(top), Some(entries)) => Some(chat_logprobs(entries, top)),
+                        _ => None,
+                    };
                     let empty = |content: Option<String>| OpenAiChunkDelta {
                         role: None,
                         content,
@@ -309,7 +402,11 @@ fn chat_chunks(stream: ChatStream, model: String, include_usage: bool) -> OpenAi
                             None,
                         ))],
                         (ChatEventType::Progress, ContentDelta::Text { text }) => {
-                            vec![Ok(make(empty(Some(text)), None, None))]
+                            let mut c = make(empty(Some(text)), None, None);
+                            if let Some(choice) = c.choices.first_mut() {
+                                choice.logprobs = logprobs;
+                            }
+                            vec![Ok(c)]
                         }
                         (
                             ChatEventType::Progress,
@@ -368,6 +465,10 @@ impl Stack {
             ));
         }
         let classic = chat_to_classic(&request)?;
+        let top_logprobs = classic
+            .logprobs
+            .as_ref()
+            .map(|l| l.top_k.unwrap_or(0) as usize);
         let stream = self.chat_completion(classic).await?;
         let include_usage = request
             .stream_options
@@ -380,6 +481,7 @@ impl Stack {
                 stream,
                 request.model.clone(),
                 include_usage,
+                top_logprobs,
             )));
         }
         let response = crate::inference_ops::collect_chat(stream).await?;
@@ -411,7 +513,10 @@ impl Stack {
                     content: Some(message.content.as_text("")),
                     tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
                 },
-                logprobs: None,
+                logprobs: match (top_logprobs, &response.logprobs) {
+                    (Some(top), Some(entries)) => Some(chat_logprobs(entries, top)),
+                    _ => None,
+                },
             }],
             usage: Some(usage.into()),
         }))
@@ -453,8 +558,15 @@ impl Stack {
             )?),
             response_format: None,
             stream: Some(true),
-            logprobs: None,
+            logprobs: match request.logprobs {
+                Some(n) if n > 5 => {
+                    return Err(invalid_field("logprobs", "must be between 0 and 5"));
+                }
+                Some(n) => Some(LogProbConfig { top_k: Some(n) }),
+                None => None,
+            },
         };
+        let top_logprobs = request.logprobs.map(|n| n as usize);
         let stream = self.completion(classic).await?;
         let echo = request.echo.unwrap_or(false).then_some(prompt);
         if request.stream.unwrap_or(false) {
@@ -462,6 +574,7 @@ impl Stack {
                 stream,
                 request.model,
                 echo,
+                top_logprobs,
             )));
         }
         let response = crate::inference_ops::collect_completion(stream).await?;
@@ -473,9 +586,16 @@ impl Stack {
             model: request.model,
             choices: vec![OpenAiCompletionChoice {
                 index: 0,
+                logprobs: match (top_logprobs, &response.logprobs) {
+                    (Some(top), Some(entries)) => Some(completion_logprobs(
+                        entries,
+                        top,
+                        &mut echo.as_ref().map_or(0, |e| e.len()),
+                    )),
+                    _ => None,
+                },
                 text: echo.unwrap_or_default() + &response.content,
                 finish_reason: Some(response.stop_reason.openai_finish_reason(false).into()),
-                logprobs: None,
             }],
             usage: Some(usage.into()),
         }))
@@ -486,6 +606,7 @@ fn completion_chunks(
     stream: CompletionStream,
     model: String,
     echo: Option<String>,
+    top_logprobs: Option<usize>,
 ) -> OpenAiCompletionStream {
     let id = format!("cmpl-{}", uuid::Uuid::new_v4());
     let created = now();
@@ -504,12 +625,17 @@ fn completion_chunks(
             usage,
         };
     let mut echo = echo;
+    let mut offset = echo.as_ref().map_or(0, |e| e.len());
     stream
         .map(move |item| {
             item.map(|chunk| {
                 let mut text = echo.take().unwrap_or_default();
                 text.push_str(&chunk.delta);
-                match chunk.stop_reason {
+                let logprobs = match (top_logprobs, &chunk.logprobs) {
+                    (Some(top), Some(entries)) => Some(completion_logprobs(entries, top, &mut offset)),
+                    _ => None,
+                };
+                let mut out = match chunk.stop_reason {
                     Some(reason) => {
                         let usage = Usage::from_metrics(chunk.metrics.as_deref().unwrap_or(&[]));
                         make(
@@ -519,7 +645,11 @@ fn completion_chunks(
                         )
                     }
                     None => make(text, None, None),
+                };
+                if let Some(choice) = out.choices.first_mut() {
+                    choice.logprobs = logprobs;
                 }
+                out
             })
         })
         .boxed()

@@ -227,21 +227,21 @@ fn json_prompt(tools: &[&ToolDefinition]) -> String {
 fn function_tag_prompt(tools: &[&ToolDefinition]) -> String {
     let mut out = String::from("You have access to the following functions:\n\n");
     for tool in tools {
-        // Defaults are left out, as in the reference prompt.
-        let params: Map<String, Value> = tool
-            .parameters
-            .iter()
-            .flatten()
-            .map(|(name, p)| {
-                let mut fields = Map::new();
-                fields.insert("param_type".into(), Value::String(p.param_type.clone()));
-                if let Some(d) = &p.description {
-                    fields.insert("description".into(), Value::String(d.clone()));
-                }
-                fields.insert("required".into(), Value::Bool(p.required));
-                (name.clone(), Value::Object(fields))
-            })
-            .collect();
+        // Defaults are left out, as in the reference prompt. Keys are sorted, as the
+        // reference's `tojson` sorts them, whatever order serde_json keeps.
+        let mut names: Vec<&String> = tool.parameters.iter().flatten().map(|(n, _)| n).collect();
+        names.sort();
+        let mut params = Map::new();
+        for name in names {
+            let p = &tool.parameters.as_ref().expect("names come from the parameters")[name];
+            let mut fields = Map::new();
+            if let Some(d) = &p.description {
+                fields.insert("description".into(), Value::String(d.clone()));
+            }
+            fields.insert("param_type".into(), Value::String(p.param_type.clone()));
+            fields.insert("required".into(), Value::Bool(p.required));
+            params.insert(name.clone(), Value::Object(fields));
+        }
         out.push_str(&format!(
             "Function '{}': {}\n{{\"name\": {}, \"description\": {}, \"parameters\": {}}}\n\n",
             tool.tool_name,

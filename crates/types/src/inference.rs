@@ -276,6 +276,11 @@ pub struct CompletionMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TokenLogProbs {
     pub logprobs_by_token: std::collections::BTreeMap<String, f64>,
+    /// The token that was generated and its log-probability, for the OpenAI shape, which
+    /// names it apart from the alternatives. Not part of the Llama Stack wire format.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub chosen: Option<(String, f64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

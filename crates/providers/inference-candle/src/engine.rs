@@ -18,7 +18,8 @@ use std::time::Duration;
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::LogitsProcessor;
 use llama_stack_core::{Error, Result};
-use llama_stack_llama3::STOP_TOKENS;
+use llama_stack_llama3::{EOT_ID, STOP_TOKENS};
+use llama_stack_structured::{Constraint, Format, Vocabulary};
 use tokenizers::Tokenizer;
 use tokio::sync::mpsc;
 
@@ -39,6 +40,19 @@ pub(crate) trait TokenConstraint: Send {
     fn mask(&mut self, logits: &mut [f32]) -> std::result::Result<(), String>;
     /// Advances past the chosen token.
     fn accept(&mut self, token: u32) -> std::result::Result<(), String>;
+}
+
+/// `response_format` enforced token by token.
+struct StructuredOutput(Constraint);
+
+impl TokenConstraint for StructuredOutput {
+    fn mask(&mut self, logits: &mut [f32]) -> std::result::Result<(), String> {
+        self.0.apply_to_logits(logits).map_err(|e| e.to_string())
+    }
+
+    fn accept(&mut self, token: u32) -> std::result::Result<(), String> {
+        self.0.accept(token).map_err(|e| e.to_string())
+    }
 }
 
 /// One generation request.
@@ -89,11 +103,45 @@ pub(crate) struct EngineLimits {
 pub(crate) struct EngineHandle {
     queue: mpsc::Sender<Job>,
     pub tokenizer: Arc<Tokenizer>,
+    /// The byte-level vocabulary for structured output, built on first need.
+    vocabulary: Arc<std::sync::OnceLock<std::result::Result<Arc<Vocabulary>, String>>>,
     pub prompt: Arc<PromptTokenizer>,
     pub max_seq_len: usize,
 }
 
 impl EngineHandle {
+    /// The constraint that keeps the output in `response_format`, or none for free text.
+    pub fn constraint(
+        &self,
+        response_format: Option<&serde_json::Value>,
+    ) -> Result<Option<Box<dyn TokenConstraint>>> {
+        let Some(value) = response_format else {
+            return Ok(None);
+        };
+        let invalid = |e: llama_stack_structured::Error| {
+            if e.is_invalid_request() {
+                Error::invalid(format!("response_format: {e}"))
+            } else {
+                Error::internal(format!("response_format: {e}"))
+            }
+        };
+        let Some(format) = Format::from_response_format(value).map_err(invalid)? else {
+            return Ok(None);
+        };
+        let vocabulary = self
+            .vocabulary
+            .get_or_init(|| {
+                // The end of a structured reply is the end of the turn.
+                Vocabulary::from_tokenizer(&self.tokenizer, &[EOT_ID])
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(|e| Error::internal(format!("cannot index the vocabulary for structured output: {e}")))?;
+        let constraint = Constraint::new(vocabulary, &format).map_err(invalid)?;
+        Ok(Some(Box::new(StructuredOutput(constraint))))
+    }
+
     /// Queues a job, or refuses it at once when the queue is full.
     pub fn submit(&self, job: Job) -> Result<()> {
         self.queue.try_send(job).map_err(|err| match err {
@@ -193,6 +241,7 @@ pub(crate) fn start(
             files.tokenizer.clone(),
         )),
         tokenizer,
+        vocabulary: Arc::new(std::sync::OnceLock::new()),
         max_seq_len,
     })
 }

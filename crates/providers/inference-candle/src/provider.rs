@@ -143,6 +143,8 @@ impl CandleProvider {
         engine: &EngineHandle,
         pieces: &[Piece],
         params: &SamplingParams,
+        response_format: Option<&serde_json::Value>,
+        logprobs: Option<usize>,
     ) -> Result<(mpsc::UnboundedReceiver<engine::EngineEvent>, TextAssembler, usize)> {
         let prompt = engine.prompt.encode(pieces)?;
         let prompt_len = prompt.len();
@@ -153,13 +155,14 @@ impl CandleProvider {
         )
         .map_err(Error::invalid)?;
         let max_tokens = self.max_tokens(params, prompt_len, engine)?;
+        let constraint = engine.constraint(response_format)?;
         let (events, receiver) = mpsc::unbounded_channel();
         engine.submit(Job {
             prompt,
             max_tokens,
             sampling,
-            logprobs: None,
-            constraint: None,
+            logprobs,
+            constraint,
             events,
         })?;
         let text = TextAssembler::new(
@@ -239,7 +242,13 @@ impl InferenceProvider for CandleProvider {
         };
         let pieces = render_chat(&request.messages, &options);
         let params = request.sampling_params.clone().unwrap_or_default();
-        let (events, text, prompt_len) = self.start_job(&engine, &pieces, &params)?;
+        let (events, text, prompt_len) = self.start_job(
+            &engine,
+            &pieces,
+            &params,
+            request.response_format.as_ref(),
+            request.logprobs.as_ref().map(|l| l.top_k.unwrap_or(0) as usize),
+        )?;
         let (out, chunks) = mpsc::channel(EVENT_BUFFER);
         tokio::spawn(pump_chat(events, out, text, tools, prompt_len));
         Ok(ReceiverStream::new(chunks).boxed())
@@ -253,7 +262,13 @@ impl InferenceProvider for CandleProvider {
         let engine = self.engine_for(model).await?;
         let pieces = render_completion(&request.content.as_text("\n"));
         let params = request.sampling_params.clone().unwrap_or_default();
-        let (events, text, prompt_len) = self.start_job(&engine, &pieces, &params)?;
+        let (events, text, prompt_len) = self.start_job(
+            &engine,
+            &pieces,
+            &params,
+            request.response_format.as_ref(),
+            request.logprobs.as_ref().map(|l| l.top_k.unwrap_or(0) as usize),
+        )?;
         let (out, chunks) = mpsc::channel(EVENT_BUFFER);
         tokio::spawn(pump_completion(events, out, text, prompt_len));
         Ok(ReceiverStream::new(chunks).boxed())

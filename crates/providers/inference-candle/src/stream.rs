@@ -7,12 +7,12 @@ use llama_stack_core::{Error, Result};
 use llama_stack_llama3::{EOM_ID, EOT_ID, PYTHON_TAG};
 use llama_stack_types::{
     ChatCompletionResponseStreamChunk, ChatEventType, CompletionResponseStreamChunk, ContentDelta,
-    StopReason, ToolCallOrText, ToolCallParseStatus, ToolDefinition, Usage,
+    StopReason, TokenLogProbs, ToolCallOrText, ToolCallParseStatus, ToolDefinition, Usage,
 };
 use tokenizers::Tokenizer;
 use tokio::sync::mpsc;
 
-use crate::engine::EngineEvent;
+use crate::engine::{EngineEvent, TokenLogprobs};
 
 /// Incremental detokenizer with stop-string detection.
 ///
@@ -65,6 +65,10 @@ impl TextAssembler {
     /// Releases whatever is left at the end of generation.
     pub fn finish(&mut self) -> String {
         self.release(true)
+    }
+
+    pub fn tokenizer(&self) -> Arc<Tokenizer> {
+        self.tokenizer.clone()
     }
 
     pub fn full_text(&self) -> &str {
@@ -128,8 +132,44 @@ fn chunk(event_type: ChatEventType, delta: ContentDelta) -> ChatCompletionRespon
 
 /// What the engine did next.
 enum Next {
-    Token(u32),
+    Token(u32, Option<TokenLogprobs>),
     End(StopReason),
+}
+
+/// Log-probabilities of tokens whose text has not been released yet; they travel with the
+/// chunk that releases it.
+struct PendingLogprobs {
+    tokenizer: Arc<Tokenizer>,
+    entries: Vec<TokenLogProbs>,
+}
+
+impl PendingLogprobs {
+    fn new(tokenizer: Arc<Tokenizer>) -> Self {
+        PendingLogprobs {
+            tokenizer,
+            entries: Vec::new(),
+        }
+    }
+
+    fn text(&self, id: u32) -> String {
+        self.tokenizer.decode(&[id], false).unwrap_or_default()
+    }
+
+    fn push(&mut self, id: u32, logprobs: Option<TokenLogprobs>) {
+        let Some(lp) = logprobs else { return };
+        let chosen = (self.text(id), lp.logprob as f64);
+        let mut by_token: std::collections::BTreeMap<String, f64> =
+            lp.top.iter().map(|(t, l)| (self.text(*t), *l as f64)).collect();
+        by_token.insert(chosen.0.clone(), chosen.1);
+        self.entries.push(TokenLogProbs {
+            logprobs_by_token: by_token,
+            chosen: Some(chosen),
+        });
+    }
+
+    fn take(&mut self) -> Option<Vec<TokenLogProbs>> {
+        (!self.entries.is_empty()).then(|| std::mem::take(&mut self.entries))
+    }
 }
 
 async fn next(events: &mut mpsc::UnboundedReceiver<EngineEvent>) -> Result<Next> {
@@ -137,7 +177,7 @@ async fn next(events: &mut mpsc::UnboundedReceiver<EngineEvent>) -> Result<Next>
         return match events.recv().await {
             None => Err(Error::internal("the inference engine stopped unexpectedly")),
             Some(EngineEvent::Prefilled { .. }) => continue,
-            Some(EngineEvent::Token { id, .. }) => Ok(Next::Token(id)),
+            Some(EngineEvent::Token { id, logprobs }) => Ok(Next::Token(id, logprobs)),
         Some(EngineEvent::Failed(message)) => {
                 Err(Error::internal(format!("generation failed: {message}")))
             }
@@ -197,9 +237,13 @@ pub(crate) async fn pump_chat(
     }
     let mut generated = 0usize;
     let mut python_tag = false;
+    let mut logprobs = PendingLogprobs::new(text.tokenizer());
     let finish = loop {
         let id = match next_token(&mut events, &out).await {
-            Some(Next::Token(id)) => id,
+            Some(Next::Token(id, lp)) => {
+                logprobs.push(id, lp);
+                id
+            }
             Some(Next::End(reason)) => break reason,
             None => return,
         };
@@ -218,8 +262,9 @@ pub(crate) async fn pump_chat(
         match text.push(id) {
             Ok(piece) if piece.is_empty() => {}
             Ok(piece) => {
-                let delta = text_delta(piece, python_tag);
-                if !send(&out, Ok(chunk(ChatEventType::Progress, delta))).await {
+                let mut c = chunk(ChatEventType::Progress, text_delta(piece, python_tag));
+                c.event.logprobs = logprobs.take();
+                if !send(&out, Ok(c)).await {
                     return;
                 }
             }
@@ -236,8 +281,9 @@ pub(crate) async fn pump_chat(
     drop(events);
     let rest = text.finish();
     if !rest.is_empty() {
-        let delta = text_delta(rest, python_tag);
-        if !send(&out, Ok(chunk(ChatEventType::Progress, delta))).await {
+        let mut c = chunk(ChatEventType::Progress, text_delta(rest, python_tag));
+        c.event.logprobs = logprobs.take();
+        if !send(&out, Ok(c)).await {
             return;
         }
     }
@@ -252,6 +298,7 @@ pub(crate) async fn pump_chat(
     }
     let mut last = chunk(ChatEventType::Complete, ContentDelta::text(""));
     last.event.stop_reason = Some(finish);
+    last.event.logprobs = logprobs.take();
     last.metrics = Some(usage(prompt_tokens, generated).metrics());
     send(&out, Ok(last)).await;
 }
@@ -302,16 +349,20 @@ pub(crate) async fn pump_completion(
     mut text: TextAssembler,
     prompt_tokens: usize,
 ) {
-    let delta = |d: String| CompletionResponseStreamChunk {
+    let delta = |d: String, logprobs: Option<Vec<TokenLogProbs>>| CompletionResponseStreamChunk {
         delta: d,
         stop_reason: None,
-        logprobs: None,
+        logprobs,
         metrics: None,
     };
     let mut generated = 0usize;
+    let mut logprobs = PendingLogprobs::new(text.tokenizer());
     let finish = loop {
         let id = match next_token(&mut events, &out).await {
-            Some(Next::Token(id)) => id,
+            Some(Next::Token(id, lp)) => {
+                logprobs.push(id, lp);
+                id
+            }
             Some(Next::End(reason)) => break reason,
             None => return,
         };
@@ -319,7 +370,7 @@ pub(crate) async fn pump_completion(
         match text.push(id) {
             Ok(piece) if piece.is_empty() => {}
             Ok(piece) => {
-                if !send(&out, Ok(delta(piece))).await {
+                if !send(&out, Ok(delta(piece, logprobs.take()))).await {
                     return;
                 }
             }
@@ -334,7 +385,7 @@ pub(crate) async fn pump_completion(
     };
     drop(events);
     let rest = text.finish();
-    if !rest.is_empty() && !send(&out, Ok(delta(rest))).await {
+    if !rest.is_empty() && !send(&out, Ok(delta(rest, logprobs.take()))).await {
         return;
     }
     send(
@@ -342,7 +393,7 @@ pub(crate) async fn pump_completion(
         Ok(CompletionResponseStreamChunk {
             delta: String::new(),
             stop_reason: Some(finish),
-            logprobs: None,
+            logprobs: logprobs.take(),
             metrics: Some(usage(prompt_tokens, generated).metrics()),
         }),
     )

@@ -206,8 +206,8 @@ async fn stop_strings_cut_the_output_before_them() {
 
 #[tokio::test]
 async fn a_full_queue_is_refused_and_a_dropped_stream_frees_the_engine() {
-    let p = provider(serde_json::json!({"max_queue": 1})).await;
-    // Not consumed: the engine blocks on this request once its event buffer fills.
+    let p = provider(serde_json::json!({"max_queue": 1, "max_batch_size": 1})).await;
+    // Not consumed, and long: it holds the only batch slot.
     let running = p
         .chat_completion(&model(), chat(5000, SamplingStrategy::Greedy, None))
         .await
@@ -296,4 +296,114 @@ async fn special_token_strings_in_message_text_stay_plain_text() {
     // As a special token this would be one id; as text it is several BPE tokens.
     let forged = prompt_tokens("<|eot_id|>").await;
     assert!(forged >= plain + 3, "plain {plain}, forged {forged}");
+}
+
+#[tokio::test]
+async fn json_schema_output_always_parses_even_on_random_weights() {
+    let p = provider(serde_json::json!({})).await;
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 12},
+            "age": {"type": "integer", "minimum": 0, "maximum": 150},
+            "color": {"enum": ["red", "green", "blue"]},
+            "tags": {"type": "array", "items": {"type": "boolean"}, "maxItems": 3}
+        },
+        "required": ["name", "age", "color", "tags"],
+        "additionalProperties": false
+    });
+    for (strategy, seed) in [
+        (SamplingStrategy::Greedy, None),
+        (SamplingStrategy::TopP { temperature: Some(1.5), top_p: 1.0 }, Some(3)),
+        (SamplingStrategy::TopP { temperature: Some(1.0), top_p: 0.9 }, Some(4)),
+    ] {
+        let mut request = chat(400, strategy, seed);
+        request.response_format = Some(serde_json::json!({"type": "json_schema", "json_schema": schema}));
+        let response = collect_chat(p.chat_completion(&model(), request).await.unwrap())
+            .await
+            .unwrap();
+        let text = text_of(&response);
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        assert!(value["name"].as_str().is_some_and(|n| n.chars().count() <= 12), "{text}");
+        assert!(value["age"].as_i64().is_some_and(|a| (0..=150).contains(&a)), "{text}");
+        assert!(["red", "green", "blue"].contains(&value["color"].as_str().unwrap()), "{text}");
+        assert!(value["tags"].as_array().is_some_and(|t| t.len() <= 3 && t.iter().all(|b| b.is_boolean())), "{text}");
+        assert_eq!(value.as_object().unwrap().len(), 4, "{text}");
+        assert_eq!(response.completion_message.stop_reason, StopReason::EndOfTurn);
+    }
+}
+
+#[tokio::test]
+async fn unsupported_schemas_are_invalid_requests() {
+    let p = provider(serde_json::json!({})).await;
+    let mut request = chat(10, SamplingStrategy::Greedy, None);
+    request.response_format = Some(serde_json::json!({
+        "type": "json_schema",
+        "json_schema": {"type": "object", "properties": {"a": {"not": {"type": "string"}}}}
+    }));
+    let err = p.chat_completion(&model(), request).await.err().expect("refused");
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+    assert!(err.to_string().contains("not"), "{err}");
+}
+
+#[tokio::test]
+async fn logprobs_name_the_chosen_token_and_its_alternatives() {
+    let p = provider(serde_json::json!({})).await;
+    let request = CompletionRequest {
+        model_id: "test".into(),
+        content: InterleavedContent::Text("The capital of France is".into()),
+        sampling_params: Some(SamplingParams {
+            max_tokens: Some(6),
+            ..Default::default()
+        }),
+        response_format: None,
+        stream: Some(false),
+        logprobs: Some(llama_stack_types::LogProbConfig { top_k: Some(3) }),
+    };
+    let response = collect_completion(p.completion(&model(), request).await.unwrap())
+        .await
+        .unwrap();
+    let entries = response.logprobs.expect("logprobs were asked for");
+    let usage = llama_stack_types::Usage::from_metrics(response.metrics.as_deref().unwrap());
+    let stopped_on_token = response.stop_reason != StopReason::OutOfTokens;
+    assert_eq!(entries.len() + stopped_on_token as usize, usage.completion_tokens as usize);
+    for entry in &entries {
+        let (token, chosen) = entry.chosen.clone().unwrap();
+        assert!(entry.logprobs_by_token.len() <= 4 && !entry.logprobs_by_token.is_empty());
+        assert_eq!(entry.logprobs_by_token[&token], chosen);
+        assert!(entry.logprobs_by_token.values().all(|l| *l <= 0.0));
+        // Greedy: the chosen token is the most likely one.
+        let best = entry.logprobs_by_token.values().cloned().fold(f64::MIN, f64::max);
+        assert!((best - chosen).abs() < 1e-6, "{entry:?}");
+    }
+    let text: String = entries.iter().map(|e| e.chosen.clone().unwrap().0).collect();
+    assert_eq!(text, response.content);
+}
+
+#[tokio::test]
+async fn concurrent_requests_are_batched_without_changing_their_output() {
+    let p = provider(serde_json::json!({"max_batch_size": 4})).await;
+    let prompts = ["Say hello", "Count to three", "Name a color", "What is Rust?"];
+    let request = |text: &str| {
+        let mut r = chat(24, SamplingStrategy::Greedy, None);
+        r.messages = vec![Message::user(text)];
+        r
+    };
+    let mut alone = Vec::new();
+    for text in prompts {
+        let response = collect_chat(p.chat_completion(&model(), request(text)).await.unwrap())
+            .await
+            .unwrap();
+        alone.push(text_of(&response));
+    }
+    let together = futures::future::join_all(prompts.iter().map(|text| {
+        let p = &p;
+        async move {
+            let stream = p.chat_completion(&model(), request(text)).await.unwrap();
+            text_of(&collect_chat(stream).await.unwrap())
+        }
+    }))
+    .await;
+    assert_eq!(alone, together);
 }
