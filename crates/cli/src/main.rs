@@ -1,7 +1,8 @@
-//! `llama-stack`: serve a distribution, validate run.yaml files, list providers, and write
-//! test models.
+//! `llama-stack`: serve a distribution, validate run.yaml files, list providers, and get
+//! models (download from the Hugging Face Hub, list local ones, write test models).
 
 mod model_cmd;
+mod model_hub;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
+use llama_stack_provider_inference_candle::hub;
 use llama_stack_provider_inference_candle::test_model::{self, GgufType, Preset, TestModelOptions};
+
+use crate::model_hub;
 
 #[derive(Subcommand)]
 pub enum ModelCommand {
@@ -37,6 +40,38 @@ pub enum ModelCommand {
         /// Seed of the random weights.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+    },
+    /// Download a model from the Hugging Face Hub into the Hugging Face cache, where the
+    /// server finds it by repository id (leave model_path empty).
+    ///
+    /// Without --include it fetches the files of the layout the repository offers: config,
+    /// tokenizer and *.safetensors (Hugging Face), the one .gguf file, or Meta's params.json,
+    /// consolidated.*.pth and tokenizer.model. HF_TOKEN authenticates (gated models), and
+    /// HF_ENDPOINT replaces https://huggingface.co. Run it again after an interruption:
+    /// complete files are kept and a partial one resumes.
+    Download {
+        /// Repository id, e.g. meta-llama/Llama-3.2-1B-Instruct.
+        repo_id: String,
+        /// Branch, tag or commit to fetch.
+        #[arg(long, default_value = "main")]
+        revision: String,
+        /// Fetch only files matching these globs (`*` also matches `/`), e.g.
+        /// --include '*Q4_K_M.gguf' or --include 'original/*'.
+        #[arg(long, value_name = "GLOB", num_args = 1..)]
+        include: Vec<String>,
+        /// Hugging Face cache to fill; defaults to $HF_HUB_CACHE, then $HF_HOME/hub, then
+        /// ~/.cache/huggingface/hub (the server's default too).
+        #[arg(long, value_name = "DIR")]
+        hf_cache_dir: Option<String>,
+    },
+    /// List the models on this machine: the Hugging Face cache and ~/.llama/checkpoints.
+    List {
+        /// Hugging Face cache to list (default as for `download`).
+        #[arg(long, value_name = "DIR")]
+        hf_cache_dir: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -75,6 +110,18 @@ impl From<Quant> for GgufType {
 
 pub fn execute(command: ModelCommand) -> anyhow::Result<ExitCode> {
     match command {
+        ModelCommand::Download {
+            repo_id,
+            revision,
+            include,
+            hf_cache_dir,
+        } => model_hub::download(hub::DownloadOptions {
+            repo_id,
+            revision,
+            include,
+            hf_cache_dir,
+        }),
+        ModelCommand::List { hf_cache_dir, json } => model_hub::list(hf_cache_dir.as_deref(), json),
         ModelCommand::CreateTest {
             dir,
             preset,

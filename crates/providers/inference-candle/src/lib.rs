@@ -6,6 +6,7 @@
 
 pub mod config;
 mod engine;
+pub mod hub;
 mod llama;
 mod model_files;
 mod progress;
