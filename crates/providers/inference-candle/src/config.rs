@@ -43,6 +43,11 @@ pub struct CandleConfig {
     /// new messages. Each holds the whole conversation's cache; 0 turns reuse off.
     #[serde(default = "default_prefix_cache_slots")]
     pub prefix_cache_slots: usize,
+    /// Whitespace characters allowed between two tokens of JSON under `response_format`
+    /// (none before or after the value). 1 allows `{"a": 1, "b": 2}`; more allows pretty
+    /// printing, at the cost of letting a weak model pad its output with whitespace.
+    #[serde(default = "default_json_whitespace")]
+    pub json_whitespace: usize,
     /// Load each model when it is registered (`true`, so start-up fails early on a bad model),
     /// or on its first request (`false`, for fast start-up with many models).
     #[serde(default = "default_preload")]
@@ -54,6 +59,9 @@ fn default_max_batch_size() -> usize {
 }
 fn default_prefix_cache_slots() -> usize {
     4
+}
+fn default_json_whitespace() -> usize {
+    1
 }
 fn default_preload() -> bool {
     true

@@ -19,7 +19,7 @@ use candle_core::{Device, Tensor};
 use candle_transformers::generation::LogitsProcessor;
 use llama_stack_core::{Error, Result};
 use llama_stack_llama3::{EOT_ID, STOP_TOKENS};
-use llama_stack_structured::{Constraint, Format, Vocabulary};
+use llama_stack_structured::{Constraint, ConstraintOptions, Format, Vocabulary};
 use tokenizers::Tokenizer;
 use tokio::sync::mpsc;
 
@@ -114,6 +114,7 @@ impl EngineHandle {
     pub fn constraint(
         &self,
         response_format: Option<&serde_json::Value>,
+        json_whitespace: usize,
     ) -> Result<Option<Box<dyn TokenConstraint>>> {
         let Some(value) = response_format else {
             return Ok(None);
@@ -138,7 +139,9 @@ impl EngineHandle {
             })
             .clone()
             .map_err(|e| Error::internal(format!("cannot index the vocabulary for structured output: {e}")))?;
-        let constraint = Constraint::new(vocabulary, &format).map_err(invalid)?;
+        let options = ConstraintOptions { json_whitespace };
+        let constraint =
+            Constraint::with_options(vocabulary, &format, &options).map_err(invalid)?;
         Ok(Some(Box::new(StructuredOutput(constraint))))
     }
 

@@ -155,7 +155,7 @@ impl CandleProvider {
         )
         .map_err(Error::invalid)?;
         let max_tokens = self.max_tokens(params, prompt_len, engine)?;
-        let constraint = engine.constraint(response_format)?;
+        let constraint = engine.constraint(response_format, self.config.json_whitespace)?;
         let (events, receiver) = mpsc::unbounded_channel();
         engine.submit(Job {
             prompt,
