@@ -249,10 +249,12 @@ def test_unknown_repo_revision_and_unreachable_hub_are_clear_errors(
     assert_failed_cleanly(offline, "unreachable", "model_path", "HF_ENDPOINT")
 
 
-def test_server_serves_a_downloaded_model_by_repo_id(llama_stack_bin, hub, tmp_path):
+def test_server_serves_downloaded_models_by_repo_id(llama_stack_bin, hub, tmp_path):
     cache = tmp_path / "cache"
-    proc = cli(llama_stack_bin, hub, "model", "download", TINY, "--hf-cache-dir", cache)
-    assert proc.returncode == 0, proc.stderr
+    for args in ([TINY], [GGUF, "--include", "*Q8_0.gguf"]):
+        proc = cli(llama_stack_bin, hub, "model", "download", *args, "--hf-cache-dir", cache)
+        assert proc.returncode == 0, proc.stderr
+        assert "The server finds it by id" in proc.stdout, proc.stdout
 
     run_yaml = tmp_path / "run.yaml"
     run_yaml.write_text(yaml.safe_dump({
@@ -266,7 +268,8 @@ def test_server_serves_a_downloaded_model_by_repo_id(llama_stack_bin, hub, tmp_p
             "config": {"model_path": "", "hf_cache_dir": str(cache)},
         }]},
         "metadata_store": {"type": "sqlite", "db_path": str(tmp_path / "registry.db")},
-        "models": [{"model_id": TINY, "provider_id": "candle", "model_type": "llm"}],
+        "models": [{"model_id": m, "provider_id": "candle", "model_type": "llm"}
+                   for m in (TINY, GGUF)],
         "server": {"port": 8321},
     }))
     server = Server(
@@ -276,16 +279,17 @@ def test_server_serves_a_downloaded_model_by_repo_id(llama_stack_bin, hub, tmp_p
     try:
         models = requests.get(f"{server.url}/v1/models", timeout=HTTP_TIMEOUT_S).json()
         ids = [m["identifier"] for m in models["data"]]
-        assert f"candle/{TINY}" in ids, ids
-        resp = requests.post(
-            f"{server.url}/v1/openai/v1/completions",
-            json={"model": f"candle/{TINY}", "prompt": "Once upon a time", "max_tokens": 4,
-                  "temperature": 0},
-            timeout=HTTP_TIMEOUT_S,
-        )
-        assert resp.status_code == 200, resp.text
-        body = resp.json()
-        assert isinstance(body["choices"][0]["text"], str)
-        assert 0 < body["usage"]["completion_tokens"] <= 4, body
+        for model in (TINY, GGUF):
+            assert f"candle/{model}" in ids, ids
+            resp = requests.post(
+                f"{server.url}/v1/openai/v1/completions",
+                json={"model": f"candle/{model}", "prompt": "Once upon a time", "max_tokens": 4,
+                      "temperature": 0},
+                timeout=HTTP_TIMEOUT_S,
+            )
+            assert resp.status_code == 200, resp.text
+            body = resp.json()
+            assert isinstance(body["choices"][0]["text"], str)
+            assert 0 < body["usage"]["completion_tokens"] <= 4, body
     finally:
         server.stop()

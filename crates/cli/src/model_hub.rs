@@ -13,7 +13,7 @@ pub fn download(options: DownloadOptions) -> anyhow::Result<ExitCode> {
         .files
         .iter()
         .filter(|f| f.fetched)
-        .map(|f| f.bytes)
+        .map(|f| f.bytes.saturating_sub(f.resumed_from))
         .sum();
     println!(
         "{} (revision {}, commit {}) from {}",
@@ -39,7 +39,7 @@ pub fn download(options: DownloadOptions) -> anyhow::Result<ExitCode> {
         done.snapshot.display()
     );
     match (&done.format, &done.model_location) {
-        (Ok(format), Some(location)) if *location == done.snapshot && done.revision == "main" => {
+        (Ok(format), Some(_)) if done.found_by_id => {
             let cache = if custom_cache {
                 format!(
                     " and hf_cache_dir: {} (or HF_HUB_CACHE)",

@@ -64,6 +64,8 @@ pub struct Downloaded {
     pub files: Vec<FileOutcome>,
     /// The directory or file `inline::candle` would load, when it recognises one.
     pub model_location: Option<PathBuf>,
+    /// Whether the server, with `model_path` empty, finds this snapshot by the repository id.
+    pub found_by_id: bool,
     /// The layout found (`safetensors`, `gguf`, `meta`) or why the files cannot be served.
     pub format: std::result::Result<&'static str, String>,
 }
@@ -160,7 +162,10 @@ pub fn download(options: &DownloadOptions) -> Result<Downloaded> {
     // transfers nothing, and the branch must still name this snapshot.
     write_ref(&repo_dir, &options.revision, &commit)?;
 
-    let (model_location, format) = servable(&snapshot);
+    let (model_location, format, at_root) = servable(&snapshot);
+    let found_by_id = at_root
+        && crate::model_files::cached_snapshot(&cache, &options.repo_id).as_deref()
+            == Some(snapshot.as_path());
     Ok(Downloaded {
         repo_id: options.repo_id.clone(),
         revision: options.revision.clone(),
@@ -170,6 +175,7 @@ pub fn download(options: &DownloadOptions) -> Result<Downloaded> {
         snapshot,
         files,
         model_location,
+        found_by_id,
         format,
     })
 }
@@ -263,13 +269,24 @@ fn fetch_file(
             resumed_from: 0,
         });
     }
-    let resumed_from = file
+    let part = file
         .blob
         .as_ref()
-        .and_then(|blob| {
-            std::fs::metadata(repo_dir.join("blobs").join(format!("{blob}.part"))).ok()
-        })
+        .map(|blob| repo_dir.join("blobs").join(format!("{blob}.part")));
+    let mut resumed_from = part
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).ok())
         .map_or(0, |m| m.len());
+    // A part as long as the file was interrupted between its last byte and its rename; asking
+    // the Hub for the bytes after its end gets 416, so that file starts over.
+    if let (Some(part), Some(size)) = (&part, file.size)
+        && resumed_from > 0
+        && resumed_from >= size
+    {
+        tracing::warn!(file = %file.name, part = %part.display(), "Discarding a partial download as long as the file");
+        let _ = std::fs::remove_file(part);
+        resumed_from = 0;
+    }
     let progress = FileProgress::new(&file.name, show_bars, resumed_from);
     // hf-hub asserts on a few server answers it does not expect; one odd reply must end this
     // command with an error, not a panic trace.
@@ -331,18 +348,25 @@ fn write_ref(repo_dir: &Path, revision: &str, commit: &str) -> Result<()> {
 }
 
 /// What `inline::candle` would load from a snapshot: its root, or Meta's `original/` folder.
-fn servable(snapshot: &Path) -> (Option<PathBuf>, std::result::Result<&'static str, String>) {
+/// The flag says whether it is the root, which is all a lookup by repository id reads.
+fn servable(
+    snapshot: &Path,
+) -> (
+    Option<PathBuf>,
+    std::result::Result<&'static str, String>,
+    bool,
+) {
     let root = crate::model_files::inspect(snapshot);
     let original = snapshot.join("original");
     if root.is_err() && original.join("params.json").is_file() {
         return match crate::model_files::inspect(&original) {
-            Ok(files) => (Some(original), Ok(files.weights.format())),
-            Err(e) => (None, Err(e.to_string())),
+            Ok(files) => (Some(original), Ok(files.weights.format()), false),
+            Err(e) => (None, Err(e.to_string()), false),
         };
     }
     match root {
-        Ok(files) => (Some(files.location), Ok(files.weights.format())),
-        Err(e) => (None, Err(e.to_string())),
+        Ok(files) => (Some(files.location), Ok(files.weights.format()), true),
+        Err(e) => (None, Err(e.to_string()), false),
     }
 }
 
@@ -436,6 +460,11 @@ fn status_error(status: u16, code: &str, target: &Target, file: Option<&str>) ->
             "no repository {repo} on {} (404): check the id (owner/name, e.g. meta-llama/Llama-3.2-1B-Instruct)",
             target.endpoint
         )),
+        416 => Error::invalid(format!(
+            "{} refused to resume {} (416): the partial download in the cache does not fit the file; delete the repository's blobs/*.part files and run again",
+            target.endpoint,
+            file.unwrap_or("the download")
+        )),
         429 => Error::new(
             ErrorKind::RateLimited,
             "the Hub is rate limiting requests (429); wait a minute and run again",
@@ -461,6 +490,9 @@ fn unreachable_hub(endpoint: &str, detail: &str) -> Error {
     )
     .set_temporary(true)
 }
+
+/// Files below this size arrive too fast for progress lines in a log to help.
+const QUARTER_LOG_BYTES: u64 = 64 << 20;
 
 /// Per-file progress: a bar on a terminal, a line per quarter in logs otherwise.
 struct FileProgress {
@@ -525,8 +557,8 @@ impl Progress for FileProgress {
         match &self.bar {
             Some(bar) => bar.set_position(self.done),
             None => {
-                let quarter = if self.total == 0 {
-                    4
+                let quarter = if self.total < QUARTER_LOG_BYTES {
+                    0
                 } else {
                     self.done * 4 / self.total
                 };
@@ -547,6 +579,99 @@ impl Progress for FileProgress {
                 elapsed_ms = self.started.elapsed().as_millis() as u64,
                 "Downloaded"
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(authenticated: bool) -> Target<'static> {
+        Target {
+            endpoint: DEFAULT_ENDPOINT,
+            repo_id: "meta-llama/Llama-3.2-1B-Instruct",
+            revision: "main",
+            authenticated,
+        }
+    }
+
+    #[test]
+    fn model_info_gives_commit_sizes_and_blob_names() {
+        let info = serde_json::json!({
+            "sha": "abc",
+            "siblings": [
+                {"rfilename": "config.json", "size": 10, "blobId": "git1"},
+                {"rfilename": "model.safetensors", "blobId": "git2",
+                 "lfs": {"sha256": "lfs2", "size": 20, "pointerSize": 134}},
+                {"rfilename": "README.md"},
+                {"size": 3}
+            ]
+        });
+        let (commit, files) = parse_info(&info).unwrap();
+        assert_eq!(commit, "abc");
+        let summary: Vec<_> = files
+            .iter()
+            .map(|f| (f.name.as_str(), f.size, f.blob.as_deref()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("config.json", Some(10), Some("git1")),
+                ("model.safetensors", Some(20), Some("lfs2")),
+                ("README.md", None, None),
+            ]
+        );
+        assert!(parse_info(&serde_json::json!({"siblings": []})).is_none());
+    }
+
+    #[test]
+    fn statuses_say_what_to_do() {
+        let anonymous = status_error(401, "GatedRepo", &target(false), None);
+        assert_eq!(anonymous.kind(), ErrorKind::Unauthorized);
+        let text = anonymous.to_string();
+        assert!(
+            text.contains("HF_TOKEN") && text.contains("license"),
+            "{text}"
+        );
+        assert!(
+            text.contains("https://huggingface.co/meta-llama/Llama-3.2-1B-Instruct"),
+            "{text}"
+        );
+        let rejected = status_error(401, "", &target(true), None).to_string();
+        assert!(rejected.contains("invalid or expired"), "{rejected}");
+        let gated = status_error(403, "GatedRepo", &target(true), None);
+        assert_eq!(gated.kind(), ErrorKind::Forbidden);
+        assert!(gated.to_string().contains("Accept the license"));
+        let missing = status_error(404, "RepoNotFound", &target(true), None);
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+        assert!(missing.to_string().contains("no repository"));
+        let revision = status_error(404, "RevisionNotFound", &target(true), None).to_string();
+        assert!(revision.contains("no revision `main`"), "{revision}");
+        let file = status_error(404, "EntryNotFound", &target(true), Some("x.gguf")).to_string();
+        assert!(file.contains("no file x.gguf"), "{file}");
+        assert!(status_error(503, "", &target(true), None).is_temporary());
+        let unreachable = unreachable_hub(DEFAULT_ENDPOINT, "Dns Failed").to_string();
+        assert!(
+            unreachable.contains("unreachable") && unreachable.contains("model_path"),
+            "{unreachable}"
+        );
+    }
+
+    #[test]
+    fn repository_ids() {
+        for ok in ["meta-llama/Llama-3.2-1B-Instruct", "gpt2", "org/name.v1_x"] {
+            assert!(check_repo_id(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a/b/c",
+            "../x",
+            "org/",
+            "org/na me",
+            "https://huggingface.co/x",
+        ] {
+            assert!(check_repo_id(bad).is_err(), "{bad}");
         }
     }
 }
