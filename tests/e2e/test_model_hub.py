@@ -102,6 +102,16 @@ def test_download_fills_the_hf_cache_and_a_rerun_transfers_nothing(llama_stack_b
         assert pointer.resolve() == (folder / "blobs" / repo.sha256(name)).resolve()
         assert pointer.read_bytes() == repo.files[name]
     assert not list((folder / "blobs").glob("*.part"))
+    # Hugging Face's own library reads the cache as one of its own.
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    scanned = huggingface_hub.scan_cache_dir(cache)
+    assert not scanned.warnings, scanned.warnings
+    (cached,) = scanned.repos
+    assert cached.repo_id == TINY
+    assert [(r.commit_hash, set(r.refs)) for r in cached.revisions] == [(repo.commit, {"main"})]
+    local = huggingface_hub.hf_hub_download(TINY, "config.json", cache_dir=cache,
+                                            local_files_only=True)
+    assert Path(local) == snapshot / "config.json"
     assert TINY in proc.stdout and "safetensors" in proc.stdout, proc.stdout
     assert {r.path.rsplit("/", 1)[1] for r in hub.file_requests()} >= HF_FILES
 
