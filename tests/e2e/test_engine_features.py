@@ -192,3 +192,56 @@ def test_concurrent_streams_all_finish(server):
         t.join(timeout=300)
     assert not errors, errors
     assert len(results) == 6 and all(r in {"stop", "length"} for r in results.values()), results
+
+
+FORECAST_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_forecast",
+        "description": "Weather forecast for the coming days",
+        "parameters": {
+            "type": "object",
+            # Booleans only: a random-weight model would write an unbounded number for ever.
+            "properties": {"hourly": {"type": "boolean"}, "metric": {"type": "boolean"}},
+            "required": ["hourly", "metric"],
+        },
+    },
+}
+
+
+def test_openai_required_tool_choice_returns_tool_calls(openai_client):
+    done = openai_client.chat.completions.create(
+        model=SERVED_MODEL, messages=[{"role": "user", "content": "Forecast, please."}],
+        max_tokens=200, temperature=0, tools=[FORECAST_TOOL], tool_choice="required",
+    )
+    choice = done.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls
+    assert call.type == "function" and call.function.name == "get_forecast"
+    arguments = json.loads(call.function.arguments)
+    assert isinstance(arguments["hourly"], bool) and isinstance(arguments["metric"], bool)
+
+
+def test_classic_streamed_tool_call_deltas(server):
+    body = {
+        "model_id": MODEL_IDENTIFIER,
+        "messages": [{"role": "user", "content": "Forecast, please."}],
+        "sampling_params": {"strategy": {"type": "greedy"}, "max_tokens": 200},
+        "tools": [{"tool_name": "get_forecast", "description": "Weather forecast",
+                   "parameters": {"hourly": {"param_type": "bool", "required": True},
+                                  "metric": {"param_type": "bool", "required": True}}}],
+        "tool_config": {"tool_choice": "required"},
+        "stream": True,
+    }
+    with requests.post(f"{server.url}/v1/inference/chat-completion", json=body, stream=True,
+                       timeout=HTTP_TIMEOUT_S) as resp:
+        assert resp.status_code == 200
+        events = [json.loads(line[len("data: "):]) for line in resp.iter_lines(decode_unicode=True)
+                  if line and line.startswith("data: ")]
+    deltas = [e["event"]["delta"] for e in events if e["event"]["delta"]["type"] == "tool_call"]
+    assert [d["parse_status"] for d in deltas] == ["succeeded"], deltas
+    call = deltas[0]["tool_call"]
+    assert call["tool_name"] == "get_forecast"
+    assert json.loads(call["arguments_json"]) == call["arguments"]
+    assert events[-1]["event"]["event_type"] == "complete"
+    assert events[-1]["event"]["stop_reason"] == "end_of_turn"

@@ -14,7 +14,7 @@ use llama_stack_core::{
 use llama_stack_llama3::{ModelFamily, Piece, RenderOptions, render_chat, render_completion};
 use llama_stack_types::{
     ChatCompletionRequest, CompletionRequest, HealthInfo, HealthStatus, Model, ModelType,
-    SamplingParams,
+    SamplingParams, ToolDefinition,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -240,13 +240,19 @@ impl InferenceProvider for CandleProvider {
             system_message_behavior: tool_config.system_message_behavior,
             today: chrono::Local::now().date_naive(),
         };
+        let forced_call = match (&request.response_format, options.tool_choice.as_deref()) {
+            (None, Some(choice)) if choice != "auto" && choice != "none" && !tools.is_empty() => {
+                Some(tool_call_format(&tools, choice))
+            }
+            _ => None,
+        };
         let pieces = render_chat(&request.messages, &options);
         let params = request.sampling_params.clone().unwrap_or_default();
         let (events, text, prompt_len) = self.start_job(
             &engine,
             &pieces,
             &params,
-            request.response_format.as_ref(),
+            request.response_format.as_ref().or(forced_call.as_ref()),
             request.logprobs.as_ref().map(|l| l.top_k.unwrap_or(0) as usize),
         )?;
         let (out, chunks) = mpsc::channel(EVENT_BUFFER);
@@ -285,4 +291,52 @@ impl InferenceProvider for CandleProvider {
             message: Some(format!("{loaded} model(s) loaded")),
         }
     }
+}
+
+/// The `response_format` that makes the reply a call of one of `tools` in the JSON custom-tool
+/// format (`{"type": "function", "name": ..., "parameters": {...}}`), for `tool_choice`
+/// `required` or a tool's name: the model must call a tool, so it is kept from writing anything
+/// else.
+fn tool_call_format(tools: &[ToolDefinition], choice: &str) -> serde_json::Value {
+    let json_type = |param_type: &str| match param_type {
+        "str" | "string" => serde_json::json!({"type": "string"}),
+        "int" | "integer" => serde_json::json!({"type": "integer"}),
+        "float" | "number" => serde_json::json!({"type": "number"}),
+        "bool" | "boolean" => serde_json::json!({"type": "boolean"}),
+        "list" | "array" => serde_json::json!({"type": "array"}),
+        "dict" | "object" => serde_json::json!({"type": "object"}),
+        _ => serde_json::json!({}),
+    };
+    let calls: Vec<serde_json::Value> = tools
+        .iter()
+        .filter(|t| choice == "required" || t.tool_name == choice)
+        .map(|tool| {
+            let params = tool.parameters.clone().unwrap_or_default();
+            let properties: serde_json::Map<String, serde_json::Value> = params
+                .iter()
+                .map(|(name, p)| (name.clone(), json_type(&p.param_type)))
+                .collect();
+            let required: Vec<&String> = params
+                .iter()
+                .filter(|(_, p)| p.required)
+                .map(|(name, _)| name)
+                .collect();
+            serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "type": {"const": "function"},
+                    "name": {"const": tool.tool_name},
+                    "parameters": {
+                        "type": "object",
+                        "properties": properties,
+                        "required": required,
+                        "additionalProperties": false,
+                    },
+                },
+                "required": ["type", "name", "parameters"],
+                "additionalProperties": false,
+            })
+        })
+        .collect();
+    serde_json::json!({"type": "json_schema", "json_schema": {"anyOf": calls}})
 }

@@ -407,3 +407,52 @@ async fn concurrent_requests_are_batched_without_changing_their_output() {
     .await;
     assert_eq!(alone, together);
 }
+
+#[tokio::test]
+async fn a_required_tool_choice_yields_a_parsed_tool_call_delta() {
+    use llama_stack_types::{ContentDelta, ToolCallOrText, ToolCallParseStatus, ToolConfig, ToolDefinition, ToolParamDefinition};
+    let p = provider(serde_json::json!({})).await;
+    let param = |ty: &str| ToolParamDefinition {
+        param_type: ty.into(),
+        description: None,
+        required: true,
+        default: None,
+    };
+    let mut request = chat(200, SamplingStrategy::Greedy, None);
+    request.tools = Some(vec![ToolDefinition {
+        tool_name: "get_forecast".into(),
+        description: Some("Weather forecast".into()),
+        // Booleans only: a random-weight model would write an unbounded number for ever.
+        parameters: Some([("hourly".to_string(), param("bool")), ("metric".to_string(), param("bool"))].into()),
+    }]);
+    request.tool_config = Some(ToolConfig {
+        tool_choice: Some("required".into()),
+        tool_prompt_format: None,
+        system_message_behavior: None,
+    });
+    let chunks: Vec<_> = p
+        .chat_completion(&model(), request)
+        .await
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect()
+        .await;
+    let calls: Vec<_> = chunks
+        .iter()
+        .filter_map(|c| match &c.event.delta {
+            ContentDelta::ToolCall { tool_call, parse_status } => Some((tool_call.clone(), *parse_status)),
+            _ => None,
+        })
+        .collect();
+    match calls.as_slice() {
+        [(ToolCallOrText::Call(call), ToolCallParseStatus::Succeeded)] => {
+            assert_eq!(call.tool_name, "get_forecast");
+            assert!(call.arguments["hourly"].is_boolean(), "{:?}", call.arguments);
+            assert!(call.arguments["metric"].is_boolean(), "{:?}", call.arguments);
+        }
+        other => panic!("expected one succeeded tool call, got {other:?} in {chunks:?}"),
+    }
+    let last = chunks.last().unwrap();
+    assert_eq!(last.event.event_type, ChatEventType::Complete);
+    assert_eq!(last.event.stop_reason, Some(StopReason::EndOfTurn));
+}
