@@ -10,6 +10,8 @@
 //! `BENCH_TOKENS` (generated tokens, 32), `BENCH_THREADS` (2), `BENCH_STREAMS` (4),
 //! `BENCH_MODEL_DIR` (where the GGUF files are written once, `target/bench-models`),
 //! `LLAMA_BENCH` (the `llama-bench` binary; without it only our side is measured).
+//! The last column is prefix reuse: time to first token of a turn that adds 64 tokens to a
+//! 448-token conversation, with the conversation's KV cache kept and without.
 //! candle's thread pool follows `RAYON_NUM_THREADS`, which is set to `BENCH_THREADS` here.
 
 use std::path::{Path, PathBuf};
@@ -57,6 +59,9 @@ fn model_file(dir: &Path, quant: &str) -> PathBuf {
 }
 
 struct Ours {
+    /// Time to first token of a turn that extends a 448-token conversation by 64 tokens:
+    /// with the conversation's cache reused, and cold.
+    next_turn_ttft: (f64, f64),
     load_s: f64,
     prompt_tokens: u32,
     prefill_tps: f64,
@@ -122,6 +127,24 @@ async fn run_one(provider: &CandleProvider, request: CompletionRequest) -> (u32,
     )
 }
 
+/// A conversation's next turn: the first `history` words of variant 0, then `more` words.
+async fn next_turn_ttft(path: &Path, history: usize, more: usize) -> (f64, f64) {
+    let mut times = Vec::new();
+    for slots in [4, 0] {
+        let config: CandleConfig = serde_json::from_value(serde_json::json!({
+            "model_path": path.to_string_lossy(),
+            "prefix_cache_slots": slots,
+        }))
+        .unwrap();
+        let provider = CandleProvider::new(config, ProviderContext::default()).unwrap();
+        provider.register_model(&model()).await.unwrap();
+        run_one(&provider, request(history, 1, 0)).await;
+        let (_, ttft, _, _) = run_one(&provider, request(history + more, 1, 0)).await;
+        times.push(ttft);
+    }
+    (times[0], times[1])
+}
+
 async fn ours(path: &Path, prompt: usize, tokens: u32, streams: usize) -> Ours {
     let config: CandleConfig = serde_json::from_value(serde_json::json!({
         "model_path": path.to_string_lossy(),
@@ -143,7 +166,9 @@ async fn ours(path: &Path, prompt: usize, tokens: u32, streams: usize) -> Ours {
     )
     .await;
     let total: u32 = all.iter().map(|r| r.2).sum();
+    drop(provider);
     Ours {
+        next_turn_ttft: next_turn_ttft(path, 448, 64).await,
         load_s,
         prompt_tokens,
         prefill_tps: prompt_tokens as f64 / ttft,
@@ -186,9 +211,9 @@ fn main() {
     let llama_bench = std::env::var("LLAMA_BENCH").ok().map(PathBuf::from);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     println!(
-        "| GGUF | load s | prompt tok | prefill tok/s: candle | llama.cpp | ratio | decode tok/s: candle | llama.cpp | ratio | {streams} streams tok/s |"
+        "| GGUF | load s | prompt tok | prefill tok/s: candle | llama.cpp | ratio | decode tok/s: candle | llama.cpp | ratio | {streams} streams tok/s | next-turn TTFT s: reused / cold |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for quant in quants.split(',').filter(|q| !q.is_empty()) {
         let path = model_file(&dir, quant);
         let o = runtime.block_on(ours(&path, prompt, tokens, streams));
@@ -203,7 +228,7 @@ fn main() {
             theirs.map_or("–".to_string(), |t| format!("{:.2}x", ours / t))
         };
         println!(
-            "| 1b {quant} | {:.1} | {} | {:.1} | {rp} | {} | {:.1} | {rd} | {} | {:.1} |",
+            "| 1b {quant} | {:.1} | {} | {:.1} | {rp} | {} | {:.1} | {rd} | {} | {:.1} | {:.2} / {:.2} |",
             o.load_s,
             o.prompt_tokens,
             o.prefill_tps,
@@ -211,6 +236,8 @@ fn main() {
             o.decode_tps,
             ratio(o.decode_tps, reference.map(|r| r.1)),
             o.concurrent_tps,
+            o.next_turn_ttft.0,
+            o.next_turn_ttft.1,
         );
     }
 }
