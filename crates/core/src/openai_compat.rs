@@ -6,8 +6,8 @@ use futures::stream::BoxStream;
 use llama_stack_types::openai::*;
 use llama_stack_types::{
     ChatCompletionRequest, ChatEventType, CompletionRequest, ContentDelta, ContentItem,
-    ImageContent, InterleavedContent, Message, SamplingParams, SamplingStrategy, StopReason,
-    LogProbConfig, TokenLogProbs, ToolCall, ToolCallOrText, ToolCallParseStatus, ToolConfig,
+    ImageContent, InterleavedContent, LogProbConfig, Message, SamplingParams, SamplingStrategy,
+    StopReason, TokenLogProbs, ToolCall, ToolCallOrText, ToolCallParseStatus, ToolConfig,
     ToolDefinition, ToolParamDefinition, Url, Usage,
 };
 
@@ -201,7 +201,10 @@ const MAX_TOP_LOGPROBS: u32 = 20;
 fn chat_logprobs_config(request: &OpenAiChatCompletionRequest) -> Result<Option<LogProbConfig>> {
     let top = request.top_logprobs.unwrap_or(0);
     if top > MAX_TOP_LOGPROBS {
-        return Err(invalid_field("top_logprobs", format!("must be between 0 and {MAX_TOP_LOGPROBS}")));
+        return Err(invalid_field(
+            "top_logprobs",
+            format!("must be between 0 and {MAX_TOP_LOGPROBS}"),
+        ));
     }
     if top > 0 && request.logprobs != Some(true) {
         return Err(invalid_field("top_logprobs", "needs logprobs set to true"));
@@ -224,7 +227,9 @@ fn chat_logprobs(entries: &[TokenLogProbs], top: usize) -> serde_json::Value {
             let top_logprobs: Vec<serde_json::Value> = alternatives
                 .into_iter()
                 .take(top)
-                .map(|(t, l)| serde_json::json!({"token": t, "logprob": l, "bytes": token_bytes(t)}))
+                .map(
+                    |(t, l)| serde_json::json!({"token": t, "logprob": l, "bytes": token_bytes(t)}),
+                )
                 .collect();
             serde_json::json!({
                 "token": token,
@@ -251,7 +256,11 @@ fn chosen(entry: &TokenLogProbs) -> (String, f64) {
 
 /// Classic per-token log-probabilities in the legacy completions shape, with text offsets
 /// counted from `offset`.
-fn completion_logprobs(entries: &[TokenLogProbs], top: usize, offset: &mut usize) -> serde_json::Value {
+fn completion_logprobs(
+    entries: &[TokenLogProbs],
+    top: usize,
+    offset: &mut usize,
+) -> serde_json::Value {
     let mut tokens = Vec::new();
     let mut token_logprobs = Vec::new();
     let mut top_logprobs = Vec::new();
@@ -632,7 +641,9 @@ fn completion_chunks(
                 let mut text = echo.take().unwrap_or_default();
                 text.push_str(&chunk.delta);
                 let logprobs = match (top_logprobs, &chunk.logprobs) {
-                    (Some(top), Some(entries)) => Some(completion_logprobs(entries, top, &mut offset)),
+                    (Some(top), Some(entries)) => {
+                        Some(completion_logprobs(entries, top, &mut offset))
+                    }
                     _ => None,
                 };
                 let mut out = match chunk.stop_reason {

@@ -233,7 +233,10 @@ fn function_tag_prompt(tools: &[&ToolDefinition]) -> String {
         names.sort();
         let mut params = Map::new();
         for name in names {
-            let p = &tool.parameters.as_ref().expect("names come from the parameters")[name];
+            let p = &tool
+                .parameters
+                .as_ref()
+                .expect("names come from the parameters")[name];
             let mut fields = Map::new();
             if let Some(d) = &p.description {
                 fields.insert("description".into(), Value::String(d.clone()));

@@ -217,7 +217,11 @@ pub fn hf_tokenizer_json_from_gguf(
     Ok(tokenizer_json(vocab, pairs, added_tokens))
 }
 
-fn tokenizer_json(vocab: Map<String, Value>, merges: Vec<Value>, added_tokens: Vec<Value>) -> Value {
+fn tokenizer_json(
+    vocab: Map<String, Value>,
+    merges: Vec<Value>,
+    added_tokens: Vec<Value>,
+) -> Value {
     json!({
         "version": "1.0",
         "truncation": null,

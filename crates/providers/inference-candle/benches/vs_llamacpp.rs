@@ -51,7 +51,8 @@ fn model_file(dir: &Path, quant: &str) -> PathBuf {
             tiktoken_model: &tokenizer,
             seed: 0,
         };
-        test_model::create_gguf(&target, &options, gguf_type(quant)).expect("writing the GGUF model");
+        test_model::create_gguf(&target, &options, gguf_type(quant))
+            .expect("writing the GGUF model");
         // The bench measures the tokenizer embedded in the GGUF file, as llama.cpp uses it.
         std::fs::remove_file(target.join("tokenizer.json")).ok();
     }
@@ -178,7 +179,13 @@ async fn ours(path: &Path, prompt: usize, tokens: u32, streams: usize) -> Ours {
 }
 
 /// llama-bench's (prefill, decode) tokens/s for the same file and thread count.
-fn llama_cpp(bench: &Path, path: &Path, prompt: usize, tokens: u32, threads: usize) -> Option<(f64, f64)> {
+fn llama_cpp(
+    bench: &Path,
+    path: &Path,
+    prompt: usize,
+    tokens: u32,
+    threads: usize,
+) -> Option<(f64, f64)> {
     let out = std::process::Command::new(bench)
         .args(["-m", &path.to_string_lossy()])
         .args(["-p", &prompt.to_string(), "-n", &tokens.to_string()])
@@ -186,14 +193,19 @@ fn llama_cpp(bench: &Path, path: &Path, prompt: usize, tokens: u32, threads: usi
         .output()
         .ok()?;
     if !out.status.success() {
-        eprintln!("llama-bench failed: {}", String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "llama-bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         return None;
     }
     let runs: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     let speed = |prefill: bool| {
         runs.as_array()?.iter().find_map(|r| {
             let is_prefill = r["n_prompt"].as_u64()? > 0 && r["n_gen"].as_u64()? == 0;
-            (is_prefill == prefill).then(|| r["avg_ts"].as_f64()).flatten()
+            (is_prefill == prefill)
+                .then(|| r["avg_ts"].as_f64())
+                .flatten()
         })
     };
     Some((speed(true)?, speed(false)?))

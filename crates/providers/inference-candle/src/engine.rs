@@ -77,7 +77,9 @@ pub(crate) struct TokenLogprobs {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum EngineEvent {
     /// The prompt was read; `reused` of its tokens came from a cached conversation prefix.
-    Prefilled { reused: usize },
+    Prefilled {
+        reused: usize,
+    },
     Token {
         id: u32,
         logprobs: Option<TokenLogprobs>,
@@ -138,7 +140,11 @@ impl EngineHandle {
                     .map_err(|e| e.to_string())
             })
             .clone()
-            .map_err(|e| Error::internal(format!("cannot index the vocabulary for structured output: {e}")))?;
+            .map_err(|e| {
+                Error::internal(format!(
+                    "cannot index the vocabulary for structured output: {e}"
+                ))
+            })?;
         let options = ConstraintOptions { json_whitespace };
         let constraint =
             Constraint::with_options(vocabulary, &format, &options).map_err(invalid)?;
@@ -208,8 +214,19 @@ pub(crate) fn load_model(
             progress,
         ),
         Weights::Meta { params, checkpoint } => {
-            let context = if params.use_scaled_rope { 131_072 } else { 8192 };
-            load::from_meta(params, checkpoint, precision, served(context), device, progress)
+            let context = if params.use_scaled_rope {
+                131_072
+            } else {
+                8192
+            };
+            load::from_meta(
+                params,
+                checkpoint,
+                precision,
+                served(context),
+                device,
+                progress,
+            )
         }
     }
 }
@@ -225,7 +242,10 @@ pub(crate) fn start(
 ) -> Result<EngineHandle> {
     let json = tokenizer_json(&files.tokenizer)?;
     let tokenizer: Tokenizer = serde_json::from_value(json).map_err(|e| {
-        Error::invalid(format!("cannot load the tokenizer {:?}: {e}", files.tokenizer))
+        Error::invalid(format!(
+            "cannot load the tokenizer {:?}: {e}",
+            files.tokenizer
+        ))
     })?;
     let tokenizer = Arc::new(tokenizer);
     let model = load_model(files, &device, precision, limits.max_seq_len, progress)?;
@@ -333,7 +353,11 @@ impl Scheduler {
             _ => (self.model.new_cache(), 0),
         };
         if fed > 0 {
-            tracing::debug!(reused = fed, prompt = prompt_len, "Reusing a cached prompt prefix");
+            tracing::debug!(
+                reused = fed,
+                prompt = prompt_len,
+                "Reusing a cached prompt prefix"
+            );
         }
         self.batch.push(Sequence {
             processor: job.sampling.processor(),
@@ -406,7 +430,10 @@ impl Scheduler {
                 continue;
             }
             if s.generated == 0 {
-                let _ = s.job.events.send(EngineEvent::Prefilled { reused: s.reused });
+                let _ = s
+                    .job
+                    .events
+                    .send(EngineEvent::Prefilled { reused: s.reused });
             }
             match sample(s, &logits, row) {
                 Ok(true) => {}
@@ -449,7 +476,13 @@ fn sample(s: &mut Sequence, logits: &Tensor, row: usize) -> std::result::Result<
     let e = |err: candle_core::Error| err.to_string();
     let logits = logits.get(row).map_err(e)?;
     let logprobs = match s.job.logprobs {
-        Some(top) => Some(log_softmax(&logits).map_err(e)?.to_vec1::<f32>().map_err(e)?).map(|l| (l, top)),
+        Some(top) => Some(
+            log_softmax(&logits)
+                .map_err(e)?
+                .to_vec1::<f32>()
+                .map_err(e)?,
+        )
+        .map(|l| (l, top)),
         None => None,
     };
     let mut logits = s.job.sampling.penalize(logits, &s.tokens).map_err(e)?;
@@ -473,7 +506,11 @@ fn sample(s: &mut Sequence, logits: &Tensor, row: usize) -> std::result::Result<
         logprob: all[next as usize],
         top: top_k(&all, top),
     });
-    if s.job.events.send(EngineEvent::Token { id: next, logprobs }).is_err() {
+    if s.job
+        .events
+        .send(EngineEvent::Token { id: next, logprobs })
+        .is_err()
+    {
         return Ok(false);
     }
     s.tokens.push(next);

@@ -180,7 +180,10 @@ fn inspect_meta(dir: &Path) -> Result<ModelFiles> {
     let text = std::fs::read_to_string(&params_path)
         .map_err(|e| Error::invalid(format!("cannot read {}: {e}", params_path.display())))?;
     let params: MetaParams = serde_json::from_str(&text).map_err(|e| {
-        Error::invalid(format!("{} is not a Llama params.json: {e}", params_path.display()))
+        Error::invalid(format!(
+            "{} is not a Llama params.json: {e}",
+            params_path.display()
+        ))
     })?;
     let checkpoint = dir.join("consolidated.00.pth");
     if !checkpoint.is_file() {
@@ -383,13 +386,18 @@ pub(crate) fn tokenizer_json(source: &TokenizerSource) -> Result<serde_json::Val
                     .get(key)
                     .and_then(|v| v.to_vec().ok())
                     .ok_or_else(|| {
-                        Error::invalid(format!("{}: no `{key}` array in the GGUF metadata", path.display()))
+                        Error::invalid(format!(
+                            "{}: no `{key}` array in the GGUF metadata",
+                            path.display()
+                        ))
                     })?;
                 values
                     .iter()
                     .map(|v| v.to_string().cloned())
                     .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|_| Error::invalid(format!("{}: `{key}` holds non-strings", path.display())))
+                    .map_err(|_| {
+                        Error::invalid(format!("{}: `{key}` holds non-strings", path.display()))
+                    })
             };
             let pre = content
                 .metadata

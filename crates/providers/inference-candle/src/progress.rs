@@ -20,9 +20,11 @@ impl LoadProgress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
-                ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} layers {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "loading {msg} [{bar:30}] {pos}/{len} layers {elapsed}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             bar.set_message(name.clone());
             bar
@@ -44,7 +46,7 @@ impl LoadProgress {
                 }
             }
             None => {
-                let quarter = if total == 0 { 4 } else { done * 4 / total };
+                let quarter = (done * 4).checked_div(total).unwrap_or(4);
                 if quarter > self.logged_quarter && quarter < 4 {
                     self.logged_quarter = quarter;
                     tracing::info!(model = %self.name, percent = quarter * 25, "Loading model");

@@ -76,8 +76,11 @@ impl CandleProvider {
                     .lock()
                     .map_err(|_| Error::internal("model file table lock poisoned"))?
                     .take()
-                    .ok_or_else(|| Error::internal("the model's files were taken by a failed load"))?;
-                let (device, precision, limits) = (self.device.clone(), self.precision, self.limits());
+                    .ok_or_else(|| {
+                        Error::internal("the model's files were taken by a failed load")
+                    })?;
+                let (device, precision, limits) =
+                    (self.device.clone(), self.precision, self.limits());
                 let started = std::time::Instant::now();
                 let location = files.location.clone();
                 let format = files.weights.format();
@@ -145,7 +148,11 @@ impl CandleProvider {
         params: &SamplingParams,
         response_format: Option<&serde_json::Value>,
         logprobs: Option<usize>,
-    ) -> Result<(mpsc::UnboundedReceiver<engine::EngineEvent>, TextAssembler, usize)> {
+    ) -> Result<(
+        mpsc::UnboundedReceiver<engine::EngineEvent>,
+        TextAssembler,
+        usize,
+    )> {
         let prompt = engine.prompt.encode(pieces)?;
         let prompt_len = prompt.len();
         let sampling = SamplingSettings::from_strategy(
@@ -193,9 +200,12 @@ impl InferenceProvider for CandleProvider {
                 Some(lazy) => lazy.clone(),
                 None => {
                     let inspect_at = location.clone();
-                    let files = tokio::task::spawn_blocking(move || model_files::inspect(&inspect_at))
-                        .await
-                        .map_err(|e| Error::internal(format!("model inspection task failed: {e}")))??;
+                    let files =
+                        tokio::task::spawn_blocking(move || model_files::inspect(&inspect_at))
+                            .await
+                            .map_err(|e| {
+                                Error::internal(format!("model inspection task failed: {e}"))
+                            })??;
                     let lazy = Arc::new(LazyEngine {
                         files: std::sync::Mutex::new(Some(files)),
                         handle: tokio::sync::OnceCell::new(),
@@ -253,7 +263,10 @@ impl InferenceProvider for CandleProvider {
             &pieces,
             &params,
             request.response_format.as_ref().or(forced_call.as_ref()),
-            request.logprobs.as_ref().map(|l| l.top_k.unwrap_or(0) as usize),
+            request
+                .logprobs
+                .as_ref()
+                .map(|l| l.top_k.unwrap_or(0) as usize),
         )?;
         let (out, chunks) = mpsc::channel(EVENT_BUFFER);
         tokio::spawn(pump_chat(events, out, text, tools, prompt_len));
@@ -273,7 +286,10 @@ impl InferenceProvider for CandleProvider {
             &pieces,
             &params,
             request.response_format.as_ref(),
-            request.logprobs.as_ref().map(|l| l.top_k.unwrap_or(0) as usize),
+            request
+                .logprobs
+                .as_ref()
+                .map(|l| l.top_k.unwrap_or(0) as usize),
         )?;
         let (out, chunks) = mpsc::channel(EVENT_BUFFER);
         tokio::spawn(pump_completion(events, out, text, prompt_len));

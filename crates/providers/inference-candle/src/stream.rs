@@ -158,8 +158,11 @@ impl PendingLogprobs {
     fn push(&mut self, id: u32, logprobs: Option<TokenLogprobs>) {
         let Some(lp) = logprobs else { return };
         let chosen = (self.text(id), lp.logprob as f64);
-        let mut by_token: std::collections::BTreeMap<String, f64> =
-            lp.top.iter().map(|(t, l)| (self.text(*t), *l as f64)).collect();
+        let mut by_token: std::collections::BTreeMap<String, f64> = lp
+            .top
+            .iter()
+            .map(|(t, l)| (self.text(*t), *l as f64))
+            .collect();
         by_token.insert(chosen.0.clone(), chosen.1);
         self.entries.push(TokenLogProbs {
             logprobs_by_token: by_token,
@@ -178,7 +181,7 @@ async fn next(events: &mut mpsc::UnboundedReceiver<EngineEvent>) -> Result<Next>
             None => Err(Error::internal("the inference engine stopped unexpectedly")),
             Some(EngineEvent::Prefilled { .. }) => continue,
             Some(EngineEvent::Token { id, logprobs }) => Ok(Next::Token(id, logprobs)),
-        Some(EngineEvent::Failed(message)) => {
+            Some(EngineEvent::Failed(message)) => {
                 Err(Error::internal(format!("generation failed: {message}")))
             }
             Some(other) => Ok(Next::End(stop_reason_for(&other))),

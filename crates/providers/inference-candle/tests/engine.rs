@@ -314,23 +314,57 @@ async fn json_schema_output_always_parses_even_on_random_weights() {
     });
     for (strategy, seed) in [
         (SamplingStrategy::Greedy, None),
-        (SamplingStrategy::TopP { temperature: Some(1.5), top_p: 1.0 }, Some(3)),
-        (SamplingStrategy::TopP { temperature: Some(1.0), top_p: 0.9 }, Some(4)),
+        (
+            SamplingStrategy::TopP {
+                temperature: Some(1.5),
+                top_p: 1.0,
+            },
+            Some(3),
+        ),
+        (
+            SamplingStrategy::TopP {
+                temperature: Some(1.0),
+                top_p: 0.9,
+            },
+            Some(4),
+        ),
     ] {
         let mut request = chat(400, strategy, seed);
-        request.response_format = Some(serde_json::json!({"type": "json_schema", "json_schema": schema}));
+        request.response_format =
+            Some(serde_json::json!({"type": "json_schema", "json_schema": schema}));
         let response = collect_chat(p.chat_completion(&model(), request).await.unwrap())
             .await
             .unwrap();
         let text = text_of(&response);
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-        assert!(value["name"].as_str().is_some_and(|n| n.chars().count() <= 12), "{text}");
-        assert!(value["age"].as_i64().is_some_and(|a| (0..=150).contains(&a)), "{text}");
-        assert!(["red", "green", "blue"].contains(&value["color"].as_str().unwrap()), "{text}");
-        assert!(value["tags"].as_array().is_some_and(|t| t.len() <= 3 && t.iter().all(|b| b.is_boolean())), "{text}");
+        let value: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        assert!(
+            value["name"]
+                .as_str()
+                .is_some_and(|n| n.chars().count() <= 12),
+            "{text}"
+        );
+        assert!(
+            value["age"]
+                .as_i64()
+                .is_some_and(|a| (0..=150).contains(&a)),
+            "{text}"
+        );
+        assert!(
+            ["red", "green", "blue"].contains(&value["color"].as_str().unwrap()),
+            "{text}"
+        );
+        assert!(
+            value["tags"]
+                .as_array()
+                .is_some_and(|t| t.len() <= 3 && t.iter().all(|b| b.is_boolean())),
+            "{text}"
+        );
         assert_eq!(value.as_object().unwrap().len(), 4, "{text}");
-        assert_eq!(response.completion_message.stop_reason, StopReason::EndOfTurn);
+        assert_eq!(
+            response.completion_message.stop_reason,
+            StopReason::EndOfTurn
+        );
     }
 }
 
@@ -342,7 +376,11 @@ async fn unsupported_schemas_are_invalid_requests() {
         "type": "json_schema",
         "json_schema": {"type": "object", "properties": {"a": {"not": {"type": "string"}}}}
     }));
-    let err = p.chat_completion(&model(), request).await.err().expect("refused");
+    let err = p
+        .chat_completion(&model(), request)
+        .await
+        .err()
+        .expect("refused");
     assert_eq!(err.kind(), ErrorKind::InvalidRequest);
     assert!(err.to_string().contains("not"), "{err}");
 }
@@ -367,24 +405,39 @@ async fn logprobs_name_the_chosen_token_and_its_alternatives() {
     let entries = response.logprobs.expect("logprobs were asked for");
     let usage = llama_stack_types::Usage::from_metrics(response.metrics.as_deref().unwrap());
     let stopped_on_token = response.stop_reason != StopReason::OutOfTokens;
-    assert_eq!(entries.len() + stopped_on_token as usize, usage.completion_tokens as usize);
+    assert_eq!(
+        entries.len() + stopped_on_token as usize,
+        usage.completion_tokens as usize
+    );
     for entry in &entries {
         let (token, chosen) = entry.chosen.clone().unwrap();
         assert!(entry.logprobs_by_token.len() <= 4 && !entry.logprobs_by_token.is_empty());
         assert_eq!(entry.logprobs_by_token[&token], chosen);
         assert!(entry.logprobs_by_token.values().all(|l| *l <= 0.0));
         // Greedy: the chosen token is the most likely one.
-        let best = entry.logprobs_by_token.values().cloned().fold(f64::MIN, f64::max);
+        let best = entry
+            .logprobs_by_token
+            .values()
+            .cloned()
+            .fold(f64::MIN, f64::max);
         assert!((best - chosen).abs() < 1e-6, "{entry:?}");
     }
-    let text: String = entries.iter().map(|e| e.chosen.clone().unwrap().0).collect();
+    let text: String = entries
+        .iter()
+        .map(|e| e.chosen.clone().unwrap().0)
+        .collect();
     assert_eq!(text, response.content);
 }
 
 #[tokio::test]
 async fn concurrent_requests_are_batched_without_changing_their_output() {
     let p = provider(serde_json::json!({"max_batch_size": 4})).await;
-    let prompts = ["Say hello", "Count to three", "Name a color", "What is Rust?"];
+    let prompts = [
+        "Say hello",
+        "Count to three",
+        "Name a color",
+        "What is Rust?",
+    ];
     let request = |text: &str| {
         let mut r = chat(24, SamplingStrategy::Greedy, None);
         r.messages = vec![Message::user(text)];
@@ -410,7 +463,10 @@ async fn concurrent_requests_are_batched_without_changing_their_output() {
 
 #[tokio::test]
 async fn a_required_tool_choice_yields_a_parsed_tool_call_delta() {
-    use llama_stack_types::{ContentDelta, ToolCallOrText, ToolCallParseStatus, ToolConfig, ToolDefinition, ToolParamDefinition};
+    use llama_stack_types::{
+        ContentDelta, ToolCallOrText, ToolCallParseStatus, ToolConfig, ToolDefinition,
+        ToolParamDefinition,
+    };
     let p = provider(serde_json::json!({})).await;
     let param = |ty: &str| ToolParamDefinition {
         param_type: ty.into(),
@@ -423,7 +479,13 @@ async fn a_required_tool_choice_yields_a_parsed_tool_call_delta() {
         tool_name: "get_forecast".into(),
         description: Some("Weather forecast".into()),
         // Booleans only: a random-weight model would write an unbounded number for ever.
-        parameters: Some([("hourly".to_string(), param("bool")), ("metric".to_string(), param("bool"))].into()),
+        parameters: Some(
+            [
+                ("hourly".to_string(), param("bool")),
+                ("metric".to_string(), param("bool")),
+            ]
+            .into(),
+        ),
     }]);
     request.tool_config = Some(ToolConfig {
         tool_choice: Some("required".into()),
@@ -440,15 +502,26 @@ async fn a_required_tool_choice_yields_a_parsed_tool_call_delta() {
     let calls: Vec<_> = chunks
         .iter()
         .filter_map(|c| match &c.event.delta {
-            ContentDelta::ToolCall { tool_call, parse_status } => Some((tool_call.clone(), *parse_status)),
+            ContentDelta::ToolCall {
+                tool_call,
+                parse_status,
+            } => Some((tool_call.clone(), *parse_status)),
             _ => None,
         })
         .collect();
     match calls.as_slice() {
         [(ToolCallOrText::Call(call), ToolCallParseStatus::Succeeded)] => {
             assert_eq!(call.tool_name, "get_forecast");
-            assert!(call.arguments["hourly"].is_boolean(), "{:?}", call.arguments);
-            assert!(call.arguments["metric"].is_boolean(), "{:?}", call.arguments);
+            assert!(
+                call.arguments["hourly"].is_boolean(),
+                "{:?}",
+                call.arguments
+            );
+            assert!(
+                call.arguments["metric"].is_boolean(),
+                "{:?}",
+                call.arguments
+            );
         }
         other => panic!("expected one succeeded tool call, got {other:?} in {chunks:?}"),
     }

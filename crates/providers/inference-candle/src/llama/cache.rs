@@ -42,8 +42,9 @@ impl KvCache {
     fn with_layers(mut self, n_layers: usize) -> Self {
         self.layers = (0..n_layers)
             .map(|_| {
-                let empty = Tensor::zeros((self.kv_heads, 0, self.head_dim), self.dtype, &self.device)
-                    .expect("an empty tensor allocates nothing");
+                let empty =
+                    Tensor::zeros((self.kv_heads, 0, self.head_dim), self.dtype, &self.device)
+                        .expect("an empty tensor allocates nothing");
                 (empty.clone(), empty)
             })
             .collect();
@@ -69,7 +70,11 @@ impl KvCache {
         let capacity = needed.div_ceil(GROW_BY) * GROW_BY;
         for (k, v) in &mut self.layers {
             for t in [k, v] {
-                let grown = Tensor::zeros((self.kv_heads, capacity, self.head_dim), self.dtype, &self.device)?;
+                let grown = Tensor::zeros(
+                    (self.kv_heads, capacity, self.head_dim),
+                    self.dtype,
+                    &self.device,
+                )?;
                 if self.len > 0 {
                     grown.slice_set(&t.narrow(1, 0, self.len)?.contiguous()?, 1, 0)?;
                 }
@@ -87,7 +92,10 @@ impl KvCache {
         let (kc, vc) = &self.layers[layer];
         kc.slice_set(k, 1, self.len)?;
         vc.slice_set(v, 1, self.len)?;
-        Ok((kc.narrow(1, 0, self.len + n)?, vc.narrow(1, 0, self.len + n)?))
+        Ok((
+            kc.narrow(1, 0, self.len + n)?,
+            vc.narrow(1, 0, self.len + n)?,
+        ))
     }
 
     /// Commits `n` tokens written by [`append`] on every layer.

@@ -61,7 +61,9 @@ impl Linear {
             return Ok(Linear::Candle(QMatMul::from_arc(std::sync::Arc::new(t))?));
         }
         let data = t.data()?;
-        Ok(Linear::Quant(std::sync::Arc::new(Packed::repack(kind, rows, cols, &data))))
+        Ok(Linear::Quant(std::sync::Arc::new(Packed::repack(
+            kind, rows, cols, &data,
+        ))))
     }
 
     /// `x` is `(m, cols)`; the result `(m, rows)`.
@@ -118,7 +120,8 @@ impl Packed {
             let (g, lane) = (r / GROUP, r % GROUP);
             for b in 0..nb {
                 let src = &data[(r * nb + b) * src_block..(r * nb + b + 1) * src_block];
-                scales[(g * nb + b) * GROUP + lane] = half::f16::from_le_bytes([src[0], src[1]]).to_f32();
+                scales[(g * nb + b) * GROUP + lane] =
+                    half::f16::from_le_bytes([src[0], src[1]]).to_f32();
                 let dst = &mut quants[(g * nb + b) * bb..(g * nb + b + 1) * bb];
                 // Column j of this row as an unsigned nibble (Q4_0) or signed byte (Q8_0).
                 let q = |j: usize| -> u8 {
@@ -185,7 +188,11 @@ impl Packed {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (m, k) = x.dims2()?;
         if k != self.cols {
-            candle_core::bail!("matmul of ({m}, {k}) by a ({}, {}) weight", self.rows, self.cols)
+            candle_core::bail!(
+                "matmul of ({m}, {k}) by a ({}, {}) weight",
+                self.rows,
+                self.cols
+            )
         }
         let x = x.to_dtype(DType::F32)?.contiguous()?;
         let acts = Activations::quantize(&x.flatten_all()?.to_vec1::<f32>()?, m, k);
@@ -224,8 +231,16 @@ impl Packed {
             // SAFETY: AVX2/FMA detected; the slices hold nb blocks of the group and the row.
             return unsafe {
                 match self.kind {
-                    PackedKind::Q8_0 => x86::group_q8(quants, scales, acts.row_quants(i), acts.row_scales(i)),
-                    PackedKind::Q4_0 => x86::group_q4(quants, scales, acts.row_quants(i), acts.row_scales(i), acts.row_sums(i)),
+                    PackedKind::Q8_0 => {
+                        x86::group_q8(quants, scales, acts.row_quants(i), acts.row_scales(i))
+                    }
+                    PackedKind::Q4_0 => x86::group_q4(
+                        quants,
+                        scales,
+                        acts.row_quants(i),
+                        acts.row_scales(i),
+                        acts.row_sums(i),
+                    ),
                 }
             };
         }
@@ -346,7 +361,8 @@ mod x86 {
                     let x = _mm256_loadu_si256(wp.add(c * 32) as *const __m256i);
                     let y = broadcast4(ap.add(c * 4));
                     // maddubs wants unsigned × signed: move the weight's sign onto y.
-                    let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+                    let pairs =
+                        _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
                     sum = _mm256_add_epi32(sum, _mm256_madd_epi16(pairs, ones));
                 }
                 let d = _mm256_mul_ps(
@@ -392,8 +408,14 @@ mod x86 {
                     let raw = _mm256_loadu_si256(wp.add(p * 32) as *const __m256i);
                     let lo = _mm256_and_si256(raw, low);
                     let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
-                    pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(lo, broadcast4(ap.add(p * 8))));
-                    pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(hi, broadcast4(ap.add(p * 8 + 4))));
+                    pairs = _mm256_add_epi16(
+                        pairs,
+                        _mm256_maddubs_epi16(lo, broadcast4(ap.add(p * 8))),
+                    );
+                    pairs = _mm256_add_epi16(
+                        pairs,
+                        _mm256_maddubs_epi16(hi, broadcast4(ap.add(p * 8 + 4))),
+                    );
                 }
                 let sum = _mm256_madd_epi16(pairs, ones);
                 let dw = _mm256_loadu_ps(ws.as_ptr().add(b * GROUP));
@@ -424,7 +446,9 @@ mod tests {
         let mut state = seed;
         (0..n)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
             })
             .collect()
@@ -458,8 +482,13 @@ mod tests {
         assert!(diff < 5e-3, "{dtype:?} m={m}: max abs difference {diff}");
         // The repacked weights are the file's weights, and the vector kernels agree with a
         // plain loop over them.
-        let Linear::Quant(p) = &ours else { unreachable!() };
-        let dense = QTensor::quantize(&w, dtype).unwrap().dequantize(&Device::Cpu).unwrap();
+        let Linear::Quant(p) = &ours else {
+            unreachable!()
+        };
+        let dense = QTensor::quantize(&w, dtype)
+            .unwrap()
+            .dequantize(&Device::Cpu)
+            .unwrap();
         let mut row = vec![0f32; cols];
         p.dequantize_row(69, &mut row);
         assert_eq!(row, dense.get(69).unwrap().to_vec1::<f32>().unwrap());
@@ -474,7 +503,9 @@ mod tests {
                 let (a, s) = (acts.row_quants(m - 1), acts.row_scales(m - 1));
                 let plain: f32 = (0..cols / BLOCK)
                     .map(|b| {
-                        let dot: i32 = (0..BLOCK).map(|c| p.weight(r, b * BLOCK + c).0 * a[b * BLOCK + c] as i32).sum();
+                        let dot: i32 = (0..BLOCK)
+                            .map(|c| p.weight(r, b * BLOCK + c).0 * a[b * BLOCK + c] as i32)
+                            .sum();
                         dot as f32 * p.weight(r, b * BLOCK).1 * s[b]
                     })
                     .sum();
@@ -485,7 +516,12 @@ mod tests {
     }
 
     fn got_at(t: &Tensor, i: usize, j: usize) -> f32 {
-        t.get(i).unwrap().get(j).unwrap().to_scalar::<f32>().unwrap()
+        t.get(i)
+            .unwrap()
+            .get(j)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
     }
 
     #[test]
@@ -512,7 +548,14 @@ mod tests {
                 .unwrap()
                 .get(0)
                 .unwrap();
-            let diff = (got - expected).unwrap().abs().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            let diff = (got - expected)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(diff < 1e-6);
         }
     }

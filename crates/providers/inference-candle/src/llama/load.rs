@@ -121,7 +121,9 @@ struct Gguf<'a> {
 impl Gguf<'_> {
     fn qtensor(&mut self, name: &str) -> Result<QTensor> {
         if !self.content.tensor_infos.contains_key(name) {
-            return Err(Error::invalid(format!("the GGUF file has no tensor {name}")));
+            return Err(Error::invalid(format!(
+                "the GGUF file has no tensor {name}"
+            )));
         }
         self.content
             .tensor(&mut self.reader, name, &self.device)
@@ -180,7 +182,10 @@ pub(crate) fn read_gguf(path: &Path) -> Result<gguf_file::Content> {
     let mut file = File::open(path)
         .map_err(|e| Error::invalid(format!("cannot open {}: {e}", path.display())))?;
     gguf_file::Content::read(&mut file).map_err(|e| {
-        Error::invalid(format!("{} is not a readable GGUF file: {e}", path.display()))
+        Error::invalid(format!(
+            "{} is not a readable GGUF file: {e}",
+            path.display()
+        ))
     })
 }
 
@@ -204,7 +209,11 @@ pub(crate) fn gguf_hyper(content: &gguf_file::Content) -> Result<Hyper> {
             .map(|t| t.shape.dims()[0])
             .ok_or_else(|| Error::invalid("the GGUF file has no tensor token_embd.weight"))?,
     };
-    if n_heads == 0 || !dim.is_multiple_of(n_heads) || n_kv_heads == 0 || !n_heads.is_multiple_of(n_kv_heads) {
+    if n_heads == 0
+        || !dim.is_multiple_of(n_heads)
+        || n_kv_heads == 0
+        || !n_heads.is_multiple_of(n_kv_heads)
+    {
         return Err(Error::invalid(format!(
             "GGUF head counts do not fit: embedding_length {dim}, head_count {n_heads}, head_count_kv {n_kv_heads}"
         )));
@@ -466,7 +475,11 @@ pub(crate) fn from_meta(
             RopeFrequencies::Plain
         },
         rope_interleaved: true,
-        context_length: if params.use_scaled_rope { 131_072 } else { 8192 },
+        context_length: if params.use_scaled_rope {
+            131_072
+        } else {
+            8192
+        },
     };
     let names = Names {
         embed: "tok_embeddings.weight",

@@ -233,9 +233,7 @@ impl LlamaModel {
 fn causal_mask(n: usize, pos: usize, device: &Device) -> Result<Tensor> {
     let total = pos + n;
     let mask: Vec<f32> = (0..n)
-        .flat_map(|i| {
-            (0..total).map(move |j| if j <= pos + i { 0.0 } else { f32::NEG_INFINITY })
-        })
+        .flat_map(|i| (0..total).map(move |j| if j <= pos + i { 0.0 } else { f32::NEG_INFINITY }))
         .collect();
     Tensor::from_vec(mask, (n, total), device)
 }

@@ -105,8 +105,7 @@ mod tests {
     #[test]
     fn divisors_reproduce_the_llama3_scaling() {
         let divisors = llama3_divisors(64, 500_000.0, &llama32());
-        let via_divisors =
-            inverse_frequencies(64, 500_000.0, &RopeFrequencies::Divisors(divisors));
+        let via_divisors = inverse_frequencies(64, 500_000.0, &RopeFrequencies::Divisors(divisors));
         let direct = inverse_frequencies(64, 500_000.0, &RopeFrequencies::Llama3(llama32()));
         for (a, b) in via_divisors.iter().zip(&direct) {
             assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-12), "{a} vs {b}");

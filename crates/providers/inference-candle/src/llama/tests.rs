@@ -18,7 +18,10 @@ fn models() -> Option<&'static (tempfile::TempDir, PathBuf, PathBuf)> {
         .get_or_init(|| {
             let tiktoken = test_model::default_tokenizer_path();
             if !tiktoken.is_file() {
-                eprintln!("skipped: no Llama 3 tokenizer at {}; run scripts/fetch-tokenizer.sh", tiktoken.display());
+                eprintln!(
+                    "skipped: no Llama 3 tokenizer at {}; run scripts/fetch-tokenizer.sh",
+                    tiktoken.display()
+                );
                 return None;
             }
             let root = tempfile::tempdir().unwrap();
@@ -30,7 +33,8 @@ fn models() -> Option<&'static (tempfile::TempDir, PathBuf, PathBuf)> {
             };
             let hf = root.path().join("hf");
             test_model::create(&hf, &options).unwrap();
-            let gguf = test_model::create_gguf(&root.path().join("gguf"), &options, GgufType::F32).unwrap();
+            let gguf = test_model::create_gguf(&root.path().join("gguf"), &options, GgufType::F32)
+                .unwrap();
             Some((root, hf, gguf))
         })
         .as_ref()
@@ -38,11 +42,27 @@ fn models() -> Option<&'static (tempfile::TempDir, PathBuf, PathBuf)> {
 
 fn load(location: &Path) -> LlamaModel {
     let files = model_files::inspect(location).unwrap();
-    crate::engine::load_model(&files, &Device::Cpu, DenseWeights::F32, Some(512), &mut |_, _| {}).unwrap()
+    crate::engine::load_model(
+        &files,
+        &Device::Cpu,
+        DenseWeights::F32,
+        Some(512),
+        &mut |_, _| {},
+    )
+    .unwrap()
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 /// Logits after each prefix of `ids`, decoding one token at a time.
@@ -50,7 +70,10 @@ fn stepwise(model: &LlamaModel, ids: &[u32]) -> Vec<Tensor> {
     let mut cache = model.new_cache();
     ids.iter()
         .map(|id| {
-            let mut steps = [SeqStep { tokens: std::slice::from_ref(id), cache: &mut cache }];
+            let mut steps = [SeqStep {
+                tokens: std::slice::from_ref(id),
+                cache: &mut cache,
+            }];
             model.forward(&mut steps).unwrap().squeeze(0).unwrap()
         })
         .collect()
@@ -63,26 +86,52 @@ fn safetensors_logits_match_candles_reference_llama() {
     let Some((_, hf, _)) = models() else { return };
     let ours = load(hf);
     let files = model_files::inspect(hf).unwrap();
-    let Weights::Safetensors { config, files } = &files.weights else { panic!("not safetensors") };
+    let Weights::Safetensors { config, files } = &files.weights else {
+        panic!("not safetensors")
+    };
     let config = config.clone().into_config(false);
-    let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(files, DType::F32, &Device::Cpu) }.unwrap();
+    let vb =
+        unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(files, DType::F32, &Device::Cpu) }
+            .unwrap();
     let reference = candle_transformers::models::llama::Llama::load(vb, &config).unwrap();
-    let mut cache = candle_transformers::models::llama::Cache::new(true, DType::F32, &config, &Device::Cpu).unwrap();
-    let input = Tensor::new(&PROMPT[..], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let expected = reference.forward(&input, 0, &mut cache).unwrap().squeeze(0).unwrap();
+    let mut cache =
+        candle_transformers::models::llama::Cache::new(true, DType::F32, &config, &Device::Cpu)
+            .unwrap();
+    let input = Tensor::new(&PROMPT[..], &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let expected = reference
+        .forward(&input, 0, &mut cache)
+        .unwrap()
+        .squeeze(0)
+        .unwrap();
     let mut our_cache = ours.new_cache();
     let got = ours
-        .forward(&mut [SeqStep { tokens: &PROMPT, cache: &mut our_cache }])
+        .forward(&mut [SeqStep {
+            tokens: &PROMPT,
+            cache: &mut our_cache,
+        }])
         .unwrap()
         .squeeze(0)
         .unwrap();
     let diff = max_diff(&got, &expected);
     assert!(diff < 1e-4, "max abs logit difference {diff}");
     // And token by token through the cache.
-    let next = Tensor::new(&[PROMPT[0]], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let expected = reference.forward(&next, PROMPT.len(), &mut cache).unwrap().squeeze(0).unwrap();
+    let next = Tensor::new(&[PROMPT[0]], &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let expected = reference
+        .forward(&next, PROMPT.len(), &mut cache)
+        .unwrap()
+        .squeeze(0)
+        .unwrap();
     let got = ours
-        .forward(&mut [SeqStep { tokens: &PROMPT[..1], cache: &mut our_cache }])
+        .forward(&mut [SeqStep {
+            tokens: &PROMPT[..1],
+            cache: &mut our_cache,
+        }])
         .unwrap()
         .squeeze(0)
         .unwrap();
@@ -91,10 +140,18 @@ fn safetensors_logits_match_candles_reference_llama() {
 
 #[test]
 fn gguf_and_safetensors_of_one_model_agree() {
-    let Some((_, hf, gguf)) = models() else { return };
+    let Some((_, hf, gguf)) = models() else {
+        return;
+    };
     let (a, b) = (load(hf), load(gguf));
-    assert!(a.hyper.rope != b.hyper.rope, "GGUF carries rope_freqs divisors");
-    for (x, y) in stepwise(&a, &PROMPT).iter().zip(stepwise(&b, &PROMPT).iter()) {
+    assert!(
+        a.hyper.rope != b.hyper.rope,
+        "GGUF carries rope_freqs divisors"
+    );
+    for (x, y) in stepwise(&a, &PROMPT)
+        .iter()
+        .zip(stepwise(&b, &PROMPT).iter())
+    {
         let diff = max_diff(x, y);
         assert!(diff < 1e-3, "max abs logit difference {diff}");
     }
@@ -111,16 +168,28 @@ fn a_batch_gives_each_sequence_its_own_logits() {
     let (mut ca, mut cb) = (model.new_cache(), model.new_cache());
     let logits = model
         .forward(&mut [
-            SeqStep { tokens: &PROMPT[..5], cache: &mut ca },
-            SeqStep { tokens: &other[..3], cache: &mut cb },
+            SeqStep {
+                tokens: &PROMPT[..5],
+                cache: &mut ca,
+            },
+            SeqStep {
+                tokens: &other[..3],
+                cache: &mut cb,
+            },
         ])
         .unwrap();
     assert!(max_diff(&logits.get(0).unwrap(), &alone_a[4]) < 1e-4);
     assert!(max_diff(&logits.get(1).unwrap(), &alone_b[2]) < 1e-4);
     let logits = model
         .forward(&mut [
-            SeqStep { tokens: &PROMPT[5..6], cache: &mut ca },
-            SeqStep { tokens: &other[3..4], cache: &mut cb },
+            SeqStep {
+                tokens: &PROMPT[5..6],
+                cache: &mut ca,
+            },
+            SeqStep {
+                tokens: &other[3..4],
+                cache: &mut cb,
+            },
         ])
         .unwrap();
     assert!(max_diff(&logits.get(0).unwrap(), &alone_a[5]) < 1e-4);
@@ -133,19 +202,33 @@ fn a_truncated_cache_continues_like_a_fresh_one() {
     let model = load(hf);
     let fresh = stepwise(&model, &PROMPT);
     let mut cache = model.new_cache();
-    model.forward(&mut [SeqStep { tokens: &PROMPT, cache: &mut cache }]).unwrap();
+    model
+        .forward(&mut [SeqStep {
+            tokens: &PROMPT,
+            cache: &mut cache,
+        }])
+        .unwrap();
     cache.truncate(4);
     let logits = model
-        .forward(&mut [SeqStep { tokens: &PROMPT[4..7], cache: &mut cache }])
+        .forward(&mut [SeqStep {
+            tokens: &PROMPT[4..7],
+            cache: &mut cache,
+        }])
         .unwrap();
     assert!(max_diff(&logits.get(0).unwrap(), &fresh[6]) < 1e-4);
 }
 
 #[test]
 fn the_gguf_embedded_tokenizer_matches_tokenizer_json() {
-    let Some((_, hf, gguf)) = models() else { return };
-    let json = model_files::tokenizer_json(&model_files::TokenizerSource::Json(hf.join("tokenizer.json"))).unwrap();
-    let embedded = model_files::tokenizer_json(&model_files::TokenizerSource::Gguf(gguf.clone())).unwrap();
+    let Some((_, hf, gguf)) = models() else {
+        return;
+    };
+    let json = model_files::tokenizer_json(&model_files::TokenizerSource::Json(
+        hf.join("tokenizer.json"),
+    ))
+    .unwrap();
+    let embedded =
+        model_files::tokenizer_json(&model_files::TokenizerSource::Gguf(gguf.clone())).unwrap();
     let a: tokenizers::Tokenizer = serde_json::from_value(json).unwrap();
     let b: tokenizers::Tokenizer = serde_json::from_value(embedded).unwrap();
     let text = "<|start_header_id|>user<|end_header_id|>\n\nHello, wörld! 12345 fn main() {}\n\t  spaced   out<|eot_id|>";
@@ -160,21 +243,36 @@ fn the_gguf_embedded_tokenizer_matches_tokenizer_json() {
 #[test]
 #[ignore]
 fn profile_decode_step() {
-    let Ok(path) = std::env::var("PROFILE_GGUF") else { return };
+    let Ok(path) = std::env::var("PROFILE_GGUF") else {
+        return;
+    };
     let model = load(Path::new(&path));
     let mut cache = model.new_cache();
-    model.forward(&mut [SeqStep { tokens: &PROMPT, cache: &mut cache }]).unwrap();
+    model
+        .forward(&mut [SeqStep {
+            tokens: &PROMPT,
+            cache: &mut cache,
+        }])
+        .unwrap();
     let time = |label: &str, n: usize, f: &mut dyn FnMut()| {
         f();
         let t = std::time::Instant::now();
         for _ in 0..n {
             f();
         }
-        eprintln!("{label}: {:.2} ms", t.elapsed().as_secs_f64() * 1000.0 / n as f64);
+        eprintln!(
+            "{label}: {:.2} ms",
+            t.elapsed().as_secs_f64() * 1000.0 / n as f64
+        );
     };
     time("decode step", 20, &mut || {
         cache.truncate(PROMPT.len());
-        model.forward(&mut [SeqStep { tokens: &PROMPT[..1], cache: &mut cache }]).unwrap();
+        model
+            .forward(&mut [SeqStep {
+                tokens: &PROMPT[..1],
+                cache: &mut cache,
+            }])
+            .unwrap();
     });
     let x = Tensor::ones((1, model.hyper.dim), DType::F32, &Device::Cpu).unwrap();
     let l = &model.layers[0];
@@ -193,6 +291,9 @@ fn profile_decode_step() {
         let _ = model.output.forward(&x).unwrap();
     });
     time("embedding", 5, &mut || {
-        let _ = model.embed.embedding(&Tensor::new(&[5u32], &Device::Cpu).unwrap()).unwrap();
+        let _ = model
+            .embed
+            .embedding(&Tensor::new(&[5u32], &Device::Cpu).unwrap())
+            .unwrap();
     });
 }
