@@ -58,6 +58,10 @@ run_phase "fetch-minilm" fatal bash scripts/fetch-minilm.sh
 run_phase "setup-python" fatal bash scripts/setup-python.sh
 run_phase "cargo build" fatal cargo build --workspace --all-targets
 run_phase "cargo test" continue cargo test --workspace --no-fail-fast
+# llama.cpp is the e2e parity test's reference; the build is cached, so the second call only
+# prints where it is.
+run_phase "build-llamacpp" fatal bash scripts/build-llamacpp.sh
+export LLAMA_CPP_BIN_DIR="$(bash scripts/build-llamacpp.sh)"
 
 # The e2e suite uses the binary just built rather than invoking cargo again.
 target_dir="$(cargo metadata --format-version 1 --no-deps \
