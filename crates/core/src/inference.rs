@@ -2,9 +2,13 @@
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use llama_stack_types::openai::{
+    OpenAiChatCompletionRequest, OpenAiCompletionRequest, OpenAiEmbeddingsRequest,
+    OpenAiEmbeddingsResponse,
+};
 use llama_stack_types::{
     ChatCompletionRequest, ChatCompletionResponseStreamChunk, CompletionRequest,
-    CompletionResponseStreamChunk, EmbeddingsRequest, HealthInfo, HealthStatus, Model,
+    CompletionResponseStreamChunk, EmbeddingsRequest, HealthInfo, HealthStatus, Model, ModelType,
 };
 
 use crate::error::{Error, Result};
@@ -13,6 +17,25 @@ use crate::error::{Error, Result};
 pub type ChatStream = BoxStream<'static, Result<ChatCompletionResponseStreamChunk>>;
 /// A stream of classic completion chunks; the last carries `stop_reason` and `metrics`.
 pub type CompletionStream = BoxStream<'static, Result<CompletionResponseStreamChunk>>;
+
+/// A stream of OpenAI-shaped JSON objects as an upstream sent them.
+pub type JsonStream = BoxStream<'static, Result<serde_json::Value>>;
+
+/// An OpenAI-shaped answer a provider forwards from its upstream: one object, or the objects of
+/// an event stream.
+pub enum ForwardedReply {
+    Json(serde_json::Value),
+    Stream(JsonStream),
+}
+
+/// A model a provider serves on its own account (an upstream's model list), for the stack to
+/// list as `provider_id/provider_resource_id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderModel {
+    pub provider_resource_id: String,
+    pub model_type: ModelType,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
 
 /// What a provider computes for an embeddings request: one vector per input, in input order,
 /// and the number of tokens read (the OpenAI route reports it as `usage`).
@@ -60,10 +83,59 @@ pub trait InferenceProvider: Send + Sync {
         )))
     }
 
+    /// Whether the OpenAI-compatible routes hand requests to this provider as they came (with
+    /// `model` set to the `provider_resource_id`) through the `openai_*` methods below, instead of
+    /// converting them to classic requests. Providers in front of an OpenAI-compatible server
+    /// say yes, so that nothing the client asked for is lost in translation.
+    fn forwards_openai(&self) -> bool {
+        false
+    }
+
+    /// `POST /v1/chat/completions` for a provider that [forwards](Self::forwards_openai).
+    async fn openai_chat_completion(
+        &self,
+        model: &Model,
+        _request: OpenAiChatCompletionRequest,
+    ) -> Result<ForwardedReply> {
+        Err(not_forwarded(model))
+    }
+
+    /// `POST /v1/completions` for a provider that [forwards](Self::forwards_openai).
+    async fn openai_completion(
+        &self,
+        model: &Model,
+        _request: OpenAiCompletionRequest,
+    ) -> Result<ForwardedReply> {
+        Err(not_forwarded(model))
+    }
+
+    /// `POST /v1/embeddings` for a provider that [forwards](Self::forwards_openai).
+    async fn openai_embeddings(
+        &self,
+        model: &Model,
+        _request: OpenAiEmbeddingsRequest,
+    ) -> Result<OpenAiEmbeddingsResponse> {
+        Err(not_forwarded(model))
+    }
+
+    /// The models the provider offers on its own (an upstream's model list), or `None` when it
+    /// does not list them. The stack lists them beside the registered models without storing
+    /// them.
+    async fn list_provider_models(&self) -> Option<Result<Vec<ProviderModel>>> {
+        None
+    }
+
     async fn health(&self) -> HealthInfo {
         HealthInfo {
             status: HealthStatus::NotImplemented,
             message: Some("Provider does not implement health check".into()),
         }
     }
+}
+
+fn not_forwarded(model: &Model) -> Error {
+    Error::internal(format!(
+        "provider '{}' does not forward OpenAI requests",
+        model.provider_id
+    ))
 }

@@ -17,7 +17,7 @@ fn field_error(field: &str, message: impl Into<String>) -> Error {
     Error::invalid(message).with_location(vec!["body".into(), field.into()])
 }
 
-fn require_llm(model: &Model, what: &str) -> Result<()> {
+pub(crate) fn require_llm(model: &Model, what: &str) -> Result<()> {
     match model.model_type {
         ModelType::Llm => Ok(()),
         ModelType::Embedding => Err(Error::invalid(format!(

@@ -11,7 +11,11 @@ pub mod inference_ops;
 mod models;
 pub mod openai_compat;
 mod openai_embeddings;
+mod openai_forward;
 pub mod provider;
+mod provider_models;
+pub mod request_context;
+pub mod resilience;
 pub mod safety;
 pub mod stack;
 pub mod store;
@@ -19,10 +23,14 @@ pub mod vector_io;
 
 pub use api::Api;
 pub use error::{Error, ErrorKind, Result};
-pub use inference::{ChatStream, CompletionStream, Embeddings, InferenceProvider};
+pub use inference::{
+    ChatStream, CompletionStream, Embeddings, ForwardedReply, InferenceProvider, JsonStream,
+    ProviderModel,
+};
 pub use models::RestoredModels;
 pub use provider::{
     ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
 };
+pub use provider_models::RefreshOutcome;
 pub use stack::{ProviderHandle, Stack, StackInfo};
 pub use store::RegistryStore;

@@ -190,7 +190,15 @@ impl Stack {
             metadata,
             model_type,
         };
-        if let Some(existing) = self.models.read().await.get(&identifier) {
+        let listed = self.listed.read().await.contains(&identifier);
+        // A model a provider lists may be registered for good under the same identifier.
+        if let Some(existing) = self
+            .models
+            .read()
+            .await
+            .get(&identifier)
+            .filter(|_| !listed)
+        {
             if existing == &model {
                 return Ok(model);
             }
@@ -212,6 +220,7 @@ impl Stack {
                 &serde_json::to_value(&model).map_err(|e| Error::internal(e.to_string()))?,
             )
             .await?;
+        self.listed.write().await.remove(&identifier);
         self.models.write().await.insert(identifier, model.clone());
         tracing::info!(model = %model.identifier, provider = %model.provider_id, "Registered model");
         Ok(model)
@@ -221,6 +230,7 @@ impl Stack {
         let model = self.get_model(model_id).await?;
         self.store.delete(MODEL_KIND, &model.identifier).await?;
         self.models.write().await.remove(&model.identifier);
+        self.listed.write().await.remove(&model.identifier);
         if let Some(provider) = self.inference_provider(&model.provider_id) {
             provider.unregister_model(&model).await?;
         }

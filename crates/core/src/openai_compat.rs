@@ -1,5 +1,6 @@
 //! The OpenAI-compatible routes over the same providers: requests are translated to the
-//! classic form, and classic streams back to OpenAI objects.
+//! classic form, and classic streams back to OpenAI objects. Providers that forward OpenAI
+//! requests to an upstream get them as they came instead (see `openai_forward`).
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -12,7 +13,7 @@ use llama_stack_types::{
 };
 
 use crate::error::{Error, Result};
-use crate::inference::{ChatStream, CompletionStream};
+use crate::inference::{ChatStream, CompletionStream, JsonStream};
 use crate::stack::Stack;
 
 pub type OpenAiChatStream = BoxStream<'static, Result<OpenAiChatCompletionChunk>>;
@@ -459,6 +460,10 @@ fn chat_chunks(
 pub enum OpenAiOutput<T, S> {
     Complete(T),
     Stream(S),
+    /// An upstream's own answer, forwarded with `model` set to the name the client used.
+    Forwarded(serde_json::Value),
+    /// An upstream's own stream of objects, forwarded the same way.
+    ForwardedStream(JsonStream),
 }
 
 impl Stack {
@@ -472,6 +477,9 @@ impl Stack {
                 "messages",
                 "messages must contain at least one message",
             ));
+        }
+        if let Ok(Some(forwarding)) = self.forwarding(&request.model).await {
+            return self.forward_chat(forwarding, request).await;
         }
         let classic = chat_to_classic(&request)?;
         let top_logprobs = classic
@@ -536,6 +544,9 @@ impl Stack {
         &self,
         request: OpenAiCompletionRequest,
     ) -> Result<OpenAiOutput<OpenAiCompletion, OpenAiCompletionStream>> {
+        if let Ok(Some(forwarding)) = self.forwarding(&request.model).await {
+            return self.forward_completion(forwarding, request).await;
+        }
         if request.n.is_some_and(|n| n != 1) {
             return Err(invalid_field("n", "only n = 1 is supported"));
         }

@@ -65,6 +65,9 @@ impl Stack {
         &self,
         request: OpenAiEmbeddingsRequest,
     ) -> Result<OpenAiEmbeddingsResponse> {
+        if let Ok(Some(forwarding)) = self.forwarding(&request.model).await {
+            return self.forward_embeddings(forwarding, request).await;
+        }
         let format = encoding_format(request.encoding_format.as_deref())?;
         let texts = input_texts(&request.input)?;
         if request.dimensions == Some(0) {

@@ -1,7 +1,7 @@
 //! The assembled stack: every built provider plus the registry, and the core functions that
 //! both transports call. Handlers extract, call one of these, and map the result.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +41,10 @@ pub struct Stack {
     providers: Vec<ProviderHandle>,
     pub(crate) store: Arc<dyn RegistryStore>,
     /// Registered models by identifier; the store is the source of truth across restarts.
+    /// Also holds the models providers list on their own, which are not stored.
     pub(crate) models: RwLock<BTreeMap<String, Model>>,
+    /// The identifiers in `models` that come from provider model lists.
+    pub(crate) listed: RwLock<BTreeSet<String>>,
 }
 
 impl Stack {
@@ -55,6 +58,7 @@ impl Stack {
             providers,
             store,
             models: RwLock::new(BTreeMap::new()),
+            listed: RwLock::new(BTreeSet::new()),
         }
     }
 
@@ -83,6 +87,17 @@ impl Stack {
             ProviderInstance::Inference(i) if p.provider_id == provider_id => Some(i.clone()),
             _ => None,
         })
+    }
+
+    /// Every inference provider with its id.
+    pub(crate) fn inference_providers(&self) -> Vec<(String, Arc<dyn InferenceProvider>)> {
+        self.providers
+            .iter()
+            .filter_map(|p| match &p.instance {
+                ProviderInstance::Inference(i) => Some((p.provider_id.clone(), i.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     pub(crate) fn inference_provider_ids(&self) -> Vec<String> {

@@ -1,0 +1,92 @@
+//! Models that providers list on their own account (an upstream server's model list), served
+//! beside the registered models as `provider_id/provider_resource_id` (§1.5, v0.2.16+), and the
+//! start-up check of providers' upstreams.
+//!
+//! Listed models are kept in memory only: the upstream is their source of truth, so a restart
+//! or the next refresh shows its current list rather than a stale copy from the registry.
+
+use std::collections::BTreeMap;
+
+use llama_stack_types::{HealthStatus, Model};
+
+use crate::stack::Stack;
+
+/// What one [`Stack::refresh_provider_models`] pass found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RefreshOutcome {
+    /// Providers that list models, by id, with the number they listed.
+    pub listed: BTreeMap<String, usize>,
+    /// Providers whose list could not be read, with the reason.
+    pub failed: BTreeMap<String, String>,
+}
+
+impl Stack {
+    /// Asks every inference provider that lists models for its list and serves what it
+    /// offers: a model already registered under the same identifier keeps its registration,
+    /// and models a provider no longer lists disappear. A provider whose list cannot be read
+    /// keeps its previous list, and the failure is logged.
+    pub async fn refresh_provider_models(&self) -> RefreshOutcome {
+        let mut outcome = RefreshOutcome::default();
+        for (provider_id, provider) in self.inference_providers() {
+            let models = match provider.list_provider_models().await {
+                None => continue,
+                Some(Ok(models)) => models,
+                Some(Err(err)) => {
+                    tracing::warn!(provider = %provider_id, error = %err,
+                        "Cannot list the provider's models; keeping the previous list");
+                    outcome.failed.insert(provider_id, err.to_string());
+                    continue;
+                }
+            };
+            let mut served = self.models.write().await;
+            let mut listed = self.listed.write().await;
+            let stale: Vec<String> = listed
+                .iter()
+                .filter(|id| {
+                    served
+                        .get(*id)
+                        .is_some_and(|m| m.provider_id == provider_id)
+                })
+                .cloned()
+                .collect();
+            for id in stale {
+                served.remove(&id);
+                listed.remove(&id);
+            }
+            let mut count = 0;
+            for offered in models {
+                let identifier = format!("{provider_id}/{}", offered.provider_resource_id);
+                if served.contains_key(&identifier) {
+                    continue;
+                }
+                let model = Model {
+                    identifier: identifier.clone(),
+                    provider_resource_id: offered.provider_resource_id,
+                    provider_id: provider_id.clone(),
+                    resource_type: "model".into(),
+                    metadata: offered.metadata,
+                    model_type: offered.model_type,
+                };
+                served.insert(identifier.clone(), model);
+                listed.insert(identifier);
+                count += 1;
+            }
+            tracing::info!(provider = %provider_id, models = count, "Listed the provider's models");
+            outcome.listed.insert(provider_id, count);
+        }
+        outcome
+    }
+
+    /// Logs a warning for each inference provider whose health check fails (an upstream that
+    /// cannot be reached), so that an operator learns at start-up what requests will meet.
+    pub async fn warn_unhealthy_providers(&self) {
+        for (provider_id, provider) in self.inference_providers() {
+            let health = provider.health().await;
+            if health.status == HealthStatus::Error {
+                tracing::warn!(provider = %provider_id,
+                    reason = health.message.as_deref().unwrap_or("unknown"),
+                    "Provider is not reachable; requests to it fail until it is");
+            }
+        }
+    }
+}
