@@ -5,6 +5,7 @@
 //! core traits and types: it must never name a provider or the distribution assembler.
 
 pub mod error;
+mod provider_data;
 mod routes;
 mod sse;
 
@@ -163,6 +164,7 @@ pub fn router(stack: Arc<Stack>) -> Router {
         .route("/v1/openai/v1/embeddings", post(openai::embeddings))
         .route("/openapi.json", get(serve_openapi))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(provider_data::scope))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(stack)

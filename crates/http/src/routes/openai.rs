@@ -15,6 +15,20 @@ use llama_stack_types::openai::{
 use crate::error::{ApiJson, OpenAi, OpenAiError};
 use crate::sse::sse_response;
 
+fn respond<T, S, I>(output: OpenAiOutput<T, S>) -> Response
+where
+    T: serde::Serialize,
+    S: futures::Stream<Item = llama_stack_core::Result<I>> + Send + 'static,
+    I: serde::Serialize + Send + 'static,
+{
+    match output {
+        OpenAiOutput::Complete(c) => Json(c).into_response(),
+        OpenAiOutput::Stream(s) => sse_response(s),
+        OpenAiOutput::Forwarded(value) => Json(value).into_response(),
+        OpenAiOutput::ForwardedStream(s) => sse_response(s),
+    }
+}
+
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
     request_body = OpenAiChatCompletionRequest,
     responses(
@@ -24,10 +38,7 @@ pub async fn chat_completions(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<OpenAiChatCompletionRequest, OpenAi>,
 ) -> Result<Response, OpenAiError> {
-    Ok(match stack.openai_chat_completion(request).await? {
-        OpenAiOutput::Complete(c) => Json(c).into_response(),
-        OpenAiOutput::Stream(s) => sse_response(s),
-    })
+    Ok(respond(stack.openai_chat_completion(request).await?))
 }
 
 #[utoipa::path(post, path = "/v1/completions", tag = "openai",
@@ -39,10 +50,7 @@ pub async fn completions(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<OpenAiCompletionRequest, OpenAi>,
 ) -> Result<Response, OpenAiError> {
-    Ok(match stack.openai_completion(request).await? {
-        OpenAiOutput::Complete(c) => Json(c).into_response(),
-        OpenAiOutput::Stream(s) => sse_response(s),
-    })
+    Ok(respond(stack.openai_completion(request).await?))
 }
 
 #[utoipa::path(post, path = "/v1/embeddings", tag = "openai",
