@@ -6,10 +6,14 @@
 //! or the next refresh shows its current list rather than a stale copy from the registry.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use llama_stack_types::{HealthStatus, Model};
 
 use crate::stack::Stack;
+
+/// How long the start-up check waits for each provider.
+const HEALTH_BUDGET: Duration = Duration::from_secs(10);
 
 /// What one [`Stack::refresh_provider_models`] pass found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -81,7 +85,11 @@ impl Stack {
     /// cannot be reached), so that an operator learns at start-up what requests will meet.
     pub async fn warn_unhealthy_providers(&self) {
         for (provider_id, provider) in self.inference_providers() {
-            let health = provider.health().await;
+            let Ok(health) = tokio::time::timeout(HEALTH_BUDGET, provider.health()).await else {
+                tracing::warn!(provider = %provider_id, budget_s = HEALTH_BUDGET.as_secs(),
+                    "Provider did not answer its health check in time");
+                continue;
+            };
             if health.status == HealthStatus::Error {
                 tracing::warn!(provider = %provider_id,
                     reason = health.message.as_deref().unwrap_or("unknown"),

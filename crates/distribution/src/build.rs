@@ -1,6 +1,7 @@
 //! Assembling the [`Stack`] from a checked configuration.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use llama_stack_core::stack::redact_config;
 use llama_stack_core::{
@@ -23,6 +24,10 @@ pub struct Built {
 /// runs and registers the run.yaml models. Any failure is fatal and names what failed, except an
 /// embedding model whose files are not found: the stack starts without it, with one warning
 /// saying how to get it, since embeddings are an optional part of a distribution.
+///
+/// Remote providers accept their models without contacting the upstream, so an unreachable
+/// upstream does not stop start-up; a background task then warns about it and pulls in the
+/// model lists of providers configured with `refresh_models`.
 pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
     let db_path = loaded.registry_db_path().to_path_buf();
     let store_dir = loaded.store_dir().to_path_buf();
@@ -131,11 +136,42 @@ pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
         }
     }
 
+    tokio::spawn(watch_upstreams(Arc::downgrade(&stack)));
+
     Ok(Built {
         stack,
         server: loaded.server.clone(),
         not_implemented: loaded.not_implemented.clone(),
     })
+}
+
+/// How often providers' own model lists are read again, and how soon after a failure.
+const REFRESH_EVERY: Duration = Duration::from_secs(300);
+const REFRESH_RETRY: Duration = Duration::from_secs(30);
+
+/// In the background, so that start-up never waits on the network: warns about providers
+/// whose upstream cannot be reached, then serves the models providers list on their own and
+/// reads the lists again every few minutes, while the stack lives.
+async fn watch_upstreams(stack: Weak<Stack>) {
+    if let Some(stack) = stack.upgrade() {
+        stack.warn_unhealthy_providers().await;
+    }
+    loop {
+        let Some(strong) = stack.upgrade() else {
+            return;
+        };
+        let outcome = strong.refresh_provider_models().await;
+        drop(strong);
+        if outcome.listed.is_empty() && outcome.failed.is_empty() {
+            return;
+        }
+        let wait = if outcome.failed.is_empty() {
+            REFRESH_EVERY
+        } else {
+            REFRESH_RETRY
+        };
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// Whether a run.yaml model failed only because its provider found no files for it, and is an

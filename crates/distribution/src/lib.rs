@@ -46,6 +46,7 @@ pub fn builtin_registry() -> ProviderRegistry {
     let mut registry = ProviderRegistry::new();
     llama_stack_provider_inference_candle::register(&mut registry);
     llama_stack_provider_inference_sentence_transformers::register(&mut registry);
+    llama_stack_provider_inference_remote::register(&mut registry);
     registry
 }
 

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use llama_stack_core::{
-    Api, ChatStream, CompletionStream, ConfigIssue, Error, InferenceProvider, ProviderContext,
-    ProviderInstance, ProviderRegistry, ProviderSpec, Result, provider::parse_config,
+    Api, ChatStream, CompletionStream, ConfigIssue, Error, ErrorKind, InferenceProvider,
+    ProviderContext, ProviderInstance, ProviderModel, ProviderRegistry, ProviderSpec, Result,
+    provider::parse_config,
 };
 use llama_stack_distribution::{build, builtin_registry, load_str, load_with};
 use llama_stack_types::{
@@ -32,11 +33,28 @@ struct EchoConfig {
     /// Model ids whose files the provider does not find.
     #[serde(default)]
     missing: Vec<String>,
+    /// Whether the provider lists models of its own (from [`LISTS`]).
+    #[serde(default)]
+    lists_models: bool,
+}
+
+/// The models each listing test provider offers, by provider id.
+static LISTS: Mutex<Vec<(String, Vec<String>)>> = Mutex::new(Vec::new());
+
+fn offer(provider_id: &str, models: &[&str]) {
+    let mut lists = LISTS.lock().unwrap();
+    lists.retain(|(id, _)| id != provider_id);
+    lists.push((
+        provider_id.to_string(),
+        models.iter().map(|m| m.to_string()).collect(),
+    ));
 }
 
 struct EchoProvider {
     refuse: Vec<String>,
     missing: Vec<String>,
+    /// Set when the provider lists models: its id in [`LISTS`].
+    lists_as: Option<String>,
 }
 
 #[async_trait]
@@ -56,6 +74,21 @@ impl InferenceProvider for EchoProvider {
     async fn completion(&self, _: &Model, _: CompletionRequest) -> Result<CompletionStream> {
         Err(Error::unsupported("test provider"))
     }
+    async fn list_provider_models(&self) -> Option<Result<Vec<ProviderModel>>> {
+        let id = self.lists_as.as_ref()?;
+        let lists = LISTS.lock().unwrap();
+        let Some((_, models)) = lists.iter().find(|(p, _)| p == id) else {
+            return Some(Err(Error::new(ErrorKind::Upstream, "upstream unreachable")));
+        };
+        Some(Ok(models
+            .iter()
+            .map(|m| ProviderModel {
+                provider_resource_id: m.clone(),
+                model_type: ModelType::Llm,
+                metadata: Default::default(),
+            })
+            .collect()))
+    }
 }
 
 fn validate(value: &serde_json::Value) -> Vec<ConfigIssue> {
@@ -70,10 +103,12 @@ fn build_echo(
         let config = parse_config::<EchoConfig>(&value)
             .map_err(|issues| Error::invalid(format!("{issues:?}")))?;
         let _ = config.api_key;
+        let lists_as = config.lists_models.then(|| context.provider_id.clone());
         CONTEXTS.lock().unwrap().push(context);
         let provider = EchoProvider {
             refuse: config.refuse,
             missing: config.missing,
+            lists_as,
         };
         Ok(ProviderInstance::Inference(Arc::new(provider)))
     }
@@ -404,4 +439,68 @@ async fn local_distribution_serves_minilm_embeddings() {
         .await
         .unwrap();
     assert_eq!(response.embeddings[0].len(), 384);
+}
+
+fn identifiers(models: Vec<Model>) -> Vec<String> {
+    models.into_iter().map(|m| m.identifier).collect()
+}
+
+#[tokio::test]
+async fn provider_listed_models_are_served_beside_registered_ones_and_not_stored() {
+    let store = tempfile::tempdir().unwrap();
+    let text = run_yaml(
+        "echo-lists",
+        "- model_id: pinned\n  provider_id: echo-lists\n",
+    )
+    .replace(
+        "missing: [missing-model]",
+        "missing: [missing-model]\n      lists_models: true",
+    );
+    offer("echo-lists", &["llama3.2:3b", "pinned"]);
+    let loaded = load_str(&text, &store_env(store.path()), &registry()).unwrap();
+    let stack = build(loaded).await.unwrap().stack;
+    let outcome = stack.refresh_provider_models().await;
+    assert_eq!(
+        outcome.listed["echo-lists"], 1,
+        "pinned is registered already"
+    );
+    assert_eq!(
+        identifiers(stack.list_models().await),
+        ["echo-lists/llama3.2:3b", "echo-lists/pinned"]
+    );
+    // The short id resolves to the listed model.
+    let model = stack.get_model("llama3.2:3b").await.unwrap();
+    assert_eq!(model.identifier, "echo-lists/llama3.2:3b");
+
+    // A model the upstream stops offering goes; an unreachable upstream keeps the last list.
+    offer("echo-lists", &["qwen:7b"]);
+    stack.refresh_provider_models().await;
+    assert_eq!(
+        identifiers(stack.list_models().await),
+        ["echo-lists/pinned", "echo-lists/qwen:7b"]
+    );
+    LISTS.lock().unwrap().retain(|(id, _)| id != "echo-lists");
+    let outcome = stack.refresh_provider_models().await;
+    assert!(outcome.failed.contains_key("echo-lists"));
+    assert_eq!(stack.list_models().await.len(), 2);
+
+    // A listed model can be registered for good; then it is stored like any other.
+    stack
+        .register_model(RegisterModelRequest {
+            model_id: "qwen:7b".into(),
+            provider_model_id: None,
+            provider_id: Some("echo-lists".into()),
+            metadata: None,
+            model_type: None,
+        })
+        .await
+        .unwrap();
+    drop(stack);
+    let loaded = load_str(&text, &store_env(store.path()), &registry()).unwrap();
+    let stack = build(loaded).await.unwrap().stack;
+    assert_eq!(
+        identifiers(stack.list_models().await),
+        ["echo-lists/pinned", "echo-lists/qwen:7b"],
+        "listed models are not stored, registered ones are"
+    );
 }

@@ -21,7 +21,7 @@ fn unknown_provider_type_lists_the_known_types() {
     let p = expect(
         &errors,
         "providers.inference[0].provider_type",
-        &["remote::ollama", "inline::candle"],
+        &["remote::bedrock", "inline::candle", "remote::ollama"],
     );
     assert_eq!((p.line, p.column), (Some(6), Some(5)));
     assert_eq!(errors.problems.len(), 1, "{errors}");
@@ -134,7 +134,7 @@ fn every_problem_is_reported_at_once() {
         ),
         (
             "providers.inference[2].provider_type",
-            &["remote::ollama", "inline::candle"],
+            &["remote::bedrock", "inline::candle"],
             Some(19),
         ),
         (
@@ -218,15 +218,11 @@ fn upstream_style_file_loads_with_notices() {
         );
     }
 
-    // Setting the variable turns the ollama provider on, which this build cannot serve.
+    // Setting the variable turns the ollama provider on.
     let vars = env(&[("OLLAMA_URL", "http://localhost:11434")]);
-    let errors =
-        load_with(&fixture("upstream_style.yaml"), &vars, &builtin_registry()).unwrap_err();
-    expect(
-        &errors,
-        "providers.inference[0].provider_type",
-        &["remote::ollama"],
-    );
+    let loaded = load_with(&fixture("upstream_style.yaml"), &vars, &builtin_registry()).unwrap();
+    let types: Vec<&str> = loaded.providers.iter().map(|p| p.provider_type).collect();
+    assert_eq!(types, ["remote::ollama", "inline::candle"]);
 }
 
 #[test]
