@@ -483,8 +483,8 @@ impl RemoteConfig for LlamaApiConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LlamaCppServerConfig {
-    /// The server's URL, e.g. `http://localhost:8080` (llama-server answers the OpenAI routes
-    /// with and without `/v1`).
+    /// The server's URL, e.g. `http://localhost:8080`; requests go to its `/v1` routes (a URL
+    /// already ending in `/v1` is taken as it is).
     #[serde(default = "default_llama_cpp_url")]
     pub openai_compat_api_base: String,
     /// The server's API key (`llama-server --api-key`); without it, `LLAMACPP_API_KEY` or the
@@ -519,7 +519,9 @@ impl RemoteConfig for LlamaCppServerConfig {
     fn into_settings(self) -> Settings {
         hosted(
             &self.openai_compat_api_base,
-            "",
+            // llama-server answers the OpenAI chat and model routes with and without `/v1`,
+            // but `/embeddings` without it is its own native format: always use `/v1`.
+            "/v1",
             self.api_key,
             self.refresh_models,
             self.resilience,
@@ -621,6 +623,16 @@ mod tests {
             .unwrap()
             .into_settings();
         assert_eq!(s.default_max_tokens, Some(4096));
+        let s = parse_config::<LlamaCppServerConfig>(&serde_json::Value::Null)
+            .unwrap()
+            .into_settings();
+        assert_eq!(s.base_url, "http://localhost:8080/v1");
+        let s = parse_config::<LlamaCppServerConfig>(
+            &serde_json::json!({"openai_compat_api_base": "http://h:1/v1/"}),
+        )
+        .unwrap()
+        .into_settings();
+        assert_eq!(s.base_url, "http://h:1/v1");
     }
 
     #[test]
