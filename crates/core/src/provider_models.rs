@@ -5,7 +5,7 @@
 //! Listed models are kept in memory only: the upstream is their source of truth, so a restart
 //! or the next refresh shows its current list rather than a stale copy from the registry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use llama_stack_types::{HealthStatus, Model};
@@ -26,8 +26,9 @@ pub struct RefreshOutcome {
 
 impl Stack {
     /// Asks every inference provider that lists models for its list and serves what it
-    /// offers: a model already registered under the same identifier keeps its registration,
-    /// and models a provider no longer lists disappear. A provider whose list cannot be read
+    /// offers: a model already registered (under its listed identifier, or under another one
+    /// for the same provider model) keeps its registration, and models a provider no longer
+    /// lists disappear. A provider whose list cannot be read
     /// keeps its previous list, and the failure is logged.
     pub async fn refresh_provider_models(&self) -> RefreshOutcome {
         let mut outcome = RefreshOutcome::default();
@@ -57,10 +58,19 @@ impl Stack {
                 served.remove(&id);
                 listed.remove(&id);
             }
+            // What registrations of this provider already serve, under any identifier: listing
+            // it again would make its short id ambiguous.
+            let registered: BTreeSet<String> = served
+                .values()
+                .filter(|m| m.provider_id == provider_id)
+                .map(|m| m.provider_resource_id.clone())
+                .collect();
             let mut count = 0;
             for offered in models {
                 let identifier = format!("{provider_id}/{}", offered.provider_resource_id);
-                if served.contains_key(&identifier) {
+                if served.contains_key(&identifier)
+                    || registered.contains(&offered.provider_resource_id)
+                {
                     continue;
                 }
                 let model = Model {

@@ -450,24 +450,27 @@ async fn provider_listed_models_are_served_beside_registered_ones_and_not_stored
     let store = tempfile::tempdir().unwrap();
     let text = run_yaml(
         "echo-lists",
-        "- model_id: pinned\n  provider_id: echo-lists\n",
+        "- model_id: pinned\n  provider_id: echo-lists\n- model_id: qwen-alias\n  provider_id: echo-lists\n  provider_model_id: qwen:14b\n",
     )
     .replace(
         "missing: [missing-model]",
         "missing: [missing-model]\n      lists_models: true",
     );
-    offer("echo-lists", &["llama3.2:3b", "pinned"]);
+    offer("echo-lists", &["llama3.2:3b", "pinned", "qwen:14b"]);
     let loaded = load_str(&text, &store_env(store.path()), &registry()).unwrap();
     let stack = build(loaded).await.unwrap().stack;
     let outcome = stack.refresh_provider_models().await;
     assert_eq!(
         outcome.listed["echo-lists"], 1,
-        "pinned is registered already"
+        "pinned and qwen:14b are registered"
     );
     assert_eq!(
         identifiers(stack.list_models().await),
-        ["echo-lists/llama3.2:3b", "echo-lists/pinned"]
+        ["echo-lists/llama3.2:3b", "echo-lists/pinned", "qwen-alias"]
     );
+    // A registered alias keeps its short id unambiguous.
+    let model = stack.get_model("qwen:14b").await.unwrap();
+    assert_eq!(model.identifier, "qwen-alias");
     // The short id resolves to the listed model.
     let model = stack.get_model("llama3.2:3b").await.unwrap();
     assert_eq!(model.identifier, "echo-lists/llama3.2:3b");
@@ -477,12 +480,12 @@ async fn provider_listed_models_are_served_beside_registered_ones_and_not_stored
     stack.refresh_provider_models().await;
     assert_eq!(
         identifiers(stack.list_models().await),
-        ["echo-lists/pinned", "echo-lists/qwen:7b"]
+        ["echo-lists/pinned", "echo-lists/qwen:7b", "qwen-alias"]
     );
     LISTS.lock().unwrap().retain(|(id, _)| id != "echo-lists");
     let outcome = stack.refresh_provider_models().await;
     assert!(outcome.failed.contains_key("echo-lists"));
-    assert_eq!(stack.list_models().await.len(), 2);
+    assert_eq!(stack.list_models().await.len(), 3);
 
     // A listed model can be registered for good; then it is stored like any other.
     stack
@@ -500,7 +503,7 @@ async fn provider_listed_models_are_served_beside_registered_ones_and_not_stored
     let stack = build(loaded).await.unwrap().stack;
     assert_eq!(
         identifiers(stack.list_models().await),
-        ["echo-lists/pinned", "echo-lists/qwen:7b"],
+        ["echo-lists/pinned", "echo-lists/qwen:7b", "qwen-alias"],
         "listed models are not stored, registered ones are"
     );
 }
