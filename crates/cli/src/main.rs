@@ -92,6 +92,7 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
+    pin_thread_count();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
@@ -113,6 +114,17 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Fixes the number of compute threads for the life of the process. Without
+/// `RAYON_NUM_THREADS`, candle works the count out again on every matrix product by reading
+/// `/proc/cpuinfo`, tens of microseconds per attention product of every generated token.
+fn pin_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = candle_core::utils::get_num_threads();
+        // SAFETY: the first thing main does; no other thread exists yet.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
     }
 }
 

@@ -93,6 +93,92 @@ impl Linear {
     }
 }
 
+/// Matrices that read the same input, multiplied as one where their layout allows: q/k/v
+/// and gate/up. One pass streams all their weights with a single quantization of the input
+/// and a single round trip through the thread pool, where separate products would each end
+/// in a barrier that idles the threads finishing first.
+#[derive(Debug, Clone)]
+pub(crate) struct Fused {
+    /// One matrix holding every part's rows in turn, or the parts as they were.
+    kind: FusedKind,
+    /// Output rows of each part, when joined.
+    rows: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+enum FusedKind {
+    One(Linear),
+    Separate(Vec<Linear>),
+}
+
+impl Fused {
+    pub fn new(parts: Vec<Linear>) -> Fused {
+        let packed: Vec<&Packed> = parts
+            .iter()
+            .filter_map(|p| match p {
+                Linear::Quant(p) => Some(p.as_ref()),
+                Linear::Candle(_) => None,
+            })
+            .collect();
+        let fusable = packed.len() == parts.len()
+            && packed.len() > 1
+            && packed.iter().all(|p| {
+                p.kind == packed[0].kind && p.cols == packed[0].cols && p.rows % GROUP == 0
+            });
+        if !fusable {
+            return Fused {
+                rows: Vec::new(),
+                kind: FusedKind::Separate(parts),
+            };
+        }
+        let rows: Vec<usize> = packed.iter().map(|p| p.rows).collect();
+        // Rows are grouped by eight and groups are stored one after another, so stacking
+        // matrices whose rows fill whole groups is concatenating their buffers.
+        let joined = Packed {
+            kind: packed[0].kind,
+            rows: rows.iter().sum(),
+            cols: packed[0].cols,
+            scales: packed
+                .iter()
+                .flat_map(|p| p.scales.iter().copied())
+                .collect(),
+            quants: packed
+                .iter()
+                .flat_map(|p| p.quants.iter().copied())
+                .collect(),
+        };
+        Fused {
+            rows,
+            kind: FusedKind::One(Linear::Quant(std::sync::Arc::new(joined))),
+        }
+    }
+
+    /// Each part's product with `x` (`(m, cols)`), in the order the parts were given.
+    pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        match &self.kind {
+            FusedKind::Separate(parts) => parts.iter().map(|p| p.forward(x)).collect(),
+            FusedKind::One(all) => {
+                let out = all.forward(x)?;
+                let mut start = 0;
+                self.rows
+                    .iter()
+                    .map(|&n| {
+                        let part = out.narrow(1, start, n);
+                        start += n;
+                        part
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Whether the parts run as one product.
+    #[cfg(test)]
+    pub fn is_joined(&self) -> bool {
+        matches!(self.kind, FusedKind::One(_))
+    }
+}
+
 impl Packed {
     fn block_bytes(kind: PackedKind) -> usize {
         match kind {
@@ -558,5 +644,33 @@ mod tests {
                 .unwrap();
             assert!(diff < 1e-6);
         }
+    }
+
+    #[test]
+    fn fused_parts_equal_separate_products() {
+        let x = Tensor::from_vec(random(3 * 128, 9), (3, 128), &Device::Cpu).unwrap();
+        for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0] {
+            let parts: Vec<Linear> = [(16, 4), (8, 5), (24, 6)]
+                .iter()
+                .map(|&(rows, seed)| {
+                    let w = Tensor::from_vec(random(rows * 128, seed), (rows, 128), &Device::Cpu)
+                        .unwrap();
+                    Linear::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap()
+                })
+                .collect();
+            let separate: Vec<Tensor> = parts.iter().map(|p| p.forward(&x).unwrap()).collect();
+            let fused = Fused::new(parts);
+            assert!(fused.is_joined());
+            for (got, want) in fused.forward(&x).unwrap().iter().zip(&separate) {
+                assert_eq!(got.dims(), want.dims());
+                let same = got.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+                    == want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                assert!(same, "{dtype:?}: a fused part differs from its own product");
+            }
+        }
+        // Rows that do not fill whole groups of eight stay separate products.
+        let w = Tensor::from_vec(random(12 * 128, 7), (12, 128), &Device::Cpu).unwrap();
+        let odd = || Linear::from_qtensor(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap();
+        assert!(!Fused::new(vec![odd(), odd()]).is_joined());
     }
 }

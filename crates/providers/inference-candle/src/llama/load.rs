@@ -15,7 +15,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
 use llama_stack_core::{Error, Result};
 
-use super::{Hyper, Layer, Linear, Llama3Scaling, LlamaModel, RopeFrequencies};
+use super::{Fused, Hyper, Layer, Linear, Llama3Scaling, LlamaModel, RopeFrequencies};
 
 /// Precision of dense (non-GGUF) weights in memory; activations are always f32 on CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,13 +77,17 @@ fn assemble(
         use LayerTensor::*;
         layers.push(Layer {
             attn_norm: tensors.vector(&name(AttnNorm), h.dim)?,
-            wq: tensors.matrix(&name(Q), (h.dim, h.dim))?,
-            wk: tensors.matrix(&name(K), (kv_dim, h.dim))?,
-            wv: tensors.matrix(&name(V), (kv_dim, h.dim))?,
+            qkv: Fused::new(vec![
+                tensors.matrix(&name(Q), (h.dim, h.dim))?,
+                tensors.matrix(&name(K), (kv_dim, h.dim))?,
+                tensors.matrix(&name(V), (kv_dim, h.dim))?,
+            ]),
             wo: tensors.matrix(&name(O), (h.dim, h.dim))?,
             ffn_norm: tensors.vector(&name(FfnNorm), h.dim)?,
-            w_gate: tensors.matrix(&name(Gate), (h.ffn_dim, h.dim))?,
-            w_up: tensors.matrix(&name(Up), (h.ffn_dim, h.dim))?,
+            gate_up: Fused::new(vec![
+                tensors.matrix(&name(Gate), (h.ffn_dim, h.dim))?,
+                tensors.matrix(&name(Up), (h.ffn_dim, h.dim))?,
+            ]),
             w_down: tensors.matrix(&name(Down), (h.dim, h.ffn_dim))?,
         });
         progress(i + 2, total);

@@ -16,7 +16,7 @@ mod tests;
 
 use candle_core::{D, DType, Device, Result, Tensor};
 
-pub(crate) use linear::Linear;
+pub(crate) use linear::{Fused, Linear};
 
 pub(crate) use cache::KvCache;
 pub(crate) use rope::{Llama3Scaling, RopeFrequencies};
@@ -48,13 +48,12 @@ impl Hyper {
 
 pub(crate) struct Layer {
     pub attn_norm: Tensor,
-    pub wq: Linear,
-    pub wk: Linear,
-    pub wv: Linear,
+    /// q, k and v.
+    pub qkv: Fused,
     pub wo: Linear,
     pub ffn_norm: Tensor,
-    pub w_gate: Linear,
-    pub w_up: Linear,
+    /// gate and up.
+    pub gate_up: Fused,
     pub w_down: Linear,
 }
 
@@ -140,9 +139,11 @@ impl LlamaModel {
         let mut x = self.embed.embedding(&ids)?.to_dtype(DType::F32)?;
         for (index, layer) in self.layers.iter().enumerate() {
             let normed = candle_nn::ops::rms_norm(&x, &layer.attn_norm, h.norm_eps as f32)?;
-            let q = layer.wq.forward(&normed)?;
-            let k = layer.wk.forward(&normed)?;
-            let v = layer.wv.forward(&normed)?;
+            let [q, k, v]: [Tensor; 3] = layer
+                .qkv
+                .forward(&normed)?
+                .try_into()
+                .map_err(|_| candle_core::Error::Msg("q/k/v projection has 3 parts".into()))?;
             let mut outputs = Vec::with_capacity(seqs.len());
             let mut start = 0;
             for s in seqs.iter() {
@@ -159,9 +160,12 @@ impl LlamaModel {
             let attended = Tensor::cat(&outputs, 0)?;
             x = (x + layer.wo.forward(&attended)?)?;
             let normed = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, h.norm_eps as f32)?;
-            let gate = candle_nn::ops::silu(&layer.w_gate.forward(&normed)?)?;
-            let up = layer.w_up.forward(&normed)?;
-            x = (x + layer.w_down.forward(&(gate * up)?)?)?;
+            let [gate, up]: [Tensor; 2] =
+                layer.gate_up.forward(&normed)?.try_into().map_err(|_| {
+                    candle_core::Error::Msg("gate/up projection has 2 parts".into())
+                })?;
+            let gated = (candle_nn::ops::silu(&gate)? * up)?;
+            x = (x + layer.w_down.forward(&gated)?)?;
         }
         let mut last = Vec::with_capacity(seqs.len());
         let mut end = 0;

@@ -265,26 +265,52 @@ fn profile_decode_step() {
             t.elapsed().as_secs_f64() * 1000.0 / n as f64
         );
     };
-    time("decode step", 20, &mut || {
-        cache.truncate(PROMPT.len());
+    time(
+        "decode step",
+        std::env::var("PROFILE_STEPS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(20),
+        &mut || {
+            cache.truncate(PROMPT.len());
+            model
+                .forward(&mut [SeqStep {
+                    tokens: &PROMPT[..1],
+                    cache: &mut cache,
+                }])
+                .unwrap();
+        },
+    );
+    let mut caches: Vec<_> = (0..4).map(|_| model.new_cache()).collect();
+    for c in caches.iter_mut() {
         model
             .forward(&mut [SeqStep {
-                tokens: &PROMPT[..1],
-                cache: &mut cache,
+                tokens: &PROMPT,
+                cache: c,
             }])
             .unwrap();
+    }
+    time("decode step, 4 sequences", 10, &mut || {
+        let mut steps: Vec<SeqStep<'_>> = caches
+            .iter_mut()
+            .map(|c| {
+                c.truncate(PROMPT.len());
+                SeqStep {
+                    tokens: &PROMPT[..1],
+                    cache: c,
+                }
+            })
+            .collect();
+        model.forward(&mut steps).unwrap();
     });
     let x = Tensor::ones((1, model.hyper.dim), DType::F32, &Device::Cpu).unwrap();
     let l = &model.layers[0];
     time("layer matmuls x16", 5, &mut || {
         for _ in 0..16 {
-            let _ = l.wq.forward(&x).unwrap();
-            let _ = l.wk.forward(&x).unwrap();
-            let _ = l.wv.forward(&x).unwrap();
+            let _ = l.qkv.forward(&x).unwrap();
             let _ = l.wo.forward(&x).unwrap();
-            let g = l.w_gate.forward(&x).unwrap();
-            let _ = l.w_up.forward(&x).unwrap();
-            let _ = l.w_down.forward(&g).unwrap();
+            let g = l.gate_up.forward(&x).unwrap();
+            let _ = l.w_down.forward(&g[0]).unwrap();
         }
     });
     time("output", 5, &mut || {
