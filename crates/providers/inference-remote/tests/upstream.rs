@@ -238,9 +238,9 @@ async fn ollama_models_come_from_its_tags_and_requests_from_its_v1_routes() {
         .chat_completion(&model(), request("hello", false))
         .await
         .unwrap();
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen[0].0, "/v1/chat/completions");
-    assert_eq!(seen[0].1, None, "Ollama takes no key");
+    let (path, auth, _) = seen.lock().unwrap()[0].clone();
+    assert_eq!(path, "/v1/chat/completions");
+    assert_eq!(auth, None, "Ollama takes no key");
 
     let quiet = provider::<OllamaConfig>(&OLLAMA, json!({"url": url}));
     assert!(quiet.list_provider_models().await.is_none());
