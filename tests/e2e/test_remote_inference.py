@@ -486,9 +486,9 @@ def test_server_errors_keep_their_class_and_only_temporary_ones_are_retried(flak
 
 
 def test_a_slow_upstream_times_out_without_retry(flaky_gateway, failing):
-    started = time.monotonic()
+    # The upstream would answer after 3 s with a 200: a 504 means the 1 s timeout cut it.
+    # (No wall-clock bound: this machine's processes may be paused by other work.)
     detail = assert_classic_error(classic_chat(flaky_gateway, "m-slow"), 504)
-    assert time.monotonic() - started < 2.5
     assert "p-slow" in detail and "1 seconds" in detail, detail
     time.sleep(2.5)  # let the upstream finish the abandoned request before counting
     assert failing.attempts["slow"] == 1
@@ -514,10 +514,8 @@ def test_the_circuit_breaker_fails_fast_once_the_upstream_keeps_failing(flaky_ga
     for _ in range(3):
         assert_classic_error(classic_chat(flaky_gateway, "m-breaker"), 502)
     assert failing.attempts["502"] == 3
-    started = time.monotonic()
     resp = classic_chat(flaky_gateway, "m-breaker")
     detail = assert_classic_error(resp, 502)
-    assert time.monotonic() - started < 0.5
     assert "unavailable" in detail and "p-breaker" in detail and "bad gateway" in detail, detail
     assert int(resp.headers["Retry-After"]) > 0
     assert failing.attempts["502"] == 3, "an open breaker does not contact the upstream"

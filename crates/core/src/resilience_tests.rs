@@ -173,7 +173,7 @@ async fn a_slow_attempt_times_out_without_retry() {
     let inner = Arc::new(Scripted {
         outcomes: Mutex::new(vec![Ok(())].into()),
         calls: AtomicUsize::new(0),
-        delay: Duration::from_millis(500),
+        delay: Duration::from_secs(60),
         stalls: false,
     });
     let config = ResilienceConfig {
