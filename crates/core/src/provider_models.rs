@@ -92,7 +92,8 @@ impl Stack {
     }
 
     /// Logs a warning for each inference provider whose health check fails (an upstream that
-    /// cannot be reached), so that an operator learns at start-up what requests will meet.
+    /// cannot be reached, a missing API key), so that an operator learns at start-up what
+    /// requests will meet.
     pub async fn warn_unhealthy_providers(&self) {
         for (provider_id, provider) in self.inference_providers() {
             let Ok(health) = tokio::time::timeout(HEALTH_BUDGET, provider.health()).await else {
@@ -103,7 +104,7 @@ impl Stack {
             if health.status == HealthStatus::Error {
                 tracing::warn!(provider = %provider_id,
                     reason = health.message.as_deref().unwrap_or("unknown"),
-                    "Provider is not reachable; requests to it fail until it is");
+                    "Provider health check failed; its requests fail until it passes");
             }
         }
     }
