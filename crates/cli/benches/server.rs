@@ -1,5 +1,10 @@
 //! Server start-to-ready time and idle memory of `llama-stack run` on the local distribution
 //! with a tiny test model. Prints a table; `cargo bench -p llama-stack --bench server`.
+//!
+//! With `BENCH_GGUF` set to a GGUF file (e.g. the 1B-shape files the `vs_llamacpp` bench
+//! writes under `target/bench-models`), it also serves that model and measures time to first
+//! token through HTTP: a streamed OpenAI chat completion of a fresh ~64-token prompt, from
+//! sending the request to reading the first content chunk, five prompts, median.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -40,6 +45,67 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Sends a streamed chat completion and returns the time until the first content delta.
+fn ttft(port: u16, model: &str, prompt: &str) -> Duration {
+    let body = serde_json::json!({
+        "model": model,
+        "stream": true,
+        "max_tokens": 4,
+        "messages": [{"role": "user", "content": prompt}],
+    })
+    .to_string();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let request = format!(
+        "POST /v1/openai/v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let t = Instant::now();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "stream ended before any content: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+        // The first chunk carries only the role; the first token's text follows.
+        let text = String::from_utf8_lossy(&seen);
+        let content = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .any(|c| c["choices"][0]["delta"]["content"].as_str().is_some_and(|t| !t.is_empty()));
+        if content {
+            return t.elapsed();
+        }
+    }
+}
+
+fn http_ttft(gguf: &Path, work: &Path) {
+    let port = free_port();
+    let mut child = start(gguf, &work.join("store-ttft"), port);
+    let t = Instant::now();
+    while !healthy(port) {
+        assert!(t.elapsed() < Duration::from_secs(300), "server did not become ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let words = ["apple", "river", "stone", "cloud", "lamp", "field"];
+    let mut times: Vec<f64> = (0..5)
+        .map(|run| {
+            // A different prompt each time, so no run reuses an earlier one's cache.
+            let prompt: String = (0..60).map(|i| format!("{} ", words[(i * (run + 2)) % words.len()])).collect();
+            ttft(port, "meta-llama/Llama-3.2-1B-Instruct", &format!("{run} {prompt}")).as_secs_f64()
+        })
+        .collect();
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    times.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "| time to first token through HTTP ({}, ~75-token chat prompt, median of 5) | {:.0} ms |",
+        gguf.display(),
+        times[times.len() / 2] * 1000.0
+    );
 }
 
 fn start(model: &Path, store: &Path, port: u16) -> Child {
@@ -98,4 +164,7 @@ fn main() {
     println!("| start-to-ready (spawn → /v1/health OK) | {median:.0} ms |");
     println!("| idle RSS after 1 s | {:.1} MiB |", idle as f64 / 1024.0);
     println!("| peak RSS (VmHWM) | {:.1} MiB |", peak as f64 / 1024.0);
+    if let Some(gguf) = std::env::var_os("BENCH_GGUF") {
+        http_ttft(Path::new(&gguf), work.path());
+    }
 }

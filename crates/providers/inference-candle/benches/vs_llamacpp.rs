@@ -24,7 +24,7 @@ use llama_stack_provider_inference_candle::{CandleConfig, CandleProvider};
 use llama_stack_types::{CompletionRequest, InterleavedContent, Model, ModelType, SamplingParams};
 
 /// Repetitions of each measurement; the fastest counts, on both sides.
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -162,7 +162,7 @@ async fn ours(path: &Path, prompt: usize, tokens: u32, streams: usize) -> Ours {
     let load_s = t.elapsed().as_secs_f64();
     // Warm-up: first-touch page faults of the mapped weights.
     run_one(&provider, request(8, 2, 9)).await;
-    // Best of three, as for llama.cpp below: the least disturbed run of each.
+    // Best of five, as for llama.cpp below: the least disturbed run of each.
     let (mut prefill_tps, mut decode_tps, mut prompt_tokens) = (0f64, 0f64, 0);
     for _ in 0..RUNS {
         let (p, ttft, generated, decode_s) = run_one(&provider, request(prompt, tokens, 0)).await;

@@ -172,6 +172,34 @@ impl Fused {
         }
     }
 
+    /// `silu(gate) * up` for a gate/up pair (`(m, rows)`), computed on the joined product's
+    /// buffer in one pass instead of as separate tensor operations over strided halves.
+    pub fn forward_swiglu(&self, x: &Tensor) -> Result<Tensor> {
+        match (&self.kind, &self.rows[..]) {
+            (FusedKind::One(Linear::Quant(all)), &[gate_rows, up_rows]) if gate_rows == up_rows => {
+                let m = x.dim(0)?;
+                let both = all.products(x)?;
+                let mut out = Vec::with_capacity(m * gate_rows);
+                for row in both.chunks_exact(2 * gate_rows) {
+                    let (gate, up) = row.split_at(gate_rows);
+                    out.extend(
+                        gate.iter()
+                            .zip(up)
+                            .map(|(&g, &u)| g / (1.0 + (-g).exp()) * u),
+                    );
+                }
+                Tensor::from_vec(out, (m, gate_rows), &Device::Cpu)
+            }
+            _ => {
+                let parts = self.forward(x)?;
+                let [gate, up] = &parts[..] else {
+                    candle_core::bail!("a gate/up projection has two parts, not {}", parts.len())
+                };
+                candle_nn::ops::silu(gate)? * up
+            }
+        }
+    }
+
     /// Whether the parts run as one product.
     #[cfg(test)]
     pub fn is_joined(&self) -> bool {
@@ -272,6 +300,12 @@ impl Packed {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let m = x.dim(0)?;
+        Tensor::from_vec(self.products(x)?, (m, self.rows), &Device::Cpu)
+    }
+
+    /// `x · selfᵀ` as a row-major `(m, rows)` buffer.
+    fn products(&self, x: &Tensor) -> Result<Vec<f32>> {
         let (m, k) = x.dims2()?;
         if k != self.cols {
             candle_core::bail!(
@@ -303,7 +337,7 @@ impl Packed {
                 }
             }
         });
-        Tensor::from_vec(out, (m, self.rows), &Device::Cpu)
+        Ok(out)
     }
 
     /// Dot products of the eight rows of group `g` with activation row `i`.
@@ -369,6 +403,24 @@ struct Activations {
 
 impl Activations {
     fn quantize(x: &[f32], m: usize, k: usize) -> Activations {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: AVX2/FMA detected.
+            return unsafe { Self::quantize_avx2(x, m, k) };
+        }
+        Self::quantize_portable(x, m, k)
+    }
+
+    /// The same code compiled for AVX2, where rounding is one vector instruction rather than
+    /// a libm call per element.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn quantize_avx2(x: &[f32], m: usize, k: usize) -> Activations {
+        Self::quantize_portable(x, m, k)
+    }
+
+    #[inline(always)]
+    fn quantize_portable(x: &[f32], m: usize, k: usize) -> Activations {
         let mut quants = vec![0i8; m * k];
         let mut scales = vec![0f32; m * k / BLOCK];
         let mut sums = vec![0i32; m * k / BLOCK];
@@ -672,5 +724,32 @@ mod tests {
         let w = Tensor::from_vec(random(12 * 128, 7), (12, 128), &Device::Cpu).unwrap();
         let odd = || Linear::from_qtensor(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap();
         assert!(!Fused::new(vec![odd(), odd()]).is_joined());
+    }
+
+    #[test]
+    fn swiglu_epilogue_matches_tensor_ops() {
+        let x = Tensor::from_vec(random(2 * 64, 11), (2, 64), &Device::Cpu).unwrap();
+        for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0] {
+            let part = |seed| {
+                let w = Tensor::from_vec(random(16 * 64, seed), (16, 64), &Device::Cpu).unwrap();
+                Linear::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap()
+            };
+            let (gate, up) = (part(12), part(13));
+            let want = (candle_nn::ops::silu(&gate.forward(&x).unwrap()).unwrap()
+                * up.forward(&x).unwrap())
+            .unwrap();
+            let got = Fused::new(vec![gate, up]).forward_swiglu(&x).unwrap();
+            let diff = (got - want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-5, "{dtype:?}: {diff}");
+        }
     }
 }

@@ -160,11 +160,7 @@ impl LlamaModel {
             let attended = Tensor::cat(&outputs, 0)?;
             x = (x + layer.wo.forward(&attended)?)?;
             let normed = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, h.norm_eps as f32)?;
-            let [gate, up]: [Tensor; 2] =
-                layer.gate_up.forward(&normed)?.try_into().map_err(|_| {
-                    candle_core::Error::Msg("gate/up projection has 2 parts".into())
-                })?;
-            let gated = (candle_nn::ops::silu(&gate)? * up)?;
+            let gated = layer.gate_up.forward_swiglu(&normed)?;
             x = (x + layer.w_down.forward(&gated)?)?;
         }
         let mut last = Vec::with_capacity(seqs.len());

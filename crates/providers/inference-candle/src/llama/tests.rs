@@ -309,8 +309,8 @@ fn profile_decode_step() {
         for _ in 0..16 {
             let _ = l.qkv.forward(&x).unwrap();
             let _ = l.wo.forward(&x).unwrap();
-            let g = l.gate_up.forward(&x).unwrap();
-            let _ = l.w_down.forward(&g[0]).unwrap();
+            let g = l.gate_up.forward_swiglu(&x).unwrap();
+            let _ = l.w_down.forward(&g).unwrap();
         }
     });
     time("output", 5, &mut || {
