@@ -265,3 +265,9 @@ fn random_weights(
     }
     Ok(())
 }
+
+/// The largest absolute difference between two tensors of one shape, for comparing a model's
+/// outputs with a reference.
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> candle_core::Result<f32> {
+    (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+}

@@ -276,16 +276,7 @@ fn safetensors_matrix(dir: &Path, name: &str) -> Tensor {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
+    test_model::max_abs_diff(a, b).unwrap()
 }
 
 #[test]

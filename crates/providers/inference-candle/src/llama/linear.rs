@@ -605,16 +605,7 @@ mod tests {
         let ours = Linear::from_qtensor(q).unwrap();
         assert!(matches!(ours, Linear::Quant(_)));
         let got = ours.forward(&x).unwrap();
-        let diff = (&got - &expected)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::test_model::max_abs_diff(&got, &expected).unwrap();
         // candle keeps activation scales in f16, we keep them in f32: a few 1e-3 apart on
         // outputs of magnitude ~5.
         assert!(diff < 5e-3, "{dtype:?} m={m}: max abs difference {diff}");
@@ -686,14 +677,7 @@ mod tests {
                 .unwrap()
                 .get(0)
                 .unwrap();
-            let diff = (got - expected)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = crate::test_model::max_abs_diff(&got, &expected).unwrap();
             assert!(diff < 1e-6);
         }
     }
@@ -739,16 +723,7 @@ mod tests {
                 * up.forward(&x).unwrap())
             .unwrap();
             let got = Fused::new(vec![gate, up]).forward_swiglu(&x).unwrap();
-            let diff = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = crate::test_model::max_abs_diff(&got, &want).unwrap();
             assert!(diff < 1e-5, "{dtype:?}: {diff}");
         }
     }

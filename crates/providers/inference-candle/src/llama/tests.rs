@@ -53,16 +53,7 @@ fn load(location: &Path) -> LlamaModel {
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    crate::test_model::max_abs_diff(a, b).unwrap()
 }
 
 /// Logits after each prefix of `ids`, decoding one token at a time.
