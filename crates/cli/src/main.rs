@@ -185,6 +185,18 @@ async fn serve(
     port_override: Option<u16>,
 ) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
+    // Distributions such as `starter` switch providers on by environment variable; say what
+    // was left off, so an empty server is not a mystery.
+    for entry in &loaded.disabled {
+        tracing::info!(entry = %entry, "Disabled by the environment");
+    }
+    let providers_disabled = loaded.disabled.iter().any(|d| d.starts_with("providers."));
+    if loaded.providers.is_empty() && providers_disabled {
+        tracing::warn!(
+            config = %path.display(),
+            "No provider is enabled: every provider entry is switched off by an unset environment variable; see the distribution's README for the variables that enable them"
+        );
+    }
     let built = llama_stack_distribution::build(loaded)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))

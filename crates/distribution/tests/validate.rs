@@ -8,5 +8,7 @@ mod distributions;
 mod fixtures;
 #[path = "validate/samples.rs"]
 mod samples;
+#[path = "validate/starter.rs"]
+mod starter;
 #[path = "validate/support.rs"]
 mod support;

@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 
 use llama_stack_core::Api;
 use llama_stack_distribution::{
-    builtin_registry, env::substitute, load, load_with, schema::RunConfig,
+    LoadedConfig, builtin_registry, env::substitute, load, load_with, schema::RunConfig,
 };
 use llama_stack_types::ModelType;
 
 use crate::support::{env, repo_dir};
 
-fn run_configs() -> Vec<PathBuf> {
+pub fn run_configs() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo_dir().join("distributions"))
         .expect("distributions/ exists")
         .flatten()
@@ -22,7 +22,7 @@ fn run_configs() -> Vec<PathBuf> {
 }
 
 /// A value for every variable a file requires (`${env.NAME}` without a default).
-fn dummy_env(text: &str) -> llama_stack_distribution::EnvMap {
+pub fn dummy_env(text: &str) -> llama_stack_distribution::EnvMap {
     let required = regex::Regex::new(r"\$\{env\.([A-Z0-9_]+)\}").unwrap();
     let mut vars = env(&[("SQLITE_STORE_DIR", "/tmp/llama-stack-validate-test")]);
     for caps in required.captures_iter(text) {
@@ -34,19 +34,264 @@ fn dummy_env(text: &str) -> llama_stack_distribution::EnvMap {
     vars
 }
 
+/// What each shipped distribution builds with only its required variables set (to dummy
+/// values): `(name, [(provider_id, provider_type)], [(model_id, provider_id)])`. A new
+/// distribution fails [`every_distribution_validates`] until it is listed here.
+const EXPECTED: &[(&str, &[(&str, &str)], &[(&str, &str)])] = &[
+    (
+        "fireworks",
+        &[
+            ("fireworks", "remote::fireworks"),
+            ("sentence-transformers", "inline::sentence-transformers"),
+        ],
+        &[
+            (
+                "accounts/fireworks/models/llama-v3p3-70b-instruct",
+                "fireworks",
+            ),
+            (
+                "accounts/fireworks/models/llama-v3p1-8b-instruct",
+                "fireworks",
+            ),
+            (
+                "accounts/fireworks/models/llama4-scout-instruct-basic",
+                "fireworks",
+            ),
+            (
+                "accounts/fireworks/models/llama4-maverick-instruct-basic",
+                "fireworks",
+            ),
+            ("nomic-ai/nomic-embed-text-v1.5", "fireworks"),
+            ("all-MiniLM-L6-v2", "sentence-transformers"),
+        ],
+    ),
+    (
+        "llama-api",
+        &[
+            ("llama-api", "remote::llama-openai-compat"),
+            ("sentence-transformers", "inline::sentence-transformers"),
+        ],
+        &[
+            ("Llama-3.3-70B-Instruct", "llama-api"),
+            ("Llama-3.3-8B-Instruct", "llama-api"),
+            ("Llama-4-Scout-17B-16E-Instruct-FP8", "llama-api"),
+            ("Llama-4-Maverick-17B-128E-Instruct-FP8", "llama-api"),
+            ("all-MiniLM-L6-v2", "sentence-transformers"),
+        ],
+    ),
+    (
+        "llama-cpp",
+        &[
+            ("llama-cpp", "remote::llama-cpp-server"),
+            ("sentence-transformers", "inline::sentence-transformers"),
+        ],
+        &[
+            ("dummy-inference_model", "llama-cpp"),
+            ("all-MiniLM-L6-v2", "sentence-transformers"),
+        ],
+    ),
+    (
+        "local",
+        &[
+            ("candle", "inline::candle"),
+            ("sentence-transformers", "inline::sentence-transformers"),
+        ],
+        &[
+            ("meta-llama/Llama-3.2-1B-Instruct", "candle"),
+            ("all-MiniLM-L6-v2", "sentence-transformers"),
+        ],
+    ),
+    (
+        "ollama",
+        &[("ollama", "remote::ollama")],
+        &[
+            ("dummy-inference_model", "ollama"),
+            ("all-MiniLM-L6-v2", "ollama"),
+        ],
+    ),
+    (
+        "openai",
+        &[
+            ("openai", "remote::openai"),
+            ("sentence-transformers", "inline::sentence-transformers"),
+        ],
+        &[
+            ("gpt-4o-mini", "openai"),
+            ("gpt-4o", "openai"),
+            ("gpt-4.1-mini", "openai"),
+            ("text-embedding-3-small", "openai"),
+            ("text-embedding-3-large", "openai"),
+            ("all-MiniLM-L6-v2", "sentence-transformers"),
+        ],
+    ),
+    (
+        "remote-vllm",
+        &[
+            ("vllm", "remote::vllm"),
+            ("sentence-transformers", "inline::sentence-transformers"),
+        ],
+        &[
+            ("dummy-inference_model", "vllm"),
+            ("all-MiniLM-L6-v2", "sentence-transformers"),
+        ],
+    ),
+    // Nothing set: every provider is switched off (see the `starter` module).
+    ("starter", &[], &[]),
+    (
+        "together",
+        &[
+            ("together", "remote::together"),
+            ("sentence-transformers", "inline::sentence-transformers"),
+        ],
+        &[
+            ("meta-llama/Llama-3.3-70B-Instruct-Turbo", "together"),
+            ("meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo", "together"),
+            ("meta-llama/Llama-3.2-3B-Instruct-Turbo", "together"),
+            ("meta-llama/Llama-4-Scout-17B-16E-Instruct", "together"),
+            (
+                "meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8",
+                "together",
+            ),
+            ("all-MiniLM-L6-v2", "sentence-transformers"),
+        ],
+    ),
+];
+
+/// `(provider_id, provider_type)` of every provider a loaded file builds, in file order.
+pub fn provider_pairs(loaded: &LoadedConfig) -> Vec<(String, String)> {
+    loaded
+        .providers
+        .iter()
+        .map(|p| (p.provider_id.clone(), p.provider_type.to_string()))
+        .collect()
+}
+
+/// `(model_id, provider_id)` of every model a loaded file registers, in file order.
+pub fn model_pairs(loaded: &LoadedConfig) -> Vec<(String, String)> {
+    loaded
+        .models
+        .iter()
+        .map(|m| {
+            let provider = m.request.provider_id.clone().unwrap_or_default();
+            (m.request.model_id.clone(), provider)
+        })
+        .collect()
+}
+
+fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
 #[test]
 fn every_distribution_validates() {
     let files = run_configs();
-    assert!(!files.is_empty(), "no distributions/*/run.yaml found");
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        let loaded = load_with(&file, &dummy_env(&text), &builtin_registry())
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let expected: Vec<&str> = EXPECTED.iter().map(|(name, _, _)| *name).collect();
+    assert_eq!(names, expected, "distributions/ and EXPECTED disagree");
+    for (file, (name, providers, models)) in files.iter().zip(EXPECTED) {
+        let text = std::fs::read_to_string(file).unwrap();
+        let loaded = load_with(file, &dummy_env(&text), &builtin_registry())
             .unwrap_or_else(|errors| panic!("{} does not validate:\n{errors}", file.display()));
-        assert!(
-            !loaded.providers.is_empty(),
-            "{} builds no provider",
-            file.display()
+        assert_eq!(loaded.config.image_name, *name, "{}", file.display());
+        assert_eq!(
+            provider_pairs(&loaded),
+            owned(providers),
+            "{name}: providers"
         );
+        assert_eq!(model_pairs(&loaded), owned(models), "{name}: models");
+        assert!(
+            loaded.not_implemented.is_empty(),
+            "{name}: {:?}",
+            loaded.not_implemented
+        );
+        assert_eq!(loaded.server.port, 8321, "{name}");
+        assert_eq!(
+            loaded.store_dir(),
+            Path::new("/tmp/llama-stack-validate-test"),
+            "{name}"
+        );
+    }
+}
+
+/// Without SQLITE_STORE_DIR each distribution keeps its registry under its own name, so two
+/// of them never share a registry by accident.
+#[test]
+fn every_distribution_has_its_own_default_store() {
+    for file in run_configs() {
+        let name = file
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let mut vars = dummy_env(&text);
+        vars.remove("SQLITE_STORE_DIR");
+        let loaded = load_with(&file, &vars, &builtin_registry()).unwrap();
+        assert_eq!(
+            loaded.store_dir(),
+            Path::new("/home/tester/.llama/distributions").join(&name),
+            "{name}"
+        );
+    }
+}
+
+/// The self-hosted remote distributions need the served model's id, and say so.
+#[test]
+fn self_hosted_distributions_require_inference_model() {
+    for name in ["ollama", "remote-vllm", "llama-cpp"] {
+        let file = repo_dir().join("distributions").join(name).join("run.yaml");
+        let errors = load_with(&file, &env(&[]), &builtin_registry())
+            .expect_err("loads without INFERENCE_MODEL");
+        let text = errors.to_string();
+        assert!(
+            text.contains("models[0].model_id") && text.contains("INFERENCE_MODEL"),
+            "{name}: {text}"
+        );
+    }
+}
+
+/// Each remote distribution points at the upstream its variables name.
+#[test]
+fn remote_distributions_follow_their_variables() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("remote-vllm", "VLLM_URL", "http://gpu-box:8000/v1", "url"),
+        ("ollama", "OLLAMA_URL", "http://gpu-box:11434", "url"),
+        (
+            "llama-cpp",
+            "LLAMA_CPP_URL",
+            "http://gpu-box:8080",
+            "openai_compat_api_base",
+        ),
+        ("together", "TOGETHER_API_KEY", "tg-key", "api_key"),
+        ("fireworks", "FIREWORKS_API_KEY", "fw-key", "api_key"),
+        ("openai", "OPENAI_API_KEY", "sk-key", "api_key"),
+        ("llama-api", "LLAMA_API_KEY", "llama-key", "api_key"),
+    ];
+    for (name, variable, value, field) in cases {
+        let file = repo_dir().join("distributions").join(name).join("run.yaml");
+        let vars = env(&[
+            (*variable, *value),
+            ("INFERENCE_MODEL", "meta-llama/Llama-3.2-3B-Instruct"),
+        ]);
+        let loaded = load_with(&file, &vars, &builtin_registry()).unwrap();
+        let provider = &loaded.providers[0];
+        assert_eq!(provider.config[*field], *value, "{name}");
+        assert_eq!(provider.config["refresh_models"], true, "{name}");
     }
 }
 
