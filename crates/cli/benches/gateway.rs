@@ -1,0 +1,600 @@
+//! Gateway overhead: the same OpenAI chat completion sent to a fast upstream directly, through
+//! this server (`remote::openai-compat`) and through the Python reference server (PyPI
+//! `llama-stack` 0.2.14, `remote::vllm`), at 1, 8 and 64 concurrent clients. Prints markdown
+//! tables: requests/s, p50/p99 latency and what each gateway adds over the direct call, and each
+//! server's memory. Run by hand, never in CI:
+//!
+//! ```sh
+//! cargo bench -p llama-stack --bench gateway
+//! ```
+//!
+//! Upstreams (`BENCH_UPSTREAM`, default `both`):
+//! * `llama-cpp`: llama.cpp's `llama-server` on the tiny random-weight test model as a Q8_0 GGUF
+//!   (`scripts/build-llamacpp.sh`, `scripts/fetch-tokenizer.sh`), `max_tokens` 8, greedy.
+//! * `stub`: a canned OpenAI answer served from this process (axum, one thread), so the gateways'
+//!   own ceiling shows without a model's time in every request.
+//!
+//! The Python server lives in `.venv-upstream` at the repository root, created here with the
+//! pins that make 0.2.14 run on Python 3.11 when it is missing (`python3` on `PATH`, PyPI
+//! reachable). `BENCH_SECS` (default 5) is the measuring time of each point; each point is
+//! preceded by a one-second warm-up at the same concurrency.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_llama-stack");
+const MODEL: &str = "tiny-gguf";
+const CONCURRENCY: [usize; 3] = [1, 8, 64];
+const PYTHON_PINS: &[&str] = &[
+    "llama-stack==0.2.14",
+    "llama-stack-client==0.2.14",
+    "openai==1.71.0",
+    "pydantic==2.10.6",
+    "fastapi==0.115.8",
+    "starlette==0.45.3",
+    "httpx==0.28.1",
+    "numpy<2.3",
+    "pandas<3",
+];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// The last line a helper script prints (a path).
+fn script_output(script: &str) -> PathBuf {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts").join(script))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("{script}: {e}"));
+    assert!(out.status.success(), "{script} failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(text.trim().lines().last().expect("script printed nothing"))
+}
+
+fn run_ok(cmd: &mut Command, what: &str) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(status.success(), "{what} failed");
+}
+
+/// `.venv-upstream/bin/python` with llama-stack 0.2.14 importable, made if needed.
+fn python_venv() -> PathBuf {
+    let venv = repo().join(".venv-upstream");
+    let python = venv.join("bin/python");
+    let importable = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import llama_stack.distribution.server.server"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if python.is_file() && importable(&python) {
+        return python;
+    }
+    eprintln!("creating {} (llama-stack 0.2.14) ...", venv.display());
+    run_ok(
+        Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        "python3 -m venv",
+    );
+    run_ok(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--ignore-requires-python"])
+            .args(PYTHON_PINS),
+        "pip install llama-stack==0.2.14",
+    );
+    assert!(importable(&python), "llama_stack does not import in {}", venv.display());
+    python
+}
+
+/// A server process, stopped on drop.
+struct Server {
+    name: &'static str,
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn spawn(name: &'static str, mut cmd: Command, port: u16, log: PathBuf, health: &str) -> Self {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let mut server = Server {
+            name,
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        server.wait_healthy(health);
+        server
+    }
+
+    fn wait_healthy(&mut self, path: &str) {
+        let url = format!("{}{path}", self.base);
+        let t = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{} exited ({status}); see {}", self.name, self.log.display());
+            }
+            let ok = Command::new("curl")
+                .args(["-sf", "-o", "/dev/null", "--max-time", "2", &url])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(180),
+                "{} not healthy after 180 s; see {}",
+                self.name,
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn write(path: &Path, text: &str) -> PathBuf {
+    std::fs::write(path, text).unwrap();
+    path.to_path_buf()
+}
+
+fn start_ours(work: &Path, upstream: &str) -> Server {
+    let store = work.join("ours");
+    std::fs::create_dir_all(&store).unwrap();
+    let run_yaml = write(
+        &store.join("run.yaml"),
+        &format!(
+            "version: 2
+image_name: bench-gateway
+apis:
+- inference
+providers:
+  inference:
+  - provider_id: compat
+    provider_type: remote::openai-compat
+    config:
+      url: {upstream}/v1
+metadata_store:
+  type: sqlite
+  db_path: {store}/registry.db
+models:
+- model_id: {MODEL}
+  provider_id: compat
+  provider_model_id: {MODEL}
+  model_type: llm
+shields: []
+vector_dbs: []
+tool_groups: []
+",
+            store = store.display()
+        ),
+    );
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run")
+        .arg(&run_yaml)
+        .args(["--port", &port.to_string()])
+        .current_dir(repo());
+    Server::spawn("llama-stack-rs", cmd, port, store.join("server.log"), "/v1/health")
+}
+
+fn start_python(work: &Path, python: &Path, upstream: &str) -> Server {
+    let store = work.join("python");
+    std::fs::create_dir_all(&store).unwrap();
+    let port = free_port();
+    let run_yaml = write(
+        &store.join("run.yaml"),
+        &format!(
+            "version: 2
+image_name: bench-gateway
+apis:
+- inference
+providers:
+  inference:
+  - provider_id: vllm
+    provider_type: remote::vllm
+    config:
+      url: {upstream}/v1
+      max_tokens: 4096
+      api_token: fake
+      tls_verify: true
+metadata_store:
+  type: sqlite
+  db_path: {store}/registry.db
+models:
+- model_id: {MODEL}
+  provider_id: vllm
+  provider_model_id: {MODEL}
+  model_type: llm
+  metadata: {{}}
+shields: []
+vector_dbs: []
+datasets: []
+scoring_fns: []
+benchmarks: []
+tool_groups: []
+server:
+  port: {port}
+",
+            store = store.display()
+        ),
+    );
+    let mut cmd = Command::new(python);
+    cmd.args(["-m", "llama_stack.distribution.server.server", "--config"])
+        .arg(&run_yaml)
+        .args(["--port", &port.to_string()])
+        .env("SQLITE_STORE_DIR", &store)
+        .current_dir(&store);
+    Server::spawn("llama-stack (Python)", cmd, port, store.join("server.log"), "/v1/health")
+}
+
+fn start_llama_server(work: &Path) -> Server {
+    let tokenizer = script_output("fetch-tokenizer.sh");
+    let bin_dir = match std::env::var_os("LLAMA_CPP_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => script_output("build-llamacpp.sh"),
+    };
+    let model_dir = work.join("model");
+    run_ok(
+        Command::new(BIN)
+            .args(["model", "create-test"])
+            .arg(&model_dir)
+            .args(["--preset", "tiny", "--format", "gguf", "--quant", "q8_0", "--tokenizer"])
+            .arg(&tokenizer)
+            .stdout(Stdio::null()),
+        "model create-test",
+    );
+    let port = free_port();
+    let slots = std::env::var("BENCH_SLOTS").unwrap_or_else(|_| "8".into());
+    let mut cmd = Command::new(bin_dir.join("llama-server"));
+    cmd.arg("-m")
+        .arg(model_dir.join("model.gguf"))
+        .args(["-a", MODEL, "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["-t", "2", "-c", "4096", "-np", &slots, "--no-webui", "--no-repack"])
+        .env("LD_LIBRARY_PATH", &bin_dir);
+    Server::spawn("llama-server", cmd, port, work.join("llama-server.log"), "/health")
+}
+
+/// A canned chat completion and model list, on its own thread and single-threaded runtime.
+fn start_stub() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let answer = serde_json::json!({
+                "id": "chatcmpl-stub", "object": "chat.completion", "created": 0, "model": MODEL,
+                "system_fingerprint": "stub",
+                "choices": [{"index": 0, "finish_reason": "length",
+                             "message": {"role": "assistant", "content": "one two three four five six seven eight"}}],
+                "usage": {"prompt_tokens": 14, "completion_tokens": 8, "total_tokens": 22},
+            });
+            let models = serde_json::json!({
+                "object": "list",
+                "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "stub"}],
+            });
+            let app = axum::Router::new()
+                .route(
+                    "/v1/chat/completions",
+                    axum::routing::post(move || {
+                        let answer = answer.clone();
+                        async move { axum::Json(answer) }
+                    }),
+                )
+                .route(
+                    "/v1/models",
+                    axum::routing::get(move || {
+                        let models = models.clone();
+                        async move { axum::Json(models) }
+                    }),
+                )
+                .route("/health", axum::routing::get(|| async { "ok" }));
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    base
+}
+
+#[derive(Clone, Copy)]
+struct Point {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    errors: usize,
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// `clients` loops sending the request back to back for `secs`; latencies in ms.
+async fn load(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Arc<Vec<u8>>,
+    clients: usize,
+    secs: f64,
+) -> Point {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let http = http.clone();
+        let url = url.to_string();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let ok = match http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.as_ref().clone())
+                    .send()
+                    .await
+                {
+                    Ok(r) => {
+                        let good = r.status().is_success();
+                        match r.bytes().await {
+                            Ok(b) => good && b.windows(9).any(|w| w == b"\"choices\""),
+                            Err(_) => false,
+                        }
+                    }
+                    Err(_) => false,
+                };
+                if ok {
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (lat, e) = task.await.unwrap();
+        all.extend(lat);
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_by(|a, b| a.total_cmp(b));
+    Point {
+        rps: all.len() as f64 / elapsed,
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+        errors,
+    }
+}
+
+/// The served identifier of the tiny model (this server may prefix it with the provider).
+async fn identifier(http: &reqwest::Client, base: &str) -> String {
+    let models: serde_json::Value = http
+        .get(format!("{base}/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["identifier"].as_str())
+        .find(|id| id.ends_with(MODEL))
+        .unwrap_or_else(|| panic!("{base} lists no {MODEL}: {models}"))
+        .to_string()
+}
+
+fn body(model: &str) -> Arc<Vec<u8>> {
+    Arc::new(
+        serde_json::to_vec(&serde_json::json!({
+            "model": model,
+            "messages": [{"role": "user", "content": "Name three colours."}],
+            "max_tokens": 8,
+            "temperature": 0,
+            "stream": false,
+        }))
+        .unwrap(),
+    )
+}
+
+fn bench_upstream(
+    key: &str,
+    label: &str,
+    upstream_base: &str,
+    upstream_pid: Option<u32>,
+    work: &Path,
+    python: &Path,
+) {
+    let work = work.join(key);
+    std::fs::create_dir_all(&work).unwrap();
+    let ours = start_ours(&work, upstream_base);
+    let py = start_python(&work, python, upstream_base);
+    let secs: f64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5.0);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let ours_id = rt.block_on(identifier(&http, &ours.base));
+    let py_id = rt.block_on(identifier(&http, &py.base));
+    let targets = [
+        ("upstream direct", format!("{upstream_base}/v1/chat/completions"), body(MODEL)),
+        (
+            "llama-stack-rs",
+            format!("{}/v1/openai/v1/chat/completions", ours.base),
+            body(&ours_id),
+        ),
+        (
+            "llama-stack 0.2.14 (Python)",
+            format!("{}/v1/openai/v1/chat/completions", py.base),
+            body(&py_id),
+        ),
+    ];
+    let idle = [proc_kib(ours.pid(), "VmRSS:"), proc_kib(py.pid(), "VmRSS:")];
+    let mut results = Vec::new();
+    for clients in CONCURRENCY {
+        for (name, url, body) in &targets {
+            let warm = rt.block_on(load(&http, url, body, clients, 1.0));
+            assert!(warm.rps > 0.0, "{name} answered nothing at {url}");
+            let point = rt.block_on(load(&http, url, body, clients, secs));
+            results.push((clients, *name, point));
+        }
+    }
+    let loaded = [proc_kib(ours.pid(), "VmRSS:"), proc_kib(py.pid(), "VmRSS:")];
+    let peak = [proc_kib(ours.pid(), "VmHWM:"), proc_kib(py.pid(), "VmHWM:")];
+
+    println!("\n### Upstream: {label}\n");
+    println!("| clients | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | errors |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (clients, name, p) in &results {
+        let direct = results
+            .iter()
+            .find(|(c, n, _)| c == clients && *n == "upstream direct")
+            .unwrap()
+            .2;
+        let added = |v: f64, d: f64| {
+            if *name == "upstream direct" {
+                "–".to_string()
+            } else {
+                format!("{:+.2}", v - d)
+            }
+        };
+        println!(
+            "| {clients} | {name} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
+            p.rps,
+            p.p50,
+            p.p99,
+            added(p.p50, direct.p50),
+            added(p.p99, direct.p99),
+            p.errors
+        );
+    }
+    println!();
+    println!("| clients | llama-stack-rs req/s ÷ Python req/s |");
+    println!("|---|---|");
+    for clients in CONCURRENCY {
+        let rps = |n: &str| {
+            results
+                .iter()
+                .find(|(c, name, _)| *c == clients && *name == n)
+                .unwrap()
+                .2
+                .rps
+        };
+        println!(
+            "| {clients} | {:.1}x |",
+            rps("llama-stack-rs") / rps("llama-stack 0.2.14 (Python)")
+        );
+    }
+    println!();
+    println!("| server | RSS idle | RSS after the runs | peak (VmHWM) |");
+    println!("|---|---|---|---|");
+    println!("| llama-stack-rs | {} | {} | {} |", mib(idle[0]), mib(loaded[0]), mib(peak[0]));
+    println!(
+        "| llama-stack 0.2.14 (Python) | {} | {} | {} |",
+        mib(idle[1]),
+        mib(loaded[1]),
+        mib(peak[1])
+    );
+    if let Some(pid) = upstream_pid {
+        println!(
+            "| llama-server (upstream) | – | {} | {} |",
+            mib(proc_kib(pid, "VmRSS:")),
+            mib(proc_kib(pid, "VmHWM:"))
+        );
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to filter.
+    let which = std::env::var("BENCH_UPSTREAM").unwrap_or_else(|_| "both".into());
+    let work = tempfile::tempdir().unwrap();
+    let python = python_venv();
+    println!(
+        "gateway bench: binary {BIN}, {} s per point, OpenAI chat completions, max_tokens 8, non-streaming",
+        std::env::var("BENCH_SECS").unwrap_or_else(|_| "5".into())
+    );
+    if which == "both" || which == "llama-cpp" {
+        let upstream = start_llama_server(work.path());
+        bench_upstream(
+            "llama-cpp",
+            "llama-server (tiny Q8_0 GGUF)",
+            &upstream.base.clone(),
+            Some(upstream.pid()),
+            work.path(),
+            &python,
+        );
+    }
+    if which == "both" || which == "stub" {
+        let base = start_stub();
+        bench_upstream("stub", "canned stub (no model)", &base, None, work.path(), &python);
+    }
+}
