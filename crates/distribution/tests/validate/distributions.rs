@@ -37,7 +37,10 @@ pub fn dummy_env(text: &str) -> llama_stack_distribution::EnvMap {
 /// What each shipped distribution builds with only its required variables set (to dummy
 /// values): `(name, [(provider_id, provider_type)], [(model_id, provider_id)])`. A new
 /// distribution fails [`every_distribution_validates`] until it is listed here.
-const EXPECTED: &[(&str, &[(&str, &str)], &[(&str, &str)])] = &[
+/// `(id, id)` pairs: `(provider_id, provider_type)` or `(model_id, provider_id)`.
+type Pairs = &'static [(&'static str, &'static str)];
+
+const EXPECTED: &[(&str, Pairs, Pairs)] = &[
     (
         "fireworks",
         &[
