@@ -1,8 +1,9 @@
 //! Gateway overhead: the same OpenAI chat completion sent to a fast upstream directly, through
 //! this server (`remote::openai-compat`) and through the Python reference server (PyPI
-//! `llama-stack` 0.2.14, `remote::vllm`), at 1, 8 and 64 concurrent clients. Prints markdown
-//! tables: requests/s, p50/p99 latency and what each gateway adds over the direct call, and each
-//! server's memory. Run by hand, never in CI:
+//! `llama-stack` 0.2.14, `remote::vllm`; once with its default telemetry, which writes every
+//! request's spans to SQLite and the console, once with no trace sinks), at 1, 8 and 64
+//! concurrent clients. Prints markdown tables: requests/s, p50/p99 latency and what each gateway
+//! adds over the direct call, and each server's memory. Run by hand, never in CI:
 //!
 //! ```sh
 //! cargo bench -p llama-stack --bench gateway
@@ -26,6 +27,10 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_llama-stack");
 const MODEL: &str = "tiny-gguf";
+const DIRECT: &str = "upstream direct";
+const OURS: &str = "llama-stack-rs";
+const PY: &str = "Python llama-stack 0.2.14";
+const PY_QUIET: &str = "Python llama-stack 0.2.14, no trace sinks";
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
 const PYTHON_PINS: &[&str] = &[
     "llama-stack==0.2.14",
@@ -220,11 +225,21 @@ tool_groups: []
         .arg(&run_yaml)
         .args(["--port", &port.to_string()])
         .current_dir(repo());
-    Server::spawn("llama-stack-rs", cmd, port, store.join("server.log"), "/v1/health")
+    Server::spawn(OURS, cmd, port, store.join("server.log"), "/v1/health")
 }
 
-fn start_python(work: &Path, python: &Path, upstream: &str) -> Server {
-    let store = work.join("python");
+/// With `traces` false, the run.yaml adds the telemetry API with no sinks; without a telemetry
+/// section, 0.2.14 writes every request's spans to SQLite and the console (its default).
+fn start_python(work: &Path, python: &Path, upstream: &str, traces: bool) -> Server {
+    let store = work.join(if traces { "python" } else { "python-no-traces" });
+    let (telemetry_api, telemetry_provider) = if traces {
+        ("", "")
+    } else {
+        (
+            "- telemetry\n",
+            "  telemetry:\n  - provider_id: meta-reference\n    provider_type: inline::meta-reference\n    config:\n      sinks: []\n",
+        )
+    };
     std::fs::create_dir_all(&store).unwrap();
     let port = free_port();
     let run_yaml = write(
@@ -234,8 +249,8 @@ fn start_python(work: &Path, python: &Path, upstream: &str) -> Server {
 image_name: bench-gateway
 apis:
 - inference
-providers:
-  inference:
+{telemetry_api}providers:
+{telemetry_provider}  inference:
   - provider_id: vllm
     provider_type: remote::vllm
     config:
@@ -269,8 +284,11 @@ server:
         .arg(&run_yaml)
         .args(["--port", &port.to_string()])
         .env("SQLITE_STORE_DIR", &store)
+        // Its default trace database (runtime/trace_store.db) starts empty in the work folder.
+        .env("LLAMA_STACK_CONFIG_DIR", &store)
         .current_dir(&store);
-    Server::spawn("llama-stack (Python)", cmd, port, store.join("server.log"), "/v1/health")
+    let name = if traces { PY } else { PY_QUIET };
+    Server::spawn(name, cmd, port, store.join("server.log"), "/v1/health")
 }
 
 fn start_llama_server(work: &Path) -> Server {
@@ -422,6 +440,38 @@ async fn load(
     }
 }
 
+/// One client, the targets in turn for `secs`: each round sends the same request to every
+/// target, so drift in the upstream's speed hits all of them alike. Latencies in ms, per target.
+async fn interleaved(
+    http: &reqwest::Client,
+    targets: &[(&'static str, String, Arc<Vec<u8>>)],
+    secs: f64,
+) -> Vec<Vec<f64>> {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let mut lat = vec![Vec::new(); targets.len()];
+    while Instant::now() < deadline {
+        for (i, (_, url, body)) in targets.iter().enumerate() {
+            let t = Instant::now();
+            let r = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.as_ref().clone())
+                .send()
+                .await;
+            if let Ok(r) = r
+                && r.status().is_success()
+                && r.bytes().await.is_ok()
+            {
+                lat[i].push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    for l in &mut lat {
+        l.sort_by(|a, b| a.total_cmp(b));
+    }
+    lat
+}
+
 /// The served identifier of the tiny model (this server may prefix it with the provider).
 async fn identifier(http: &reqwest::Client, base: &str) -> String {
     let models: serde_json::Value = http
@@ -465,8 +515,11 @@ fn bench_upstream(
 ) {
     let work = work.join(key);
     std::fs::create_dir_all(&work).unwrap();
-    let ours = start_ours(&work, upstream_base);
-    let py = start_python(&work, python, upstream_base);
+    let servers = [
+        start_ours(&work, upstream_base),
+        start_python(&work, python, upstream_base, true),
+        start_python(&work, python, upstream_base, false),
+    ];
     let secs: f64 = std::env::var("BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -483,22 +536,20 @@ fn bench_upstream(
         .timeout(Duration::from_secs(120))
         .build()
         .unwrap();
-    let ours_id = rt.block_on(identifier(&http, &ours.base));
-    let py_id = rt.block_on(identifier(&http, &py.base));
-    let targets = [
-        ("upstream direct", format!("{upstream_base}/v1/chat/completions"), body(MODEL)),
-        (
-            "llama-stack-rs",
-            format!("{}/v1/openai/v1/chat/completions", ours.base),
-            body(&ours_id),
-        ),
-        (
-            "llama-stack 0.2.14 (Python)",
-            format!("{}/v1/openai/v1/chat/completions", py.base),
-            body(&py_id),
-        ),
-    ];
-    let idle = [proc_kib(ours.pid(), "VmRSS:"), proc_kib(py.pid(), "VmRSS:")];
+    let mut targets: Vec<(&'static str, String, Arc<Vec<u8>>)> = vec![(
+        DIRECT,
+        format!("{upstream_base}/v1/chat/completions"),
+        body(MODEL),
+    )];
+    for server in &servers {
+        let id = rt.block_on(identifier(&http, &server.base));
+        targets.push((
+            server.name,
+            format!("{}/v1/openai/v1/chat/completions", server.base),
+            body(&id),
+        ));
+    }
+    let idle: Vec<u64> = servers.iter().map(|s| proc_kib(s.pid(), "VmRSS:")).collect();
     let mut results = Vec::new();
     for clients in CONCURRENCY {
         for (name, url, body) in &targets {
@@ -508,20 +559,22 @@ fn bench_upstream(
             results.push((clients, *name, point));
         }
     }
-    let loaded = [proc_kib(ours.pid(), "VmRSS:"), proc_kib(py.pid(), "VmRSS:")];
-    let peak = [proc_kib(ours.pid(), "VmHWM:"), proc_kib(py.pid(), "VmHWM:")];
+    let paired = rt.block_on(interleaved(&http, &targets, 3.0 * secs));
+    let find = |clients: usize, name: &str| {
+        results
+            .iter()
+            .find(|(c, n, _)| *c == clients && *n == name)
+            .unwrap()
+            .2
+    };
 
     println!("\n### Upstream: {label}\n");
     println!("| clients | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | errors |");
     println!("|---|---|---|---|---|---|---|---|");
     for (clients, name, p) in &results {
-        let direct = results
-            .iter()
-            .find(|(c, n, _)| c == clients && *n == "upstream direct")
-            .unwrap()
-            .2;
+        let direct = find(*clients, DIRECT);
         let added = |v: f64, d: f64| {
-            if *name == "upstream direct" {
+            if *name == DIRECT {
                 "–".to_string()
             } else {
                 format!("{:+.2}", v - d)
@@ -538,32 +591,48 @@ fn bench_upstream(
         );
     }
     println!();
-    println!("| clients | llama-stack-rs req/s ÷ Python req/s |");
-    println!("|---|---|");
+    println!(
+        "Added latency, one client, the targets in turn ({} rounds):\n",
+        paired[0].len()
+    );
+    println!("| target | p50 ms | p99 ms | added p50 ms | added p99 ms |");
+    println!("|---|---|---|---|---|");
+    let (d50, d99) = (percentile(&paired[0], 0.5), percentile(&paired[0], 0.99));
+    for ((name, _, _), lat) in targets.iter().zip(&paired) {
+        let (p50, p99) = (percentile(lat, 0.5), percentile(lat, 0.99));
+        if *name == DIRECT {
+            println!("| {name} | {p50:.2} | {p99:.2} | – | – |");
+        } else {
+            println!(
+                "| {name} | {p50:.2} | {p99:.2} | {:+.2} | {:+.2} |",
+                p50 - d50,
+                p99 - d99
+            );
+        }
+    }
+    println!();
+    println!("| clients | {OURS} req/s ÷ {PY} | ÷ {PY_QUIET} |");
+    println!("|---|---|---|");
     for clients in CONCURRENCY {
-        let rps = |n: &str| {
-            results
-                .iter()
-                .find(|(c, name, _)| *c == clients && *name == n)
-                .unwrap()
-                .2
-                .rps
-        };
+        let ours = find(clients, OURS).rps;
         println!(
-            "| {clients} | {:.1}x |",
-            rps("llama-stack-rs") / rps("llama-stack 0.2.14 (Python)")
+            "| {clients} | {:.1}x | {:.1}x |",
+            ours / find(clients, PY).rps,
+            ours / find(clients, PY_QUIET).rps
         );
     }
     println!();
     println!("| server | RSS idle | RSS after the runs | peak (VmHWM) |");
     println!("|---|---|---|---|");
-    println!("| llama-stack-rs | {} | {} | {} |", mib(idle[0]), mib(loaded[0]), mib(peak[0]));
-    println!(
-        "| llama-stack 0.2.14 (Python) | {} | {} | {} |",
-        mib(idle[1]),
-        mib(loaded[1]),
-        mib(peak[1])
-    );
+    for (server, idle) in servers.iter().zip(idle) {
+        println!(
+            "| {} | {} | {} | {} |",
+            server.name,
+            mib(idle),
+            mib(proc_kib(server.pid(), "VmRSS:")),
+            mib(proc_kib(server.pid(), "VmHWM:"))
+        );
+    }
     if let Some(pid) = upstream_pid {
         println!(
             "| llama-server (upstream) | – | {} | {} |",
