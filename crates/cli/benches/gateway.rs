@@ -112,11 +112,21 @@ fn python_venv() -> PathBuf {
     );
     run_ok(
         Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--ignore-requires-python"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--ignore-requires-python",
+            ])
             .args(PYTHON_PINS),
         "pip install llama-stack==0.2.14",
     );
-    assert!(importable(&python), "llama_stack does not import in {}", venv.display());
+    assert!(
+        importable(&python),
+        "llama_stack does not import in {}",
+        venv.display()
+    );
     python
 }
 
@@ -152,7 +162,11 @@ impl Server {
         let t = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited ({status}); see {}", self.name, self.log.display());
+                panic!(
+                    "{} exited ({status}); see {}",
+                    self.name,
+                    self.log.display()
+                );
             }
             let ok = Command::new("curl")
                 .args(["-sf", "-o", "/dev/null", "--max-time", "2", &url])
@@ -178,7 +192,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -302,7 +318,15 @@ fn start_llama_server(work: &Path) -> Server {
         Command::new(BIN)
             .args(["model", "create-test"])
             .arg(&model_dir)
-            .args(["--preset", "tiny", "--format", "gguf", "--quant", "q8_0", "--tokenizer"])
+            .args([
+                "--preset",
+                "tiny",
+                "--format",
+                "gguf",
+                "--quant",
+                "q8_0",
+                "--tokenizer",
+            ])
             .arg(&tokenizer)
             .stdout(Stdio::null()),
         "model create-test",
@@ -312,10 +336,32 @@ fn start_llama_server(work: &Path) -> Server {
     let mut cmd = Command::new(bin_dir.join("llama-server"));
     cmd.arg("-m")
         .arg(model_dir.join("model.gguf"))
-        .args(["-a", MODEL, "--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["-t", "2", "-c", "4096", "-np", &slots, "--no-webui", "--no-repack"])
+        .args([
+            "-a",
+            MODEL,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .args([
+            "-t",
+            "2",
+            "-c",
+            "4096",
+            "-np",
+            &slots,
+            "--no-webui",
+            "--no-repack",
+        ])
         .env("LD_LIBRARY_PATH", &bin_dir);
-    Server::spawn("llama-server", cmd, port, work.join("llama-server.log"), "/health")
+    Server::spawn(
+        "llama-server",
+        cmd,
+        port,
+        work.join("llama-server.log"),
+        "/health",
+    )
 }
 
 /// A canned chat completion and model list, on its own thread and single-threaded runtime.
@@ -549,7 +595,10 @@ fn bench_upstream(
             body(&id),
         ));
     }
-    let idle: Vec<u64> = servers.iter().map(|s| proc_kib(s.pid(), "VmRSS:")).collect();
+    let idle: Vec<u64> = servers
+        .iter()
+        .map(|s| proc_kib(s.pid(), "VmRSS:"))
+        .collect();
     let mut results = Vec::new();
     for clients in CONCURRENCY {
         for (name, url, body) in &targets {
@@ -569,7 +618,9 @@ fn bench_upstream(
     };
 
     println!("\n### Upstream: {label}\n");
-    println!("| clients | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | errors |");
+    println!(
+        "| clients | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | errors |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for (clients, name, p) in &results {
         let direct = find(*clients, DIRECT);
@@ -664,6 +715,13 @@ fn main() {
     }
     if which == "both" || which == "stub" {
         let base = start_stub();
-        bench_upstream("stub", "canned stub (no model)", &base, None, work.path(), &python);
+        bench_upstream(
+            "stub",
+            "canned stub (no model)",
+            &base,
+            None,
+            work.path(),
+            &python,
+        );
     }
 }

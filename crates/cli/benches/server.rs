@@ -67,7 +67,11 @@ fn ttft(port: u16, model: &str, prompt: &str) -> Duration {
     let mut buf = [0u8; 4096];
     loop {
         let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "stream ended before any content: {}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "stream ended before any content: {}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
         // The first chunk carries only the role; the first token's text follows.
         let text = String::from_utf8_lossy(&seen);
@@ -75,7 +79,11 @@ fn ttft(port: u16, model: &str, prompt: &str) -> Duration {
             .lines()
             .filter_map(|l| l.strip_prefix("data: "))
             .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-            .any(|c| c["choices"][0]["delta"]["content"].as_str().is_some_and(|t| !t.is_empty()));
+            .any(|c| {
+                c["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .is_some_and(|t| !t.is_empty())
+            });
         if content {
             return t.elapsed();
         }
@@ -87,15 +95,25 @@ fn http_ttft(gguf: &Path, work: &Path) {
     let mut child = start(gguf, &work.join("store-ttft"), port);
     let t = Instant::now();
     while !healthy(port) {
-        assert!(t.elapsed() < Duration::from_secs(300), "server did not become ready");
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "server did not become ready"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let words = ["apple", "river", "stone", "cloud", "lamp", "field"];
     let mut times: Vec<f64> = (0..5)
         .map(|run| {
             // A different prompt each time, so no run reuses an earlier one's cache.
-            let prompt: String = (0..60).map(|i| format!("{} ", words[(i * (run + 2)) % words.len()])).collect();
-            ttft(port, "meta-llama/Llama-3.2-1B-Instruct", &format!("{run} {prompt}")).as_secs_f64()
+            let prompt: String = (0..60)
+                .map(|i| format!("{} ", words[(i * (run + 2)) % words.len()]))
+                .collect();
+            ttft(
+                port,
+                "meta-llama/Llama-3.2-1B-Instruct",
+                &format!("{run} {prompt}"),
+            )
+            .as_secs_f64()
         })
         .collect();
     let _ = Command::new("kill").arg(child.id().to_string()).status();
