@@ -20,9 +20,7 @@ or else from `scripts/build-llamacpp.sh`, which builds it once (~6 min on 2 core
 
 from __future__ import annotations
 
-import os
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +28,8 @@ import pytest
 import requests
 import yaml
 
-from e2e_support import REPO_ROOT, Server, free_port, tail
+import remote_support
+from e2e_support import Server
 
 SEED = 0
 PROMPT = "Hello"
@@ -84,71 +83,20 @@ class Run:
 
 @pytest.fixture(scope="module")
 def llama_cpp_bin_dir() -> Path:
-    given = os.environ.get("LLAMA_CPP_BIN_DIR")
-    if given:
-        folder = Path(given)
-    else:
-        proc = subprocess.run(
-            ["bash", str(REPO_ROOT / "scripts" / "build-llamacpp.sh")],
-            cwd=REPO_ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=3600,
-        )
-        if proc.returncode != 0:
-            pytest.fail(
-                f"scripts/build-llamacpp.sh failed with status {proc.returncode}\n"
-                f"{proc.stderr[-4000:]}",
-                pytrace=False,
-            )
-        folder = Path(proc.stdout.strip().splitlines()[-1])
-    assert (folder / "llama-server").is_file(), f"no llama-server in {folder}"
-    return folder
+    return remote_support.llama_cpp_bin_dir()
 
 
-class LlamaCppServer:
+class LlamaCppServer(remote_support.LlamaServer):
     def __init__(self, bin_dir: Path, model: Path, log_path: Path):
-        self.port = free_port()
-        self.log_path = log_path
-        env = dict(os.environ, LD_LIBRARY_PATH=str(bin_dir))
-        command = [
-            str(bin_dir / "llama-server"), "-m", str(model),
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "-t", "2", "-tb", "2", "-c", "512", "-np", "1", "--no-warmup", "--no-webui",
-            # Our engine keeps the KV cache in f32 and attends without flash attention; an f16
-            # cache would add its own rounding to the comparison.
-            "-fa", "off", "-ctk", "f32", "-ctv", "f32",
-            # Repacked quantized kernels may use AMX, which some VMs advertise and trap.
-            "--no-repack",
-        ]
-        with log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"llama-server exited with status {self.process.returncode}\n{tail(log_path)}"
-                )
-            try:
-                if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"llama-server not healthy after 120s\n{tail(log_path)}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        super().__init__(
+            bin_dir, model, MODEL_ID, log_path,
+            extra=[
+                "-tb", "2",
+                # Our engine keeps the KV cache in f32 and attends without flash attention; an
+                # f16 cache would add its own rounding to the comparison.
+                "-fa", "off", "-ctk", "f32", "-ctv", "f32",
+            ],
+        )
 
     def tokenize(self, text: str) -> list[int]:
         resp = requests.post(
