@@ -320,3 +320,19 @@ def validation_errors(detail) -> list[dict]:
         assert isinstance(e.get("msg"), str) and e["msg"], e
         assert isinstance(e.get("type"), str) and e["type"], e
     return detail["errors"]
+
+
+# A tool the random-weight test model can be made to call (tool_choice required).
+FORECAST_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_forecast",
+        "description": "Weather forecast for the coming days",
+        "parameters": {
+            "type": "object",
+            # Booleans only: a random-weight model would write an unbounded number for ever.
+            "properties": {"hourly": {"type": "boolean"}, "metric": {"type": "boolean"}},
+            "required": ["hourly", "metric"],
+        },
+    },
+}

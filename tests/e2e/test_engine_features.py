@@ -16,7 +16,7 @@ import pytest
 import requests
 from llama_stack_client import LlamaStackClient
 
-from e2e_support import HTTP_TIMEOUT_S, MODEL_IDENTIFIER, SERVED_MODEL
+from e2e_support import FORECAST_TOOL, HTTP_TIMEOUT_S, MODEL_IDENTIFIER, SERVED_MODEL
 
 SCHEMA = {
     "type": "object",
@@ -194,19 +194,6 @@ def test_concurrent_streams_all_finish(server):
     assert len(results) == 6 and all(r in {"stop", "length"} for r in results.values()), results
 
 
-FORECAST_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_forecast",
-        "description": "Weather forecast for the coming days",
-        "parameters": {
-            "type": "object",
-            # Booleans only: a random-weight model would write an unbounded number for ever.
-            "properties": {"hourly": {"type": "boolean"}, "metric": {"type": "boolean"}},
-            "required": ["hourly", "metric"],
-        },
-    },
-}
 
 
 def test_openai_required_tool_choice_returns_tool_calls(openai_client):

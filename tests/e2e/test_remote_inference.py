@@ -26,6 +26,7 @@ import requests
 from llama_stack_client import LlamaStackClient
 
 from e2e_support import (
+    FORECAST_TOOL,
     HTTP_TIMEOUT_S,
     MODEL_IDENTIFIER,
     OPENAI_PREFIXES,
@@ -56,19 +57,6 @@ MESSAGES = [
 ]
 GREEDY = {"strategy": {"type": "greedy"}, "max_tokens": 12}
 
-FORECAST_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_forecast",
-        "description": "Weather forecast for the coming days",
-        "parameters": {
-            "type": "object",
-            # Booleans only: a random-weight model would write an unbounded number for ever.
-            "properties": {"hourly": {"type": "boolean"}, "metric": {"type": "boolean"}},
-            "required": ["hourly", "metric"],
-        },
-    },
-}
 CLASSIC_FORECAST_TOOL = {
     "tool_name": "get_forecast",
     "description": "Weather forecast",
