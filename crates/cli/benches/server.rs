@@ -12,15 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_llama-stack");
+mod support;
+use support::{free_port, proc_kib};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const BIN: &str = env!("CARGO_BIN_EXE_llama-stack");
 
 fn healthy(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
@@ -35,16 +30,6 @@ fn healthy(port: u16) -> bool {
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
     body.contains("\"OK\"")
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Sends a streamed chat completion and returns the time until the first content delta.
@@ -169,7 +154,10 @@ fn main() {
         }
         ready_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         std::thread::sleep(Duration::from_secs(1));
-        rss.push((rss_kib(child.id(), "VmRSS:"), rss_kib(child.id(), "VmHWM:")));
+        rss.push((
+            proc_kib(child.id(), "VmRSS:"),
+            proc_kib(child.id(), "VmHWM:"),
+        ));
         let _ = Command::new("kill").arg(child.id().to_string()).status();
         let _ = child.wait();
     }
