@@ -1,11 +1,13 @@
 //! API traits, the domain error, provider registration and the assembled [`Stack`] whose
 //! functions both transports call.
 //!
-//! Depends only on `llama-stack-types`. Must never depend on a provider, a transport or the
+//! Depends only on `llama-stack-types` and `llama-stack-documents` (text extraction and
+//! chunking, which vector store ingestion uses). Must never depend on a provider, a transport or the
 //! distribution assembler: those depend on this crate.
 
 pub mod api;
 pub mod error;
+pub mod files;
 pub mod inference;
 pub mod inference_ops;
 mod models;
@@ -19,6 +21,7 @@ pub mod resilience;
 pub mod safety;
 pub mod stack;
 pub mod store;
+pub mod tool_runtime;
 pub mod vector_io;
 
 pub use api::Api;

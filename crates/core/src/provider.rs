@@ -11,8 +11,11 @@ use serde::de::DeserializeOwned;
 
 use crate::api::Api;
 use crate::error::Result;
+use crate::files::FilesProvider;
 use crate::inference::InferenceProvider;
 use crate::safety::SafetyProvider;
+use crate::store::RegistryStore;
+use crate::tool_runtime::ToolRuntime;
 use crate::vector_io::VectorIoProvider;
 
 /// One problem found while validating configuration, with the YAML path it concerns.
@@ -38,15 +41,29 @@ pub enum ProviderInstance {
     Inference(Arc<dyn InferenceProvider>),
     Safety(Arc<dyn SafetyProvider>),
     VectorIo(Arc<dyn VectorIoProvider>),
+    Files(Arc<dyn FilesProvider>),
+    ToolRuntime(ToolRuntime),
 }
 
 /// What a provider may use while it is built.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ProviderContext {
     /// The `provider_id` this instance was configured under.
     pub provider_id: String,
     /// The distribution's store directory, for providers that keep files.
     pub store_dir: Option<std::path::PathBuf>,
+    /// The distribution's SQL store (`metadata_store`), for providers that keep records.
+    pub registry: Option<Arc<dyn RegistryStore>>,
+}
+
+impl std::fmt::Debug for ProviderContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderContext")
+            .field("provider_id", &self.provider_id)
+            .field("store_dir", &self.store_dir)
+            .field("registry", &self.registry.is_some())
+            .finish()
+    }
 }
 
 pub type ValidateFn = fn(&serde_json::Value) -> Vec<ConfigIssue>;

@@ -134,7 +134,7 @@ impl Stack {
         let probe = async {
             match &p.instance {
                 ProviderInstance::Inference(i) => i.health().await,
-                ProviderInstance::Safety(_) | ProviderInstance::VectorIo(_) => HealthInfo {
+                _ => HealthInfo {
                     status: HealthStatus::NotImplemented,
                     message: Some("Provider does not implement health check".into()),
                 },

@@ -54,6 +54,7 @@ pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
         let context = ProviderContext {
             provider_id: plan.provider_id.clone(),
             store_dir: Some(store_dir.clone()),
+            registry: Some(store.clone()),
         };
         let instance = (spec.build)(plan.config.clone(), context)
             .await
