@@ -1,8 +1,29 @@
 //! Documents for the memory APIs: loading a URI (`data:`, `http(s)`), extracting text from
 //! plain text, markdown, HTML and PDF, and cutting text into overlapping token windows with
-//! the Llama 3 tokenizer.
+//! the Llama 3 tokenizer, exactly as upstream's `make_overlapped_chunks` does.
+//!
+//! Owns the fetch policy that keeps document URLs from reaching private networks (SSRF), and
+//! the Python `repr` of JSON values that upstream renders chunk metadata with. Depends on the
+//! Llama 3 tokenizer tables of `llama-stack-llama3` only; never on core, a provider or a
+//! transport (core depends on this crate).
+
+mod addresses;
+mod chunk;
+mod data_url;
+mod extract;
+mod fetch;
+mod html;
+mod python_repr;
+mod tokenizer;
 
 use std::time::Duration;
+
+pub use addresses::{AddressClass, classify_ip};
+pub use chunk::{TextChunk, overlapped_chunks};
+pub use extract::extract_text;
+pub use fetch::load_uri;
+pub use python_repr::python_repr;
+pub use tokenizer::Tokenizer;
 
 /// What went wrong with one document.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +47,9 @@ pub enum DocumentError {
 pub struct FetchPolicy {
     /// Allow loopback, private, link-local and other non-public addresses.
     pub allow_private_addresses: bool,
+    /// Largest body accepted, in bytes; larger documents are refused while streaming.
     pub max_bytes: u64,
+    /// Budget for the whole fetch, redirects included.
     pub timeout: Duration,
 }
 
@@ -43,74 +66,8 @@ impl Default for FetchPolicy {
 /// Bytes loaded from a URI.
 #[derive(Debug, Clone)]
 pub struct Loaded {
+    /// The document; text declared in another charset has been converted to UTF-8.
     pub bytes: Vec<u8>,
     /// From the data URL or the `Content-Type` header, without parameters.
     pub mime_type: Option<String>,
-}
-
-/// Loads a `data:` or `http(s)` URI.
-pub async fn load_uri(_uri: &str, _policy: &FetchPolicy) -> Result<Loaded, DocumentError> {
-    Err(DocumentError::Invalid("loading URIs is not built yet".into()))
-}
-
-/// The text of a document, chosen by MIME type, then file name, then content sniffing.
-pub fn extract_text(
-    bytes: &[u8],
-    _mime_type: Option<&str>,
-    _file_name: Option<&str>,
-) -> Result<String, DocumentError> {
-    String::from_utf8(bytes.to_vec()).map_err(|e| DocumentError::Invalid(e.to_string()))
-}
-
-/// A token window of a text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TextChunk {
-    pub text: String,
-    pub token_count: usize,
-}
-
-/// The tokenizer chunking counts with.
-pub struct Tokenizer {
-    name: String,
-}
-
-impl Tokenizer {
-    /// The Llama 3 tokenizer from `LLAMA3_TOKENIZER_MODEL` or
-    /// `~/.llama/tokenizer/llama3/tokenizer.model`; when neither exists, a fallback with a
-    /// warning message saying how to get the real one.
-    pub fn load_default() -> (Tokenizer, Option<String>) {
-        (
-            Tokenizer {
-                name: "whitespace".into(),
-            },
-            Some("not built".into()),
-        )
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn count(&self, text: &str) -> usize {
-        text.split_whitespace().count()
-    }
-}
-
-/// Windows of `size` tokens advancing by `size - overlap`.
-pub fn overlapped_chunks(
-    _tokenizer: &Tokenizer,
-    text: &str,
-    _size: usize,
-    _overlap: usize,
-) -> Vec<TextChunk> {
-    vec![TextChunk {
-        text: text.to_string(),
-        token_count: text.split_whitespace().count(),
-    }]
-}
-
-/// Python's `repr` of a JSON value (`{'a': 1, 'b': True, 'c': None}`), as upstream renders
-/// chunk metadata into prompts.
-pub fn python_repr(value: &serde_json::Value) -> String {
-    value.to_string()
 }

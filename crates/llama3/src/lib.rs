@@ -24,7 +24,7 @@ pub use special::*;
 pub use system_prompt::PYTHON_LIST_DEFAULT_PROMPT;
 pub use tokenizer::{
     LLAMA3_SPLIT_PATTERN, MODEL_MAX_LENGTH, TokenizerError, hf_tokenizer_json_from_gguf,
-    hf_tokenizer_json_from_tiktoken, tokenizer_config_json,
+    hf_tokenizer_json_from_tiktoken, tiktoken_ranks, tokenizer_config_json,
 };
 pub use tool_calls::{
     BUILTIN_TOOLS, CODE_INTERPRETER, DecodedAssistantMessage, decode_assistant_content,

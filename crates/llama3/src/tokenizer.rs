@@ -91,6 +91,12 @@ fn read_ranks(contents: &str) -> Result<Ranks, TokenizerError> {
     Ok(Ranks { by_rank, rank_of })
 }
 
+/// The 128,000 byte-pair ranks of a Llama 3 tiktoken file (`base64 rank` lines), checked the
+/// same way the conversion checks them, for tiktoken-style encoders that need the raw table.
+pub fn tiktoken_ranks(contents: &str) -> Result<HashMap<Vec<u8>, u32>, TokenizerError> {
+    Ok(read_ranks(contents)?.rank_of)
+}
+
 /// GPT-2's reversible byte-to-character map: printable Latin-1 bytes stand
 /// for themselves, the rest are shifted to code points from U+0100, so every
 /// byte sequence is a printable string.
