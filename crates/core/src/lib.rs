@@ -8,8 +8,10 @@
 pub mod api;
 pub mod error;
 pub mod files;
+pub mod files_ops;
 pub mod inference;
 pub mod inference_ops;
+pub mod memory;
 mod models;
 pub mod openai_compat;
 mod openai_embeddings;

@@ -45,6 +45,8 @@ pub struct Stack {
     pub(crate) models: RwLock<BTreeMap<String, Model>>,
     /// The identifiers in `models` that come from provider model lists.
     pub(crate) listed: RwLock<BTreeSet<String>>,
+    /// Vector stores and tool groups.
+    pub(crate) memory: crate::memory::MemoryState,
 }
 
 impl Stack {
@@ -59,6 +61,7 @@ impl Stack {
             store,
             models: RwLock::new(BTreeMap::new()),
             listed: RwLock::new(BTreeSet::new()),
+            memory: Default::default(),
         }
     }
 

@@ -8,7 +8,9 @@ use llama_stack_core::{
     Error, ErrorKind, ProviderContext, ProviderHandle, RegistryStore, Stack, StackInfo,
 };
 use llama_stack_storage::SqliteRegistryStore;
-use llama_stack_types::{ModelType, RegisterModelRequest};
+use llama_stack_types::{
+    ModelType, RegisterModelRequest, RegisterToolGroupRequest, RegisterVectorDbRequest,
+};
 
 use crate::{LoadedConfig, ServerSettings};
 
@@ -137,6 +139,8 @@ pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
         }
     }
 
+    register_memory_resources(&stack, &loaded).await?;
+
     tokio::spawn(watch_upstreams(Arc::downgrade(&stack)));
 
     Ok(Built {
@@ -179,4 +183,31 @@ async fn watch_upstreams(stack: Weak<Stack>) {
 /// embedding model, which the rest of the stack can do without.
 fn files_missing(request: &RegisterModelRequest, err: &Error) -> bool {
     request.model_type == Some(ModelType::Embedding) && err.kind() == ErrorKind::NotFound
+}
+
+/// Restores the vector stores and tool groups of earlier runs, then registers the run.yaml
+/// `vector_dbs` and `tool_groups` (after the models, since a store names its embedding model).
+async fn register_memory_resources(stack: &Stack, loaded: &LoadedConfig) -> Result<(), Error> {
+    stack.restore_memory().await?;
+    let at =
+        |path: String, err: Error| Error::new(err.kind(), format!("{path}: {}", err.message()));
+    for (i, entry) in loaded.config.vector_dbs.iter().enumerate() {
+        let path = format!("vector_dbs[{i}]");
+        let request: RegisterVectorDbRequest = serde_json::from_value(entry.clone())
+            .map_err(|e| Error::invalid(format!("{path}: {e}")))?;
+        stack
+            .register_vector_db(request)
+            .await
+            .map_err(|e| at(path, e))?;
+    }
+    for (i, entry) in loaded.config.tool_groups.iter().enumerate() {
+        let path = format!("tool_groups[{i}]");
+        let request: RegisterToolGroupRequest = serde_json::from_value(entry.clone())
+            .map_err(|e| Error::invalid(format!("{path}: {e}")))?;
+        stack
+            .register_tool_group(request)
+            .await
+            .map_err(|e| at(path, e))?;
+    }
+    Ok(())
 }

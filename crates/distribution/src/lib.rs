@@ -47,6 +47,7 @@ pub fn builtin_registry() -> ProviderRegistry {
     llama_stack_provider_inference_candle::register(&mut registry);
     llama_stack_provider_inference_sentence_transformers::register(&mut registry);
     llama_stack_provider_inference_remote::register(&mut registry);
+    llama_stack_provider_tool_rag_runtime::register(&mut registry);
     registry
 }
 

@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use llama_stack_core::{Api, Error, Stack};
 use utoipa::OpenApi;
 
-use routes::{inference, inspect, models, openai};
+use routes::{inference, inspect, memory, models, openai, vector_stores};
 
 /// Largest request body accepted (a chat with long documents fits; a runaway upload does not).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -65,6 +65,136 @@ pub const ROUTES: &[RouteEntry] = &[
     route("POST", "/v1/openai/v1/completions", Some(Api::Inference)),
     route("POST", "/v1/embeddings", Some(Api::Inference)),
     route("POST", "/v1/openai/v1/embeddings", Some(Api::Inference)),
+    route("GET", "/v1/vector-dbs", Some(Api::VectorIo)),
+    route("POST", "/v1/vector-dbs", Some(Api::VectorIo)),
+    route("GET", "/v1/vector-dbs/{vector_db_id}", Some(Api::VectorIo)),
+    route(
+        "DELETE",
+        "/v1/vector-dbs/{vector_db_id}",
+        Some(Api::VectorIo),
+    ),
+    route("POST", "/v1/vector-io/insert", Some(Api::VectorIo)),
+    route("POST", "/v1/vector-io/query", Some(Api::VectorIo)),
+    route("POST", "/v1/vector_stores", Some(Api::VectorIo)),
+    route("GET", "/v1/vector_stores", Some(Api::VectorIo)),
+    route(
+        "GET",
+        "/v1/vector_stores/{vector_store_id}",
+        Some(Api::VectorIo),
+    ),
+    route(
+        "POST",
+        "/v1/vector_stores/{vector_store_id}",
+        Some(Api::VectorIo),
+    ),
+    route(
+        "DELETE",
+        "/v1/vector_stores/{vector_store_id}",
+        Some(Api::VectorIo),
+    ),
+    route(
+        "POST",
+        "/v1/vector_stores/{vector_store_id}/search",
+        Some(Api::VectorIo),
+    ),
+    route(
+        "POST",
+        "/v1/vector_stores/{vector_store_id}/files",
+        Some(Api::VectorIo),
+    ),
+    route(
+        "GET",
+        "/v1/vector_stores/{vector_store_id}/files",
+        Some(Api::VectorIo),
+    ),
+    route(
+        "GET",
+        "/v1/vector_stores/{vector_store_id}/files/{file_id}",
+        Some(Api::VectorIo),
+    ),
+    route(
+        "POST",
+        "/v1/vector_stores/{vector_store_id}/files/{file_id}",
+        Some(Api::VectorIo),
+    ),
+    route(
+        "DELETE",
+        "/v1/vector_stores/{vector_store_id}/files/{file_id}",
+        Some(Api::VectorIo),
+    ),
+    route("POST", "/v1/openai/v1/vector_stores", Some(Api::VectorIo)),
+    route("GET", "/v1/openai/v1/vector_stores", Some(Api::VectorIo)),
+    route(
+        "GET",
+        "/v1/openai/v1/vector_stores/{vector_store_id}",
+        Some(Api::VectorIo),
+    ),
+    route(
+        "POST",
+        "/v1/openai/v1/vector_stores/{vector_store_id}",
+        Some(Api::VectorIo),
+    ),
+    route(
+        "DELETE",
+        "/v1/openai/v1/vector_stores/{vector_store_id}",
+        Some(Api::VectorIo),
+    ),
+    route(
+        "POST",
+        "/v1/openai/v1/vector_stores/{vector_store_id}/search",
+        Some(Api::VectorIo),
+    ),
+    route(
+        "POST",
+        "/v1/openai/v1/vector_stores/{vector_store_id}/files",
+        Some(Api::VectorIo),
+    ),
+    route(
+        "GET",
+        "/v1/openai/v1/vector_stores/{vector_store_id}/files",
+        Some(Api::VectorIo),
+    ),
+    route(
+        "GET",
+        "/v1/openai/v1/vector_stores/{vector_store_id}/files/{file_id}",
+        Some(Api::VectorIo),
+    ),
+    route(
+        "POST",
+        "/v1/openai/v1/vector_stores/{vector_store_id}/files/{file_id}",
+        Some(Api::VectorIo),
+    ),
+    route(
+        "DELETE",
+        "/v1/openai/v1/vector_stores/{vector_store_id}/files/{file_id}",
+        Some(Api::VectorIo),
+    ),
+    route(
+        "POST",
+        "/v1/tool-runtime/rag-tool/insert",
+        Some(Api::ToolRuntime),
+    ),
+    route(
+        "POST",
+        "/v1/tool-runtime/rag-tool/query",
+        Some(Api::ToolRuntime),
+    ),
+    route("POST", "/v1/tool-runtime/invoke", Some(Api::ToolRuntime)),
+    route("GET", "/v1/tool-runtime/list-tools", Some(Api::ToolRuntime)),
+    route("GET", "/v1/toolgroups", Some(Api::ToolRuntime)),
+    route("POST", "/v1/toolgroups", Some(Api::ToolRuntime)),
+    route(
+        "GET",
+        "/v1/toolgroups/{toolgroup_id}",
+        Some(Api::ToolRuntime),
+    ),
+    route(
+        "DELETE",
+        "/v1/toolgroups/{toolgroup_id}",
+        Some(Api::ToolRuntime),
+    ),
+    route("GET", "/v1/tools", Some(Api::ToolRuntime)),
+    route("GET", "/v1/tools/{tool_name}", Some(Api::ToolRuntime)),
 ];
 
 #[derive(OpenApi)]
@@ -90,6 +220,33 @@ pub const ROUTES: &[RouteEntry] = &[
         openai::chat_completions,
         openai::completions,
         openai::embeddings,
+        memory::list_vector_dbs,
+        memory::register_vector_db,
+        memory::get_vector_db,
+        memory::unregister_vector_db,
+        memory::insert_chunks,
+        memory::query_chunks,
+        memory::rag_insert,
+        memory::rag_query,
+        memory::invoke_tool,
+        memory::list_runtime_tools,
+        memory::list_tool_groups,
+        memory::register_tool_group,
+        memory::get_tool_group,
+        memory::unregister_tool_group,
+        memory::list_tools,
+        memory::get_tool,
+        vector_stores::create,
+        vector_stores::list,
+        vector_stores::get,
+        vector_stores::update,
+        vector_stores::delete,
+        vector_stores::search,
+        vector_stores::attach_file,
+        vector_stores::list_files,
+        vector_stores::get_file,
+        vector_stores::update_file,
+        vector_stores::delete_file,
     )
 )]
 pub struct ApiDoc;
@@ -101,6 +258,23 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         ("/v1/openai/v1/chat/completions", "/v1/chat/completions"),
         ("/v1/openai/v1/completions", "/v1/completions"),
         ("/v1/openai/v1/embeddings", "/v1/embeddings"),
+        ("/v1/openai/v1/vector_stores", "/v1/vector_stores"),
+        (
+            "/v1/openai/v1/vector_stores/{vector_store_id}",
+            "/v1/vector_stores/{vector_store_id}",
+        ),
+        (
+            "/v1/openai/v1/vector_stores/{vector_store_id}/search",
+            "/v1/vector_stores/{vector_store_id}/search",
+        ),
+        (
+            "/v1/openai/v1/vector_stores/{vector_store_id}/files",
+            "/v1/vector_stores/{vector_store_id}/files",
+        ),
+        (
+            "/v1/openai/v1/vector_stores/{vector_store_id}/files/{file_id}",
+            "/v1/vector_stores/{vector_store_id}/files/{file_id}",
+        ),
     ] {
         if let Some(item) = doc.paths.paths.get(original).cloned() {
             doc.paths.paths.insert(alias.to_string(), item);
@@ -162,12 +336,71 @@ pub fn router(stack: Arc<Stack>) -> Router {
         .route("/v1/openai/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/openai/v1/embeddings", post(openai::embeddings))
+        .route(
+            "/v1/vector-dbs",
+            get(memory::list_vector_dbs).post(memory::register_vector_db),
+        )
+        .route(
+            "/v1/vector-dbs/{*vector_db_id}",
+            get(memory::get_vector_db).delete(memory::unregister_vector_db),
+        )
+        .route("/v1/vector-io/insert", post(memory::insert_chunks))
+        .route("/v1/vector-io/query", post(memory::query_chunks))
+        .route("/v1/tool-runtime/rag-tool/insert", post(memory::rag_insert))
+        .route("/v1/tool-runtime/rag-tool/query", post(memory::rag_query))
+        .route("/v1/tool-runtime/invoke", post(memory::invoke_tool))
+        .route(
+            "/v1/tool-runtime/list-tools",
+            get(memory::list_runtime_tools),
+        )
+        .route(
+            "/v1/toolgroups",
+            get(memory::list_tool_groups).post(memory::register_tool_group),
+        )
+        .route(
+            "/v1/toolgroups/{*toolgroup_id}",
+            get(memory::get_tool_group).delete(memory::unregister_tool_group),
+        )
+        .route("/v1/tools", get(memory::list_tools))
+        .route("/v1/tools/{*tool_name}", get(memory::get_tool))
+        .merge(vector_store_routes("/v1"))
+        .merge(vector_store_routes("/v1/openai/v1"))
         .route("/openapi.json", get(serve_openapi))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(provider_data::scope))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(stack)
+}
+
+/// The vector store routes under one prefix (`/v1` or `/v1/openai/v1`).
+fn vector_store_routes(prefix: &str) -> Router<Arc<Stack>> {
+    use axum::routing::delete;
+    Router::new()
+        .route(
+            &format!("{prefix}/vector_stores"),
+            post(vector_stores::create).get(vector_stores::list),
+        )
+        .route(
+            &format!("{prefix}/vector_stores/{{vector_store_id}}"),
+            get(vector_stores::get)
+                .post(vector_stores::update)
+                .merge(delete(vector_stores::delete)),
+        )
+        .route(
+            &format!("{prefix}/vector_stores/{{vector_store_id}}/search"),
+            post(vector_stores::search),
+        )
+        .route(
+            &format!("{prefix}/vector_stores/{{vector_store_id}}/files"),
+            post(vector_stores::attach_file).get(vector_stores::list_files),
+        )
+        .route(
+            &format!("{prefix}/vector_stores/{{vector_store_id}}/files/{{file_id}}"),
+            get(vector_stores::get_file)
+                .post(vector_stores::update_file)
+                .merge(delete(vector_stores::delete_file)),
+        )
 }
 
 /// Collapses repeated slashes, so a client base URL ending in `/` (`//v1/models`) still routes.

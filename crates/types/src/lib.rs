@@ -6,10 +6,12 @@
 pub mod content;
 pub mod inference;
 pub mod inspect;
+pub mod memory;
 pub mod models;
 pub mod openai;
 
 pub use content::*;
 pub use inference::*;
 pub use inspect::*;
+pub use memory::*;
 pub use models::*;

@@ -15,6 +15,7 @@ use crate::schema::lenient::describe;
 use crate::schema::{RUN_CONFIG_VERSION, RunConfig, ServerConfig, StoreConfig, TOP_LEVEL_KEYS};
 use crate::{PlannedModel, PlannedProvider, Problem, ServerSettings};
 
+mod memory;
 mod references;
 
 /// The value of a `provider_id` or resource id that disables its entry.
@@ -241,12 +242,12 @@ impl Checker<'_> {
         let models = self.models(root.get("models"));
         let shields = self.shields(root.get("shields"));
         let mut other_lists = BTreeMap::new();
+        other_lists.insert("vector_dbs", self.vector_dbs(root.get("vector_dbs")));
+        other_lists.insert("tool_groups", self.tool_groups(root.get("tool_groups")));
         for (key, id_field, what) in [
-            ("vector_dbs", "vector_db_id", "vector DB"),
             ("datasets", "dataset_id", "dataset"),
             ("scoring_fns", "scoring_fn_id", "scoring function"),
             ("benchmarks", "benchmark_id", "benchmark"),
-            ("tool_groups", "toolgroup_id", "tool group"),
         ] {
             let kept = self.unimplemented_resources(key, id_field, what, root.get(key));
             other_lists.insert(key, kept);

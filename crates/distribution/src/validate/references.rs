@@ -156,7 +156,7 @@ impl Checker<'_> {
     }
 
     /// Explains why `provider_id` cannot serve `api` resources, or None when it can.
-    fn reference(&self, api: Api, provider_id: &str) -> Result<Status, String> {
+    pub(super) fn reference(&self, api: Api, provider_id: &str) -> Result<Status, String> {
         if let Some((_, status)) = self.provider_ids.get(&api).and_then(|m| m.get(provider_id)) {
             return Ok(*status);
         }
@@ -195,7 +195,7 @@ impl Checker<'_> {
 
     /// Shared by every resource list: an entry whose id or provider_id resolves empty or to
     /// `__disabled__` is dropped. Returns the entry's mapping when it is kept.
-    fn resource_entry<'v>(
+    pub(super) fn resource_entry<'v>(
         &mut self,
         path: &str,
         id_field: &str,
@@ -302,7 +302,7 @@ impl Checker<'_> {
     }
 
     /// The provider a resource without `provider_id` goes to: the only one of its API.
-    fn only_provider(&self, api: Api) -> Result<String, String> {
+    pub(super) fn only_provider(&self, api: Api) -> Result<String, String> {
         let ids: Vec<&String> = self
             .provider_ids
             .get(&api)

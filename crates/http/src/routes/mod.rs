@@ -1,4 +1,6 @@
 pub mod inference;
 pub mod inspect;
+pub mod memory;
 pub mod models;
 pub mod openai;
+pub mod vector_stores;

@@ -1,0 +1,266 @@
+//! Tool groups, tools and the tool runtime (`/v1/toolgroups`, `/v1/tools`,
+//! `/v1/tool-runtime/*`). The built-in RAG runtime is the one runtime so far.
+
+use llama_stack_types::{
+    InvokeToolRequest, RagQueryRequest, RegisterToolGroupRequest, Tool, ToolDef, ToolGroup,
+    ToolInvocationResult, ToolParameter,
+};
+use serde_json::{Value, json};
+
+use super::TOOL_GROUP_KIND;
+use crate::error::{Error, ErrorKind, Result};
+use crate::provider::ProviderInstance;
+use crate::stack::Stack;
+use crate::tool_runtime::ToolRuntime;
+
+/// The tool group id the RAG runtime's tools are registered under by the distributions.
+pub const BUILTIN_RAG: &str = "builtin::rag";
+
+/// The tools of the RAG runtime, as upstream describes them.
+fn rag_tool_defs() -> Vec<ToolDef> {
+    vec![
+        ToolDef {
+            name: "insert_into_memory".into(),
+            description: "Insert documents into memory".into(),
+            parameters: vec![],
+            metadata: None,
+        },
+        ToolDef {
+            name: "knowledge_search".into(),
+            description: "Search for information in a database.".into(),
+            parameters: vec![ToolParameter {
+                name: "query".into(),
+                parameter_type: "string".into(),
+                description:
+                    "The query to search for. Can be a natural language sentence or keywords."
+                        .into(),
+                required: true,
+                default: None,
+            }],
+            metadata: None,
+        },
+    ]
+}
+
+impl Stack {
+    fn tool_runtime(&self, provider_id: &str) -> Option<ToolRuntime> {
+        self.providers().iter().find_map(|p| match &p.instance {
+            ProviderInstance::ToolRuntime(rt) if p.provider_id == provider_id => Some(rt.clone()),
+            _ => None,
+        })
+    }
+
+    fn tool_runtime_ids(&self) -> Vec<String> {
+        self.providers()
+            .iter()
+            .filter(|p| matches!(p.instance, ProviderInstance::ToolRuntime(_)))
+            .map(|p| p.provider_id.clone())
+            .collect()
+    }
+
+    /// `POST /v1/toolgroups` (and the run.yaml `tool_groups` entries).
+    pub async fn register_tool_group(&self, request: RegisterToolGroupRequest) -> Result<()> {
+        if request.toolgroup_id.trim().is_empty() {
+            return Err(Error::invalid("toolgroup_id must not be empty")
+                .with_location(vec!["body".into(), "toolgroup_id".into()]));
+        }
+        if request.mcp_endpoint.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(Error::unsupported(
+                "MCP tool groups (mcp_endpoint) are not supported by this server yet",
+            ));
+        }
+        if self.tool_runtime(&request.provider_id).is_none() {
+            let ids = self.tool_runtime_ids();
+            return Err(Error::invalid(format!(
+                "Provider '{}' is not a tool_runtime provider. Tool runtime providers: {}",
+                request.provider_id,
+                if ids.is_empty() {
+                    "(none; add inline::rag-runtime under providers.tool_runtime)".to_string()
+                } else {
+                    ids.join(", ")
+                }
+            ))
+            .with_location(vec!["body".into(), "provider_id".into()]));
+        }
+        let group = ToolGroup {
+            identifier: request.toolgroup_id.clone(),
+            provider_resource_id: request.toolgroup_id.clone(),
+            provider_id: request.provider_id,
+            resource_type: "tool_group".into(),
+            mcp_endpoint: None,
+            args: request.args,
+        };
+        if let Some(existing) = self.memory.tool_groups.read().await.get(&group.identifier) {
+            if existing == &group {
+                return Ok(());
+            }
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "Object of type 'tool_group' and identifier '{}' already exists. Unregister it first if you want to replace it.",
+                    group.identifier
+                ),
+            ));
+        }
+        self.store
+            .put(
+                TOOL_GROUP_KIND,
+                &group.identifier,
+                &serde_json::to_value(&group).map_err(|e| Error::internal(e.to_string()))?,
+            )
+            .await?;
+        self.memory
+            .tool_groups
+            .write()
+            .await
+            .insert(group.identifier.clone(), group);
+        Ok(())
+    }
+
+    pub async fn list_tool_groups(&self) -> Vec<ToolGroup> {
+        self.memory
+            .tool_groups
+            .read()
+            .await
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub async fn get_tool_group(&self, id: &str) -> Result<ToolGroup> {
+        let groups = self.memory.tool_groups.read().await;
+        groups.get(id).cloned().ok_or_else(|| {
+            Error::not_found(format!(
+                "Tool group '{id}' not found. Registered tool groups: {}",
+                if groups.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    groups.keys().cloned().collect::<Vec<_>>().join(", ")
+                }
+            ))
+        })
+    }
+
+    pub async fn unregister_tool_group(&self, id: &str) -> Result<()> {
+        let group = self.get_tool_group(id).await?;
+        self.store
+            .delete(TOOL_GROUP_KIND, &group.identifier)
+            .await?;
+        self.memory
+            .tool_groups
+            .write()
+            .await
+            .remove(&group.identifier);
+        Ok(())
+    }
+
+    /// `GET /v1/tool-runtime/list-tools`: the tools a group's runtime offers.
+    pub async fn list_runtime_tools(&self, tool_group_id: Option<&str>) -> Result<Vec<ToolDef>> {
+        let groups = match tool_group_id {
+            Some(id) => vec![self.get_tool_group(id).await?],
+            None => self.list_tool_groups().await,
+        };
+        let mut out = Vec::new();
+        for group in groups {
+            match self.tool_runtime(&group.provider_id) {
+                Some(ToolRuntime::Rag(_)) => out.extend(rag_tool_defs()),
+                None => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// `GET /v1/tools`.
+    pub async fn list_tools(&self, toolgroup_id: Option<&str>) -> Result<Vec<Tool>> {
+        let groups = match toolgroup_id {
+            Some(id) => vec![self.get_tool_group(id).await?],
+            None => self.list_tool_groups().await,
+        };
+        let mut out = Vec::new();
+        for group in groups {
+            for def in self.list_runtime_tools(Some(&group.identifier)).await? {
+                out.push(Tool {
+                    identifier: def.name.clone(),
+                    provider_resource_id: def.name,
+                    provider_id: group.provider_id.clone(),
+                    resource_type: "tool".into(),
+                    toolgroup_id: group.identifier.clone(),
+                    description: def.description,
+                    parameters: def.parameters,
+                    metadata: def.metadata,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn get_tool(&self, name: &str) -> Result<Tool> {
+        let tools = self.list_tools(None).await?;
+        let names: Vec<String> = tools.iter().map(|t| t.identifier.clone()).collect();
+        tools
+            .into_iter()
+            .find(|t| t.identifier == name)
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "Tool '{name}' not found. Registered tools: {}",
+                    if names.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ))
+            })
+    }
+
+    /// `POST /v1/tool-runtime/invoke`.
+    pub async fn invoke_tool(&self, request: InvokeToolRequest) -> Result<ToolInvocationResult> {
+        let tool = self.get_tool(&request.tool_name).await?;
+        match (
+            self.tool_runtime(&tool.provider_id),
+            tool.identifier.as_str(),
+        ) {
+            (Some(ToolRuntime::Rag(_)), "knowledge_search") => {
+                let kwargs = &request.kwargs;
+                let query = kwargs.get("query").cloned().ok_or_else(|| {
+                    Error::invalid("knowledge_search needs kwargs.query").with_location(vec![
+                        "body".into(),
+                        "kwargs".into(),
+                        "query".into(),
+                    ])
+                })?;
+                let vector_db_ids: Vec<String> = match kwargs.get("vector_db_ids") {
+                    None | Some(Value::Null) => vec![],
+                    Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
+                        Error::invalid(format!(
+                            "kwargs.vector_db_ids must be a list of ids, got {v}"
+                        ))
+                        .with_location(vec![
+                            "body".into(),
+                            "kwargs".into(),
+                            "vector_db_ids".into(),
+                        ])
+                    })?,
+                };
+                let content = serde_json::from_value(query.clone()).map_err(|_| {
+                    Error::invalid(format!("kwargs.query must be text, got {query}"))
+                })?;
+                let result = self
+                    .rag_query(RagQueryRequest {
+                        content,
+                        vector_db_ids,
+                        query_config: kwargs.get("query_config").cloned(),
+                    })
+                    .await?;
+                Ok(ToolInvocationResult {
+                    content: result.content,
+                    error_message: None,
+                    error_code: None,
+                    metadata: Some(json!(result.metadata)),
+                })
+            }
+            (_, name) => Err(Error::unsupported(format!(
+                "Tool '{name}' cannot be invoked directly; use POST /v1/tool-runtime/rag-tool/insert to add documents"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Classic memory routes: `/v1/vector-dbs`, `/v1/vector-io/*`, `/v1/tool-runtime/*`,
+//! `/v1/toolgroups` and `/v1/tools`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use llama_stack_core::Stack;
+use llama_stack_types::{
+    DataList, InsertChunksRequest, InvokeToolRequest, QueryChunksRequest, QueryChunksResponse,
+    RagInsertRequest, RagQueryRequest, RagQueryResult, RegisterToolGroupRequest,
+    RegisterVectorDbRequest, Tool, ToolDef, ToolGroup, ToolInvocationResult, VectorDb,
+};
+use serde::Deserialize;
+
+use crate::error::{ApiJson, Classic, ClassicError};
+
+/// Ids may contain `/`; a client base URL ending in `/` can add a leading one.
+fn id(raw: &str) -> &str {
+    raw.trim_start_matches('/')
+}
+
+#[utoipa::path(get, path = "/v1/vector-dbs", tag = "vector_dbs",
+    responses((status = 200, body = DataList<VectorDb>)))]
+pub async fn list_vector_dbs(State(stack): State<Arc<Stack>>) -> Json<DataList<VectorDb>> {
+    Json(DataList {
+        data: stack.list_vector_dbs().await,
+    })
+}
+
+#[utoipa::path(post, path = "/v1/vector-dbs", tag = "vector_dbs",
+    request_body = RegisterVectorDbRequest, responses((status = 200, body = VectorDb)))]
+pub async fn register_vector_db(
+    State(stack): State<Arc<Stack>>,
+    ApiJson(request, ..): ApiJson<RegisterVectorDbRequest, Classic>,
+) -> Result<Json<VectorDb>, ClassicError> {
+    Ok(Json(stack.register_vector_db(request).await?))
+}
+
+#[utoipa::path(get, path = "/v1/vector-dbs/{vector_db_id}", tag = "vector_dbs",
+    params(("vector_db_id" = String, Path, description = "May contain `/`")),
+    responses((status = 200, body = VectorDb)))]
+pub async fn get_vector_db(
+    State(stack): State<Arc<Stack>>,
+    Path(raw): Path<String>,
+) -> Result<Json<VectorDb>, ClassicError> {
+    Ok(Json(stack.get_vector_db(id(&raw)).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/vector-dbs/{vector_db_id}", tag = "vector_dbs",
+    params(("vector_db_id" = String, Path, description = "May contain `/`")),
+    responses((status = 200, description = "`null`")))]
+pub async fn unregister_vector_db(
+    State(stack): State<Arc<Stack>>,
+    Path(raw): Path<String>,
+) -> Result<Json<()>, ClassicError> {
+    stack.unregister_vector_db(id(&raw)).await?;
+    Ok(Json(()))
+}
+
+#[utoipa::path(post, path = "/v1/vector-io/insert", tag = "vector_io",
+    request_body = InsertChunksRequest, responses((status = 200, description = "`null`")))]
+pub async fn insert_chunks(
+    State(stack): State<Arc<Stack>>,
+    ApiJson(request, ..): ApiJson<InsertChunksRequest, Classic>,
+) -> Result<Json<()>, ClassicError> {
+    stack.insert_chunks(request).await?;
+    Ok(Json(()))
+}
+
+#[utoipa::path(post, path = "/v1/vector-io/query", tag = "vector_io",
+    request_body = QueryChunksRequest, responses((status = 200, body = QueryChunksResponse)))]
+pub async fn query_chunks(
+    State(stack): State<Arc<Stack>>,
+    ApiJson(request, ..): ApiJson<QueryChunksRequest, Classic>,
+) -> Result<Json<QueryChunksResponse>, ClassicError> {
+    Ok(Json(stack.query_chunks(request).await?))
+}
+
+#[utoipa::path(post, path = "/v1/tool-runtime/rag-tool/insert", tag = "tool_runtime",
+    request_body = RagInsertRequest, responses((status = 200, description = "`null`")))]
+pub async fn rag_insert(
+    State(stack): State<Arc<Stack>>,
+    ApiJson(request, ..): ApiJson<RagInsertRequest, Classic>,
+) -> Result<Json<()>, ClassicError> {
+    stack.rag_insert(request).await?;
+    Ok(Json(()))
+}
+
+#[utoipa::path(post, path = "/v1/tool-runtime/rag-tool/query", tag = "tool_runtime",
+    request_body = RagQueryRequest, responses((status = 200, body = RagQueryResult)))]
+pub async fn rag_query(
+    State(stack): State<Arc<Stack>>,
+    ApiJson(request, ..): ApiJson<RagQueryRequest, Classic>,
+) -> Result<Json<RagQueryResult>, ClassicError> {
+    Ok(Json(stack.rag_query(request).await?))
+}
+
+#[utoipa::path(post, path = "/v1/tool-runtime/invoke", tag = "tool_runtime",
+    request_body = InvokeToolRequest, responses((status = 200, body = ToolInvocationResult)))]
+pub async fn invoke_tool(
+    State(stack): State<Arc<Stack>>,
+    ApiJson(request, ..): ApiJson<InvokeToolRequest, Classic>,
+) -> Result<Json<ToolInvocationResult>, ClassicError> {
+    Ok(Json(stack.invoke_tool(request).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListRuntimeToolsQuery {
+    tool_group_id: Option<String>,
+    mcp_endpoint: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/tool-runtime/list-tools", tag = "tool_runtime",
+    params(ListRuntimeToolsQuery), responses((status = 200, body = DataList<ToolDef>)))]
+pub async fn list_runtime_tools(
+    State(stack): State<Arc<Stack>>,
+    Query(query): Query<ListRuntimeToolsQuery>,
+) -> Result<Json<DataList<ToolDef>>, ClassicError> {
+    if query.mcp_endpoint.is_some() {
+        return Err(llama_stack_core::Error::unsupported(
+            "MCP endpoints are not supported by this server yet",
+        )
+        .into());
+    }
+    Ok(Json(DataList {
+        data: stack
+            .list_runtime_tools(query.tool_group_id.as_deref())
+            .await?,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/toolgroups", tag = "toolgroups",
+    responses((status = 200, body = DataList<ToolGroup>)))]
+pub async fn list_tool_groups(State(stack): State<Arc<Stack>>) -> Json<DataList<ToolGroup>> {
+    Json(DataList {
+        data: stack.list_tool_groups().await,
+    })
+}
+
+#[utoipa::path(post, path = "/v1/toolgroups", tag = "toolgroups",
+    request_body = RegisterToolGroupRequest, responses((status = 200, description = "`null`")))]
+pub async fn register_tool_group(
+    State(stack): State<Arc<Stack>>,
+    ApiJson(request, ..): ApiJson<RegisterToolGroupRequest, Classic>,
+) -> Result<Json<()>, ClassicError> {
+    stack.register_tool_group(request).await?;
+    Ok(Json(()))
+}
+
+#[utoipa::path(get, path = "/v1/toolgroups/{toolgroup_id}", tag = "toolgroups",
+    params(("toolgroup_id" = String, Path, description = "May contain `/`")),
+    responses((status = 200, body = ToolGroup)))]
+pub async fn get_tool_group(
+    State(stack): State<Arc<Stack>>,
+    Path(raw): Path<String>,
+) -> Result<Json<ToolGroup>, ClassicError> {
+    Ok(Json(stack.get_tool_group(id(&raw)).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/toolgroups/{toolgroup_id}", tag = "toolgroups",
+    params(("toolgroup_id" = String, Path, description = "May contain `/`")),
+    responses((status = 200, description = "`null`")))]
+pub async fn unregister_tool_group(
+    State(stack): State<Arc<Stack>>,
+    Path(raw): Path<String>,
+) -> Result<Json<()>, ClassicError> {
+    stack.unregister_tool_group(id(&raw)).await?;
+    Ok(Json(()))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListToolsQuery {
+    toolgroup_id: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/tools", tag = "tools",
+    params(ListToolsQuery), responses((status = 200, body = DataList<Tool>)))]
+pub async fn list_tools(
+    State(stack): State<Arc<Stack>>,
+    Query(query): Query<ListToolsQuery>,
+) -> Result<Json<DataList<Tool>>, ClassicError> {
+    Ok(Json(DataList {
+        data: stack.list_tools(query.toolgroup_id.as_deref()).await?,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/tools/{tool_name}", tag = "tools",
+    params(("tool_name" = String, Path)), responses((status = 200, body = Tool)))]
+pub async fn get_tool(
+    State(stack): State<Arc<Stack>>,
+    Path(raw): Path<String>,
+) -> Result<Json<Tool>, ClassicError> {
+    Ok(Json(stack.get_tool(id(&raw)).await?))
+}

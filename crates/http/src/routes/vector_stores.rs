@@ -1,0 +1,152 @@
+//! OpenAI vector stores: `/v1/vector_stores...`, also under `/v1/openai/v1/...`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use llama_stack_core::Stack;
+use llama_stack_core::memory::PageQuery;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::error::{ApiJson, OpenAi, OpenAiError};
+
+type Body = ApiJson<Map<String, Value>, OpenAi>;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    limit: Option<usize>,
+    order: Option<String>,
+    after: Option<String>,
+    before: Option<String>,
+    /// Only files with this ingestion status (file listing only).
+    filter: Option<String>,
+}
+
+impl ListQuery {
+    fn page(&self) -> PageQuery {
+        PageQuery {
+            limit: self.limit,
+            order: self.order.clone(),
+            after: self.after.clone(),
+            before: self.before.clone(),
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/v1/vector_stores", tag = "vector_stores",
+    request_body = Object, responses((status = 200, description = "vector_store object")))]
+pub async fn create(
+    State(stack): State<Arc<Stack>>,
+    ApiJson(body, ..): Body,
+) -> Result<Json<Value>, OpenAiError> {
+    Ok(Json(stack.create_vector_store(body).await?))
+}
+
+#[utoipa::path(get, path = "/v1/vector_stores", tag = "vector_stores",
+    params(ListQuery), responses((status = 200, description = "list of vector_store objects")))]
+pub async fn list(
+    State(stack): State<Arc<Stack>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, OpenAiError> {
+    Ok(Json(stack.list_vector_stores(&q.page()).await?))
+}
+
+#[utoipa::path(get, path = "/v1/vector_stores/{vector_store_id}", tag = "vector_stores",
+    params(("vector_store_id" = String, Path)), responses((status = 200, description = "vector_store object")))]
+pub async fn get(
+    State(stack): State<Arc<Stack>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, OpenAiError> {
+    Ok(Json(stack.get_vector_store(&id).await?))
+}
+
+#[utoipa::path(post, path = "/v1/vector_stores/{vector_store_id}", tag = "vector_stores",
+    params(("vector_store_id" = String, Path)), request_body = Object,
+    responses((status = 200, description = "vector_store object")))]
+pub async fn update(
+    State(stack): State<Arc<Stack>>,
+    Path(id): Path<String>,
+    ApiJson(body, ..): Body,
+) -> Result<Json<Value>, OpenAiError> {
+    Ok(Json(stack.update_vector_store(&id, body).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/vector_stores/{vector_store_id}", tag = "vector_stores",
+    params(("vector_store_id" = String, Path)), responses((status = 200, description = "deletion status")))]
+pub async fn delete(
+    State(stack): State<Arc<Stack>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, OpenAiError> {
+    Ok(Json(stack.delete_vector_store(&id).await?))
+}
+
+#[utoipa::path(post, path = "/v1/vector_stores/{vector_store_id}/search", tag = "vector_stores",
+    params(("vector_store_id" = String, Path)), request_body = Object,
+    responses((status = 200, description = "vector_store.search_results.page")))]
+pub async fn search(
+    State(stack): State<Arc<Stack>>,
+    Path(id): Path<String>,
+    ApiJson(body, ..): Body,
+) -> Result<Json<Value>, OpenAiError> {
+    Ok(Json(stack.search_vector_store(&id, body).await?))
+}
+
+#[utoipa::path(post, path = "/v1/vector_stores/{vector_store_id}/files", tag = "vector_stores",
+    params(("vector_store_id" = String, Path)), request_body = Object,
+    responses((status = 200, description = "vector_store.file object")))]
+pub async fn attach_file(
+    State(stack): State<Arc<Stack>>,
+    Path(id): Path<String>,
+    ApiJson(body, ..): Body,
+) -> Result<Json<Value>, OpenAiError> {
+    Ok(Json(stack.attach_vector_store_file(&id, body).await?))
+}
+
+#[utoipa::path(get, path = "/v1/vector_stores/{vector_store_id}/files", tag = "vector_stores",
+    params(("vector_store_id" = String, Path), ListQuery),
+    responses((status = 200, description = "list of vector_store.file objects")))]
+pub async fn list_files(
+    State(stack): State<Arc<Stack>>,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, OpenAiError> {
+    Ok(Json(
+        stack
+            .list_vector_store_files(&id, &q.page(), q.filter.as_deref())
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/vector_stores/{vector_store_id}/files/{file_id}", tag = "vector_stores",
+    params(("vector_store_id" = String, Path), ("file_id" = String, Path)),
+    responses((status = 200, description = "vector_store.file object")))]
+pub async fn get_file(
+    State(stack): State<Arc<Stack>>,
+    Path((id, file_id)): Path<(String, String)>,
+) -> Result<Json<Value>, OpenAiError> {
+    Ok(Json(stack.get_vector_store_file(&id, &file_id).await?))
+}
+
+#[utoipa::path(post, path = "/v1/vector_stores/{vector_store_id}/files/{file_id}", tag = "vector_stores",
+    params(("vector_store_id" = String, Path), ("file_id" = String, Path)), request_body = Object,
+    responses((status = 200, description = "vector_store.file object")))]
+pub async fn update_file(
+    State(stack): State<Arc<Stack>>,
+    Path((id, file_id)): Path<(String, String)>,
+    ApiJson(body, ..): Body,
+) -> Result<Json<Value>, OpenAiError> {
+    Ok(Json(
+        stack.update_vector_store_file(&id, &file_id, body).await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/v1/vector_stores/{vector_store_id}/files/{file_id}", tag = "vector_stores",
+    params(("vector_store_id" = String, Path), ("file_id" = String, Path)),
+    responses((status = 200, description = "deletion status")))]
+pub async fn delete_file(
+    State(stack): State<Arc<Stack>>,
+    Path((id, file_id)): Path<(String, String)>,
+) -> Result<Json<Value>, OpenAiError> {
+    Ok(Json(stack.delete_vector_store_file(&id, &file_id).await?))
+}

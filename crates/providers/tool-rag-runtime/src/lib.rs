@@ -1,0 +1,126 @@
+//! `inline::rag-runtime`: the tool runtime behind the `builtin::rag` tool group
+//! (`knowledge_search`, `insert_into_memory`) and `/v1/tool-runtime/rag-tool/*`.
+//!
+//! The retrieval itself is the stack's (it needs the vector IO and inference APIs); this
+//! provider holds the settings for loading documents given by URL.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use llama_stack_core::tool_runtime::{FetchPolicy, RagSettings, ToolRuntime};
+use llama_stack_core::{
+    Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
+    provider::parse_config,
+};
+use serde::Deserialize;
+
+pub const PROVIDER_TYPE: &str = "inline::rag-runtime";
+
+/// `providers.tool_runtime[].config` of `inline::rag-runtime`. Every field is optional; the
+/// upstream config is empty.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RagRuntimeConfig {
+    /// Let documents be fetched from loopback, private and link-local addresses. Off by
+    /// default so a document URL cannot reach services inside your network.
+    #[serde(default)]
+    pub allow_private_addresses: bool,
+    /// Largest document fetched by URL, in bytes (default 50 MiB).
+    #[serde(default = "default_max_bytes")]
+    pub max_document_bytes: u64,
+    /// Time allowed for fetching one document, in seconds (default 30).
+    #[serde(default = "default_timeout")]
+    pub fetch_timeout_seconds: f64,
+}
+
+fn default_max_bytes() -> u64 {
+    50 * 1024 * 1024
+}
+
+fn default_timeout() -> f64 {
+    30.0
+}
+
+pub const SAMPLE_CONFIG: &str =
+    "allow_private_addresses: false\nmax_document_bytes: 52428800\nfetch_timeout_seconds: 30\n";
+
+impl RagRuntimeConfig {
+    fn issues(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        if self.max_document_bytes == 0 {
+            issues.push(ConfigIssue::new("max_document_bytes", "must be at least 1"));
+        }
+        if !(self.fetch_timeout_seconds > 0.0 && self.fetch_timeout_seconds.is_finite()) {
+            issues.push(ConfigIssue::new(
+                "fetch_timeout_seconds",
+                format!(
+                    "must be a positive number of seconds, got {}",
+                    self.fetch_timeout_seconds
+                ),
+            ));
+        }
+        issues
+    }
+}
+
+fn validate(value: &serde_json::Value) -> Vec<ConfigIssue> {
+    match parse_config::<RagRuntimeConfig>(value) {
+        Ok(config) => config.issues(),
+        Err(issues) => issues,
+    }
+}
+
+fn build(
+    value: serde_json::Value,
+    _context: ProviderContext,
+) -> futures::future::BoxFuture<'static, llama_stack_core::Result<ProviderInstance>> {
+    async move {
+        let config = parse_config::<RagRuntimeConfig>(&value).map_err(|issues| {
+            llama_stack_core::Error::invalid(format!("invalid {PROVIDER_TYPE} config: {issues:?}"))
+        })?;
+        Ok(ProviderInstance::ToolRuntime(ToolRuntime::Rag(
+            RagSettings {
+                fetch: FetchPolicy {
+                    allow_private_addresses: config.allow_private_addresses,
+                    max_bytes: config.max_document_bytes,
+                    timeout: Duration::from_secs_f64(config.fetch_timeout_seconds),
+                },
+            },
+        )))
+    }
+    .boxed()
+}
+
+/// Adds `inline::rag-runtime` to the registry.
+pub fn register(registry: &mut ProviderRegistry) {
+    registry.register(ProviderSpec {
+        api: Api::ToolRuntime,
+        provider_type: PROVIDER_TYPE,
+        aliases: &[],
+        description: "The builtin::rag tools (knowledge_search over vector DBs) and rag-tool insert/query, with URL document loading limits",
+        sample_config: SAMPLE_CONFIG,
+        validate,
+        build,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_safe_default() {
+        assert!(validate(&serde_json::Value::Null).is_empty());
+        let c: RagRuntimeConfig = parse_config(&serde_json::json!({})).unwrap();
+        assert!(!c.allow_private_addresses);
+        assert_eq!(c.max_document_bytes, 50 * 1024 * 1024);
+    }
+
+    #[test]
+    fn bad_fields_are_all_reported() {
+        let issues =
+            validate(&serde_json::json!({"fetch_timeout_seconds": -1, "max_document_bytes": 0}));
+        let paths: Vec<_> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, ["max_document_bytes", "fetch_timeout_seconds"]);
+    }
+}
