@@ -283,6 +283,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.message().contains("filters.filters[0]"), "{err}");
-        assert!(err.message().contains("unknown filter type `like`"), "{err}");
+        assert!(
+            err.message().contains("unknown filter type `like`"),
+            "{err}"
+        );
     }
 }
