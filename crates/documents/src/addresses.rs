@@ -95,7 +95,7 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
         // Documentation (2001:db8::/32).
         0x2001 if segments[1] == 0x0db8 => AddressClass::Reserved,
         // Discard-only (100::/64) and the rest of ::/8 not handled above.
-        0x0000..=0x00ff | 0x0100 => AddressClass::Reserved,
+        0x0000..=0x0100 => AddressClass::Reserved,
         _ => AddressClass::Public,
     }
 }
@@ -104,12 +104,7 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
 /// NAT64 (`64:ff9b::a.b.c.d`) or 6to4 (`2002:aabb:ccdd::`) address.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
-    let low = Ipv4Addr::new(
-        (s[6] >> 8) as u8,
-        s[6] as u8,
-        (s[7] >> 8) as u8,
-        s[7] as u8,
-    );
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     match s {
         [0, 0, 0, 0, 0, 0xffff, ..] => Some(low),
         // `::` and `::1` are themselves, not IPv4-compatible forms of 0.0.0.0 and 0.0.0.1.

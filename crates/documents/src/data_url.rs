@@ -69,7 +69,8 @@ fn decode_base64(raw: &[u8]) -> Result<Vec<u8>, base64::DecodeError> {
         .copied()
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let config =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     let standard = GeneralPurpose::new(&base64::alphabet::STANDARD, config);
     standard.decode(&compact).or_else(|err| {
         GeneralPurpose::new(&base64::alphabet::URL_SAFE, config)

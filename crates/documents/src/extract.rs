@@ -22,7 +22,13 @@ pub fn extract_text(
     file_name: Option<&str>,
 ) -> Result<String, DocumentError> {
     let mime = mime_type
-        .map(|m| m.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|m| {
+            m.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .filter(|m| !m.is_empty());
     if let Some(mime) = &mime
         && is_binary_media(mime)
@@ -69,9 +75,16 @@ fn kind_of_mime(mime: &str) -> Option<Kind> {
         "text/html" | "application/xhtml+xml" => Some(Kind::Html),
         m if m.starts_with("text/") => Some(Kind::Text),
         m if m.ends_with("+json") || m.ends_with("+xml") => Some(Kind::Text),
-        "application/json" | "application/x-ndjson" | "application/jsonl" | "application/xml"
-        | "application/yaml" | "application/x-yaml" | "application/csv"
-        | "application/javascript" | "application/x-sh" | "application/toml" => Some(Kind::Text),
+        "application/json"
+        | "application/x-ndjson"
+        | "application/jsonl"
+        | "application/xml"
+        | "application/yaml"
+        | "application/x-yaml"
+        | "application/csv"
+        | "application/javascript"
+        | "application/x-sh"
+        | "application/toml" => Some(Kind::Text),
         // `application/octet-stream` and unknown types say nothing; look further.
         _ => None,
     }
@@ -128,7 +141,9 @@ fn decode_text(bytes: &[u8], file_name: Option<&str>) -> Result<String, Document
     let total = text.chars().count().max(1);
     let odd = text
         .chars()
-        .filter(|&c| c == '\u{fffd}' || (c.is_control() && !matches!(c, '\n' | '\r' | '\t' | '\x0c')))
+        .filter(|&c| {
+            c == '\u{fffd}' || (c.is_control() && !matches!(c, '\n' | '\r' | '\t' | '\x0c'))
+        })
         .count();
     // A stray Latin-1 byte in a UTF-8 text is common; a fifth of the text being garbage is not.
     if odd * 5 > total {
@@ -141,7 +156,9 @@ fn decode_text(bytes: &[u8], file_name: Option<&str>) -> Result<String, Document
 /// error, never allowed to take the caller down.
 fn pdf_text(bytes: &[u8], file_name: Option<&str>) -> Result<String, DocumentError> {
     let name = describe(file_name);
-    let result = catch_unwind(AssertUnwindSafe(|| pdf_extract::extract_text_from_mem(bytes)));
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        pdf_extract::extract_text_from_mem(bytes)
+    }));
     let text = match result {
         Ok(Ok(text)) => text,
         Ok(Err(err)) => {
@@ -196,7 +213,12 @@ mod tests {
             "a,b\n1,2\n"
         );
         assert_eq!(
-            extract_text(br#"{"a": 1}"#, Some("application/json; charset=utf-8"), None).unwrap(),
+            extract_text(
+                br#"{"a": 1}"#,
+                Some("application/json; charset=utf-8"),
+                None
+            )
+            .unwrap(),
             r#"{"a": 1}"#
         );
     }
@@ -207,10 +229,7 @@ mod tests {
             extract_text(b"\xef\xbb\xbfhello", None, None).unwrap(),
             "hello"
         );
-        assert_eq!(
-            extract_text(b"\xff\xfeh\0i\0", None, None).unwrap(),
-            "hi"
-        );
+        assert_eq!(extract_text(b"\xff\xfeh\0i\0", None, None).unwrap(), "hi");
         assert_eq!(
             extract_text(b"caf\xe9 au lait", None, None).unwrap(),
             "caf\u{fffd} au lait"

@@ -44,7 +44,17 @@ pub async fn load_uri(uri: &str, policy: &FetchPolicy) -> Result<Loaded, Documen
         ))
     })?;
     check_scheme(&url)?;
-    match tokio::time::timeout(policy.timeout, fetch(url.clone(), policy)).await {
+    fetch_within_timeout(url, policy, &[]).await
+}
+
+/// `trusted` lists socket addresses treated as public whatever their class; only tests pass
+/// any, to stand a local server in for a public one.
+async fn fetch_within_timeout(
+    url: Url,
+    policy: &FetchPolicy,
+    trusted: &[SocketAddr],
+) -> Result<Loaded, DocumentError> {
+    match tokio::time::timeout(policy.timeout, fetch(url.clone(), policy, trusted)).await {
         Ok(result) => result,
         Err(_) => Err(DocumentError::Fetch(format!(
             "fetching {} timed out after {} s",
@@ -64,11 +74,15 @@ fn check_scheme(url: &Url) -> Result<(), DocumentError> {
     }
 }
 
-async fn fetch(original: Url, policy: &FetchPolicy) -> Result<Loaded, DocumentError> {
+async fn fetch(
+    original: Url,
+    policy: &FetchPolicy,
+    trusted: &[SocketAddr],
+) -> Result<Loaded, DocumentError> {
     let mut url = original.clone();
     let mut came_from: Option<Url> = None;
     for _ in 0..=MAX_REDIRECTS {
-        let pinned = check_destination(&url, policy)
+        let pinned = check_destination(&url, policy, trusted)
             .await
             .map_err(|err| match (&came_from, err) {
                 (Some(from), DocumentError::Forbidden(why)) => DocumentError::Forbidden(format!(
@@ -121,6 +135,7 @@ async fn fetch(original: Url, policy: &FetchPolicy) -> Result<Loaded, DocumentEr
 async fn check_destination(
     url: &Url,
     policy: &FetchPolicy,
+    trusted: &[SocketAddr],
 ) -> Result<Option<(String, Vec<SocketAddr>)>, DocumentError> {
     let refuse = |why: String| {
         DocumentError::Forbidden(format!(
@@ -128,14 +143,18 @@ async fn check_destination(
             shorten(url.as_str())
         ))
     };
-    let host = url.host_str().ok_or_else(|| {
-        DocumentError::Invalid(format!("{} has no host", shorten(url.as_str())))
-    })?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| DocumentError::Invalid(format!("{} has no host", shorten(url.as_str()))))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let allowed = |addr: SocketAddr| {
+        classify_ip(addr.ip()) == AddressClass::Public || trusted.contains(&addr)
+    };
     // The URL parser already normalised IPv4 forms such as `127.1` or `0x7f.1`.
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = literal.parse::<IpAddr>() {
         let class = classify_ip(ip);
-        if !policy.allow_private_addresses && class != AddressClass::Public {
+        if !policy.allow_private_addresses && !allowed(SocketAddr::new(ip, port)) {
             return Err(refuse(format!("{ip} is {}", class.description())));
         }
         return Ok(None);
@@ -144,7 +163,6 @@ async fn check_destination(
         return Ok(None);
     }
     let domain = host.to_string();
-    let port = url.port_or_known_default().unwrap_or(80);
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((domain.as_str(), port))
         .await
         .map_err(|e| {
@@ -163,7 +181,7 @@ async fn check_destination(
     // Every address must pass: the connection may use any of them.
     for addr in &addrs {
         let class = classify_ip(addr.ip());
-        if class != AddressClass::Public {
+        if !allowed(*addr) {
             return Err(refuse(format!(
                 "{domain} resolves to {}, {}",
                 addr.ip(),
@@ -293,6 +311,75 @@ mod tests {
             parse_content_type("application/pdf"),
             (Some("application/pdf".into()), None)
         );
+    }
+
+    /// A server answering every request with `response`, counting the requests it gets.
+    async fn serve(
+        response: impl Fn() -> axum::response::Response + Clone + Send + Sync + 'static,
+    ) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let hits = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            let response = response.clone();
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                response()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (addr, hits)
+    }
+
+    fn redirect_to(location: String) -> axum::response::Response {
+        axum::response::Response::builder()
+            .status(302)
+            .header("location", location)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_loopback_is_refused_before_it_is_followed() {
+        use std::sync::atomic::Ordering;
+        let (inner, inner_hits) = serve(|| axum::response::Response::new("secret".into())).await;
+        let target = format!("http://127.0.0.1:{}/admin", inner.port());
+        let (outer, outer_hits) = serve(move || redirect_to(target.clone())).await;
+        // The outer server stands in for a public host.
+        let url = Url::parse(&format!("http://{outer}/doc")).unwrap();
+        let err = fetch_within_timeout(url, &FetchPolicy::default(), &[outer])
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, DocumentError::Forbidden(_)), "{text}");
+        assert!(
+            text.contains("refusing to follow the redirect from")
+                && text.contains("127.0.0.1 is a loopback address")
+                && text.contains("allow_private_addresses: true"),
+            "{text}"
+        );
+        assert_eq!(outer_hits.load(Ordering::SeqCst), 1);
+        assert_eq!(inner_hits.load(Ordering::SeqCst), 0);
+
+        // A host name is checked by what it resolves to.
+        let (outer, _) =
+            serve(move || redirect_to(format!("http://localhost:{}/", inner.port()))).await;
+        let url = Url::parse(&format!("http://{outer}/doc")).unwrap();
+        let err = fetch_within_timeout(url, &FetchPolicy::default(), &[outer])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("localhost resolves to"), "{err}");
+        assert_eq!(inner_hits.load(Ordering::SeqCst), 0);
+
+        // The trusted server itself is fetched normally.
+        let url = Url::parse(&format!("http://{inner}/doc")).unwrap();
+        let loaded = fetch_within_timeout(url, &FetchPolicy::default(), &[inner])
+            .await
+            .unwrap();
+        assert_eq!(loaded.bytes, b"secret");
     }
 
     #[tokio::test]

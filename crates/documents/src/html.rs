@@ -11,14 +11,47 @@ const SKIPPED: &[&str] = &[
 
 /// Elements set off by a blank line.
 const PARAGRAPHS: &[&str] = &[
-    "p", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "table", "ul", "ol", "dl",
-    "figure", "hr", "section", "article", "header", "footer", "main", "aside", "nav", "form",
-    "fieldset", "address", "details",
+    "p",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "pre",
+    "blockquote",
+    "table",
+    "ul",
+    "ol",
+    "dl",
+    "figure",
+    "hr",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "main",
+    "aside",
+    "nav",
+    "form",
+    "fieldset",
+    "address",
+    "details",
 ];
 
 /// Elements that start a new line.
 const LINES: &[&str] = &[
-    "div", "li", "tr", "br", "dt", "dd", "caption", "figcaption", "summary", "option", "legend",
+    "div",
+    "li",
+    "tr",
+    "br",
+    "dt",
+    "dd",
+    "caption",
+    "figcaption",
+    "summary",
+    "option",
+    "legend",
 ];
 
 /// The visible text of an HTML document or fragment.

@@ -194,7 +194,10 @@ mod tests {
         assert!(text.contains("'l': [1, 2.5]"), "{text}");
         assert_eq!(python_repr(&json!("it's")), r#""it's""#);
         assert_eq!(python_repr(&json!("it's \"x\"")), r#"'it\'s "x"'"#);
-        assert_eq!(python_repr(&json!("a\u{7f}\u{a0}\u{200b}é")), r"'a\x7f\xa0\u200bé'");
+        assert_eq!(
+            python_repr(&json!("a\u{7f}\u{a0}\u{200b}é")),
+            r"'a\x7f\xa0\u200bé'"
+        );
         assert_eq!(python_repr(&json!({})), "{}");
         assert_eq!(python_repr(&json!([])), "[]");
     }

@@ -26,7 +26,9 @@ pub struct Tokenizer {
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokenizer").field("name", &self.name).finish()
+        f.debug_struct("Tokenizer")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -90,9 +92,7 @@ impl Tokenizer {
             specials.into_iter().collect(),
             LLAMA3_SPLIT_PATTERN,
         )
-        .map_err(|e| {
-            DocumentError::Invalid(format!("cannot build the Llama 3 tokenizer: {e}"))
-        })?;
+        .map_err(|e| DocumentError::Invalid(format!("cannot build the Llama 3 tokenizer: {e}")))?;
         Ok(Tokenizer {
             name: "Llama 3 (tiktoken)".to_string(),
             bpe: Arc::new(bpe),

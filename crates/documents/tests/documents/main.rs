@@ -1,0 +1,6 @@
+//! Integration tests of `llama-stack-documents`, one module per topic.
+
+mod chunking;
+mod extraction;
+mod fetching;
+mod python_repr;
