@@ -1,0 +1,294 @@
+//! Provider behaviour the shared conformance suite cannot see: how the graph file and the
+//! database are reconciled, compaction, the exact fallback and registration.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use llama_stack_core::vector_io::{ChunkSelector, StoreSpec, VectorIoProvider};
+use llama_stack_core::{Api, ProviderContext, ProviderInstance, ProviderRegistry};
+use llama_stack_vector_conformance::data::{
+    ClusteredVectors, chunk, exact_top_k, filtered, ids, vector_query, with_attributes,
+};
+use serde_json::json;
+
+use super::*;
+
+const DIM: usize = 24;
+
+fn config(dir: &Path) -> SqliteVecConfig {
+    SqliteVecConfig {
+        db_path: Some(dir.join("vec.db").display().to_string()),
+        ..SqliteVecConfig::default()
+    }
+}
+
+fn index_file(dir: &Path) -> PathBuf {
+    // The only store of these tests is the first one created: key 1.
+    dir.join("vec.db.hnsw").join("store-1.hnsw")
+}
+
+async fn open(dir: &Path) -> SqliteVecProvider {
+    SqliteVecProvider::open(&config(dir), None).await.unwrap()
+}
+
+/// A store "s" holding `n` chunks `c0..` with clustered vectors; returns the vectors.
+async fn filled(p: &SqliteVecProvider, n: usize) -> Vec<Vec<f32>> {
+    p.create_store(&StoreSpec {
+        store_id: "s".into(),
+        dimension: DIM,
+    })
+    .await
+    .unwrap();
+    let vectors = ClusteredVectors::new(DIM, 8, 0.6, 3).take(n);
+    let chunks = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            with_attributes(
+                chunk(&format!("c{i}"), &format!("text {i}"), v.clone()),
+                json!({"group": i % 100}),
+            )
+        })
+        .collect();
+    p.insert("s", chunks).await.unwrap();
+    vectors
+}
+
+/// Every listed chunk finds itself first.
+async fn assert_found(
+    p: &SqliteVecProvider,
+    vectors: &[Vec<f32>],
+    which: impl Iterator<Item = usize>,
+) {
+    for i in which {
+        let hits = p
+            .search("s", &vector_query(vectors[i].clone(), 1))
+            .await
+            .unwrap();
+        assert_eq!(ids(&hits), [format!("c{i}")]);
+    }
+}
+
+#[tokio::test]
+async fn a_restart_loads_the_saved_graph_without_reindexing() {
+    let dir = tempfile::tempdir().unwrap();
+    let vectors = {
+        let p = open(dir.path()).await;
+        filled(&p, 300).await
+    };
+    assert!(
+        index_file(dir.path()).exists(),
+        "saved when the provider was dropped"
+    );
+    let p = open(dir.path()).await;
+    let index = p.index_of("s").await.unwrap();
+    assert_eq!(
+        index.report,
+        index::OpenReport {
+            from_file: true,
+            added: 0,
+            removed: 0
+        }
+    );
+    assert_found(&p, &vectors, (0..300).step_by(37)).await;
+}
+
+#[tokio::test]
+async fn a_lost_graph_file_is_rebuilt_from_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let vectors = {
+        let p = open(dir.path()).await;
+        filled(&p, 300).await
+    };
+    std::fs::remove_file(index_file(dir.path())).unwrap();
+    let p = open(dir.path()).await;
+    let report = p.index_of("s").await.unwrap().report;
+    assert!(!report.from_file);
+    assert_eq!(report.added, 300);
+    assert_found(&p, &vectors, 0..300).await;
+}
+
+#[tokio::test]
+async fn a_stale_graph_file_is_caught_up_with_writes_made_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir.path().join("stale.hnsw");
+    let (vectors, late) = {
+        let p = open(dir.path()).await;
+        let vectors = filled(&p, 200).await;
+        p.flush().await;
+        std::fs::copy(index_file(dir.path()), &stale).unwrap();
+        // Written after the save: as if the process died before the next one.
+        let late = ClusteredVectors::new(DIM, 8, 0.6, 99).take(50);
+        let chunks = late
+            .iter()
+            .enumerate()
+            .map(|(i, v)| chunk(&format!("late{i}"), "late", v.clone()))
+            .collect();
+        p.insert("s", chunks).await.unwrap();
+        let doomed = (0..20).map(|i| format!("c{i}")).collect();
+        p.delete_chunks("s", &ChunkSelector::Ids(doomed))
+            .await
+            .unwrap();
+        (vectors, late)
+    };
+    std::fs::copy(&stale, index_file(dir.path())).unwrap();
+
+    let p = open(dir.path()).await;
+    let report = p.index_of("s").await.unwrap().report;
+    assert_eq!(
+        report,
+        index::OpenReport {
+            from_file: true,
+            added: 50,
+            removed: 20
+        }
+    );
+    assert_found(&p, &vectors, 20..200).await;
+    for (i, v) in late.iter().enumerate() {
+        let hits = p.search("s", &vector_query(v.clone(), 1)).await.unwrap();
+        assert_eq!(ids(&hits), [format!("late{i}")]);
+    }
+    let near_deleted = p
+        .search("s", &vector_query(vectors[3].clone(), 250))
+        .await
+        .unwrap();
+    assert_eq!(near_deleted.len(), 230);
+    assert!(!ids(&near_deleted).contains(&"c3".to_string()));
+}
+
+#[tokio::test]
+async fn a_damaged_graph_file_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let vectors = {
+        let p = open(dir.path()).await;
+        filled(&p, 100).await
+    };
+    let path = index_file(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() - 100);
+    std::fs::write(&path, bytes).unwrap();
+    let p = open(dir.path()).await;
+    let report = p.index_of("s").await.unwrap().report;
+    assert!(!report.from_file);
+    assert_found(&p, &vectors, 0..100).await;
+}
+
+#[tokio::test]
+async fn deleting_a_store_removes_its_graph_file_and_orphans_are_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path()).await;
+    filled(&p, 10).await;
+    p.flush().await;
+    assert!(index_file(dir.path()).exists());
+    p.delete_store("s").await.unwrap();
+    assert!(!index_file(dir.path()).exists());
+    drop(p);
+
+    let orphan = dir.path().join("vec.db.hnsw").join("store-77.hnsw");
+    std::fs::write(&orphan, b"left over").unwrap();
+    let _p = open(dir.path()).await;
+    assert!(!orphan.exists());
+}
+
+#[tokio::test]
+async fn many_deletions_compact_the_graph_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path()).await;
+    let vectors = filled(&p, 400).await;
+    let doomed = (0..400)
+        .filter(|i| i % 2 == 0)
+        .map(|i| format!("c{i}"))
+        .collect();
+    assert_eq!(
+        p.delete_chunks("s", &ChunkSelector::Ids(doomed))
+            .await
+            .unwrap(),
+        200
+    );
+    let index = p.index_of("s").await.unwrap();
+    for _ in 0..200 {
+        if index.graph.read().unwrap().tombstone_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let graph = index.graph.read().unwrap();
+    assert_eq!((graph.node_count(), graph.tombstone_count()), (200, 0));
+    drop(graph);
+    assert_found(&p, &vectors, (1..400).step_by(2)).await;
+}
+
+#[tokio::test]
+async fn selective_filters_fall_back_to_exact_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path()).await;
+    let vectors = filled(&p, 2000).await;
+    let query = ClusteredVectors::new(DIM, 8, 0.6, 5).sample();
+    // group 7 holds 20 chunks scattered over every cluster: the graph's 80 nearest
+    // candidates rarely contain 10 of them.
+    let members: Vec<usize> = (0..2000).filter(|i| i % 100 == 7).collect();
+    let data: Vec<Vec<f32>> = members.iter().map(|&i| vectors[i].clone()).collect();
+    let want: Vec<String> = exact_top_k(&data, &query, 10)
+        .into_iter()
+        .map(|j| format!("c{}", members[j]))
+        .collect();
+    let request = filtered(
+        vector_query(query.clone(), 10),
+        json!({"type": "eq", "key": "group", "value": 7}),
+    );
+    let hits = p.search("s", &request).await.unwrap();
+    assert_eq!(ids(&hits), want);
+}
+
+#[tokio::test]
+async fn registration_validates_its_sample_and_builds_from_the_store_dir() {
+    let mut registry = ProviderRegistry::new();
+    register(&mut registry);
+    for name in [
+        PROVIDER_TYPE,
+        "inline::sqlite_vec",
+        "inline::faiss",
+        "inline::meta-reference",
+    ] {
+        let spec = registry.get(name).unwrap();
+        assert_eq!(
+            (spec.provider_type, spec.api),
+            (PROVIDER_TYPE, Api::VectorIo)
+        );
+    }
+    let spec = registry.get(PROVIDER_TYPE).unwrap();
+    let sample: serde_json::Value = serde_norway::from_str(spec.sample_config).unwrap();
+    assert!((spec.validate)(&sample).is_empty());
+    let issues = (spec.validate)(&json!({"hnsw_m": 2, "colour": "red"}));
+    let paths: Vec<_> = issues.iter().map(|i| i.path.as_str()).collect();
+    assert!(
+        paths.contains(&"colour") && !issues.is_empty(),
+        "{issues:?}"
+    );
+    let issues = (spec.validate)(&json!({"hnsw_m": 2}));
+    assert_eq!(issues[0].path, "hnsw_m");
+
+    let dir = tempfile::tempdir().unwrap();
+    let context = ProviderContext {
+        provider_id: "faiss".into(),
+        store_dir: Some(dir.path().to_path_buf()),
+        registry: None,
+    };
+    let built = (spec.build)(
+        json!({"kvstore": {"type": "sqlite", "namespace": null}}),
+        context,
+    )
+    .await
+    .unwrap();
+    let ProviderInstance::VectorIo(provider) = built else {
+        panic!("not a vector IO provider");
+    };
+    provider
+        .create_store(&StoreSpec {
+            store_id: "x".into(),
+            dimension: 2,
+        })
+        .await
+        .unwrap();
+    assert!(dir.path().join("sqlite_vec.db").exists());
+}
