@@ -12,9 +12,13 @@ pub struct FileObject {
     pub object: String,
     /// `file-` followed by 32 hex digits.
     pub id: String,
+    /// Size of the content in bytes.
     pub bytes: u64,
+    /// Unix seconds.
     pub created_at: i64,
+    /// Unix seconds after which the file is gone; `None` keeps it until deleted.
     pub expires_at: Option<i64>,
+    /// As uploaded; metadata only, never used as a path.
     pub filename: String,
     /// `assistants`, `batch`, `fine-tune`, `vision`, `user_data` or `evals`.
     pub purpose: String,
@@ -46,9 +50,56 @@ pub struct FileListQuery {
 #[derive(Debug, Clone)]
 pub struct FilePage {
     pub data: Vec<FileObject>,
+    /// More files follow the last one in `data`.
     pub has_more: bool,
 }
 
+/// `GET /v1/files` response: an OpenAI list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileList {
+    /// Always `list`.
+    pub object: String,
+    pub data: Vec<FileObject>,
+    pub has_more: bool,
+    /// The first id in `data`, or empty when `data` is.
+    pub first_id: String,
+    /// The last id in `data` (the `after` of the next page), or empty.
+    pub last_id: String,
+}
+
+impl From<FilePage> for FileList {
+    fn from(page: FilePage) -> Self {
+        let id = |file: Option<&FileObject>| file.map(|f| f.id.clone()).unwrap_or_default();
+        FileList {
+            object: "list".into(),
+            first_id: id(page.data.first()),
+            last_id: id(page.data.last()),
+            has_more: page.has_more,
+            data: page.data,
+        }
+    }
+}
+
+/// `DELETE /v1/files/{file_id}` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDeleted {
+    pub id: String,
+    /// Always `file`.
+    pub object: String,
+    pub deleted: bool,
+}
+
+/// A file's content with what a download needs to label it.
+#[derive(Debug, Clone)]
+pub struct FileDownload {
+    pub content: Vec<u8>,
+    pub filename: String,
+    /// Guessed from the file name's extension; `application/octet-stream` when unknown.
+    pub content_type: &'static str,
+}
+
+/// Where uploaded files live. Implementations keep bytes and record together: a file is
+/// either fully stored (both) or absent (neither), and expired files are never returned.
 #[async_trait]
 pub trait FilesProvider: Send + Sync {
     /// Stores the bytes and records the file; both or neither.
