@@ -182,7 +182,8 @@ impl Stack {
             tracing::warn!(model = %model.identifier, requested, dimension,
                 "Requested embedding_dimension differs from the model's; using the model's");
         }
-        Ok((model.identifier, dimension))
+        // Keep the name the client used (an identifier or a provider model id); both resolve.
+        Ok((model_id.map(str::to_string).unwrap_or(model.identifier), dimension))
     }
 
     pub async fn list_vector_dbs(&self) -> Vec<VectorDb> {
