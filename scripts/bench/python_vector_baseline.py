@@ -261,6 +261,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--persist-max", type=int, default=10_000,
                         help="measure faiss's per-insert save only up to this N")
+    parser.add_argument("--faiss-threads", type=int, default=0,
+                        help="faiss OpenMP threads (0: faiss's default, as the Python stack runs)")
     parser.add_argument("--stores", nargs="+", default=["faiss", "sqlite-vec"],
                         choices=["faiss", "sqlite-vec"])
     args = parser.parse_args()
@@ -268,11 +270,14 @@ def main() -> None:
     import faiss
     import sqlite_vec
 
+    if args.faiss_threads > 0:
+        faiss.omp_set_num_threads(args.faiss_threads)
     print(f"python {platform.python_version()}, numpy {np.__version__}, faiss-cpu "
           f"{faiss.__version__}, sqlite-vec {sqlite_vec.__version__} (SQLite "
           f"{sqlite3.sqlite_version}), {os.cpu_count()} CPUs; dimension {args.dimension}, "
           f"{args.clusters} clusters, spread {args.spread}, seed {args.seed}, "
-          f"{args.queries} queries, k={args.k}, insert batches of {args.batch}\n")
+          f"{args.queries} queries, k={args.k}, insert batches of {args.batch}, faiss threads "
+          f"{faiss.omp_get_max_threads()}\n")
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="vector-baseline-") as tmp:
         for n in args.sizes:

@@ -136,7 +136,7 @@ _PG_CLUSTER = None
 
 def postgres_database(name: str) -> dict[str, str]:
     """POSTGRES_* settings of a fresh database with pgvector on a throwaway cluster shared by
-    the session; skips when LLAMA_STACK_SKIP_PG_TESTS=1."""
+    the session (stopped at interpreter exit); skips when LLAMA_STACK_SKIP_PG_TESTS=1."""
     global _PG_CLUSTER
     if os.environ.get(SKIP_PG_ENV) == "1":
         pytest.skip(f"{SKIP_PG_ENV}=1: the pgvector runs are skipped")
@@ -146,12 +146,6 @@ def postgres_database(name: str) -> dict[str, str]:
         _PG_CLUSTER = PostgresServer.start()
     return _PG_CLUSTER.create_database(name)
 
-
-def stop_postgres() -> None:
-    global _PG_CLUSTER
-    if _PG_CLUSTER is not None:
-        _PG_CLUSTER.stop()
-        _PG_CLUSTER = None
 
 
 # --- servers -------------------------------------------------------------------------------
