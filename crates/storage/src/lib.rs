@@ -1,8 +1,13 @@
 //! SQL storage for the stack's registry, through sqlx, with the versioned migrations under the
-//! workspace's `migrations/` folder.
+//! workspace's `migrations/` folder (`sqlite/`, `postgres/registry/`; see its README).
 //!
-//! Implements `llama_stack_core::RegistryStore`. Depends on core and types only; providers that
-//! persist data may depend on this crate, never the other way round.
+//! Implements `llama_stack_core::RegistryStore` on SQLite ([`SqliteRegistryStore`]) and on
+//! PostgreSQL ([`PostgresRegistryStore`]), and owns connecting to PostgreSQL
+//! ([`PostgresSettings`]) with errors that say what to fix, which PostgreSQL-backed providers
+//! reuse. Depends on core and types only; providers that persist data may depend on this crate,
+//! never the other way round.
+
+pub mod postgres;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -12,7 +17,9 @@ use llama_stack_core::{Error, RegistryStore, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+pub use postgres::{PostgresRegistryStore, PostgresSettings};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 /// The registry in one SQLite file.
 #[derive(Clone)]
