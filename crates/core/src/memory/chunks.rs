@@ -15,6 +15,8 @@ use crate::vector_io::{Chunk, Filter, ScoredChunk, SearchMode, SearchRequest, St
 
 /// Texts embedded per call to the embedding model.
 const EMBED_BATCH: usize = 64;
+/// `text_truncation` that keeps the start of a text longer than the embedding model reads.
+const TRUNCATE_KEEP_START: &str = "end";
 
 /// How results are ranked.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -240,7 +242,9 @@ impl Stack {
                 .embed(EmbeddingsRequest {
                     model_id: record.embedding_model.clone(),
                     contents,
-                    text_truncation: None,
+                    // A 512-token chunk is often longer than the embedding model reads;
+                    // upstream's sentence-transformers keeps the start, so do the same.
+                    text_truncation: Some(TRUNCATE_KEEP_START.into()),
                     output_dimension: None,
                     task_type: None,
                 })
@@ -380,7 +384,7 @@ impl Stack {
             .embed(EmbeddingsRequest {
                 model_id: record.embedding_model.clone(),
                 contents: vec![Value::String(text.to_string())],
-                text_truncation: None,
+                text_truncation: Some(TRUNCATE_KEEP_START.into()),
                 output_dimension: None,
                 task_type: None,
             })
