@@ -1,0 +1,55 @@
+//! `inline::localfs`: the files API (`/v1/files`) on the local file system.
+//!
+//! Owns the storage folder (one file per upload, named after its generated id, written to a
+//! temporary file, synced and renamed) and the file records (kind `file` in the distribution's
+//! SQL store, or in a SQLite database of its own). Depends on core and storage only; never on
+//! another provider or a transport.
+
+mod blobs;
+pub mod config;
+mod provider;
+
+use futures::FutureExt;
+use llama_stack_core::{
+    Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
+    provider::parse_config,
+};
+
+pub use config::LocalfsConfig;
+pub use provider::{LocalfsFiles, RECORD_KIND};
+
+pub const PROVIDER_TYPE: &str = "inline::localfs";
+
+fn validate(value: &serde_json::Value) -> Vec<ConfigIssue> {
+    match parse_config::<LocalfsConfig>(value) {
+        Ok(config) => config.issues(),
+        Err(issues) => issues,
+    }
+}
+
+fn build(
+    value: serde_json::Value,
+    context: ProviderContext,
+) -> futures::future::BoxFuture<'static, llama_stack_core::Result<ProviderInstance>> {
+    async move {
+        let config = parse_config::<LocalfsConfig>(&value).map_err(|issues| {
+            llama_stack_core::Error::invalid(format!("invalid {PROVIDER_TYPE} config: {issues:?}"))
+        })?;
+        let provider = LocalfsFiles::open(config, context).await?;
+        Ok(ProviderInstance::Files(std::sync::Arc::new(provider)))
+    }
+    .boxed()
+}
+
+/// Adds `inline::localfs` to the registry.
+pub fn register(registry: &mut ProviderRegistry) {
+    registry.register(ProviderSpec {
+        api: Api::Files,
+        provider_type: PROVIDER_TYPE,
+        aliases: &[],
+        description: "Uploaded files on the local file system, records in the distribution's SQL store",
+        sample_config: config::SAMPLE_CONFIG,
+        validate,
+        build,
+    });
+}
