@@ -7,7 +7,6 @@ use llama_stack_core::stack::redact_config;
 use llama_stack_core::{
     Error, ErrorKind, ProviderContext, ProviderHandle, RegistryStore, Stack, StackInfo,
 };
-use llama_stack_storage::SqliteRegistryStore;
 use llama_stack_types::{
     ModelType, RegisterModelRequest, RegisterToolGroupRequest, RegisterVectorDbRequest,
 };
@@ -31,19 +30,9 @@ pub struct Built {
 /// upstream does not stop start-up; a background task then warns about it and pulls in the
 /// model lists of providers configured with `refresh_models`.
 pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
-    let db_path = loaded.registry_db_path().to_path_buf();
+    let registry = crate::registry_store::open(&loaded).await?;
     let store_dir = loaded.store_dir().to_path_buf();
-    let store = SqliteRegistryStore::open(&db_path).await.map_err(|err| {
-        Error::new(
-            err.kind(),
-            format!(
-                "metadata_store: cannot open the registry at {}: {}",
-                db_path.display(),
-                err.message()
-            ),
-        )
-    })?;
-    let store: Arc<dyn RegistryStore> = Arc::new(store);
+    let store: Arc<dyn RegistryStore> = registry.store.clone();
 
     let mut handles = Vec::with_capacity(loaded.providers.len());
     for plan in &loaded.providers {
@@ -113,8 +102,8 @@ pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
         }
         let hint = if err.kind() == ErrorKind::Conflict {
             format!(
-                "; the registry at {} holds a different model under this name: unregister it or use another SQLITE_STORE_DIR",
-                db_path.display()
+                "; the registry at {} holds a different model under this name: unregister it or use {}",
+                registry.location, registry.elsewhere
             )
         } else {
             String::new()

@@ -25,6 +25,7 @@
 mod build;
 pub mod env;
 mod locate;
+mod registry_store;
 mod resolve;
 pub mod schema;
 mod validate;

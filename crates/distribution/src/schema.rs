@@ -134,8 +134,7 @@ impl fmt::Debug for ProviderEntry {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StoreConfig {
     Sqlite(SqliteStoreConfig),
-    /// Parsed so upstream files load; not implemented yet.
-    Postgres(serde_json::Map<String, Value>),
+    Postgres(PostgresStoreConfig),
     /// Parsed so upstream files load; not implemented yet.
     Redis(serde_json::Map<String, Value>),
     /// Parsed so upstream files load; not implemented yet.
@@ -163,6 +162,67 @@ pub struct SqliteStoreConfig {
     /// Key prefix inside a shared store (not implemented yet).
     #[serde(default, deserialize_with = "lenient::opt_string")]
     pub namespace: Option<String>,
+}
+
+/// `{type: postgres, host, port, db, user, password}`, upstream's field names. The registry
+/// is kept in table `llama_stack_registry` of `db` (see `migrations/postgres/registry`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresStoreConfig {
+    /// Host name or address of the PostgreSQL server.
+    #[serde(default = "default_pg_host", deserialize_with = "lenient::string")]
+    pub host: String,
+    /// TCP port of the server.
+    #[serde(default = "default_pg_port", deserialize_with = "lenient::integer")]
+    pub port: i64,
+    /// The database; it must exist.
+    #[serde(default = "default_pg_db", deserialize_with = "lenient::string")]
+    pub db: String,
+    /// The user to log in as; it needs the right to create tables in `db`.
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub user: Option<String>,
+    /// The user's password; empty for servers that trust the connection.
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub password: Option<String>,
+    /// `disable`, `allow` or `prefer`; this build does not speak TLS to PostgreSQL, so
+    /// `require`, `verify-ca` and `verify-full` are refused.
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub ssl_mode: Option<String>,
+    /// CA certificate for TLS; refused, as TLS is not supported.
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub ca_cert_path: Option<String>,
+    /// Upstream's key-value table name; accepted and not used (the registry has its own table).
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub table_name: Option<String>,
+    /// Key prefix inside a shared store (not implemented yet).
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub namespace: Option<String>,
+}
+
+fn default_pg_host() -> String {
+    "localhost".into()
+}
+fn default_pg_port() -> i64 {
+    5432
+}
+fn default_pg_db() -> String {
+    "llamastack".into()
+}
+
+impl fmt::Debug for PostgresStoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStoreConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("db", &self.db)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "********"))
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ca_cert_path", &self.ca_cert_path)
+            .field("table_name", &self.table_name)
+            .field("namespace", &self.namespace)
+            .finish()
+    }
 }
 
 /// One entry of `models`.
@@ -346,6 +406,19 @@ pub(crate) mod lenient {
                 describe(&other)
             ))),
         }
+    }
+
+    /// An integer, also accepting a string of one.
+    pub fn integer<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let value = Value::deserialize(d)?;
+        let parsed = match &value {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        parsed.ok_or_else(|| {
+            serde::de::Error::custom(format!("invalid value: {value}, expected an integer"))
+        })
     }
 
     /// The type's default when the value is null.

@@ -6,6 +6,8 @@ mod build_stack;
 mod distributions;
 #[path = "validate/fixtures.rs"]
 mod fixtures;
+#[path = "validate/metadata_store.rs"]
+mod metadata_store;
 #[path = "validate/samples.rs"]
 mod samples;
 #[path = "validate/starter.rs"]

@@ -12,7 +12,9 @@ use serde_json::{Map, Value};
 use crate::env::{self, EnvMap, join_key};
 use crate::locate::SourceMap;
 use crate::schema::lenient::describe;
-use crate::schema::{RUN_CONFIG_VERSION, RunConfig, ServerConfig, StoreConfig, TOP_LEVEL_KEYS};
+use crate::schema::{
+    PostgresStoreConfig, RUN_CONFIG_VERSION, RunConfig, ServerConfig, StoreConfig, TOP_LEVEL_KEYS,
+};
 use crate::{PlannedModel, PlannedProvider, Problem, ServerSettings};
 
 mod memory;
@@ -387,7 +389,16 @@ impl Checker<'_> {
 
     fn store(&mut self, root: &Map<String, Value>, key: &str) -> Option<StoreConfig> {
         let value = root.get(key).filter(|v| !v.is_null())?;
-        let store = self.parse::<StoreConfig>(key, value)?;
+        // Parsed apart from its `type` tag so that each field's problem carries its own path
+        // (serde's tagged enums report them all at the store).
+        let store = match value.get("type").and_then(Value::as_str) {
+            Some("postgres") => {
+                let mut fields = value.clone();
+                fields.as_object_mut().map(|f| f.remove("type"));
+                StoreConfig::Postgres(self.parse(key, &fields)?)
+            }
+            _ => self.parse::<StoreConfig>(key, value)?,
+        };
         match &store {
             StoreConfig::Sqlite(sqlite) => {
                 if let Some(ns) = &sqlite.namespace {
@@ -396,6 +407,7 @@ impl Checker<'_> {
                     ));
                 }
             }
+            StoreConfig::Postgres(postgres) => self.postgres_store(key, postgres),
             other if key == "metadata_store" => self.notices.push(format!(
                 "{key}: type `{}` is not implemented yet; the registry is kept in the default SQLite database instead",
                 other.type_name()
@@ -403,6 +415,54 @@ impl Checker<'_> {
             _ => {}
         }
         Some(store)
+    }
+
+    fn postgres_store(&mut self, key: &str, store: &PostgresStoreConfig) {
+        if store.host.trim().is_empty() {
+            self.problem(
+                format!("{key}.host"),
+                "must name the PostgreSQL server (e.g. localhost)",
+            );
+        }
+        if !(1..=65535).contains(&store.port) {
+            self.problem(
+                format!("{key}.port"),
+                format!("must be a TCP port from 1 to 65535, got {}", store.port),
+            );
+        }
+        if store.db.trim().is_empty() {
+            self.problem(format!("{key}.db"), "must name the database");
+        }
+        if store.user.as_deref().is_none_or(|u| u.trim().is_empty()) {
+            self.problem(
+                format!("{key}.user"),
+                "missing; name the PostgreSQL user to log in as",
+            );
+        }
+        if let Some(mode) = &store.ssl_mode
+            && !matches!(mode.as_str(), "disable" | "allow" | "prefer")
+        {
+            self.problem(
+                format!("{key}.ssl_mode"),
+                format!("`{mode}` needs TLS, which this server does not support for PostgreSQL yet; use disable, allow or prefer"),
+            );
+        }
+        if store.ca_cert_path.is_some() {
+            self.problem(
+                format!("{key}.ca_cert_path"),
+                "TLS to PostgreSQL is not supported yet; remove ca_cert_path",
+            );
+        }
+        if let Some(table) = &store.table_name {
+            self.notices.push(format!(
+                "{key}.table_name ({table}): not used; the registry is kept in table llama_stack_registry"
+            ));
+        }
+        if let Some(ns) = &store.namespace {
+            self.notices.push(format!(
+                "{key}.namespace ({ns}): store namespaces are not implemented yet; the whole database is used"
+            ));
+        }
     }
 
     fn registry_db_path(&self, image_name: &str, store: Option<&StoreConfig>) -> PathBuf {
