@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use llama_stack_core::{Api, Error, Stack};
 use utoipa::OpenApi;
 
-use routes::{inference, inspect, memory, models, openai, vector_stores};
+use routes::{files, inference, inspect, memory, models, openai, vector_stores};
 
 /// Largest request body accepted (a chat with long documents fits; a runaway upload does not).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -195,6 +195,20 @@ pub const ROUTES: &[RouteEntry] = &[
     ),
     route("GET", "/v1/tools", Some(Api::ToolRuntime)),
     route("GET", "/v1/tools/{tool_name}", Some(Api::ToolRuntime)),
+    route("POST", "/v1/files", Some(Api::Files)),
+    route("GET", "/v1/files", Some(Api::Files)),
+    route("GET", "/v1/files/{file_id}", Some(Api::Files)),
+    route("DELETE", "/v1/files/{file_id}", Some(Api::Files)),
+    route("GET", "/v1/files/{file_id}/content", Some(Api::Files)),
+    route("POST", "/v1/openai/v1/files", Some(Api::Files)),
+    route("GET", "/v1/openai/v1/files", Some(Api::Files)),
+    route("GET", "/v1/openai/v1/files/{file_id}", Some(Api::Files)),
+    route("DELETE", "/v1/openai/v1/files/{file_id}", Some(Api::Files)),
+    route(
+        "GET",
+        "/v1/openai/v1/files/{file_id}/content",
+        Some(Api::Files),
+    ),
 ];
 
 #[derive(OpenApi)]
@@ -247,6 +261,11 @@ pub const ROUTES: &[RouteEntry] = &[
         vector_stores::get_file,
         vector_stores::update_file,
         vector_stores::delete_file,
+        files::upload,
+        files::list,
+        files::retrieve,
+        files::remove,
+        files::content,
     )
 )]
 pub struct ApiDoc;
@@ -258,6 +277,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         ("/v1/openai/v1/chat/completions", "/v1/chat/completions"),
         ("/v1/openai/v1/completions", "/v1/completions"),
         ("/v1/openai/v1/embeddings", "/v1/embeddings"),
+        ("/v1/openai/v1/files", "/v1/files"),
+        ("/v1/openai/v1/files/{file_id}", "/v1/files/{file_id}"),
+        (
+            "/v1/openai/v1/files/{file_id}/content",
+            "/v1/files/{file_id}/content",
+        ),
         ("/v1/openai/v1/vector_stores", "/v1/vector_stores"),
         (
             "/v1/openai/v1/vector_stores/{vector_store_id}",
@@ -365,6 +390,8 @@ pub fn router(stack: Arc<Stack>) -> Router {
         .route("/v1/tools/{*tool_name}", get(memory::get_tool))
         .merge(vector_store_routes("/v1"))
         .merge(vector_store_routes("/v1/openai/v1"))
+        .merge(files::routes("/v1"))
+        .merge(files::routes("/v1/openai/v1"))
         .route("/openapi.json", get(serve_openapi))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(provider_data::scope))
