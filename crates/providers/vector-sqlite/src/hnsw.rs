@@ -257,11 +257,11 @@ impl Hnsw {
         if links.len() < capacity {
             links.push(node);
         } else {
-            let base = self.vector(neighbour).to_vec();
+            let base = self.vector(neighbour);
             let mut candidates: Vec<Near> = links
                 .iter()
                 .chain(std::iter::once(&node))
-                .map(|&n| Near(self.distance(&base, n), n))
+                .map(|&n| Near(l2_squared(base, self.vector(n)), n))
                 .collect();
             candidates.sort_unstable();
             links = self.select_neighbours(&candidates, capacity);

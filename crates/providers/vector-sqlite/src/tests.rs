@@ -212,9 +212,11 @@ async fn many_deletions_compact_the_graph_in_the_background() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let graph = index.graph.read().unwrap();
-    assert_eq!((graph.node_count(), graph.tombstone_count()), (200, 0));
-    drop(graph);
+    let sizes = {
+        let graph = index.graph.read().unwrap();
+        (graph.node_count(), graph.tombstone_count())
+    };
+    assert_eq!(sizes, (200, 0));
     assert_found(&p, &vectors, (1..400).step_by(2)).await;
 }
 

@@ -1,0 +1,342 @@
+//! Vector store benchmark: insert throughput, query latency and recall@10 against exact
+//! search, on clustered unit vectors shaped like sentence embeddings (fixed seed).
+//!
+//! `cargo bench -p llama-stack-vector-conformance --bench vector_stores`
+//!
+//! Environment: `BENCH_SIZES` (comma-separated chunk counts, default `10000,100000`),
+//! `BENCH_QUERIES` (default 500), `BENCH_ONLY` (one provider: `sqlite-vec`, `pgvector`);
+//! for `remote::pgvector`, `PGVECTOR_BENCH_URL` and `PGVECTOR_BENCH_HNSW` (see
+//! [`pgvector_target`]). Each provider is one call to [`bench_provider`]; to add one,
+//! open it in `main` under its own condition (e.g. `PGVECTOR_BENCH_URL` set) and push its row.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use llama_stack_core::vector_io::{StoreSpec, StoredChunk, VectorIoProvider};
+use llama_stack_provider_vector_pgvector::{PgVectorConfig, PgVectorProvider};
+use llama_stack_provider_vector_sqlite::{SqliteVecConfig, SqliteVecProvider};
+use llama_stack_vector_conformance::data::{ClusteredVectors, chunk, vector_query};
+
+const DIMENSION: usize = 384;
+const K: usize = 10;
+const BATCH: usize = 1000;
+/// Topics in the mixture, and each point's noise norm relative to its unit-length topic
+/// centre: same-topic chunks sit at cosine ≈ 0.6, different topics near 0.
+const CLUSTERS: usize = 100;
+const SPREAD: f32 = 0.8;
+const SEED: u64 = 20_250_101;
+
+/// Vectors, held-out queries from the same mixture, and each query's exact top 10.
+struct Dataset {
+    vectors: Vec<Vec<f32>>,
+    queries: Vec<Vec<f32>>,
+    truth: Vec<Vec<usize>>,
+}
+
+/// One line of the table.
+struct Row {
+    provider: String,
+    n: usize,
+    inserts_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    recall: f64,
+    note: String,
+}
+
+fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|s| s.trim().replace('_', "").parse().ok())
+                .collect()
+        })
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for lane in 0..8 {
+            let d = x[lane] - y[lane];
+            acc[lane] += d * d;
+        }
+    }
+    acc.iter().sum()
+}
+
+/// Exact top-k for every query, split over the machine's cores.
+fn ground_truth(vectors: &[Vec<f32>], queries: &[Vec<f32>]) -> Vec<Vec<usize>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_thread = queries.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = queries
+            .chunks(per_thread)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|q| {
+                            let mut d: Vec<(f32, usize)> = vectors
+                                .iter()
+                                .enumerate()
+                                .map(|(i, v)| (squared_distance(q, v), i))
+                                .collect();
+                            d.select_nth_unstable_by(K - 1, |a, b| a.0.total_cmp(&b.0));
+                            d.truncate(K);
+                            d.into_iter().map(|x| x.1).collect::<Vec<_>>()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("ground truth thread"))
+            .collect()
+    })
+}
+
+fn dataset(n: usize, queries: usize) -> Dataset {
+    let mut generator = ClusteredVectors::new(DIMENSION, CLUSTERS, SPREAD, SEED);
+    let vectors = generator.take(n);
+    let queries = generator.take(queries);
+    let truth = ground_truth(&vectors, &queries);
+    Dataset {
+        vectors,
+        queries,
+        truth,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// Inserts the dataset into a fresh store of `provider` in batches of 1000 precomputed
+/// chunks, then runs every query once (k = 10), one at a time.
+async fn bench_provider(label: &str, provider: Arc<dyn VectorIoProvider>, data: &Dataset) -> Row {
+    let n = data.vectors.len();
+    let store = format!("bench-{n}");
+    provider.delete_store(&store).await.expect("delete_store");
+    provider
+        .create_store(&StoreSpec {
+            store_id: store.clone(),
+            dimension: DIMENSION,
+        })
+        .await
+        .expect("create_store");
+    let batches: Vec<Vec<StoredChunk>> = data
+        .vectors
+        .chunks(BATCH)
+        .enumerate()
+        .map(|(b, part)| {
+            part.iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let id = b * BATCH + i;
+                    chunk(&format!("{id}"), &format!("chunk number {id}"), v.clone())
+                })
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    for batch in batches {
+        provider.insert(&store, batch).await.expect("insert");
+    }
+    let inserts_per_second = n as f64 / started.elapsed().as_secs_f64();
+
+    for q in data.queries.iter().take(20) {
+        provider
+            .search(&store, &vector_query(q.clone(), K))
+            .await
+            .expect("warm-up search");
+    }
+    let mut latencies = Vec::with_capacity(data.queries.len());
+    let mut found = 0usize;
+    for (q, truth) in data.queries.iter().zip(&data.truth) {
+        let request = vector_query(q.clone(), K);
+        let started = Instant::now();
+        let hits = provider.search(&store, &request).await.expect("search");
+        latencies.push(started.elapsed());
+        found += hits
+            .iter()
+            .filter(|h| {
+                h.chunk_id
+                    .parse()
+                    .is_ok_and(|id: usize| truth.contains(&id))
+            })
+            .count();
+    }
+    latencies.sort();
+    Row {
+        provider: label.to_string(),
+        n,
+        inserts_per_second,
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+        recall: found as f64 / (K * data.queries.len()) as f64,
+        note: String::new(),
+    }
+}
+
+/// `inline::sqlite-vec` with its default tuning; also times a restart (reopening the
+/// database and loading the saved graph, through the first query).
+async fn bench_sqlite(data: &Dataset) -> Row {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let config = SqliteVecConfig {
+        db_path: Some(dir.path().join("bench.db").display().to_string()),
+        ..SqliteVecConfig::default()
+    };
+    let provider = SqliteVecProvider::open(&config, None).await.expect("open");
+    let mut row = bench_provider("inline::sqlite-vec", Arc::new(provider), data).await;
+    // bench_provider dropped the provider, which saved its graph on the way out.
+    let started = Instant::now();
+    let reopened = SqliteVecProvider::open(&config, None)
+        .await
+        .expect("reopen");
+    let store = format!("bench-{}", data.vectors.len());
+    reopened
+        .search(&store, &vector_query(data.queries[0].clone(), K))
+        .await
+        .expect("search after restart");
+    row.note = format!(
+        "restart to first result {:.0} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    row
+}
+
+/// Where `remote::pgvector` runs: the server in `PGVECTOR_BENCH_URL`
+/// (`postgres://user:password@host:port/db`), else a throwaway cluster when PostgreSQL and
+/// pgvector are installed (scripts/setup-postgres.sh), else nowhere (the row is skipped).
+/// `PGVECTOR_BENCH_HNSW=m,ef_construction,ef_search` overrides the provider's HNSW defaults.
+struct PgVectorTarget {
+    config: PgVectorConfig,
+    _server: Option<llama_stack_pg_test_server::PgTestServer>,
+}
+
+fn pgvector_target() -> Option<PgVectorTarget> {
+    let (url, server) = match std::env::var("PGVECTOR_BENCH_URL") {
+        Ok(url) => (url, None),
+        Err(_) => {
+            if let Err(why) = llama_stack_pg_test_server::find_installation() {
+                eprintln!("remote::pgvector skipped: {why}");
+                return None;
+            }
+            let server = llama_stack_pg_test_server::PgTestServer::builder()
+                .setting("shared_buffers", "1GB")
+                .setting("maintenance_work_mem", "1GB")
+                .start()
+                .expect("a throwaway PostgreSQL for the bench");
+            let db = server.create_database("bench").expect("bench database");
+            (db.url(), Some(server))
+        }
+    };
+    // postgres://user:password@host:port/db
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let (login, place) = rest.rsplit_once('@').unwrap_or(("", rest));
+    let (user, password) = login.split_once(':').unwrap_or((login, ""));
+    let (address, db) = place.split_once('/').unwrap_or((place, "postgres"));
+    let (host, port) = address.rsplit_once(':').unwrap_or((address, "5432"));
+    let mut config = serde_json::json!({
+        "host": host, "port": port, "db": db, "user": user, "password": password,
+    });
+    if let Ok(hnsw) = std::env::var("PGVECTOR_BENCH_HNSW") {
+        let v: Vec<i64> = hnsw
+            .split(',')
+            .filter_map(|x| x.trim().parse().ok())
+            .collect();
+        assert_eq!(
+            v.len(),
+            3,
+            "PGVECTOR_BENCH_HNSW is m,ef_construction,ef_search"
+        );
+        config["hnsw"] = serde_json::json!({"m": v[0], "ef_construction": v[1], "ef_search": v[2]});
+    }
+    let config = llama_stack_core::provider::parse_config(&config).expect("pgvector bench config");
+    Some(PgVectorTarget {
+        config,
+        _server: server,
+    })
+}
+
+/// `remote::pgvector`; also times a restart (a new connection pool through the first query).
+async fn bench_pgvector(target: &PgVectorTarget, data: &Dataset) -> Row {
+    let provider = PgVectorProvider::connect(&target.config)
+        .await
+        .expect("connect remote::pgvector");
+    let mut row = bench_provider("remote::pgvector", Arc::new(provider), data).await;
+    let started = Instant::now();
+    let reopened = PgVectorProvider::connect(&target.config)
+        .await
+        .expect("reconnect remote::pgvector");
+    let store = format!("bench-{}", data.vectors.len());
+    reopened
+        .search(&store, &vector_query(data.queries[0].clone(), K))
+        .await
+        .expect("search after restart");
+    let hnsw = &target.config.hnsw;
+    row.note = format!(
+        "m={}, ef_construction={}, ef_search={}; restart to first result {:.0} ms",
+        hnsw.m,
+        hnsw.ef_construction,
+        hnsw.ef_search,
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    row
+}
+
+/// `BENCH_ONLY=<name>` runs one provider (`sqlite-vec`, `pgvector`); unset runs all.
+fn wanted(provider: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only == provider)
+}
+
+fn main() {
+    let sizes = env_list("BENCH_SIZES", &[10_000, 100_000]);
+    let queries = env_list("BENCH_QUERIES", &[500])[0].max(K);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut rows = Vec::new();
+    let pgvector = if wanted("pgvector") {
+        pgvector_target()
+    } else {
+        None
+    };
+    for &n in &sizes {
+        let started = Instant::now();
+        let data = dataset(n, queries);
+        eprintln!(
+            "n = {n}: data and exact answers ready in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        if wanted("sqlite-vec") {
+            rows.push(runtime.block_on(bench_sqlite(&data)));
+            eprintln!("n = {n}: inline::sqlite-vec done");
+        }
+        if let Some(target) = pgvector.as_ref().filter(|_| wanted("pgvector")) {
+            rows.push(runtime.block_on(bench_pgvector(target, &data)));
+            eprintln!("n = {n}: remote::pgvector done");
+        }
+        // Further providers go here, each behind its own condition.
+    }
+
+    println!(
+        "\n{DIMENSION} dimensions, {CLUSTERS}-topic Gaussian mixture, {queries} queries, k = {K}, batches of {BATCH}, {} CPU threads\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "| provider | N | insert (chunks/s) | query p50 (ms) | query p99 (ms) | recall@10 | notes |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.3} | {} |",
+            r.provider, r.n, r.inserts_per_second, r.p50_ms, r.p99_ms, r.recall, r.note
+        );
+    }
+}
