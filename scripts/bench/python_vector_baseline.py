@@ -9,10 +9,11 @@ centres, noise of norm about `--spread`, normalized), then `--queries` more from
 stream as queries. The generator is a bit-for-bit port of `ClusteredVectors` in
 crates/vector-conformance/src/data.rs (SplitMix64, Box-Muller), so the Rust bench given the
 same dimension, clusters, spread and seed sees the same vectors (up to float rounding in the
-normalization).
+normalization). The defaults are those of crates/vector-conformance/benches/vector_stores.rs
+(100 clusters, spread 0.8, seed 20250101, 500 queries, inserts of 1000 chunks).
 
 What is measured, per store and N:
-  * insert chunks/s: chunks added in calls of `--batch` (500, upstream's sqlite-vec batch):
+  * insert chunks/s: chunks added in calls of `--batch` chunks (1000, as the Rust bench):
       - faiss: `IndexFlatL2.add` of the batch plus the chunk bookkeeping dicts, as
         `FaissIndex.add_chunks` does. Upstream also re-serializes the whole index into its
         kvstore after every call; that is left out here (it makes insert quadratic), so this
@@ -20,14 +21,15 @@ What is measured, per store and N:
         (`faiss.serialize_index` + `np.savetxt` + base64, as `_save_index` does) for N up to
         `--persist-max` (10k; it takes minutes beyond that).
       - sqlite-vec: one file database, upstream's three tables (`(id, chunk)` metadata table,
-        `vec0(embedding FLOAT[384], id TEXT)`, `fts5(id, content)`); per batch, executemany
-        into each and one commit. Upstream's per-id FTS `DELETE` before insert is left out
-        (it scans the FTS table per chunk).
+        `vec0(embedding FLOAT[384], id TEXT)`, `fts5(id, content)`); per call, executemany
+        into each in groups of 500 and one commit. Upstream's per-id FTS `DELETE` before
+        insert is left out (it scans the FTS table per chunk).
   * query p50/p99 ms: one query at a time, k=10, including reading the chunks back:
       - faiss: `index.search(q[None, :], 10)` and the dict lookups;
       - sqlite-vec: upstream's KNN query, `... WHERE v.embedding MATCH ? AND k = ? ORDER BY
         v.distance` joined with the metadata table.
   * recall@10: overlap with exact top-10 by L2 distance (NumPy, float64).
+  * p50/p99 are nearest-rank percentiles, as the Rust bench takes them.
 
 Setup (a separate venv from Debian's python3.11: the pyenv Python on this machine is built
 without `sqlite3.Connection.enable_load_extension`, which sqlite-vec needs, as does upstream):
@@ -142,8 +144,13 @@ class Result:
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
-    a = np.array(samples) * 1000.0
-    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+    """p50 and p99 in ms, nearest rank as the Rust bench takes them."""
+    s = sorted(samples)
+
+    def at(p: float) -> float:
+        return s[round((len(s) - 1) * p)] * 1000.0
+
+    return at(0.50), at(0.99)
 
 
 def recall_at(found: list[list[int]], exact: np.ndarray, k: int) -> float:
@@ -213,20 +220,24 @@ def bench_sqlite_vec(data, queries, exact, batch: int, k: int, workdir: Path) ->
     conn.commit()
 
     started = time.perf_counter()
-    for start in range(0, len(data), batch):
-        stop = min(start + batch, len(data))
-        rows = [chunk_json(i) for i in range(start, stop)]
-        cur.executemany(
-            "INSERT INTO [bench_chunks] (id, chunk) VALUES (?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET chunk = excluded.chunk;",
-            [(cid, body) for cid, body, _ in rows],
-        )
-        cur.executemany(
-            "INSERT INTO [bench_vectors] (id, embedding) VALUES (?, ?);",
-            [(rows[j][0], serialize_vector(data[start + j])) for j in range(stop - start)],
-        )
-        cur.executemany("INSERT INTO [bench_fts] (id, content) VALUES (?, ?);",
-                        [(cid, text) for cid, _, text in rows])
+    # One insert call per `batch` chunks: executemany in groups of 500, one commit per call,
+    # as upstream's SQLiteVecIndex.add_chunks does.
+    for call_start in range(0, len(data), batch):
+        call_stop = min(call_start + batch, len(data))
+        for start in range(call_start, call_stop, 500):
+            stop = min(start + 500, call_stop)
+            rows = [chunk_json(i) for i in range(start, stop)]
+            cur.executemany(
+                "INSERT INTO [bench_chunks] (id, chunk) VALUES (?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET chunk = excluded.chunk;",
+                [(cid, body) for cid, body, _ in rows],
+            )
+            cur.executemany(
+                "INSERT INTO [bench_vectors] (id, embedding) VALUES (?, ?);",
+                [(rows[j][0], serialize_vector(data[start + j])) for j in range(stop - start)],
+            )
+            cur.executemany("INSERT INTO [bench_fts] (id, content) VALUES (?, ?);",
+                            [(cid, text) for cid, _, text in rows])
         conn.commit()
     insert_s = time.perf_counter() - started
 
@@ -253,11 +264,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--dimension", type=int, default=384)
-    parser.add_argument("--clusters", type=int, default=64)
-    parser.add_argument("--spread", type=float, default=0.6)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--batch", type=int, default=500)
+    # The defaults are crates/vector-conformance/benches/vector_stores.rs's.
+    parser.add_argument("--clusters", type=int, default=100)
+    parser.add_argument("--spread", type=float, default=0.8)
+    parser.add_argument("--seed", type=int, default=20_250_101)
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=1000, help="chunks per insert call")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--persist-max", type=int, default=10_000,
                         help="measure faiss's per-insert save only up to this N")
