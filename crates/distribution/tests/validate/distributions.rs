@@ -98,6 +98,9 @@ const EXPECTED: &[(&str, Pairs, Pairs)] = &[
         &[
             ("candle", "inline::candle"),
             ("sentence-transformers", "inline::sentence-transformers"),
+            ("sqlite-vec", "inline::sqlite-vec"),
+            ("rag-runtime", "inline::rag-runtime"),
+            ("localfs", "inline::localfs"),
         ],
         &[
             ("meta-llama/Llama-3.2-1B-Instruct", "candle"),
@@ -139,7 +142,25 @@ const EXPECTED: &[(&str, Pairs, Pairs)] = &[
         ],
     ),
     // Nothing set: every provider is switched off (see the `starter` module).
-    ("starter", &[], &[]),
+    (
+        "postgres",
+        &[
+            ("sentence-transformers", "inline::sentence-transformers"),
+            ("pgvector", "remote::pgvector"),
+            ("rag-runtime", "inline::rag-runtime"),
+            ("localfs", "inline::localfs"),
+        ],
+        &[("all-MiniLM-L6-v2", "sentence-transformers")],
+    ),
+    (
+        "starter",
+        &[
+            ("sqlite-vec", "inline::sqlite-vec"),
+            ("rag-runtime", "inline::rag-runtime"),
+            ("localfs", "inline::localfs"),
+        ],
+        &[],
+    ),
     (
         "together",
         &[
