@@ -57,7 +57,8 @@ async fn fetch_within_timeout(
     match tokio::time::timeout(policy.timeout, fetch(url.clone(), policy, trusted)).await {
         Ok(result) => result,
         Err(_) => Err(DocumentError::Fetch(format!(
-            "fetching {} timed out after {} s",
+            "fetching {} timed out after {} s (fetch_timeout_seconds in the rag-runtime \
+             provider config)",
             shorten(url.as_str()),
             policy.timeout.as_secs_f64()
         ))),
@@ -226,7 +227,8 @@ async fn read_body(
 ) -> Result<Loaded, DocumentError> {
     let too_large = |size: String| {
         DocumentError::TooLarge(format!(
-            "{} is {size}, over the limit of {} bytes for a document",
+            "{} is {size}, over the limit of {} bytes for a document (max_document_bytes in \
+             the rag-runtime provider config)",
             shorten(url.as_str()),
             policy.max_bytes
         ))

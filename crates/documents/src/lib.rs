@@ -3,9 +3,9 @@
 //! the Llama 3 tokenizer, exactly as upstream's `make_overlapped_chunks` does.
 //!
 //! Owns the fetch policy that keeps document URLs from reaching private networks (SSRF), and
-//! the Python `repr` of JSON values that upstream renders chunk metadata with. Depends on the
-//! Llama 3 tokenizer tables of `llama-stack-llama3` only; never on core, a provider or a
-//! transport (core depends on this crate).
+//! the Python `repr` of JSON values that upstream renders chunk metadata with. Of the
+//! workspace it depends only on `llama-stack-llama3` (the tokenizer tables); never on core, a
+//! provider or a transport (core depends on this crate).
 
 mod addresses;
 mod chunk;
