@@ -5,9 +5,10 @@
 //!
 //! Environment: `BENCH_SIZES` (comma-separated chunk counts, default `10000,100000`),
 //! `BENCH_QUERIES` (default 500), `BENCH_ONLY` (one provider: `sqlite-vec`, `pgvector`);
-//! for `remote::pgvector`, `PGVECTOR_BENCH_URL` and `PGVECTOR_BENCH_HNSW` (see
-//! [`pgvector_target`]). Each provider is one call to [`bench_provider`]; to add one,
-//! open it in `main` under its own condition (e.g. `PGVECTOR_BENCH_URL` set) and push its row.
+//! for `remote::pgvector`, `PGVECTOR_BENCH_URL`, `PGVECTOR_BENCH_HNSW` (see
+//! [`pgvector_target`]) and `PGVECTOR_BENCH_EF_SEARCH` (see [`bench_pgvector`]). Each
+//! provider is one call to [`bench_provider`]; to add one, open it in `main` under its own
+//! condition and push its row.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -148,9 +149,28 @@ async fn bench_provider(label: &str, provider: Arc<dyn VectorIoProvider>, data: 
     }
     let inserts_per_second = n as f64 / started.elapsed().as_secs_f64();
 
+    let (p50_ms, p99_ms, recall) = measure_queries(provider.as_ref(), &store, data).await;
+    Row {
+        provider: label.to_string(),
+        n,
+        inserts_per_second,
+        p50_ms,
+        p99_ms,
+        recall,
+        note: String::new(),
+    }
+}
+
+/// Runs every query once (k = 10) after 20 warm-up queries: p50 and p99 latency in ms, and
+/// recall@10 against the exact answers.
+async fn measure_queries(
+    provider: &dyn VectorIoProvider,
+    store: &str,
+    data: &Dataset,
+) -> (f64, f64, f64) {
     for q in data.queries.iter().take(20) {
         provider
-            .search(&store, &vector_query(q.clone(), K))
+            .search(store, &vector_query(q.clone(), K))
             .await
             .expect("warm-up search");
     }
@@ -159,7 +179,7 @@ async fn bench_provider(label: &str, provider: Arc<dyn VectorIoProvider>, data: 
     for (q, truth) in data.queries.iter().zip(&data.truth) {
         let request = vector_query(q.clone(), K);
         let started = Instant::now();
-        let hits = provider.search(&store, &request).await.expect("search");
+        let hits = provider.search(store, &request).await.expect("search");
         latencies.push(started.elapsed());
         found += hits
             .iter()
@@ -171,15 +191,11 @@ async fn bench_provider(label: &str, provider: Arc<dyn VectorIoProvider>, data: 
             .count();
     }
     latencies.sort();
-    Row {
-        provider: label.to_string(),
-        n,
-        inserts_per_second,
-        p50_ms: percentile(&latencies, 0.5),
-        p99_ms: percentile(&latencies, 0.99),
-        recall: found as f64 / (K * data.queries.len()) as f64,
-        note: String::new(),
-    }
+    (
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        found as f64 / (K * data.queries.len()) as f64,
+    )
 }
 
 /// `inline::sqlite-vec` with its default tuning; also times a restart (reopening the
@@ -264,7 +280,9 @@ fn pgvector_target() -> Option<PgVectorTarget> {
 }
 
 /// `remote::pgvector`; also times a restart (a new connection pool through the first query).
-async fn bench_pgvector(target: &PgVectorTarget, data: &Dataset) -> Row {
+/// With `PGVECTOR_BENCH_EF_SEARCH=40,64,...` the same index is queried again at each
+/// `hnsw.ef_search`, one extra row each (the insert rate is the one measured above).
+async fn bench_pgvector(target: &PgVectorTarget, data: &Dataset) -> Vec<Row> {
     let provider = PgVectorProvider::connect(&target.config)
         .await
         .expect("connect remote::pgvector");
@@ -286,7 +304,26 @@ async fn bench_pgvector(target: &PgVectorTarget, data: &Dataset) -> Row {
         hnsw.ef_search,
         started.elapsed().as_secs_f64() * 1000.0
     );
-    row
+    let mut rows = vec![row];
+    for ef_search in env_list("PGVECTOR_BENCH_EF_SEARCH", &[]) {
+        let mut config = target.config.clone();
+        config.hnsw.ef_search = ef_search as i64;
+        let provider = PgVectorProvider::connect(&config)
+            .await
+            .expect("connect remote::pgvector");
+        let (p50_ms, p99_ms, recall) = measure_queries(&provider, &store, data).await;
+        let inserts_per_second = rows[0].inserts_per_second;
+        rows.push(Row {
+            provider: "remote::pgvector".to_string(),
+            n: data.vectors.len(),
+            inserts_per_second,
+            p50_ms,
+            p99_ms,
+            recall,
+            note: format!("same index, ef_search={ef_search}"),
+        });
+    }
+    rows
 }
 
 /// `BENCH_ONLY=<name>` runs one provider (`sqlite-vec`, `pgvector`); unset runs all.
@@ -319,7 +356,7 @@ fn main() {
             eprintln!("n = {n}: inline::sqlite-vec done");
         }
         if let Some(target) = pgvector.as_ref().filter(|_| wanted("pgvector")) {
-            rows.push(runtime.block_on(bench_pgvector(target, &data)));
+            rows.extend(runtime.block_on(bench_pgvector(target, &data)));
             eprintln!("n = {n}: remote::pgvector done");
         }
         // Further providers go here, each behind its own condition.

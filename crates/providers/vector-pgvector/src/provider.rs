@@ -168,7 +168,12 @@ impl PgVectorProvider {
         )
     }
 
-    async fn create_table(&self, conn: &mut PgConnection, store: StoreRow) -> Result<()> {
+    async fn create_table(
+        &self,
+        conn: &mut PgConnection,
+        store: StoreRow,
+        store_id: &str,
+    ) -> Result<()> {
         let table = store.table();
         let dimension = store.dimension;
         let mut statements = vec![
@@ -209,7 +214,7 @@ impl PgVectorProvider {
             sqlx::raw_sql(AssertSqlSafe(sql))
                 .execute(&mut *conn)
                 .await
-                .map_err(|e| self.db_error("creating the store's table", "", &e))?;
+                .map_err(|e| self.db_error("creating the store's table", store_id, &e))?;
         }
         Ok(())
     }
@@ -378,7 +383,7 @@ impl VectorIoProvider for PgVectorProvider {
             id,
             dimension: spec.dimension,
         };
-        self.create_table(&mut tx, store).await?;
+        self.create_table(&mut tx, store, store_id).await?;
         tx.commit().await.map_err(fail)?;
         tracing::debug!(store_id, table = %store.table(), dimension = spec.dimension, "Created vector store");
         Ok(())

@@ -104,7 +104,7 @@ impl Search<'_> {
         let statement = sqlx::query(AssertSqlSafe(sql))
             .bind(query)
             .bind(self.now)
-            .bind(limit as i64);
+            .bind(sql_limit(limit));
         let ef_search = self.provider.hnsw.ef_search as usize;
         let rows = if !self.provider.iterative_scan && limit > ef_search {
             // Without iterative scans the index returns at most ef_search rows.
@@ -141,7 +141,7 @@ impl Search<'_> {
              ORDER BY (embedding <-> $1::vector) + 0, chunk_id LIMIT $3",
             self.table
         );
-        let limit = self.filter.is_none().then_some(self.k as i64);
+        let limit = self.filter.is_none().then_some(sql_limit(self.k));
         let mut rows = sqlx::query(AssertSqlSafe(sql))
             .bind(query)
             .bind(self.now)
@@ -173,7 +173,7 @@ impl Search<'_> {
              ORDER BY score DESC, chunk_id LIMIT $3",
             self.table
         );
-        let limit = self.filter.is_none().then_some(self.k as i64);
+        let limit = self.filter.is_none().then_some(sql_limit(self.k));
         let mut rows = sqlx::query(AssertSqlSafe(sql))
             .bind(text)
             .bind(self.now)
@@ -196,6 +196,11 @@ impl Search<'_> {
     fn passes(&self, hit: &ScoredChunk) -> bool {
         self.filter.is_none_or(|f| f.matches(&hit.attributes))
     }
+}
+
+/// A LIMIT for `k` results; `k` beyond i64 means no limit in practice.
+fn sql_limit(k: usize) -> i64 {
+    i64::try_from(k).unwrap_or(i64::MAX)
 }
 
 fn vector_hit(row: &PgRow, store_id: &str) -> Result<ScoredChunk> {
