@@ -110,6 +110,16 @@ impl ProviderRegistry {
         })
     }
 
+    /// Looks a provider type up for one API: its own name, or an alias of a provider of that
+    /// API (upstream reuses names such as `inline::meta-reference` across APIs).
+    pub fn get_for(&self, api: Api, provider_type: &str) -> Option<&ProviderSpec> {
+        self.specs.get(provider_type).or_else(|| {
+            self.specs
+                .values()
+                .find(|s| s.api == api && s.aliases.contains(&provider_type))
+        })
+    }
+
     pub fn specs(&self) -> impl Iterator<Item = &ProviderSpec> {
         self.specs.values()
     }

@@ -12,6 +12,25 @@ use crate::schema::lenient::describe;
 use crate::schema::{ModelInput, ProviderEntry, ShieldInput};
 use crate::{PlannedModel, PlannedProvider};
 
+/// Upstream provider types of APIs this build serves with other providers; entries naming them
+/// are skipped with a notice rather than refused, so upstream run.yaml files still load.
+const UPSTREAM_NOT_BUILT: &[&str] = &[
+    "remote::brave-search",
+    "remote::tavily-search",
+    "remote::bing-search",
+    "remote::wolfram-alpha",
+    "remote::model-context-protocol",
+    "inline::code-interpreter",
+    "remote::qdrant",
+    "inline::qdrant",
+    "remote::chromadb",
+    "inline::chromadb",
+    "remote::weaviate",
+    "remote::milvus",
+    "inline::milvus",
+    "remote::s3",
+];
+
 impl Checker<'_> {
     pub(super) fn providers(
         &mut self,
@@ -95,7 +114,7 @@ impl Checker<'_> {
             ids.insert(id.clone(), (path.to_string(), Status::Broken));
         }
         let entry = entry?;
-        let status = match self.registry.get(&entry.provider_type) {
+        let status = match self.registry.get_for(api, &entry.provider_type) {
             Some(spec) if spec.api == api => {
                 let issues = (spec.validate)(&entry.config);
                 if !issues.is_empty() {
@@ -126,9 +145,9 @@ impl Checker<'_> {
             }
             None => {
                 let known = self.registry.known_types(api);
-                if known.is_empty() {
+                if known.is_empty() || UPSTREAM_NOT_BUILT.contains(&entry.provider_type.as_str()) {
                     self.notices.push(format!(
-                        "{path}: provider `{}` ({}) is not implemented yet: this build has no {api} providers, so the entry is skipped",
+                        "{path}: provider `{}` ({}) is not implemented yet: this build does not have it, so the entry is skipped",
                         entry.provider_id, entry.provider_type
                     ));
                     None

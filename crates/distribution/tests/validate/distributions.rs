@@ -131,6 +131,16 @@ const EXPECTED: &[(&str, Pairs, Pairs)] = &[
         ],
     ),
     (
+        "postgres",
+        &[
+            ("sentence-transformers", "inline::sentence-transformers"),
+            ("pgvector", "remote::pgvector"),
+            ("rag-runtime", "inline::rag-runtime"),
+            ("localfs", "inline::localfs"),
+        ],
+        &[("all-MiniLM-L6-v2", "sentence-transformers")],
+    ),
+    (
         "remote-vllm",
         &[
             ("vllm", "remote::vllm"),
@@ -142,16 +152,6 @@ const EXPECTED: &[(&str, Pairs, Pairs)] = &[
         ],
     ),
     // Nothing set: every provider is switched off (see the `starter` module).
-    (
-        "postgres",
-        &[
-            ("sentence-transformers", "inline::sentence-transformers"),
-            ("pgvector", "remote::pgvector"),
-            ("rag-runtime", "inline::rag-runtime"),
-            ("localfs", "inline::localfs"),
-        ],
-        &[("all-MiniLM-L6-v2", "sentence-transformers")],
-    ),
     (
         "starter",
         &[
@@ -335,7 +335,10 @@ fn local() -> PathBuf {
 fn local_defaults() {
     let loaded = load_with(&local(), &env(&[]), &builtin_registry()).unwrap();
     assert_eq!(loaded.config.image_name, "local");
-    assert_eq!(loaded.apis, [Api::Inference]);
+    assert_eq!(
+        loaded.apis,
+        [Api::Inference, Api::VectorIo, Api::ToolRuntime, Api::Files]
+    );
     assert_eq!(loaded.server.port, 8321);
     assert_eq!(loaded.server.host, None);
     assert!(

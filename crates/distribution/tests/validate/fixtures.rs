@@ -176,9 +176,17 @@ fn every_problem_is_reported_at_once() {
 fn upstream_style_file_loads_with_notices() {
     let loaded = load_fixture("upstream_style.yaml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.config.image_name, "upstream-style");
-    assert_eq!(loaded.apis, [llama_stack_core::Api::Inference]);
-    assert_eq!(loaded.providers.len(), 1);
+    // Upstream's faiss provider loads as inline::sqlite-vec.
+    assert_eq!(
+        loaded.apis,
+        [
+            llama_stack_core::Api::Inference,
+            llama_stack_core::Api::VectorIo
+        ]
+    );
+    assert_eq!(loaded.providers.len(), 2);
     assert_eq!(loaded.providers[0].provider_id, "candle");
+    assert_eq!(loaded.providers[1].provider_type, "inline::sqlite-vec");
     assert_eq!(loaded.models.len(), 1);
     assert_eq!(loaded.models[0].path, "models[0]");
     assert_eq!(
@@ -192,7 +200,6 @@ fn upstream_style_file_loads_with_notices() {
 
     let notices = loaded.not_implemented.join("\n");
     for path in [
-        "providers.vector_io[0]:",
         "providers.safety[0]:",
         "providers.agents[0]:",
         "providers.telemetry[0]:",
@@ -201,7 +208,7 @@ fn upstream_style_file_loads_with_notices() {
         "apis[2]: the safety API is not served",
         "inference_store:",
         "shields[0]: shield `meta-llama/Llama-Guard-3-1B`",
-        "tool_groups[0]: tool group `builtin::websearch`",
+        "tool_groups[0]: `builtin::websearch` is not registered",
         "logging:",
         "server.auth:",
     ] {
@@ -222,7 +229,10 @@ fn upstream_style_file_loads_with_notices() {
     let vars = env(&[("OLLAMA_URL", "http://localhost:11434")]);
     let loaded = load_with(&fixture("upstream_style.yaml"), &vars, &builtin_registry()).unwrap();
     let types: Vec<&str> = loaded.providers.iter().map(|p| p.provider_type).collect();
-    assert_eq!(types, ["remote::ollama", "inline::candle"]);
+    assert_eq!(
+        types,
+        ["remote::ollama", "inline::candle", "inline::sqlite-vec"]
+    );
 }
 
 #[test]

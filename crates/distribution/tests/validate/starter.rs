@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use llama_stack_core::Api;
 use llama_stack_distribution::{builtin_registry, load_with};
 use llama_stack_types::ModelType;
 
@@ -66,9 +67,13 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
 #[test]
 fn nothing_set_enables_nothing_and_still_loads() {
     let loaded = load_with(&starter(), &env(&[]), &builtin_registry()).unwrap();
-    assert!(loaded.providers.is_empty(), "{:?}", loaded.providers);
+    assert_eq!(
+        provider_pairs(&loaded),
+        pairs(MEMORY),
+        "only the memory providers are always on"
+    );
     assert!(loaded.models.is_empty(), "{:?}", loaded.models);
-    assert!(loaded.apis.is_empty(), "{:?}", loaded.apis);
+    assert_eq!(loaded.apis, [Api::VectorIo, Api::ToolRuntime, Api::Files]);
     // Ten providers and three models, each reported as switched off.
     assert_eq!(loaded.disabled.len(), 13, "{:#?}", loaded.disabled);
     assert!(
@@ -88,7 +93,7 @@ fn each_variable_enables_exactly_its_provider() {
         )
         .unwrap_or_else(|e| panic!("{variable}: {e}"));
         assert_eq!(
-            provider_pairs(&loaded),
+            inference_pairs(&loaded),
             pairs(&[(*provider_id, *provider_type)]),
             "{variable}"
         );
@@ -119,7 +124,7 @@ fn everything_set_enables_every_provider() {
     ]);
     let loaded = load_with(&starter(), &env(&vars), &builtin_registry()).unwrap();
     let expected: Vec<(&str, &str)> = SWITCHES.iter().map(|(_, _, id, ty)| (*id, *ty)).collect();
-    assert_eq!(provider_pairs(&loaded), pairs(&expected));
+    assert_eq!(inference_pairs(&loaded), pairs(&expected));
     assert_eq!(
         model_pairs(&loaded),
         pairs(&[
@@ -171,4 +176,19 @@ fn safety_model_on_a_disabled_provider_is_reported() {
         text.contains("models[2].provider_id") && text.contains("ollama"),
         "{text}"
     );
+}
+
+/// The providers the starter always enables, in file order.
+const MEMORY: &[(&str, &str)] = &[
+    ("sqlite-vec", "inline::sqlite-vec"),
+    ("rag-runtime", "inline::rag-runtime"),
+    ("localfs", "inline::localfs"),
+];
+
+/// The switchable (inference) providers a loaded starter enables.
+fn inference_pairs(loaded: &llama_stack_distribution::LoadedConfig) -> Vec<(String, String)> {
+    provider_pairs(loaded)
+        .into_iter()
+        .filter(|(id, ty)| !MEMORY.contains(&(id.as_str(), ty.as_str())))
+        .collect()
 }
