@@ -183,7 +183,10 @@ impl Stack {
                 "Requested embedding_dimension differs from the model's; using the model's");
         }
         // Keep the name the client used (an identifier or a provider model id); both resolve.
-        Ok((model_id.map(str::to_string).unwrap_or(model.identifier), dimension))
+        Ok((
+            model_id.map(str::to_string).unwrap_or(model.identifier),
+            dimension,
+        ))
     }
 
     pub async fn list_vector_dbs(&self) -> Vec<VectorDb> {
