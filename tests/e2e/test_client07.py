@@ -40,6 +40,6 @@ def test_client_0_7_models_chat_completions_and_inspect(base_url):
     assert seen["completion_tokens"] == 2
     # The local distribution's two inference providers (the embedding model itself is absent
     # from this server: it is given no EMBEDDING_MODEL_PATH).
-    assert seen["providers"] == ["candle", "sentence-transformers"]
+    assert seen["providers"] == ["candle", "sentence-transformers", "sqlite-vec", "rag-runtime", "localfs"]
     assert seen["health"] == "OK"
     assert seen["version"]

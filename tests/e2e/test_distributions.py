@@ -54,7 +54,10 @@ def test_starter_with_only_a_local_model(server_factory):
 
     providers = get(server, "/v1/providers")
     assert [(p["api"], p["provider_id"], p["provider_type"]) for p in providers] == [
-        ("inference", "candle", "inline::candle")
+        ("inference", "candle", "inline::candle"),
+        ("vector_io", "sqlite-vec", "inline::sqlite-vec"),
+        ("tool_runtime", "rag-runtime", "inline::rag-runtime"),
+        ("files", "localfs", "inline::localfs"),
     ]
     models = get(server, "/v1/models")
     assert [(m["identifier"], m["provider_id"], m["model_type"]) for m in models] == [
