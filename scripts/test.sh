@@ -15,6 +15,12 @@ set -uo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
+# Incremental artifacts only pay off on repeated local builds; on a fresh CI clone they cost
+# gigabytes of disk and no time.
+if [ -n "${CI:-}" ]; then
+  export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+fi
+
 phase_names=()
 phase_secs=()
 phase_status=()
@@ -29,6 +35,7 @@ summary() {
     total=$((total + phase_secs[$i]))
   done
   printf '  %-26s %6ss\n' "total" "$total"
+  echo "  disk: $(du -sh "$repo_root/target" 2>/dev/null | cut -f1) in target/, $(df -h "$repo_root" | awk 'NR==2 {print $4}') free"
 }
 trap summary EXIT
 
