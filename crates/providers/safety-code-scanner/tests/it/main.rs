@@ -1,0 +1,5 @@
+//! Integration tests of `inline::code-scanner`.
+
+mod corpus;
+mod detections;
+mod provider;
