@@ -21,6 +21,7 @@ mod provider_models;
 pub mod request_context;
 pub mod resilience;
 pub mod safety;
+mod shields;
 pub mod stack;
 pub mod store;
 pub mod tool_runtime;
@@ -37,5 +38,6 @@ pub use provider::{
     ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
 };
 pub use provider_models::RefreshOutcome;
+pub use shields::RestoredShields;
 pub use stack::{ProviderHandle, Stack, StackInfo};
 pub use store::RegistryStore;

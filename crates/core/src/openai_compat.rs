@@ -56,7 +56,7 @@ fn content_to_classic(content: &OpenAiContent) -> InterleavedContent {
     }
 }
 
-fn message_to_classic(message: &OpenAiMessage) -> Message {
+pub fn message_to_classic(message: &OpenAiMessage) -> Message {
     match message {
         OpenAiMessage::System { content, .. } | OpenAiMessage::Developer { content, .. } => {
             Message::System {

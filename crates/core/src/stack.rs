@@ -34,6 +34,9 @@ pub struct StackInfo {
     pub image_name: String,
     /// The APIs served: run.yaml `apis`, or every API with a provider when that is empty.
     pub apis: Vec<Api>,
+    /// run.yaml `safety.default_shield_id`: the shield `/v1/moderations` uses when the
+    /// request names no model.
+    pub default_shield_id: Option<String>,
 }
 
 pub struct Stack {
@@ -47,6 +50,8 @@ pub struct Stack {
     pub(crate) listed: RwLock<BTreeSet<String>>,
     /// Vector stores and tool groups.
     pub(crate) memory: crate::memory::MemoryState,
+    /// Registered shields by identifier; the store is the source of truth across restarts.
+    pub(crate) shields: RwLock<BTreeMap<String, llama_stack_types::Shield>>,
 }
 
 impl Stack {
@@ -62,6 +67,7 @@ impl Stack {
             models: RwLock::new(BTreeMap::new()),
             listed: RwLock::new(BTreeSet::new()),
             memory: Default::default(),
+            shields: RwLock::new(BTreeMap::new()),
         }
     }
 

@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use llama_stack_core::{Api, Error, Stack};
 use utoipa::OpenApi;
 
-use routes::{files, inference, inspect, memory, models, openai, vector_stores};
+use routes::{files, inference, inspect, memory, models, openai, safety, vector_stores};
 
 /// Largest request body accepted (a chat with long documents fits; a runaway upload does not).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -195,6 +195,13 @@ pub const ROUTES: &[RouteEntry] = &[
     ),
     route("GET", "/v1/tools", Some(Api::ToolRuntime)),
     route("GET", "/v1/tools/{tool_name}", Some(Api::ToolRuntime)),
+    route("GET", "/v1/shields", Some(Api::Safety)),
+    route("POST", "/v1/shields", Some(Api::Safety)),
+    route("GET", "/v1/shields/{identifier}", Some(Api::Safety)),
+    route("DELETE", "/v1/shields/{identifier}", Some(Api::Safety)),
+    route("POST", "/v1/safety/run-shield", Some(Api::Safety)),
+    route("POST", "/v1/moderations", Some(Api::Safety)),
+    route("POST", "/v1/openai/v1/moderations", Some(Api::Safety)),
     route("POST", "/v1/files", Some(Api::Files)),
     route("GET", "/v1/files", Some(Api::Files)),
     route("GET", "/v1/files/{file_id}", Some(Api::Files)),
@@ -266,6 +273,12 @@ pub const ROUTES: &[RouteEntry] = &[
         files::retrieve,
         files::remove,
         files::content,
+        safety::list_shields,
+        safety::register_shield,
+        safety::get_shield,
+        safety::unregister_shield,
+        safety::run_shield,
+        safety::moderations,
     )
 )]
 pub struct ApiDoc;
@@ -277,6 +290,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         ("/v1/openai/v1/chat/completions", "/v1/chat/completions"),
         ("/v1/openai/v1/completions", "/v1/completions"),
         ("/v1/openai/v1/embeddings", "/v1/embeddings"),
+        ("/v1/openai/v1/moderations", "/v1/moderations"),
         ("/v1/openai/v1/files", "/v1/files"),
         ("/v1/openai/v1/files/{file_id}", "/v1/files/{file_id}"),
         (
@@ -388,6 +402,17 @@ pub fn router(stack: Arc<Stack>) -> Router {
         )
         .route("/v1/tools", get(memory::list_tools))
         .route("/v1/tools/{*tool_name}", get(memory::get_tool))
+        .route(
+            "/v1/shields",
+            get(safety::list_shields).post(safety::register_shield),
+        )
+        .route(
+            "/v1/shields/{*identifier}",
+            get(safety::get_shield).delete(safety::unregister_shield),
+        )
+        .route("/v1/safety/run-shield", post(safety::run_shield))
+        .route("/v1/moderations", post(safety::moderations))
+        .route("/v1/openai/v1/moderations", post(safety::moderations))
         .merge(vector_store_routes("/v1"))
         .merge(vector_store_routes("/v1/openai/v1"))
         .merge(files::routes("/v1"))

@@ -36,10 +36,14 @@ pub enum ModelFamily {
 impl ModelFamily {
     /// A guess from a model id such as `meta-llama/Llama-3.1-8B-Instruct` or
     /// `Llama3.2-3B-Instruct`. Vision models are Llama 3.2 by name but use the
-    /// 3.1 conventions; anything unrecognised gets the newer ones.
+    /// 3.1 conventions; anything unrecognised gets the newer ones. Llama Guard models
+    /// take their prompt as a single user message with no system prelude, which the
+    /// newer conventions give when there are no tools.
     pub fn from_model_id(model_id: &str) -> ModelFamily {
         let id = model_id.to_ascii_lowercase();
-        if id.contains("3.1") || id.contains("3-1") || id.contains("vision") {
+        if id.contains("guard") {
+            ModelFamily::Llama3_2
+        } else if id.contains("3.1") || id.contains("3-1") || id.contains("vision") {
             ModelFamily::Llama3_1
         } else {
             ModelFamily::Llama3_2

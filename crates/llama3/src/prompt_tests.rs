@@ -46,6 +46,8 @@ fn model_family_from_id() {
         "Llama3.2-3B-Instruct",
         "meta-llama/Llama-3.3-70B-Instruct",
         "something-else",
+        "meta-llama/Llama-Guard-3-1B",
+        "Llama-Guard-3-11B-Vision",
     ] {
         assert_eq!(
             ModelFamily::from_model_id(id),

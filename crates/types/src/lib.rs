@@ -9,9 +9,11 @@ pub mod inspect;
 pub mod memory;
 pub mod models;
 pub mod openai;
+pub mod safety;
 
 pub use content::*;
 pub use inference::*;
 pub use inspect::*;
 pub use memory::*;
 pub use models::*;
+pub use safety::*;

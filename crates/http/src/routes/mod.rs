@@ -4,4 +4,5 @@ pub mod inspect;
 pub mod memory;
 pub mod models;
 pub mod openai;
+pub mod safety;
 pub mod vector_stores;

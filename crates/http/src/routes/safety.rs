@@ -1,0 +1,72 @@
+//! `/v1/shields`, `/v1/safety/run-shield` and the OpenAI `/v1/moderations`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use llama_stack_core::Stack;
+use llama_stack_types::{
+    ListShieldsResponse, ModerationObject, ModerationRequest, RegisterShieldRequest,
+    RunShieldRequest, RunShieldResponse, Shield,
+};
+
+use crate::error::{ApiJson, Classic, ClassicError, OpenAi, OpenAiError};
+
+#[utoipa::path(get, path = "/v1/shields", tag = "shields",
+    responses((status = 200, body = ListShieldsResponse)))]
+pub async fn list_shields(State(stack): State<Arc<Stack>>) -> Json<ListShieldsResponse> {
+    Json(ListShieldsResponse {
+        data: stack.list_shields().await,
+    })
+}
+
+#[utoipa::path(get, path = "/v1/shields/{identifier}", tag = "shields",
+    params(("identifier" = String, Path, description = "May contain `/`")),
+    responses((status = 200, body = Shield)))]
+pub async fn get_shield(
+    State(stack): State<Arc<Stack>>,
+    Path(id): Path<String>,
+) -> Result<Json<Shield>, ClassicError> {
+    Ok(Json(stack.get_shield(id.trim_start_matches('/')).await?))
+}
+
+#[utoipa::path(post, path = "/v1/shields", tag = "shields",
+    request_body = RegisterShieldRequest,
+    responses((status = 200, body = Shield)))]
+pub async fn register_shield(
+    State(stack): State<Arc<Stack>>,
+    ApiJson(request, ..): ApiJson<RegisterShieldRequest, Classic>,
+) -> Result<Json<Shield>, ClassicError> {
+    Ok(Json(stack.register_shield(request).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/shields/{identifier}", tag = "shields",
+    params(("identifier" = String, Path, description = "May contain `/`")),
+    responses((status = 200, description = "`null`")))]
+pub async fn unregister_shield(
+    State(stack): State<Arc<Stack>>,
+    Path(id): Path<String>,
+) -> Result<Json<()>, ClassicError> {
+    stack.unregister_shield(id.trim_start_matches('/')).await?;
+    Ok(Json(()))
+}
+
+#[utoipa::path(post, path = "/v1/safety/run-shield", tag = "safety",
+    request_body = RunShieldRequest,
+    responses((status = 200, body = RunShieldResponse)))]
+pub async fn run_shield(
+    State(stack): State<Arc<Stack>>,
+    ApiJson(request, ..): ApiJson<RunShieldRequest, Classic>,
+) -> Result<Json<RunShieldResponse>, ClassicError> {
+    Ok(Json(stack.run_shield(request).await?))
+}
+
+#[utoipa::path(post, path = "/v1/moderations", tag = "safety",
+    request_body = ModerationRequest,
+    responses((status = 200, body = ModerationObject)))]
+pub async fn moderations(
+    State(stack): State<Arc<Stack>>,
+    ApiJson(request, ..): ApiJson<ModerationRequest, OpenAi>,
+) -> Result<Json<ModerationObject>, OpenAiError> {
+    Ok(Json(stack.run_moderation(request).await?))
+}
