@@ -8,7 +8,8 @@ use llama_stack_core::{
     Error, ErrorKind, ProviderContext, ProviderHandle, RegistryStore, Stack, StackInfo,
 };
 use llama_stack_types::{
-    ModelType, RegisterModelRequest, RegisterToolGroupRequest, RegisterVectorDbRequest,
+    ModelType, RegisterModelRequest, RegisterShieldRequest, RegisterToolGroupRequest,
+    RegisterVectorDbRequest,
 };
 
 use crate::{LoadedConfig, ServerSettings};
@@ -75,6 +76,7 @@ pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
     let info = StackInfo {
         image_name: loaded.config.image_name.clone(),
         apis: loaded.apis.clone(),
+        default_shield_id: loaded.config.safety.default_shield_id.clone(),
     };
     let stack = Arc::new(Stack::new(info, handles, store));
     let restored = stack.restore_models().await?;
@@ -129,6 +131,7 @@ pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
     }
 
     register_memory_resources(&stack, &loaded).await?;
+    register_shields(&stack, &loaded).await?;
 
     tokio::spawn(watch_upstreams(Arc::downgrade(&stack)));
 
@@ -137,6 +140,46 @@ pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
         server: loaded.server.clone(),
         not_implemented: loaded.not_implemented.clone(),
     })
+}
+
+/// Restores the shields of earlier runs, then registers the run.yaml `shields` (after the
+/// models, since a Llama Guard shield names its guard model).
+async fn register_shields(stack: &Stack, loaded: &LoadedConfig) -> Result<(), Error> {
+    let restored = stack.restore_shields().await?;
+    for (i, shield) in loaded.config.shields.iter().enumerate() {
+        let request = RegisterShieldRequest {
+            shield_id: shield.shield_id.clone(),
+            provider_shield_id: shield.provider_shield_id.clone(),
+            provider_id: shield.provider_id.clone(),
+            params: shield.params.as_ref().and_then(|p| p.as_object().cloned()),
+        };
+        if let Err(err) = stack.register_shield(request).await {
+            let hint = if err.kind() == ErrorKind::Conflict {
+                "; the registry holds a different shield under this name: unregister it (DELETE /v1/shields/{id}) or rename this one"
+            } else {
+                ""
+            };
+            return Err(Error::new(
+                err.kind(),
+                format!(
+                    "shields[{i}]: cannot register shield `{}`: {}{hint}",
+                    shield.shield_id,
+                    err.message()
+                ),
+            ));
+        }
+    }
+    for (shield, err) in restored.refused {
+        tracing::warn!(shield = %shield.identifier, error = %err,
+            "Skipping stored shield its provider refused");
+    }
+    if let Some(default) = &loaded.config.safety.default_shield_id
+        && stack.get_shield(default).await.is_err()
+    {
+        tracing::warn!(shield = %default,
+            "safety.default_shield_id names a shield that is not registered; /v1/moderations requests without a model will fail until it is");
+    }
+    Ok(())
 }
 
 /// How often providers' own model lists are read again, and how soon after a failure.

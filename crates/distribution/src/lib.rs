@@ -52,6 +52,9 @@ pub fn builtin_registry() -> ProviderRegistry {
     llama_stack_provider_vector_sqlite::register(&mut registry);
     llama_stack_provider_vector_pgvector::register(&mut registry);
     llama_stack_provider_files_localfs::register(&mut registry);
+    llama_stack_provider_safety_llama_guard::register(&mut registry);
+    llama_stack_provider_safety_code_scanner::register(&mut registry);
+    llama_stack_provider_safety_prompt_guard::register(&mut registry);
     registry
 }
 

@@ -36,6 +36,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "scoring_fns",
     "benchmarks",
     "tool_groups",
+    "safety",
     "logging",
     "server",
 ];
@@ -68,9 +69,12 @@ pub struct RunConfig {
     /// Models registered at startup.
     #[serde(default, deserialize_with = "lenient::null_as_default")]
     pub models: Vec<ModelInput>,
-    /// Shields registered at startup (not implemented yet).
+    /// Shields registered at startup.
     #[serde(default, deserialize_with = "lenient::null_as_default")]
     pub shields: Vec<ShieldInput>,
+    /// Settings of the safety API.
+    #[serde(default, deserialize_with = "lenient::null_as_default")]
+    pub safety: SafetySettings,
     /// Vector databases registered at startup (not implemented yet).
     #[serde(default, deserialize_with = "lenient::null_as_default")]
     pub vector_dbs: Vec<Value>,
@@ -244,6 +248,15 @@ pub struct ModelInput {
     /// Free-form metadata; embedding models need `embedding_dimension`.
     #[serde(default, deserialize_with = "lenient::null_as_default")]
     pub metadata: serde_json::Map<String, Value>,
+}
+
+/// The `safety` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetySettings {
+    /// The shield `/v1/moderations` uses when a request names no `model`.
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub default_shield_id: Option<String>,
 }
 
 /// One entry of `shields`.

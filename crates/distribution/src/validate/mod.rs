@@ -13,7 +13,8 @@ use crate::env::{self, EnvMap, join_key};
 use crate::locate::SourceMap;
 use crate::schema::lenient::describe;
 use crate::schema::{
-    PostgresStoreConfig, RUN_CONFIG_VERSION, RunConfig, ServerConfig, StoreConfig, TOP_LEVEL_KEYS,
+    PostgresStoreConfig, RUN_CONFIG_VERSION, RunConfig, SafetySettings, ServerConfig, StoreConfig,
+    TOP_LEVEL_KEYS,
 };
 use crate::{PlannedModel, PlannedProvider, Problem, ServerSettings};
 
@@ -243,6 +244,7 @@ impl Checker<'_> {
         let (providers, planned) = self.providers(root.get("providers"));
         let models = self.models(root.get("models"));
         let shields = self.shields(root.get("shields"));
+        let safety = self.safety(root.get("safety"));
         let mut other_lists = BTreeMap::new();
         other_lists.insert("vector_dbs", self.vector_dbs(root.get("vector_dbs")));
         other_lists.insert("tool_groups", self.tool_groups(root.get("tool_groups")));
@@ -291,6 +293,7 @@ impl Checker<'_> {
             inference_store,
             models,
             shields,
+            safety,
             vector_dbs: take("vector_dbs"),
             datasets: take("datasets"),
             scoring_fns: take("scoring_fns"),
@@ -362,6 +365,37 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+
+    /// The `safety` section: `default_shield_id` must be a shield the file registers, unless
+    /// it may come from the registry of an earlier run (checked at start-up then).
+    fn safety(&mut self, value: Option<&Value>) -> SafetySettings {
+        let Some(value) = value.filter(|v| !v.is_null()) else {
+            return SafetySettings::default();
+        };
+        let Some(map) = value.as_object() else {
+            self.problem(
+                "safety",
+                format!("must be a mapping, not {}", describe(value)),
+            );
+            return SafetySettings::default();
+        };
+        let mut settings = SafetySettings::default();
+        for (key, item) in map {
+            match key.as_str() {
+                "default_shield_id" if item.is_null() => {}
+                "default_shield_id" => match scalar_text(item) {
+                    Some(id) if !id.trim().is_empty() => settings.default_shield_id = Some(id),
+                    Some(_) => {}
+                    None => self.problem("safety.default_shield_id", "must be a string"),
+                },
+                other => self.problem(
+                    format!("safety.{other}"),
+                    format!("unknown key `{other}`; the safety section has: default_shield_id"),
+                ),
+            }
+        }
+        settings
     }
 
     fn optional_text(&mut self, root: &Map<String, Value>, key: &str) -> Option<String> {

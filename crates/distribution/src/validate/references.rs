@@ -31,6 +31,15 @@ const UPSTREAM_NOT_BUILT: &[&str] = &[
     "remote::s3",
 ];
 
+/// Upstream safety provider types this build does not have. Upstream names inference providers
+/// the same way, and those stay errors for inference.
+const UPSTREAM_SAFETY_NOT_BUILT: &[&str] = &[
+    "remote::bedrock",
+    "remote::nvidia",
+    "remote::sambanova",
+    "remote::passthrough",
+];
+
 impl Checker<'_> {
     pub(super) fn providers(
         &mut self,
@@ -145,7 +154,11 @@ impl Checker<'_> {
             }
             None => {
                 let known = self.registry.known_types(api);
-                if known.is_empty() || UPSTREAM_NOT_BUILT.contains(&entry.provider_type.as_str()) {
+                if known.is_empty()
+                    || UPSTREAM_NOT_BUILT.contains(&entry.provider_type.as_str())
+                    || (api == Api::Safety
+                        && UPSTREAM_SAFETY_NOT_BUILT.contains(&entry.provider_type.as_str()))
+                {
                     self.notices.push(format!(
                         "{path}: provider `{}` ({}) is not implemented yet: this build does not have it, so the entry is skipped",
                         entry.provider_id, entry.provider_type
@@ -341,8 +354,10 @@ impl Checker<'_> {
         }
     }
 
+    /// The shields to register at startup, each with its provider resolved.
     pub(super) fn shields(&mut self, value: Option<&Value>) -> Vec<ShieldInput> {
         let mut out = Vec::new();
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
         for (i, item) in self.list("shields", value).iter().enumerate() {
             let path = format!("shields[{i}]");
             if self.resource_entry(&path, "shield_id", item).is_none() {
@@ -351,17 +366,51 @@ impl Checker<'_> {
             let Some(shield) = self.parse::<ShieldInput>(&path, item) else {
                 continue;
             };
-            if let Some(provider_id) = &shield.provider_id
-                && let Err(message) = self.reference(Api::Safety, provider_id)
+            let provider_id = match &shield.provider_id {
+                Some(id) => id.clone(),
+                None => match self.only_provider(Api::Safety) {
+                    Ok(id) => id,
+                    Err(message) => {
+                        self.problem(child(&path, "provider_id"), message);
+                        continue;
+                    }
+                },
+            };
+            match self.reference(Api::Safety, &provider_id) {
+                Ok(Status::Buildable) => {}
+                Ok(Status::NotImplemented) => {
+                    self.notices.push(format!(
+                        "{path}: shield `{}` is not registered because its provider `{provider_id}` is not implemented yet",
+                        shield.shield_id
+                    ));
+                    continue;
+                }
+                Ok(Status::Broken) => continue,
+                Err(message) => {
+                    self.problem(child(&path, "provider_id"), message);
+                    continue;
+                }
+            }
+            if let Some(params) = &shield.params
+                && !params.is_null()
+                && !params.is_object()
             {
-                self.problem(child(&path, "provider_id"), message);
+                self.problem(child(&path, "params"), "must be a mapping");
                 continue;
             }
-            self.notices.push(format!(
-                "{path}: shield `{}` is not registered: shields are not implemented yet",
-                shield.shield_id
-            ));
-            out.push(shield);
+            if let Some(first) = seen.get(&shield.shield_id) {
+                let message = format!(
+                    "duplicate shield `{}`; {first} already registers it",
+                    shield.shield_id
+                );
+                self.problem(child(&path, "shield_id"), message);
+                continue;
+            }
+            seen.insert(shield.shield_id.clone(), path.clone());
+            out.push(ShieldInput {
+                provider_id: Some(provider_id),
+                ..shield
+            });
         }
         out
     }

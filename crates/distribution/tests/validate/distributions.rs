@@ -101,6 +101,8 @@ const EXPECTED: &[(&str, Pairs, Pairs)] = &[
             ("sqlite-vec", "inline::sqlite-vec"),
             ("rag-runtime", "inline::rag-runtime"),
             ("localfs", "inline::localfs"),
+            ("llama-guard", "inline::llama-guard"),
+            ("code-scanner", "inline::code-scanner"),
         ],
         &[
             ("meta-llama/Llama-3.2-1B-Instruct", "candle"),
@@ -158,6 +160,8 @@ const EXPECTED: &[(&str, Pairs, Pairs)] = &[
             ("sqlite-vec", "inline::sqlite-vec"),
             ("rag-runtime", "inline::rag-runtime"),
             ("localfs", "inline::localfs"),
+            ("llama-guard", "inline::llama-guard"),
+            ("code-scanner", "inline::code-scanner"),
         ],
         &[],
     ),
@@ -337,7 +341,13 @@ fn local_defaults() {
     assert_eq!(loaded.config.image_name, "local");
     assert_eq!(
         loaded.apis,
-        [Api::Inference, Api::VectorIo, Api::ToolRuntime, Api::Files]
+        [
+            Api::Inference,
+            Api::VectorIo,
+            Api::ToolRuntime,
+            Api::Files,
+            Api::Safety
+        ]
     );
     assert_eq!(loaded.server.port, 8321);
     assert_eq!(loaded.server.host, None);
@@ -346,7 +356,20 @@ fn local_defaults() {
         "{:?}",
         loaded.not_implemented
     );
-    assert!(loaded.disabled.is_empty(), "{:?}", loaded.disabled);
+    // Without SAFETY_MODEL the guard model, its provider and its shield are switched off.
+    let disabled: Vec<&str> = loaded
+        .disabled
+        .iter()
+        .map(|d| d.split(':').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        disabled,
+        ["providers.inference[1]", "models[2]", "shields[0]"],
+        "{:?}",
+        loaded.disabled
+    );
+    assert_eq!(loaded.config.shields.len(), 1);
+    assert_eq!(loaded.config.shields[0].shield_id, "CodeScanner");
     assert_eq!(
         loaded.registry_db_path(),
         Path::new("/home/tester/.llama/distributions/local/registry.db")
@@ -376,6 +399,36 @@ fn local_defaults() {
     assert_eq!(model.provider_id.as_deref(), Some("sentence-transformers"));
     assert_eq!(model.model_type, Some(ModelType::Embedding));
     assert_eq!(model.metadata.as_ref().unwrap()["embedding_dimension"], 384);
+}
+
+#[test]
+fn local_serves_the_guard_model_when_safety_model_is_set() {
+    let vars = env(&[
+        ("SAFETY_MODEL", "meta-llama/Llama-Guard-3-1B"),
+        ("SAFETY_MODEL_PATH", "/models/guard"),
+    ]);
+    let loaded = load_with(&local(), &vars, &builtin_registry()).unwrap();
+    assert!(loaded.disabled.is_empty(), "{:?}", loaded.disabled);
+    let guard = &loaded.providers[1];
+    assert_eq!(
+        (guard.provider_id.as_str(), guard.provider_type),
+        ("candle-guard", "inline::candle")
+    );
+    assert_eq!(guard.config["model_path"], "/models/guard");
+    let model = &loaded.models[2].request;
+    assert_eq!(model.model_id, "meta-llama/Llama-Guard-3-1B");
+    assert_eq!(model.provider_id.as_deref(), Some("candle-guard"));
+    let shield = &loaded.config.shields[0];
+    assert_eq!(shield.shield_id, "llama-guard");
+    assert_eq!(shield.provider_id.as_deref(), Some("llama-guard"));
+    assert_eq!(
+        shield.provider_shield_id.as_deref(),
+        Some("meta-llama/Llama-Guard-3-1B")
+    );
+    assert_eq!(
+        loaded.config.safety.default_shield_id.as_deref(),
+        Some("llama-guard")
+    );
 }
 
 #[test]
@@ -430,7 +483,11 @@ fn load_prefers_overrides_to_the_process_environment() {
 fn local_deserializes_as_run_config() {
     let text = std::fs::read_to_string(local()).unwrap();
     let yaml: serde_json::Value = serde_norway::from_str(&text).unwrap();
-    let (value, errors) = substitute(&yaml, &env(&[]));
+    // Every switchable entry on: a switched-off entry is dropped by the loader, not the schema.
+    let (value, errors) = substitute(
+        &yaml,
+        &env(&[("SAFETY_MODEL", "meta-llama/Llama-Guard-3-1B")]),
+    );
     assert!(errors.is_empty(), "{errors:?}");
     let config: RunConfig = serde_json::from_value(value).unwrap();
     assert_eq!(config.version, 2);

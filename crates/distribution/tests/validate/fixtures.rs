@@ -181,12 +181,24 @@ fn upstream_style_file_loads_with_notices() {
         loaded.apis,
         [
             llama_stack_core::Api::Inference,
+            llama_stack_core::Api::Safety,
             llama_stack_core::Api::VectorIo
         ]
     );
-    assert_eq!(loaded.providers.len(), 2);
+    assert_eq!(loaded.providers.len(), 3);
     assert_eq!(loaded.providers[0].provider_id, "candle");
     assert_eq!(loaded.providers[1].provider_type, "inline::sqlite-vec");
+    assert_eq!(loaded.providers[2].provider_type, "inline::llama-guard");
+    // The shield is registered at start-up, on the only safety provider.
+    assert_eq!(loaded.config.shields.len(), 1);
+    assert_eq!(
+        loaded.config.shields[0].shield_id,
+        "meta-llama/Llama-Guard-3-1B"
+    );
+    assert_eq!(
+        loaded.config.shields[0].provider_id.as_deref(),
+        Some("llama-guard")
+    );
     assert_eq!(loaded.models.len(), 1);
     assert_eq!(loaded.models[0].path, "models[0]");
     assert_eq!(
@@ -199,15 +211,13 @@ fn upstream_style_file_loads_with_notices() {
     );
 
     let notices = loaded.not_implemented.join("\n");
+    assert!(!notices.contains("safety"), "{notices}");
     for path in [
-        "providers.safety[0]:",
         "providers.agents[0]:",
         "providers.telemetry[0]:",
         "providers.tool_runtime[0]:",
         "apis[0]: the agents API is not served",
-        "apis[2]: the safety API is not served",
         "inference_store:",
-        "shields[0]: shield `meta-llama/Llama-Guard-3-1B`",
         "tool_groups[0]: `builtin::websearch` is not registered",
         "logging:",
         "server.auth:",
@@ -231,7 +241,12 @@ fn upstream_style_file_loads_with_notices() {
     let types: Vec<&str> = loaded.providers.iter().map(|p| p.provider_type).collect();
     assert_eq!(
         types,
-        ["remote::ollama", "inline::candle", "inline::sqlite-vec"]
+        [
+            "remote::ollama",
+            "inline::candle",
+            "inline::sqlite-vec",
+            "inline::llama-guard"
+        ]
     );
 }
 

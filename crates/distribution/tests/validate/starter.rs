@@ -70,12 +70,15 @@ fn nothing_set_enables_nothing_and_still_loads() {
     assert_eq!(
         provider_pairs(&loaded),
         pairs(MEMORY),
-        "only the memory providers are always on"
+        "only the memory and safety providers are always on"
     );
     assert!(loaded.models.is_empty(), "{:?}", loaded.models);
-    assert_eq!(loaded.apis, [Api::VectorIo, Api::ToolRuntime, Api::Files]);
-    // Ten providers and three models, each reported as switched off.
-    assert_eq!(loaded.disabled.len(), 13, "{:#?}", loaded.disabled);
+    assert_eq!(
+        loaded.apis,
+        [Api::Safety, Api::VectorIo, Api::ToolRuntime, Api::Files]
+    );
+    // Ten providers, three models and the Llama Guard shield, each reported as switched off.
+    assert_eq!(loaded.disabled.len(), 14, "{:#?}", loaded.disabled);
     assert!(
         loaded.not_implemented.is_empty(),
         "{:?}",
@@ -166,6 +169,55 @@ fn safety_model_goes_to_the_provider_named() {
     );
 }
 
+/// The `llama-guard` shield and the default moderation shield come with SAFETY_MODEL; the code
+/// scanner's shield is always there.
+#[test]
+fn safety_model_brings_the_llama_guard_shield() {
+    let shields =
+        |loaded: &llama_stack_distribution::LoadedConfig| -> Vec<(String, String, String)> {
+            loaded
+                .config
+                .shields
+                .iter()
+                .map(|s| {
+                    (
+                        s.shield_id.clone(),
+                        s.provider_id.clone().unwrap_or_default(),
+                        s.provider_shield_id.clone().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        };
+    let off = load_with(&starter(), &env(&[]), &builtin_registry()).unwrap();
+    assert_eq!(
+        shields(&off),
+        [("CodeScanner".into(), "code-scanner".into(), String::new())]
+    );
+    assert_eq!(off.config.safety.default_shield_id, None);
+
+    let vars = env(&[
+        ("VLLM_URL", "http://gpu:8000/v1"),
+        ("SAFETY_MODEL", "meta-llama/Llama-Guard-3-1B"),
+        ("SAFETY_MODEL_PROVIDER", "vllm"),
+    ]);
+    let on = load_with(&starter(), &vars, &builtin_registry()).unwrap();
+    assert_eq!(
+        shields(&on),
+        [
+            (
+                "llama-guard".into(),
+                "llama-guard".into(),
+                "meta-llama/Llama-Guard-3-1B".into()
+            ),
+            ("CodeScanner".into(), "code-scanner".into(), String::new())
+        ]
+    );
+    assert_eq!(
+        on.config.safety.default_shield_id.as_deref(),
+        Some("llama-guard")
+    );
+}
+
 /// A safety model on a provider that is switched off is a clear error, not a silent skip.
 #[test]
 fn safety_model_on_a_disabled_provider_is_reported() {
@@ -178,11 +230,13 @@ fn safety_model_on_a_disabled_provider_is_reported() {
     );
 }
 
-/// The providers the starter always enables, in file order.
+/// The providers the starter always enables, in file order (memory, then safety).
 const MEMORY: &[(&str, &str)] = &[
     ("sqlite-vec", "inline::sqlite-vec"),
     ("rag-runtime", "inline::rag-runtime"),
     ("localfs", "inline::localfs"),
+    ("llama-guard", "inline::llama-guard"),
+    ("code-scanner", "inline::code-scanner"),
 ];
 
 /// The switchable (inference) providers a loaded starter enables.
