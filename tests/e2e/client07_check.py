@@ -20,6 +20,15 @@ stream = client.chat.completions.create(
 )
 chunks = [c for c in stream]
 completion = client.completions.create(model=model_id, prompt="Once upon", max_tokens=2)
+shields = client.shields.list()
+# 0.7 sends OpenAI messages and no `params`.
+insecure = client.safety.run_shield(
+    shield_id="CodeScanner",
+    messages=[{"role": "user", "content": "import hashlib\nhashlib.md5(data).hexdigest()"}],
+)
+moderation = client.moderations.create(
+    model="CodeScanner", input=["import hashlib\nhashlib.md5(data).hexdigest()", "print(1)"]
+)
 
 
 def field(obj, name):
@@ -44,6 +53,9 @@ print(
             "providers": [p.provider_id for p in client.providers.list()],
             "health": client.inspect.health().status,
             "version": client.inspect.version().version,
+            "shields": [s.identifier for s in shields],
+            "insecure_violation": insecure.violation.to_dict(),
+            "moderation_flagged": [r.flagged for r in moderation.results],
         }
     )
 )

@@ -40,6 +40,13 @@ def test_client_0_7_models_chat_completions_and_inspect(base_url):
     assert seen["completion_tokens"] == 2
     # The local distribution's two inference providers (the embedding model itself is absent
     # from this server: it is given no EMBEDDING_MODEL_PATH).
-    assert seen["providers"] == ["candle", "sentence-transformers", "sqlite-vec", "rag-runtime", "localfs"]
+    assert seen["providers"] == ["candle", "sentence-transformers", "sqlite-vec", "rag-runtime",
+                                 "localfs", "llama-guard", "code-scanner"]
     assert seen["health"] == "OK"
+    # Safety through the 0.7 client: the local distribution's code scanner shield.
+    assert "CodeScanner" in seen["shields"]
+    assert seen["insecure_violation"]["violation_level"] == "error"
+    assert seen["insecure_violation"]["user_message"] == (
+        "Sorry, I found security concerns in the code.")
+    assert seen["moderation_flagged"] == [True, False]
     assert seen["version"]

@@ -58,12 +58,16 @@ def test_starter_with_only_a_local_model(server_factory):
         ("vector_io", "sqlite-vec", "inline::sqlite-vec"),
         ("tool_runtime", "rag-runtime", "inline::rag-runtime"),
         ("files", "localfs", "inline::localfs"),
+        ("safety", "llama-guard", "inline::llama-guard"),
+        ("safety", "code-scanner", "inline::code-scanner"),
     ]
     models = get(server, "/v1/models")
     assert [(m["identifier"], m["provider_id"], m["model_type"]) for m in models] == [
         (f"candle/{SERVED_MODEL}", "candle", "llm")
     ]
     assert "No provider is enabled" not in server.log_tail(200)
+    # The code scanner's shield is always on; the Llama Guard one waits for SAFETY_MODEL.
+    assert [s["identifier"] for s in get(server, "/v1/shields")] == ["CodeScanner"]
 
     # It answers, under the short id too.
     resp = requests.post(
