@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{free_port, proc_kib};
+use support::{Server, free_port, percentile, proc_kib};
 
 const BIN: &str = env!("CARGO_BIN_EXE_llama-stack");
 const MODEL: &str = "tiny-gguf";
@@ -113,75 +113,6 @@ fn python_venv() -> PathBuf {
         venv.display()
     );
     python
-}
-
-/// A server process, stopped on drop.
-struct Server {
-    name: &'static str,
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Server {
-    fn spawn(name: &'static str, mut cmd: Command, port: u16, log: PathBuf, health: &str) -> Self {
-        let file = std::fs::File::create(&log).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        let mut server = Server {
-            name,
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        server.wait_healthy(health);
-        server
-    }
-
-    fn wait_healthy(&mut self, path: &str) {
-        let url = format!("{}{path}", self.base);
-        let t = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "{} exited ({status}); see {}",
-                    self.name,
-                    self.log.display()
-                );
-            }
-            let ok = Command::new("curl")
-                .args(["-sf", "-o", "/dev/null", "--max-time", "2", &url])
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                return;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(180),
-                "{} not healthy after 180 s; see {}",
-                self.name,
-                self.log.display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
 }
 
 fn write(path: &Path, text: &str) -> PathBuf {
@@ -400,13 +331,6 @@ struct Point {
     p50: f64,
     p99: f64,
     errors: usize,
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 /// `clients` loops sending the request back to back for `secs`; latencies in ms.

@@ -1,4 +1,9 @@
 //! Helpers shared by the benches that start servers.
+#![allow(dead_code)] // each bench uses its own subset
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A TCP port free on the loopback interface right now.
 pub fn free_port() -> u16 {
@@ -19,4 +24,87 @@ pub fn proc_kib(pid: u32, field: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// A server process, stopped on drop.
+pub struct Server {
+    pub name: &'static str,
+    pub child: Child,
+    pub base: String,
+    pub log: PathBuf,
+}
+
+impl Server {
+    pub fn spawn(
+        name: &'static str,
+        mut cmd: Command,
+        port: u16,
+        log: PathBuf,
+        health: &str,
+    ) -> Self {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let mut server = Server {
+            name,
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        server.wait_healthy(health);
+        server
+    }
+
+    pub fn wait_healthy(&mut self, path: &str) {
+        let url = format!("{}{path}", self.base);
+        let t = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({status}); see {}",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            let ok = Command::new("curl")
+                .args(["-sf", "-o", "/dev/null", "--max-time", "2", &url])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(180),
+                "{} not healthy after 180 s; see {}",
+                self.name,
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `q` quantile of sorted samples (nearest rank).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
