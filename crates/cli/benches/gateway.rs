@@ -21,7 +21,7 @@
 //! preceded by a one-second warm-up at the same concurrency.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
