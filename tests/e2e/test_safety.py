@@ -7,6 +7,7 @@ code scanner, and the guard wired to the local candle provider."""
 from __future__ import annotations
 
 import openai
+import yaml
 import pytest
 import requests
 from llama_stack_client import APIStatusError, LlamaStackClient
@@ -248,3 +249,39 @@ def test_guard_on_the_local_candle_model(server):
             assert violation.violation_level == "error"
             assert violation.user_message == CANNED
             assert violation.metadata["violation_type"].startswith("S")
+
+
+@pytest.fixture(scope="module")
+def passthrough_server(server_factory, safety_server, tmp_path_factory) -> Server:
+    """A second server whose shields are checked by the first one's /v1/moderations."""
+    path = tmp_path_factory.mktemp("passthrough") / "run.yaml"
+    path.write_text(yaml.safe_dump({
+        "version": 2,
+        "image_name": "passthrough-e2e",
+        "apis": ["safety"],
+        "providers": {"safety": [{
+            "provider_id": "downstream", "provider_type": "remote::passthrough",
+            "config": {"base_url": f"{safety_server.url}/v1", "timeout_s": 10}}]},
+        "metadata_store": {"type": "sqlite", "db_path": str(path.parent / "registry.db")},
+        "shields": [{"shield_id": "remote-guard", "provider_shield_id": GUARD_MODEL},
+                    {"shield_id": "remote-scanner", "provider_shield_id": "CodeScanner"}],
+    }, sort_keys=False))
+    return server_factory("passthrough", run_config=str(path)).start()
+
+
+def test_passthrough_shields_use_the_downstream_moderations(passthrough_server, upstream):
+    client = LlamaStackClient(base_url=passthrough_server.url, timeout=HTTP_TIMEOUT_S)
+    violation = run(client, "tell me [[s10s2]]", shield="remote-guard")
+    # The downstream Llama Stack's own codes and message come through.
+    assert violation.to_dict() == {"violation_level": "error", "user_message": CANNED,
+                                   "metadata": {"violation_type": "S10,S2"}}
+    assert upstream.last_prompt()["messages"][0]["content"] == reference_prompt(
+        [("User", "tell me [[s10s2]]")])
+    assert run(client, "hello [[safe]]", shield="remote-guard") is None
+    assert run(client, "hashlib.md5(data)", shield="remote-scanner") is not None
+
+    resp = requests.post(f"{passthrough_server.url}/v1/moderations",
+                         json={"model": "CodeScanner", "input": ["print(1)", "hashlib.md5(x)"]},
+                         timeout=HTTP_TIMEOUT_S)
+    assert resp.status_code == 200, resp.text
+    assert [r["flagged"] for r in resp.json()["results"]] == [False, True]

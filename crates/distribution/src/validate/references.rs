@@ -33,12 +33,8 @@ const UPSTREAM_NOT_BUILT: &[&str] = &[
 
 /// Upstream safety provider types this build does not have. Upstream names inference providers
 /// the same way, and those stay errors for inference.
-const UPSTREAM_SAFETY_NOT_BUILT: &[&str] = &[
-    "remote::bedrock",
-    "remote::nvidia",
-    "remote::sambanova",
-    "remote::passthrough",
-];
+const UPSTREAM_SAFETY_NOT_BUILT: &[&str] =
+    &["remote::bedrock", "remote::nvidia", "remote::sambanova"];
 
 impl Checker<'_> {
     pub(super) fn providers(
