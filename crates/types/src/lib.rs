@@ -3,6 +3,7 @@
 //! This crate owns data only: no IO, no async, no provider knowledge. Every other crate of the
 //! workspace may depend on it; it depends on nothing of ours.
 
+pub mod agents;
 pub mod content;
 pub mod inference;
 pub mod inspect;
@@ -11,6 +12,7 @@ pub mod models;
 pub mod openai;
 pub mod safety;
 
+pub use agents::*;
 pub use content::*;
 pub use inference::*;
 pub use inspect::*;
