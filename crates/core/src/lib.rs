@@ -5,6 +5,7 @@
 //! chunking, which vector store ingestion uses). Must never depend on a provider, a transport or the
 //! distribution assembler: those depend on this crate.
 
+pub mod agents;
 pub mod api;
 pub mod error;
 pub mod files;

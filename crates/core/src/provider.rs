@@ -43,6 +43,8 @@ pub enum ProviderInstance {
     VectorIo(Arc<dyn VectorIoProvider>),
     Files(Arc<dyn FilesProvider>),
     ToolRuntime(ToolRuntime),
+    /// The agents API; the turn loop itself lives in the stack.
+    Agents,
 }
 
 /// What a provider may use while it is built.
@@ -110,13 +112,17 @@ impl ProviderRegistry {
         })
     }
 
-    /// Looks a provider type up for one API: its own name, or an alias of a provider of that
-    /// API (upstream reuses names such as `inline::meta-reference` across APIs).
+    /// Looks a provider type up for one API: a provider of that API named so or aliased so
+    /// (upstream reuses names such as `inline::meta-reference` across APIs), else a provider
+    /// of another API with that name, so the caller can say it is in the wrong place. An API
+    /// with no providers at all in this build finds nothing.
     pub fn get_for(&self, api: Api, provider_type: &str) -> Option<&ProviderSpec> {
-        self.specs.get(provider_type).or_else(|| {
-            self.specs
-                .values()
-                .find(|s| s.api == api && s.aliases.contains(&provider_type))
+        let same_api = self.specs.values().find(|s| {
+            s.api == api && (s.provider_type == provider_type || s.aliases.contains(&provider_type))
+        });
+        same_api.or_else(|| {
+            let api_known = self.specs.values().any(|s| s.api == api);
+            api_known.then(|| self.specs.get(provider_type)).flatten()
         })
     }
 

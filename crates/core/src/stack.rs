@@ -52,6 +52,8 @@ pub struct Stack {
     pub(crate) memory: crate::memory::MemoryState,
     /// Registered shields by identifier; the store is the source of truth across restarts.
     pub(crate) shields: RwLock<BTreeMap<String, llama_stack_types::Shield>>,
+    /// Agent sessions kept in memory, and the per-session turn locks.
+    pub(crate) agents: crate::agents::AgentsState,
 }
 
 impl Stack {
@@ -68,6 +70,7 @@ impl Stack {
             listed: RwLock::new(BTreeSet::new()),
             memory: Default::default(),
             shields: RwLock::new(BTreeMap::new()),
+            agents: Default::default(),
         }
     }
 

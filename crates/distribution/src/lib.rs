@@ -56,6 +56,7 @@ pub fn builtin_registry() -> ProviderRegistry {
     llama_stack_provider_safety_code_scanner::register(&mut registry);
     llama_stack_provider_safety_prompt_guard::register(&mut registry);
     llama_stack_provider_safety_passthrough::register(&mut registry);
+    llama_stack_provider_agents_meta_reference::register(&mut registry);
     registry
 }
 

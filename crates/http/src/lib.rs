@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use llama_stack_core::{Api, Error, Stack};
 use utoipa::OpenApi;
 
-use routes::{files, inference, inspect, memory, models, openai, safety, vector_stores};
+use routes::{agents, files, inference, inspect, memory, models, openai, safety, vector_stores};
 
 /// Largest request body accepted (a chat with long documents fits; a runaway upload does not).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -202,6 +202,42 @@ pub const ROUTES: &[RouteEntry] = &[
     route("POST", "/v1/safety/run-shield", Some(Api::Safety)),
     route("POST", "/v1/moderations", Some(Api::Safety)),
     route("POST", "/v1/openai/v1/moderations", Some(Api::Safety)),
+    route("POST", "/v1/agents", Some(Api::Agents)),
+    route("GET", "/v1/agents", Some(Api::Agents)),
+    route("GET", "/v1/agents/{agent_id}", Some(Api::Agents)),
+    route("DELETE", "/v1/agents/{agent_id}", Some(Api::Agents)),
+    route("POST", "/v1/agents/{agent_id}/session", Some(Api::Agents)),
+    route("GET", "/v1/agents/{agent_id}/sessions", Some(Api::Agents)),
+    route(
+        "GET",
+        "/v1/agents/{agent_id}/session/{session_id}",
+        Some(Api::Agents),
+    ),
+    route(
+        "DELETE",
+        "/v1/agents/{agent_id}/session/{session_id}",
+        Some(Api::Agents),
+    ),
+    route(
+        "POST",
+        "/v1/agents/{agent_id}/session/{session_id}/turn",
+        Some(Api::Agents),
+    ),
+    route(
+        "POST",
+        "/v1/agents/{agent_id}/session/{session_id}/turn/{turn_id}/resume",
+        Some(Api::Agents),
+    ),
+    route(
+        "GET",
+        "/v1/agents/{agent_id}/session/{session_id}/turn/{turn_id}",
+        Some(Api::Agents),
+    ),
+    route(
+        "GET",
+        "/v1/agents/{agent_id}/session/{session_id}/turn/{turn_id}/step/{step_id}",
+        Some(Api::Agents),
+    ),
     route("POST", "/v1/files", Some(Api::Files)),
     route("GET", "/v1/files", Some(Api::Files)),
     route("GET", "/v1/files/{file_id}", Some(Api::Files)),
@@ -279,6 +315,18 @@ pub const ROUTES: &[RouteEntry] = &[
         safety::unregister_shield,
         safety::run_shield,
         safety::moderations,
+        agents::create_agent,
+        agents::list_agents,
+        agents::get_agent,
+        agents::delete_agent,
+        agents::create_session,
+        agents::list_sessions,
+        agents::get_session,
+        agents::delete_session,
+        agents::create_turn,
+        agents::resume_turn,
+        agents::get_turn,
+        agents::get_step,
     )
 )]
 pub struct ApiDoc;
@@ -413,6 +461,39 @@ pub fn router(stack: Arc<Stack>) -> Router {
         .route("/v1/safety/run-shield", post(safety::run_shield))
         .route("/v1/moderations", post(safety::moderations))
         .route("/v1/openai/v1/moderations", post(safety::moderations))
+        .route(
+            "/v1/agents",
+            post(agents::create_agent).get(agents::list_agents),
+        )
+        .route(
+            "/v1/agents/{agent_id}",
+            get(agents::get_agent).delete(agents::delete_agent),
+        )
+        .route(
+            "/v1/agents/{agent_id}/session",
+            post(agents::create_session),
+        )
+        .route("/v1/agents/{agent_id}/sessions", get(agents::list_sessions))
+        .route(
+            "/v1/agents/{agent_id}/session/{session_id}",
+            get(agents::get_session).delete(agents::delete_session),
+        )
+        .route(
+            "/v1/agents/{agent_id}/session/{session_id}/turn",
+            post(agents::create_turn),
+        )
+        .route(
+            "/v1/agents/{agent_id}/session/{session_id}/turn/{turn_id}/resume",
+            post(agents::resume_turn),
+        )
+        .route(
+            "/v1/agents/{agent_id}/session/{session_id}/turn/{turn_id}",
+            get(agents::get_turn),
+        )
+        .route(
+            "/v1/agents/{agent_id}/session/{session_id}/turn/{turn_id}/step/{step_id}",
+            get(agents::get_step),
+        )
         .merge(vector_store_routes("/v1"))
         .merge(vector_store_routes("/v1/openai/v1"))
         .merge(files::routes("/v1"))

@@ -103,6 +103,7 @@ const EXPECTED: &[(&str, Pairs, Pairs)] = &[
             ("localfs", "inline::localfs"),
             ("llama-guard", "inline::llama-guard"),
             ("code-scanner", "inline::code-scanner"),
+            ("meta-reference", "inline::meta-reference"),
         ],
         &[
             ("meta-llama/Llama-3.2-1B-Instruct", "candle"),
@@ -162,6 +163,7 @@ const EXPECTED: &[(&str, Pairs, Pairs)] = &[
             ("localfs", "inline::localfs"),
             ("llama-guard", "inline::llama-guard"),
             ("code-scanner", "inline::code-scanner"),
+            ("meta-reference", "inline::meta-reference"),
         ],
         &[],
     ),
@@ -346,7 +348,8 @@ fn local_defaults() {
             Api::VectorIo,
             Api::ToolRuntime,
             Api::Files,
-            Api::Safety
+            Api::Safety,
+            Api::Agents
         ]
     );
     assert_eq!(loaded.server.port, 8321);

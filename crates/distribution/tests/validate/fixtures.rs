@@ -180,15 +180,18 @@ fn upstream_style_file_loads_with_notices() {
     assert_eq!(
         loaded.apis,
         [
+            llama_stack_core::Api::Agents,
             llama_stack_core::Api::Inference,
             llama_stack_core::Api::Safety,
             llama_stack_core::Api::VectorIo
         ]
     );
-    assert_eq!(loaded.providers.len(), 3);
+    assert_eq!(loaded.providers.len(), 4);
     assert_eq!(loaded.providers[0].provider_id, "candle");
+    // The same upstream name is sqlite-vec under vector_io and the agents provider under agents.
     assert_eq!(loaded.providers[1].provider_type, "inline::sqlite-vec");
     assert_eq!(loaded.providers[2].provider_type, "inline::llama-guard");
+    assert_eq!(loaded.providers[3].provider_type, "inline::meta-reference");
     // The shield is registered at start-up, on the only safety provider.
     assert_eq!(loaded.config.shields.len(), 1);
     assert_eq!(
@@ -213,10 +216,8 @@ fn upstream_style_file_loads_with_notices() {
     let notices = loaded.not_implemented.join("\n");
     assert!(!notices.contains("safety"), "{notices}");
     for path in [
-        "providers.agents[0]:",
         "providers.telemetry[0]:",
         "providers.tool_runtime[0]:",
-        "apis[0]: the agents API is not served",
         "inference_store:",
         "tool_groups[0]: `builtin::websearch` is not registered",
         "logging:",
@@ -245,7 +246,8 @@ fn upstream_style_file_loads_with_notices() {
             "remote::ollama",
             "inline::candle",
             "inline::sqlite-vec",
-            "inline::llama-guard"
+            "inline::llama-guard",
+            "inline::meta-reference"
         ]
     );
 }

@@ -75,7 +75,13 @@ fn nothing_set_enables_nothing_and_still_loads() {
     assert!(loaded.models.is_empty(), "{:?}", loaded.models);
     assert_eq!(
         loaded.apis,
-        [Api::Safety, Api::VectorIo, Api::ToolRuntime, Api::Files]
+        [
+            Api::Safety,
+            Api::VectorIo,
+            Api::Agents,
+            Api::ToolRuntime,
+            Api::Files
+        ]
     );
     // Ten providers, three models and the Llama Guard shield, each reported as switched off.
     assert_eq!(loaded.disabled.len(), 14, "{:#?}", loaded.disabled);
@@ -237,6 +243,7 @@ const MEMORY: &[(&str, &str)] = &[
     ("localfs", "inline::localfs"),
     ("llama-guard", "inline::llama-guard"),
     ("code-scanner", "inline::code-scanner"),
+    ("meta-reference", "inline::meta-reference"),
 ];
 
 /// The switchable (inference) providers a loaded starter enables.

@@ -1,3 +1,4 @@
+pub mod agents;
 pub mod files;
 pub mod inference;
 pub mod inspect;

@@ -1,0 +1,260 @@
+"""Agents end to end with llama-stack-client 0.2.23's `Agent` class against the real binary.
+
+The model is an OpenAI-compatible upstream the test controls (served to the stack through
+`remote::openai-compat`), so that a tool call happens when the test wants one: a user message
+holding `[[call]]` makes it call the client tool `get_weather`; after a tool result it answers
+with that result; otherwise it greets. The event sequences are checked against §1.8.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import yaml
+from llama_stack_client import LlamaStackClient
+from llama_stack_client.lib.agents.agent import Agent
+from llama_stack_client.lib.agents.client_tool import client_tool
+
+from e2e_support import HTTP_TIMEOUT_S, Server
+
+MODEL = "stub-model"
+GREETING = "Hello from the stub."
+
+
+class ToolCallingUpstream:
+    """Streams (or returns) a greeting, a get_weather call, or an answer from a tool result."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body = json.dumps({"object": "list", "data": [
+                    {"id": MODEL, "object": "model", "created": 0, "owned_by": "t"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                upstream.requests.append(body)
+                last = body["messages"][-1]
+                if last["role"] == "tool":
+                    delta = {"role": "assistant", "content": f"The weather is {last['content']}."}
+                    finish = "stop"
+                elif body.get("tools") and "[[call]]" in json.dumps(last):
+                    delta = {"role": "assistant", "tool_calls": [{
+                        "index": 0, "id": "call_1", "type": "function",
+                        "function": {"name": "get_weather",
+                                     "arguments": json.dumps({"city": "Paris"})}}]}
+                    finish = "tool_calls"
+                else:
+                    delta = {"role": "assistant", "content": GREETING}
+                    finish = "stop"
+                if body.get("stream"):
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    for chunk in ({"choices": [{"index": 0, "delta": delta}]},
+                                  {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}):
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    return
+                message = {"role": "assistant", "content": delta.get("content"),
+                           "tool_calls": delta.get("tool_calls")}
+                data = json.dumps({"id": "c", "object": "chat.completion", "created": 0,
+                                   "model": MODEL, "choices": [{"index": 0, "message": message,
+                                                                "finish_reason": finish}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    up = ToolCallingUpstream()
+    yield up
+    up.stop()
+
+
+@pytest.fixture(scope="module")
+def agents_server(server_factory, upstream, tmp_path_factory) -> Server:
+    path = tmp_path_factory.mktemp("agents") / "run.yaml"
+    path.write_text(yaml.safe_dump({
+        "version": 2,
+        "image_name": "agents-e2e",
+        "apis": ["inference", "safety", "agents"],
+        "providers": {
+            "inference": [{"provider_id": "stub", "provider_type": "remote::openai-compat",
+                           "config": {"url": upstream.url, "resilience": {"max_retries": 0}}}],
+            "safety": [{"provider_id": "code-scanner", "provider_type": "inline::code-scanner",
+                        "config": {}}],
+            "agents": [{"provider_id": "meta-reference", "provider_type": "inline::meta-reference",
+                        "config": {}}],
+        },
+        "metadata_store": {"type": "sqlite", "db_path": str(path.parent / "registry.db")},
+        "models": [{"model_id": MODEL, "provider_id": "stub", "model_type": "llm"}],
+        "shields": [{"shield_id": "CodeScanner"}],
+    }, sort_keys=False))
+    return server_factory("agents", run_config=str(path)).start()
+
+
+@pytest.fixture
+def client(agents_server) -> LlamaStackClient:
+    return LlamaStackClient(base_url=agents_server.url, timeout=HTTP_TIMEOUT_S)
+
+
+def payloads(chunks) -> list[dict]:
+    return [c.event.payload.to_dict() for c in chunks]
+
+
+def kinds(events: list[dict]) -> list[tuple[str, str | None]]:
+    return [(e["event_type"], e.get("step_type")) for e in events]
+
+
+def test_a_plain_turn_streams_the_reference_events(client):
+    agent = Agent(client, model=MODEL, instructions="You are terse.")
+    session_id = agent.create_session("plain")
+    events = payloads(agent.create_turn(
+        messages=[{"role": "user", "content": "Hi"}], session_id=session_id, stream=True))
+    assert kinds(events) == [
+        ("step_start", "inference"),
+        ("step_progress", "inference"),
+        ("step_complete", "inference"),
+        ("turn_complete", None),
+    ]
+    start, progress, complete, done = events
+    assert start["metadata"] == {}
+    assert progress["delta"] == {"type": "text", "text": GREETING}
+    assert complete["step_id"] == start["step_id"] == progress["step_id"]
+    step = complete["step_details"]
+    assert step["step_type"] == "inference" and step["model_response"]["content"] == GREETING
+    turn = done["turn"]
+    assert turn["session_id"] == session_id
+    assert turn["input_messages"][0]["content"] == "Hi"
+    assert turn["output_message"]["content"] == GREETING
+    assert turn["output_message"]["stop_reason"] == "end_of_turn"
+    assert [s["step_id"] for s in turn["steps"]] == [start["step_id"]]
+    assert turn["started_at"] <= turn["completed_at"]
+
+
+def test_instructions_and_history_reach_the_model(client, upstream):
+    agent = Agent(client, model=MODEL, instructions="You are terse.")
+    session_id = agent.create_session("history")
+    for text in ("first", "second"):
+        list(agent.create_turn(messages=[{"role": "user", "content": text}],
+                               session_id=session_id, stream=True))
+    sent = upstream.requests[-1]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    assert sent[0]["content"] == "You are terse."
+    assert sent[1]["content"] == "first" and sent[3]["content"] == "second"
+
+
+def test_a_client_tool_call_pauses_the_turn_and_resume_finishes_it(client):
+    @client_tool
+    def get_weather(city: str) -> str:
+        """Today's weather in a city.
+
+        :param city: the city
+        """
+        return f"sunny in {city}"
+
+    agent = Agent(client, model=MODEL, instructions="", tools=[get_weather])
+    session_id = agent.create_session("tools")
+    events = payloads(agent.create_turn(
+        messages=[{"role": "user", "content": "Weather? [[call]]"}], session_id=session_id,
+        stream=True))
+    assert kinds(events) == [
+        ("step_start", "inference"),
+        ("step_progress", "inference"),
+        ("step_complete", "inference"),
+        ("turn_awaiting_input", None),
+        # The resumed stream opens with the client tool's step.
+        ("step_complete", "tool_execution"),
+        ("step_start", "inference"),
+        ("step_progress", "inference"),
+        ("step_complete", "inference"),
+        ("turn_complete", None),
+    ]
+    call = events[1]["delta"]
+    assert call["type"] == "tool_call" and call["parse_status"] == "succeeded"
+    assert call["tool_call"]["tool_name"] == "get_weather"
+    paused = events[3]["turn"]["output_message"]
+    assert paused["stop_reason"] == "end_of_message"
+    assert paused["tool_calls"][0]["arguments"] == {"city": "Paris"}
+    tool_step = events[4]["step_details"]
+    # The client's tool wrapper sends its result JSON-encoded.
+    assert json.loads(tool_step["tool_responses"][0]["content"]) == "sunny in Paris"
+    turn = events[-1]["turn"]
+    assert turn["turn_id"] == events[3]["turn"]["turn_id"]
+    assert turn["output_message"]["content"] == 'The weather is "sunny in Paris".'
+    assert [s["step_type"] for s in turn["steps"]] == ["inference", "tool_execution", "inference"]
+
+
+def test_an_input_shield_blocks_the_turn(client):
+    agent = Agent(client, model=MODEL, instructions="", input_shields=["CodeScanner"])
+    session_id = agent.create_session("shielded")
+    events = payloads(agent.create_turn(
+        messages=[{"role": "user", "content": "import hashlib\nhashlib.md5(b).hexdigest()"}],
+        session_id=session_id, stream=True))
+    assert kinds(events) == [("step_start", "shield_call"), ("step_complete", "shield_call"),
+                             ("turn_complete", None)]
+    assert events[0]["metadata"] == {"touchpoint": "user-input"}
+    violation = events[1]["step_details"]["violation"]
+    assert violation["violation_level"] == "error"
+    turn = events[-1]["turn"]
+    assert turn["output_message"]["content"] == "Sorry, I found security concerns in the code."
+
+
+def test_sessions_are_listed_read_and_survive_a_restart(client, agents_server):
+    created = client.agents.create(agent_config={
+        "model": MODEL, "instructions": "", "enable_session_persistence": True})
+    agent_id = created.agent_id
+    session_id = client.agents.session.create(agent_id=agent_id, session_name="kept").session_id
+    turn = client.agents.turn.create(agent_id=agent_id, session_id=session_id, stream=False,
+                                     messages=[{"role": "user", "content": "Hi"}])
+    assert turn.output_message.content == GREETING
+
+    sessions = client.agents.session.list(agent_id=agent_id)
+    assert [s["session_id"] if isinstance(s, dict) else s.session_id
+            for s in sessions.data] == [session_id]
+
+    agents_server.restart()
+    fresh = LlamaStackClient(base_url=agents_server.url, timeout=HTTP_TIMEOUT_S)
+    session = fresh.agents.session.retrieve(session_id=session_id, agent_id=agent_id)
+    assert session.session_name == "kept"
+    assert [t.turn_id for t in session.turns] == [turn.turn_id]
+    got = fresh.agents.turn.retrieve(turn_id=turn.turn_id, agent_id=agent_id,
+                                     session_id=session_id)
+    assert got.output_message.content == GREETING
+    step = fresh.agents.steps.retrieve(step_id=turn.steps[0].step_id, turn_id=turn.turn_id,
+                                       agent_id=agent_id, session_id=session_id)
+    assert step.step.step_type == "inference"
+    # Deleting the agent deletes its sessions.
+    fresh.agents.delete(agent_id)
+    assert all(a.agent_id != agent_id if hasattr(a, "agent_id") else a["agent_id"] != agent_id
+               for a in fresh.agents.list().data)
