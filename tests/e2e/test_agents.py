@@ -9,7 +9,9 @@ with that result; otherwise it greets. The event sequences are checked against Â
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -19,6 +21,7 @@ from llama_stack_client.lib.agents.agent import Agent
 from llama_stack_client.lib.agents.client_tool import client_tool
 
 from e2e_support import HTTP_TIMEOUT_S, Server
+from memory_support import fetch_minilm, postgres_database
 
 MODEL = "stub-model"
 GREETING = "Hello from the stub."
@@ -29,6 +32,7 @@ class ToolCallingUpstream:
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
+        self.slow_s = 5.0
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,9 +54,18 @@ class ToolCallingUpstream:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 upstream.requests.append(body)
                 last = body["messages"][-1]
+                if "[[slow]]" in json.dumps(last):
+                    time.sleep(upstream.slow_s)
+                tool_names = [t["function"]["name"] for t in body.get("tools") or []]
                 if last["role"] == "tool":
                     delta = {"role": "assistant", "content": f"The weather is {last['content']}."}
                     finish = "stop"
+                elif "knowledge_search" in tool_names and "[[rag]]" in json.dumps(last):
+                    delta = {"role": "assistant", "tool_calls": [{
+                        "index": 0, "id": "call_rag", "type": "function",
+                        "function": {"name": "knowledge_search",
+                                     "arguments": json.dumps({"query": "boiling point"})}}]}
+                    finish = "tool_calls"
                 elif body.get("tools") and "[[call]]" in json.dumps(last):
                     delta = {"role": "assistant", "tool_calls": [{
                         "index": 0, "id": "call_1", "type": "function",
@@ -101,26 +114,51 @@ def upstream():
     up.stop()
 
 
-@pytest.fixture(scope="module")
-def agents_server(server_factory, upstream, tmp_path_factory) -> Server:
-    path = tmp_path_factory.mktemp("agents") / "run.yaml"
+def agents_run_yaml(path, upstream_url: str, minilm, metadata_store: dict) -> str:
     path.write_text(yaml.safe_dump({
         "version": 2,
         "image_name": "agents-e2e",
-        "apis": ["inference", "safety", "agents"],
+        "apis": ["inference", "safety", "agents", "vector_io", "tool_runtime"],
         "providers": {
-            "inference": [{"provider_id": "stub", "provider_type": "remote::openai-compat",
-                           "config": {"url": upstream.url, "resilience": {"max_retries": 0}}}],
+            "inference": [
+                {"provider_id": "stub", "provider_type": "remote::openai-compat",
+                 "config": {"url": upstream_url, "resilience": {"max_retries": 0}}},
+                {"provider_id": "sentence-transformers",
+                 "provider_type": "inline::sentence-transformers",
+                 "config": {"model_path": str(minilm)}},
+            ],
             "safety": [{"provider_id": "code-scanner", "provider_type": "inline::code-scanner",
                         "config": {}}],
             "agents": [{"provider_id": "meta-reference", "provider_type": "inline::meta-reference",
                         "config": {}}],
+            "vector_io": [{"provider_id": "sqlite-vec", "provider_type": "inline::sqlite-vec",
+                           "config": {"db_path": str(path.parent / "vec.db")}}],
+            "tool_runtime": [{"provider_id": "rag-runtime", "provider_type": "inline::rag-runtime",
+                              "config": {}}],
         },
-        "metadata_store": {"type": "sqlite", "db_path": str(path.parent / "registry.db")},
-        "models": [{"model_id": MODEL, "provider_id": "stub", "model_type": "llm"}],
+        "metadata_store": metadata_store,
+        "models": [
+            {"model_id": MODEL, "provider_id": "stub", "model_type": "llm"},
+            {"model_id": "all-MiniLM-L6-v2", "provider_id": "sentence-transformers",
+             "model_type": "embedding", "metadata": {"embedding_dimension": 384}},
+        ],
         "shields": [{"shield_id": "CodeScanner"}],
+        "tool_groups": [{"toolgroup_id": "builtin::rag", "provider_id": "rag-runtime"}],
     }, sort_keys=False))
-    return server_factory("agents", run_config=str(path)).start()
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return fetch_minilm()
+
+
+@pytest.fixture(scope="module")
+def agents_server(server_factory, upstream, minilm, tmp_path_factory) -> Server:
+    path = tmp_path_factory.mktemp("agents") / "run.yaml"
+    store = {"type": "sqlite", "db_path": str(path.parent / "registry.db")}
+    return server_factory("agents", run_config=agents_run_yaml(path, upstream.url, minilm, store)
+                          ).start()
 
 
 @pytest.fixture
@@ -258,3 +296,78 @@ def test_sessions_are_listed_read_and_survive_a_restart(client, agents_server):
     fresh.agents.delete(agent_id)
     assert all(a.agent_id != agent_id if hasattr(a, "agent_id") else a["agent_id"] != agent_id
                for a in fresh.agents.list().data)
+
+
+def test_a_rag_turn_runs_knowledge_search_on_the_server(client):
+    client.vector_dbs.register(vector_db_id="facts", embedding_model="all-MiniLM-L6-v2",
+                               embedding_dimension=384)
+    client.tool_runtime.rag_tool.insert(vector_db_id="facts", chunk_size_in_tokens=128, documents=[
+        {"document_id": "water", "content": "Water boils at 100 degrees Celsius at sea level.",
+         "metadata": {}}])
+    agent = Agent(client, model=MODEL, instructions="", tools=[
+        {"name": "builtin::rag/knowledge_search", "args": {"vector_db_ids": ["facts"]}}])
+    session_id = agent.create_session("rag")
+    events = payloads(agent.create_turn(
+        messages=[{"role": "user", "content": "When does water boil? [[rag]]"}],
+        session_id=session_id, stream=True))
+    assert kinds(events) == [
+        ("step_start", "inference"), ("step_progress", "inference"),
+        ("step_complete", "inference"),
+        ("step_start", "tool_execution"), ("step_progress", "tool_execution"),
+        ("step_complete", "tool_execution"),
+        ("step_start", "inference"), ("step_progress", "inference"),
+        ("step_complete", "inference"), ("turn_complete", None),
+    ]
+    assert events[4]["delta"]["parse_status"] == "in_progress"
+    step = events[5]["step_details"]
+    assert step["tool_calls"][0]["tool_name"] == "knowledge_search"
+    response = step["tool_responses"][0]
+    assert response["call_id"] == "call_rag"
+    text = json.dumps(response["content"])
+    assert "knowledge_search tool found 1 chunks" in text
+    assert "Water boils at 100 degrees Celsius" in text
+    assert response["metadata"]["document_ids"] == ["water"]
+
+
+def persisted_turn(client: LlamaStackClient, text: str = "Hi"):
+    agent_id = client.agents.create(agent_config={
+        "model": MODEL, "instructions": "", "enable_session_persistence": True}).agent_id
+    session_id = client.agents.session.create(agent_id=agent_id, session_name="s").session_id
+    turn = client.agents.turn.create(agent_id=agent_id, session_id=session_id, stream=False,
+                                     messages=[{"role": "user", "content": text}])
+    return agent_id, session_id, turn
+
+
+def test_a_kill_during_a_streaming_turn_leaves_no_half_turn(agents_server, upstream):
+    client = LlamaStackClient(base_url=agents_server.url, timeout=HTTP_TIMEOUT_S)
+    agent_id, session_id, done = persisted_turn(client)
+    stream = client.agents.turn.create(agent_id=agent_id, session_id=session_id, stream=True,
+                                       messages=[{"role": "user", "content": "wait [[slow]]"}])
+    first = next(iter(stream))
+    assert first.event.payload.event_type == "step_start"
+    agents_server.kill()
+    agents_server.start()
+    fresh = LlamaStackClient(base_url=agents_server.url, timeout=HTTP_TIMEOUT_S)
+    session = fresh.agents.session.retrieve(session_id=session_id, agent_id=agent_id)
+    # The completed turn is there; the interrupted one is not, not even in part.
+    assert [t.turn_id for t in session.turns] == [done.turn_id]
+    again = fresh.agents.turn.create(agent_id=agent_id, session_id=session_id, stream=False,
+                                     messages=[{"role": "user", "content": "Hi again"}])
+    assert again.output_message.content == GREETING
+
+
+def test_agents_persist_on_postgresql(server_factory, upstream, minilm, tmp_path_factory):
+    db = postgres_database("agents_e2e")
+    path = tmp_path_factory.mktemp("agents-pg") / "run.yaml"
+    store = {"type": "postgres", "host": db["POSTGRES_HOST"], "port": int(db["POSTGRES_PORT"]),
+             "db": db["POSTGRES_DB"], "user": db["POSTGRES_USER"],
+             "password": db["POSTGRES_PASSWORD"]}
+    server = server_factory("agents-pg", run_config=agents_run_yaml(path, upstream.url, minilm,
+                                                                    store)).start()
+    client = LlamaStackClient(base_url=server.url, timeout=HTTP_TIMEOUT_S)
+    agent_id, session_id, turn = persisted_turn(client)
+    server.restart()
+    fresh = LlamaStackClient(base_url=server.url, timeout=HTTP_TIMEOUT_S)
+    session = fresh.agents.session.retrieve(session_id=session_id, agent_id=agent_id)
+    assert [t.turn_id for t in session.turns] == [turn.turn_id]
+    assert session.turns[0].output_message.content == GREETING

@@ -173,7 +173,14 @@ impl Stack {
     /// `GET /v1/tools`.
     pub async fn list_tools(&self, toolgroup_id: Option<&str>) -> Result<Vec<Tool>> {
         let groups = match toolgroup_id {
-            Some(id) => vec![self.get_tool_group(id).await?],
+            // `group/tool` names one tool of a group; upstream lists the whole group for it.
+            Some(id) => vec![match self.get_tool_group(id).await {
+                Ok(group) => group,
+                Err(err) => match id.rsplit_once('/') {
+                    Some((group, _)) => self.get_tool_group(group).await.map_err(|_| err)?,
+                    None => return Err(err),
+                },
+            }],
             None => self.list_tool_groups().await,
         };
         let mut out = Vec::new();
