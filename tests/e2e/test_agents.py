@@ -60,6 +60,10 @@ class ToolCallingUpstream:
                 if last["role"] == "tool":
                     delta = {"role": "assistant", "content": f"The weather is {last['content']}."}
                     finish = "stop"
+                elif "[[insecure]]" in json.dumps(last):
+                    delta = {"role": "assistant",
+                             "content": "import hashlib\nprint(hashlib.md5(data).hexdigest())"}
+                    finish = "stop"
                 elif "knowledge_search" in tool_names and "[[rag]]" in json.dumps(last):
                     delta = {"role": "assistant", "tool_calls": [{
                         "index": 0, "id": "call_rag", "type": "function",
@@ -371,3 +375,53 @@ def test_agents_persist_on_postgresql(server_factory, upstream, minilm, tmp_path
     session = fresh.agents.session.retrieve(session_id=session_id, agent_id=agent_id)
     assert [t.turn_id for t in session.turns] == [turn.turn_id]
     assert session.turns[0].output_message.content == GREETING
+
+
+def test_an_output_shield_replaces_an_insecure_answer(client):
+    agent = Agent(client, model=MODEL, instructions="", output_shields=["CodeScanner"])
+    session_id = agent.create_session("output-shield")
+    events = payloads(agent.create_turn(
+        messages=[{"role": "user", "content": "Hash this [[insecure]]"}],
+        session_id=session_id, stream=True))
+    assert kinds(events) == [
+        ("step_start", "inference"), ("step_progress", "inference"),
+        ("step_complete", "inference"),
+        ("step_start", "shield_call"), ("step_complete", "shield_call"),
+        ("turn_complete", None),
+    ]
+    assert events[3]["metadata"] == {"touchpoint": "assistant-output"}
+    assert events[4]["step_details"]["violation"]["metadata"]["violation_type"]
+    assert events[-1]["turn"]["output_message"]["content"] == (
+        "Sorry, I found security concerns in the code.")
+
+
+def test_max_infer_iters_ends_the_turn_even_with_a_tool_call_pending(client):
+    client.vector_dbs.register(vector_db_id="iters", embedding_model="all-MiniLM-L6-v2",
+                               embedding_dimension=384)
+    agent_id = client.agents.create(agent_config={
+        "model": MODEL, "instructions": "", "max_infer_iters": 1,
+        "toolgroups": [{"name": "builtin::rag", "args": {"vector_db_ids": ["iters"]}}]}).agent_id
+    session_id = client.agents.session.create(agent_id=agent_id, session_name="s").session_id
+    turn = client.agents.turn.create(agent_id=agent_id, session_id=session_id, stream=False,
+                                     messages=[{"role": "user", "content": "look up [[rag]]"}])
+    assert [s.step_type for s in turn.steps] == ["inference"]
+    assert turn.output_message.stop_reason == "end_of_turn"
+    assert turn.output_message.tool_calls[0].tool_name == "knowledge_search"
+
+
+def test_turn_toolgroups_replace_the_agents(client):
+    client.vector_dbs.register(vector_db_id="turn-facts", embedding_model="all-MiniLM-L6-v2",
+                               embedding_dimension=384)
+    agent_id = client.agents.create(agent_config={
+        "model": MODEL, "instructions": ""}).agent_id
+    session_id = client.agents.session.create(agent_id=agent_id, session_name="s").session_id
+    # Without tools the marker gets a greeting; with the turn's rag group, a knowledge_search.
+    plain = client.agents.turn.create(agent_id=agent_id, session_id=session_id, stream=False,
+                                      messages=[{"role": "user", "content": "[[rag]]"}])
+    assert plain.output_message.content == GREETING
+    with_tools = client.agents.turn.create(
+        agent_id=agent_id, session_id=session_id, stream=False,
+        messages=[{"role": "user", "content": "[[rag]]"}],
+        toolgroups=[{"name": "builtin::rag/knowledge_search",
+                     "args": {"vector_db_ids": ["turn-facts"]}}])
+    assert [s.step_type for s in with_tools.steps] == ["inference", "tool_execution", "inference"]
