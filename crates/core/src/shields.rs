@@ -13,6 +13,7 @@ use llama_stack_types::openai::OpenAiMessage;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::inference_ops::collect_chat;
+use crate::memory::vector_dbs::list_or_none;
 use crate::openai_compat::message_to_classic;
 use crate::provider::ProviderInstance;
 use crate::safety::{GuardInference, SafetyProvider};
@@ -308,13 +309,4 @@ fn parse_messages(raw: &[serde_json::Value]) -> Result<Vec<Message>> {
             }
         })
         .collect()
-}
-
-fn list_or_none<S: AsRef<str>>(items: impl Iterator<Item = S>) -> String {
-    let items: Vec<String> = items.map(|s| s.as_ref().to_string()).collect();
-    if items.is_empty() {
-        "(none)".into()
-    } else {
-        items.join(", ")
-    }
 }

@@ -59,9 +59,6 @@ pub(crate) struct TurnRecord {
     pub status: String,
     /// Inference iterations used so far; resume continues the count.
     pub iterations: u32,
-    /// The tool-group args of the turn, for tool calls made after a resume.
-    #[serde(default)]
-    pub toolgroup_args: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The agents' in-memory store, for sessions that are not persisted.

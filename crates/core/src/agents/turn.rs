@@ -128,21 +128,15 @@ impl Stack {
                 if only.as_ref().is_some_and(|t| t != &tool.identifier) {
                     continue;
                 }
-                let parameters = tool
-                    .parameters
-                    .iter()
-                    .map(|p| {
-                        (
-                            p.name.clone(),
-                            ToolParamDefinition {
-                                param_type: p.parameter_type.clone(),
-                                description: Some(p.description.clone()),
-                                required: p.required,
-                                default: p.default.clone(),
-                            },
-                        )
-                    })
-                    .collect::<BTreeMap<_, _>>();
+                let parameters = param_definitions(tool.parameters.iter().map(|p| {
+                    (
+                        &p.name,
+                        &p.parameter_type,
+                        &p.description,
+                        p.required,
+                        &p.default,
+                    )
+                }));
                 tools.group_args.insert(
                     tool.identifier.clone(),
                     group.args().cloned().unwrap_or_default(),
@@ -158,21 +152,15 @@ impl Stack {
             }
         }
         for tool in config.client_tools.iter().flatten() {
-            let parameters = tool
-                .parameters
-                .iter()
-                .map(|p| {
-                    (
-                        p.name.clone(),
-                        ToolParamDefinition {
-                            param_type: p.parameter_type.clone(),
-                            description: Some(p.description.clone()),
-                            required: p.required,
-                            default: p.default.clone(),
-                        },
-                    )
-                })
-                .collect::<BTreeMap<_, _>>();
+            let parameters = param_definitions(tool.parameters.iter().map(|p| {
+                (
+                    &p.name,
+                    &p.parameter_type,
+                    &p.description,
+                    p.required,
+                    &p.default,
+                )
+            }));
             tools.client.insert(tool.name.clone());
             add(
                 &mut tools,
@@ -211,7 +199,7 @@ impl Stack {
         let tools = self
             .turn_tools(&agent, request.toolgroups.as_deref())
             .await?;
-        let history = history(&self.turn_records(&agent, session_id).await?, &agent);
+        let history = history(&self.turn_records(&agent, session_id).await?);
         let mut input = request.messages.clone();
         attach_documents(&mut input, request.documents.as_deref())?;
         let mut messages = history;
@@ -270,7 +258,7 @@ impl Stack {
             .into_iter()
             .filter(|r| r.turn.turn_id != turn_id)
             .collect();
-        let mut messages = history(&earlier, &agent);
+        let mut messages = history(&earlier);
         messages.extend(turn_messages(&paused.turn));
         let tools = self.turn_tools(&agent, None).await?;
         let mut turn = paused.turn.clone();
@@ -689,12 +677,31 @@ impl TurnRun {
             turn: self.turn.clone(),
             status: status.into(),
             iterations: self.iterations,
-            toolgroup_args: Map::new(),
         };
         self.stack
             .save_turn(&self.agent, &self.session_id, &record)
             .await
     }
+}
+
+/// Tool parameters (name, type, description, required, default) as the inference API takes
+/// them; registered tools and client tools describe theirs in the same terms.
+fn param_definitions<'a>(
+    params: impl Iterator<Item = (&'a String, &'a String, &'a String, bool, &'a Option<Value>)>,
+) -> BTreeMap<String, ToolParamDefinition> {
+    params
+        .map(|(name, param_type, description, required, default)| {
+            (
+                name.clone(),
+                ToolParamDefinition {
+                    param_type: param_type.clone(),
+                    description: Some(description.clone()),
+                    required,
+                    default: default.clone(),
+                },
+            )
+        })
+        .collect()
 }
 
 fn empty_message() -> CompletionMessage {
@@ -759,7 +766,7 @@ fn turn_messages(turn: &Turn) -> Vec<Message> {
     out
 }
 
-fn history(records: &[TurnRecord], _agent: &Agent) -> Vec<Message> {
+fn history(records: &[TurnRecord]) -> Vec<Message> {
     records
         .iter()
         .filter(|r| r.status == "complete")

@@ -5,7 +5,7 @@
 mod chunks;
 mod rag;
 mod tools;
-mod vector_dbs;
+pub(crate) mod vector_dbs;
 mod vector_store_files;
 mod vector_stores;
 

@@ -63,7 +63,7 @@ impl Stack {
                 if self.vector_io_provider(&id).is_none() {
                     return Err(Error::invalid(format!(
                         "Provider '{id}' not found. Vector IO providers: {}",
-                        list_or_none(&self.vector_io_provider_ids())
+                        list_or_none(self.vector_io_provider_ids())
                     )));
                 }
                 id
@@ -224,11 +224,13 @@ impl Stack {
     }
 }
 
-fn list_or_none(ids: &[String]) -> String {
-    if ids.is_empty() {
+/// Names for an error message: comma-joined, or `(none)`.
+pub(crate) fn list_or_none<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
+    let items: Vec<String> = items.into_iter().map(|s| s.as_ref().to_string()).collect();
+    if items.is_empty() {
         "(none)".into()
     } else {
-        ids.join(", ")
+        items.join(", ")
     }
 }
 
