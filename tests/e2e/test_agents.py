@@ -425,3 +425,36 @@ def test_turn_toolgroups_replace_the_agents(client):
         toolgroups=[{"name": "builtin::rag/knowledge_search",
                      "args": {"vector_db_ids": ["turn-facts"]}}])
     assert [s.step_type for s in with_tools.steps] == ["inference", "tool_execution", "inference"]
+
+
+def test_text_documents_are_appended_to_the_turns_message(client, upstream):
+    agent_id, session_id, _ = persisted_turn(client)
+    client.agents.turn.create(
+        agent_id=agent_id, session_id=session_id, stream=False,
+        messages=[{"role": "user", "content": "What is the word?"}],
+        documents=[{"content": "The secret word is plum.", "mime_type": "text/plain"}])
+    sent = upstream.requests[-1]["messages"][-1]
+    assert sent["role"] == "user"
+    assert sent["content"] == "What is the word?\nThe secret word is plum."
+
+
+def test_a_client_that_leaves_mid_turn_does_not_lose_the_turn(agents_server):
+    import requests
+
+    client = LlamaStackClient(base_url=agents_server.url, timeout=HTTP_TIMEOUT_S)
+    agent_id, session_id, done = persisted_turn(client)
+    url = f"{agents_server.url}/v1/agents/{agent_id}/session/{session_id}/turn"
+    with requests.post(url, json={"stream": True, "messages": [
+            {"role": "user", "content": "wait [[slow]]"}]}, stream=True,
+            timeout=HTTP_TIMEOUT_S) as resp:
+        first = next(resp.iter_lines(decode_unicode=True))
+        assert "step_start" in first
+    # The client is gone; the turn still finishes and is saved whole.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        turns = client.agents.session.retrieve(session_id=session_id, agent_id=agent_id).turns
+        if len(turns) == 2:
+            break
+        time.sleep(0.5)
+    assert [t.output_message.content for t in turns] == [GREETING, GREETING]
+    assert turns[1].completed_at is not None
