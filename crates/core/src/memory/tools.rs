@@ -1,5 +1,6 @@
 //! Tool groups, tools and the tool runtime (`/v1/toolgroups`, `/v1/tools`,
-//! `/v1/tool-runtime/*`). The built-in RAG runtime is the one runtime so far.
+//! `/v1/tool-runtime/*`). The RAG runtime is served here; other runtimes list and run their
+//! tools themselves through [`ToolRuntimeProvider`](crate::tool_runtime::ToolRuntimeProvider).
 
 use llama_stack_types::{
     InvokeToolRequest, RagQueryRequest, RegisterToolGroupRequest, Tool, ToolDef, ToolGroup,
@@ -64,12 +65,7 @@ impl Stack {
             return Err(Error::invalid("toolgroup_id must not be empty")
                 .with_location(vec!["body".into(), "toolgroup_id".into()]));
         }
-        if request.mcp_endpoint.as_ref().is_some_and(|v| !v.is_null()) {
-            return Err(Error::unsupported(
-                "MCP tool groups (mcp_endpoint) are not supported by this server yet",
-            ));
-        }
-        if self.tool_runtime(&request.provider_id).is_none() {
+        let Some(runtime) = self.tool_runtime(&request.provider_id) else {
             let ids = self.tool_runtime_ids();
             return Err(Error::invalid(format!(
                 "Provider '{}' is not a tool_runtime provider. Tool runtime providers: {}",
@@ -81,15 +77,34 @@ impl Stack {
                 }
             ))
             .with_location(vec!["body".into(), "provider_id".into()]));
-        }
+        };
         let group = ToolGroup {
             identifier: request.toolgroup_id.clone(),
             provider_resource_id: request.toolgroup_id.clone(),
             provider_id: request.provider_id,
             resource_type: "tool_group".into(),
-            mcp_endpoint: None,
-            args: request.args,
+            mcp_endpoint: request.mcp_endpoint.filter(|v| !v.is_null()),
+            args: request.args.filter(|v| !v.is_null()),
         };
+        if let Some(args) = &group.args {
+            if !args.is_object() {
+                return Err(
+                    Error::invalid(format!("args must be an object, got {args}"))
+                        .with_location(vec!["body".into(), "args".into()]),
+                );
+            }
+        }
+        match &runtime {
+            ToolRuntime::Rag(_) if group.mcp_endpoint.is_some() => {
+                return Err(Error::invalid(format!(
+                    "Provider '{}' is the RAG runtime, which takes no mcp_endpoint; register MCP tool groups with a remote::model-context-protocol provider",
+                    group.provider_id
+                ))
+                .with_location(vec!["body".into(), "mcp_endpoint".into()]));
+            }
+            ToolRuntime::Rag(_) => {}
+            ToolRuntime::Provider(provider) => provider.check_group(&group)?,
+        }
         if let Some(existing) = self.memory.tool_groups.read().await.get(&group.identifier) {
             if existing == &group {
                 return Ok(());
@@ -164,6 +179,9 @@ impl Stack {
         for group in groups {
             match self.tool_runtime(&group.provider_id) {
                 Some(ToolRuntime::Rag(_)) => out.extend(rag_tool_defs()),
+                Some(ToolRuntime::Provider(provider)) => {
+                    out.extend(provider.list_tools(&group).await?)
+                }
                 None => {}
             }
         }
@@ -202,26 +220,50 @@ impl Stack {
     }
 
     pub async fn get_tool(&self, name: &str) -> Result<Tool> {
-        let tools = self.list_tools(None).await?;
+        Ok(self.find_tool(name).await?.0)
+    }
+
+    /// A tool by name, with the group it belongs to.
+    async fn find_tool(&self, name: &str) -> Result<(Tool, ToolGroup)> {
+        let mut tools = Vec::new();
+        // RAG groups first: their tools need no server round trip.
+        let mut groups = self.list_tool_groups().await;
+        groups.sort_by_key(|g| {
+            !matches!(self.tool_runtime(&g.provider_id), Some(ToolRuntime::Rag(_)))
+        });
+        for group in groups {
+            // A runtime that cannot be reached (an MCP server down) must not hide the others.
+            let listed = match self.list_tools(Some(&group.identifier)).await {
+                Ok(listed) => listed,
+                Err(err) => {
+                    tracing::warn!(group = %group.identifier, error = %err.message(), "Could not list a tool group's tools");
+                    continue;
+                }
+            };
+            if let Some(tool) = listed.iter().find(|t| t.identifier == name) {
+                return Ok((tool.clone(), group));
+            }
+            tools.extend(listed);
+        }
         let names: Vec<String> = tools.iter().map(|t| t.identifier.clone()).collect();
-        tools
-            .into_iter()
-            .find(|t| t.identifier == name)
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "Tool '{name}' not found. Registered tools: {}",
-                    if names.is_empty() {
-                        "(none)".to_string()
-                    } else {
-                        names.join(", ")
-                    }
-                ))
-            })
+        Err(Error::not_found(format!(
+            "Tool '{name}' not found. Registered tools: {}",
+            if names.is_empty() {
+                "(none)".to_string()
+            } else {
+                names.join(", ")
+            }
+        )))
     }
 
     /// `POST /v1/tool-runtime/invoke`.
     pub async fn invoke_tool(&self, request: InvokeToolRequest) -> Result<ToolInvocationResult> {
-        let tool = self.get_tool(&request.tool_name).await?;
+        let (tool, group) = self.find_tool(&request.tool_name).await?;
+        if let Some(ToolRuntime::Provider(provider)) = self.tool_runtime(&tool.provider_id) {
+            return provider
+                .invoke(&group, &tool.identifier, &request.kwargs)
+                .await;
+        }
         match (
             self.tool_runtime(&tool.provider_id),
             tool.identifier.as_str(),

@@ -46,13 +46,6 @@ impl Checker<'_> {
             let Some(entry) = self.parse::<RegisterToolGroupRequest>(&path, item) else {
                 continue;
             };
-            if entry.mcp_endpoint.as_ref().is_some_and(|v| !v.is_null()) {
-                self.notices.push(format!(
-                    "{path}: tool group `{}` is not registered: MCP tool groups are not implemented yet",
-                    entry.toolgroup_id
-                ));
-                continue;
-            }
             if self.registrable(
                 &path,
                 Api::ToolRuntime,
