@@ -63,6 +63,10 @@ impl RegistryStore for NoStore {
     async fn delete(&self, _: &str, _: &str) -> Result<bool> {
         Ok(false)
     }
+    async fn get(&self, _: &str, _: &str) -> Result<Option<serde_json::Value>> {
+        Ok(None)
+    }
+
     async fn list(&self, _: &str) -> Result<Vec<serde_json::Value>> {
         Ok(Vec::new())
     }

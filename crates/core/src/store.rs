@@ -12,6 +12,8 @@ pub trait RegistryStore: Send + Sync {
     async fn put(&self, kind: &str, identifier: &str, value: &serde_json::Value) -> Result<()>;
     /// Removes one object; true when it existed.
     async fn delete(&self, kind: &str, identifier: &str) -> Result<bool>;
+    /// One object, if it exists.
+    async fn get(&self, kind: &str, identifier: &str) -> Result<Option<serde_json::Value>>;
     /// Every object of a kind, ordered by identifier.
     async fn list(&self, kind: &str) -> Result<Vec<serde_json::Value>>;
 }

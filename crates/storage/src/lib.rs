@@ -95,6 +95,20 @@ impl RegistryStore for SqliteRegistryStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn get(&self, kind: &str, identifier: &str) -> Result<Option<serde_json::Value>> {
+        let row = sqlx::query("SELECT body FROM registry WHERE kind = ?1 AND identifier = ?2")
+            .bind(kind)
+            .bind(identifier)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| db_error("reading", e))?;
+        row.map(|row| {
+            let body: String = row.get("body");
+            serde_json::from_str(&body).map_err(|e| db_error("decoding a stored object", e))
+        })
+        .transpose()
+    }
+
     async fn list(&self, kind: &str) -> Result<Vec<serde_json::Value>> {
         let rows = sqlx::query("SELECT body FROM registry WHERE kind = ?1 ORDER BY identifier")
             .bind(kind)
@@ -143,6 +157,12 @@ mod tests {
         let models = store.list("model").await.unwrap();
         assert_eq!(models, vec![serde_json::json!({"x": 3})]);
         assert_eq!(store.list("shield").await.unwrap().len(), 1);
+        assert_eq!(
+            store.get("model", "a").await.unwrap(),
+            Some(serde_json::json!({"x": 3}))
+        );
+        assert_eq!(store.get("model", "b").await.unwrap(), None);
+        assert_eq!(store.get("shield", "a").await.unwrap(), None);
     }
 
     #[tokio::test]

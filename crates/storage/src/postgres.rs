@@ -215,6 +215,22 @@ impl RegistryStore for PostgresRegistryStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn get(&self, kind: &str, identifier: &str) -> Result<Option<serde_json::Value>> {
+        let row = sqlx::query(
+            "SELECT body::text AS body FROM llama_stack_registry WHERE kind = $1 AND identifier = $2",
+        )
+        .bind(kind)
+        .bind(identifier)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| db_error("reading", e))?;
+        row.map(|row| {
+            let body: String = row.get("body");
+            serde_json::from_str(&body).map_err(|e| db_error("decoding a stored object", e))
+        })
+        .transpose()
+    }
+
     async fn list(&self, kind: &str) -> Result<Vec<serde_json::Value>> {
         // COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
         let rows = sqlx::query(
@@ -280,6 +296,12 @@ mod tests {
         assert_eq!(models[1].to_string(), r#"{"z":3,"a":null}"#);
         assert_eq!(store.list("shield").await.unwrap(), vec![json!({})]);
         assert!(store.list("vector_db").await.unwrap().is_empty());
+        assert_eq!(
+            store.get("model", "B").await.unwrap(),
+            Some(json!({"x": 4}))
+        );
+        assert_eq!(store.get("model", "b").await.unwrap(), None);
+        assert_eq!(store.get("shield", "B").await.unwrap(), None);
     }
 
     #[tokio::test]

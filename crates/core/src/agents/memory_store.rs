@@ -32,6 +32,15 @@ impl RegistryStore for MemoryStore {
             .is_some())
     }
 
+    async fn get(&self, kind: &str, identifier: &str) -> Result<Option<serde_json::Value>> {
+        Ok(self
+            .items
+            .read()
+            .await
+            .get(&(kind.to_string(), identifier.to_string()))
+            .cloned())
+    }
+
     async fn list(&self, kind: &str) -> Result<Vec<serde_json::Value>> {
         Ok(self
             .items

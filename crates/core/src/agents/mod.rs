@@ -59,6 +59,9 @@ pub(crate) struct TurnRecord {
     pub status: String,
     /// Inference iterations used so far; resume continues the count.
     pub iterations: u32,
+    /// The turn's own tool groups, when it replaced the agent's; resume offers the same tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toolgroups: Option<Vec<llama_stack_types::AgentToolGroup>>,
 }
 
 /// The agents' in-memory store, for sessions that are not persisted.
@@ -72,10 +75,10 @@ pub struct AgentsState {
 
 impl Stack {
     async fn agent_record(&self, agent_id: &str) -> Result<Agent> {
-        let all = self.store.list(AGENT_KIND).await?;
-        all.into_iter()
-            .filter_map(|v| serde_json::from_value::<Agent>(v).ok())
-            .find(|a| a.agent_id == agent_id)
+        self.store
+            .get(AGENT_KIND, agent_id)
+            .await?
+            .and_then(|v| serde_json::from_value::<Agent>(v).ok())
             .ok_or_else(|| Error::invalid(format!("Agent {agent_id} not found")))
     }
 
@@ -196,10 +199,10 @@ impl Stack {
         agent: &Agent,
         session_id: &str,
     ) -> Result<SessionRecord> {
-        self.session_records(agent)
+        self.session_store(agent)
+            .get(&session_kind(&agent.agent_id), session_id)
             .await?
-            .into_iter()
-            .find(|s| s.session_id == session_id)
+            .and_then(|v| serde_json::from_value(v).ok())
             .ok_or_else(|| Error::invalid(format!("Session {session_id} not found")))
     }
 

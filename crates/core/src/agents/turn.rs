@@ -83,6 +83,23 @@ struct Tools {
     client: HashSet<String>,
     /// Tool name → the args of the tool group it came from.
     group_args: HashMap<String, Map<String, Value>>,
+    /// Name the model calls → name the tool runtime knows, where they differ (the Llama
+    /// builtin `brave_search` runs the runtime's `web_search`).
+    runtime_names: HashMap<String, String>,
+}
+
+/// The Llama builtin tool a `builtin::*` group's tool is offered as (§5.1 step 5), so a Llama
+/// model sees it in the `Tools:` line of its system prompt and calls it with `<|python_tag|>`.
+fn llama_builtin(group_id: &str, tool: &str) -> Option<&'static str> {
+    if !group_id.starts_with("builtin::") || group_id == crate::memory::BUILTIN_RAG {
+        return None;
+    }
+    match tool {
+        "web_search" | "brave_search" => Some("brave_search"),
+        "wolfram_alpha" => Some("wolfram_alpha"),
+        "code_interpreter" => Some("code_interpreter"),
+        _ => None,
+    }
 }
 
 impl Stack {
@@ -100,6 +117,7 @@ impl Stack {
             definitions: Vec::new(),
             client: HashSet::new(),
             group_args: HashMap::new(),
+            runtime_names: HashMap::new(),
         };
         let add = |tools: &mut Tools, def: ToolDefinition| -> Result<()> {
             if tools
@@ -137,14 +155,22 @@ impl Stack {
                         &p.default,
                     )
                 }));
-                tools.group_args.insert(
-                    tool.identifier.clone(),
-                    group.args().cloned().unwrap_or_default(),
-                );
+                let name = match llama_builtin(&group_id, &tool.identifier) {
+                    Some(builtin) => {
+                        tools
+                            .runtime_names
+                            .insert(builtin.to_string(), tool.identifier.clone());
+                        builtin.to_string()
+                    }
+                    None => tool.identifier.clone(),
+                };
+                tools
+                    .group_args
+                    .insert(name.clone(), group.args().cloned().unwrap_or_default());
                 add(
                     &mut tools,
                     ToolDefinition {
-                        tool_name: tool.identifier.clone(),
+                        tool_name: name,
                         description: Some(tool.description.clone()),
                         parameters: Some(parameters),
                     },
@@ -201,7 +227,8 @@ impl Stack {
             .await?;
         let history = history(&self.turn_records(&agent, session_id).await?);
         let mut input = request.messages.clone();
-        attach_documents(&mut input, request.documents.as_deref())?;
+        self.attach_documents(&mut input, request.documents.as_deref())
+            .await?;
         let mut messages = history;
         messages.extend(input.iter().cloned());
         let turn_id = uuid::Uuid::new_v4().to_string();
@@ -224,6 +251,7 @@ impl Stack {
             },
             messages,
             tools,
+            toolgroups: request.toolgroups,
             iterations: 0,
             tx: None,
         };
@@ -260,7 +288,9 @@ impl Stack {
             .collect();
         let mut messages = history(&earlier);
         messages.extend(turn_messages(&paused.turn));
-        let tools = self.turn_tools(&agent, None).await?;
+        let tools = self
+            .turn_tools(&agent, paused.toolgroups.as_deref())
+            .await?;
         let mut turn = paused.turn.clone();
         turn.completed_at = None;
         let run = TurnRun {
@@ -271,6 +301,7 @@ impl Stack {
             turn,
             messages,
             tools,
+            toolgroups: paused.toolgroups,
             iterations: paused.iterations,
             tx: None,
         };
@@ -291,6 +322,7 @@ struct TurnRun {
     turn: Turn,
     messages: Vec<Message>,
     tools: Tools,
+    toolgroups: Option<Vec<llama_stack_types::AgentToolGroup>>,
     iterations: u32,
     tx: Option<mpsc::Sender<Result<TurnStreamChunk>>>,
 }
@@ -529,7 +561,12 @@ impl TurnRun {
         let result = self
             .stack
             .invoke_tool(InvokeToolRequest {
-                tool_name: call.tool_name.clone(),
+                tool_name: self
+                    .tools
+                    .runtime_names
+                    .get(&call.tool_name)
+                    .cloned()
+                    .unwrap_or_else(|| call.tool_name.clone()),
                 kwargs,
             })
             .await;
@@ -677,6 +714,7 @@ impl TurnRun {
             turn: self.turn.clone(),
             status: status.into(),
             iterations: self.iterations,
+            toolgroups: self.toolgroups.clone(),
         };
         self.stack
             .save_turn(&self.agent, &self.session_id, &record)
@@ -774,39 +812,38 @@ fn history(records: &[TurnRecord]) -> Vec<Message> {
         .collect()
 }
 
-/// Turn documents (0.2.x): text content is appended to the last input message.
-fn attach_documents(
-    messages: &mut [Message],
-    documents: Option<&[llama_stack_types::Document]>,
-) -> Result<()> {
-    let Some(documents) = documents.filter(|d| !d.is_empty()) else {
-        return Ok(());
-    };
-    let mut texts = Vec::new();
-    for (i, doc) in documents.iter().enumerate() {
-        if !doc.mime_type.starts_with("text/") {
-            return Err(Error::invalid(format!(
-                "documents[{i}] has mime_type {}; only text/* documents can be attached to a turn",
-                doc.mime_type
-            )));
+impl Stack {
+    /// Turn documents (0.2.x): each document's text (inline, or loaded from its URL with the
+    /// RAG runtime's fetch policy and extracted by MIME type) is appended to the last input
+    /// message.
+    async fn attach_documents(
+        &self,
+        messages: &mut [Message],
+        documents: Option<&[llama_stack_types::Document]>,
+    ) -> Result<()> {
+        let Some(documents) = documents.filter(|d| !d.is_empty()) else {
+            return Ok(());
+        };
+        let mut texts = Vec::new();
+        for (i, doc) in documents.iter().enumerate() {
+            let rag = llama_stack_types::RagDocument {
+                document_id: format!("documents[{i}]"),
+                content: doc.content.clone(),
+                mime_type: Some(doc.mime_type.clone()).filter(|m| !m.is_empty()),
+                metadata: Map::new(),
+            };
+            texts.push(self.document_text(&rag).await?);
         }
-        match serde_json::from_value::<InterleavedContent>(doc.content.clone()) {
-            Ok(content) => texts.push(content.as_text(" ")),
-            Err(_) => {
-                return Err(Error::unsupported(format!(
-                    "documents[{i}]: documents given by URL are not fetched yet; send their text"
-                )));
+        if let Some(Message::User { content, .. } | Message::Tool { content, .. }) =
+            messages.last_mut()
+        {
+            let mut text = content.as_text(" ");
+            for t in texts {
+                text.push('\n');
+                text.push_str(&t);
             }
+            *content = InterleavedContent::Text(text);
         }
+        Ok(())
     }
-    if let Some(Message::User { content, .. } | Message::Tool { content, .. }) = messages.last_mut()
-    {
-        let mut text = content.as_text(" ");
-        for t in texts {
-            text.push('\n');
-            text.push_str(&t);
-        }
-        *content = InterleavedContent::Text(text);
-    }
-    Ok(())
 }

@@ -76,6 +76,10 @@ impl RegistryStore for NoStore {
     async fn delete(&self, _: &str, _: &str) -> Result<bool> {
         Ok(false)
     }
+    async fn get(&self, _: &str, _: &str) -> Result<Option<Value>> {
+        Ok(None)
+    }
+
     async fn list(&self, _: &str) -> Result<Vec<Value>> {
         Ok(Vec::new())
     }

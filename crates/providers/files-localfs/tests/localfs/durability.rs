@@ -21,6 +21,10 @@ impl RegistryStore for FailingStore {
     async fn delete(&self, _: &str, _: &str) -> Result<bool> {
         Err(Error::internal("registry store: deleting failed"))
     }
+    async fn get(&self, _: &str, _: &str) -> Result<Option<serde_json::Value>> {
+        Ok(None)
+    }
+
     async fn list(&self, _: &str) -> Result<Vec<serde_json::Value>> {
         Ok(Vec::new())
     }
@@ -74,6 +78,10 @@ async fn a_failed_delete_keeps_the_file() {
         async fn delete(&self, _: &str, _: &str) -> Result<bool> {
             Err(Error::internal("registry store: deleting failed"))
         }
+        async fn get(&self, kind: &str, id: &str) -> Result<Option<serde_json::Value>> {
+            self.0.get(kind, id).await
+        }
+
         async fn list(&self, kind: &str) -> Result<Vec<serde_json::Value>> {
             self.0.list(kind).await
         }
