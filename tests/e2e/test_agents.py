@@ -1,155 +1,28 @@
 """Agents end to end with llama-stack-client 0.2.23's `Agent` class against the real binary.
 
-The model is an OpenAI-compatible upstream the test controls (served to the stack through
-`remote::openai-compat`), so that a tool call happens when the test wants one: a user message
-holding `[[call]]` makes it call the client tool `get_weather`; after a tool result it answers
-with that result; otherwise it greets. The event sequences are checked against §1.8.
+The model is the upstream of `agents_support` (markers in a message make it call tools); the
+event sequences are checked against §1.8.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import yaml
 from llama_stack_client import LlamaStackClient
 from llama_stack_client.lib.agents.agent import Agent
 from llama_stack_client.lib.agents.client_tool import client_tool
 
+from agents_support import GREETING, MODEL, ToolCallingUpstream, agents_run_yaml
 from e2e_support import HTTP_TIMEOUT_S, Server
 from memory_support import fetch_minilm, postgres_database
-
-MODEL = "stub-model"
-GREETING = "Hello from the stub."
-
-
-class ToolCallingUpstream:
-    """Streams (or returns) a greeting, a get_weather call, or an answer from a tool result."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict] = []
-        self.slow_s = 5.0
-        upstream = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                body = json.dumps({"object": "list", "data": [
-                    {"id": MODEL, "object": "model", "created": 0, "owned_by": "t"}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                upstream.requests.append(body)
-                last = body["messages"][-1]
-                if "[[slow]]" in json.dumps(last):
-                    time.sleep(upstream.slow_s)
-                tool_names = [t["function"]["name"] for t in body.get("tools") or []]
-                if last["role"] == "tool":
-                    delta = {"role": "assistant", "content": f"The weather is {last['content']}."}
-                    finish = "stop"
-                elif "[[insecure]]" in json.dumps(last):
-                    delta = {"role": "assistant",
-                             "content": "import hashlib\nprint(hashlib.md5(data).hexdigest())"}
-                    finish = "stop"
-                elif "knowledge_search" in tool_names and "[[rag]]" in json.dumps(last):
-                    delta = {"role": "assistant", "tool_calls": [{
-                        "index": 0, "id": "call_rag", "type": "function",
-                        "function": {"name": "knowledge_search",
-                                     "arguments": json.dumps({"query": "boiling point"})}}]}
-                    finish = "tool_calls"
-                elif body.get("tools") and "[[call]]" in json.dumps(last):
-                    delta = {"role": "assistant", "tool_calls": [{
-                        "index": 0, "id": "call_1", "type": "function",
-                        "function": {"name": "get_weather",
-                                     "arguments": json.dumps({"city": "Paris"})}}]}
-                    finish = "tool_calls"
-                else:
-                    delta = {"role": "assistant", "content": GREETING}
-                    finish = "stop"
-                if body.get("stream"):
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/event-stream")
-                    self.end_headers()
-                    for chunk in ({"choices": [{"index": 0, "delta": delta}]},
-                                  {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}):
-                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                    self.wfile.write(b"data: [DONE]\n\n")
-                    return
-                message = {"role": "assistant", "content": delta.get("content"),
-                           "tool_calls": delta.get("tool_calls")}
-                data = json.dumps({"id": "c", "object": "chat.completion", "created": 0,
-                                   "model": MODEL, "choices": [{"index": 0, "message": message,
-                                                                "finish_reason": finish}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
 
 @pytest.fixture(scope="module")
 def upstream():
     up = ToolCallingUpstream()
     yield up
     up.stop()
-
-
-def agents_run_yaml(path, upstream_url: str, minilm, metadata_store: dict) -> str:
-    path.write_text(yaml.safe_dump({
-        "version": 2,
-        "image_name": "agents-e2e",
-        "apis": ["inference", "safety", "agents", "vector_io", "tool_runtime"],
-        "providers": {
-            "inference": [
-                {"provider_id": "stub", "provider_type": "remote::openai-compat",
-                 "config": {"url": upstream_url, "resilience": {"max_retries": 0}}},
-                {"provider_id": "sentence-transformers",
-                 "provider_type": "inline::sentence-transformers",
-                 "config": {"model_path": str(minilm)}},
-            ],
-            "safety": [{"provider_id": "code-scanner", "provider_type": "inline::code-scanner",
-                        "config": {}}],
-            "agents": [{"provider_id": "meta-reference", "provider_type": "inline::meta-reference",
-                        "config": {}}],
-            "vector_io": [{"provider_id": "sqlite-vec", "provider_type": "inline::sqlite-vec",
-                           "config": {"db_path": str(path.parent / "vec.db")}}],
-            "tool_runtime": [{"provider_id": "rag-runtime", "provider_type": "inline::rag-runtime",
-                              "config": {}}],
-        },
-        "metadata_store": metadata_store,
-        "models": [
-            {"model_id": MODEL, "provider_id": "stub", "model_type": "llm"},
-            {"model_id": "all-MiniLM-L6-v2", "provider_id": "sentence-transformers",
-             "model_type": "embedding", "metadata": {"embedding_dimension": 384}},
-        ],
-        "shields": [{"shield_id": "CodeScanner"}],
-        "tool_groups": [{"toolgroup_id": "builtin::rag", "provider_id": "rag-runtime"}],
-    }, sort_keys=False))
-    return str(path)
 
 
 @pytest.fixture(scope="module")
