@@ -86,13 +86,11 @@ impl Stack {
             mcp_endpoint: request.mcp_endpoint.filter(|v| !v.is_null()),
             args: request.args.filter(|v| !v.is_null()),
         };
-        if let Some(args) = &group.args {
-            if !args.is_object() {
-                return Err(
-                    Error::invalid(format!("args must be an object, got {args}"))
-                        .with_location(vec!["body".into(), "args".into()]),
-                );
-            }
+        if let Some(args) = group.args.as_ref().filter(|a| !a.is_object()) {
+            return Err(
+                Error::invalid(format!("args must be an object, got {args}"))
+                    .with_location(vec!["body".into(), "args".into()]),
+            );
         }
         match &runtime {
             ToolRuntime::Rag(_) if group.mcp_endpoint.is_some() => {

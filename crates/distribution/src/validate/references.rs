@@ -15,10 +15,7 @@ use crate::{PlannedModel, PlannedProvider};
 /// Upstream provider types of APIs this build serves with other providers; entries naming them
 /// are skipped with a notice rather than refused, so upstream run.yaml files still load.
 const UPSTREAM_NOT_BUILT: &[&str] = &[
-    "remote::brave-search",
-    "remote::tavily-search",
     "remote::bing-search",
-    "remote::wolfram-alpha",
     "remote::model-context-protocol",
     "inline::code-interpreter",
     "remote::qdrant",

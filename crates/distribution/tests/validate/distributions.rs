@@ -359,7 +359,8 @@ fn local_defaults() {
         "{:?}",
         loaded.not_implemented
     );
-    // Without SAFETY_MODEL the guard model, its provider and its shield are switched off.
+    // Without SAFETY_MODEL the guard model, its provider and its shield are switched off; without
+    // their API keys the web search and Wolfram Alpha runtimes and their tool groups.
     let disabled: Vec<&str> = loaded
         .disabled
         .iter()
@@ -367,7 +368,16 @@ fn local_defaults() {
         .collect();
     assert_eq!(
         disabled,
-        ["providers.inference[1]", "models[2]", "shields[0]"],
+        [
+            "providers.inference[1]",
+            "providers.tool_runtime[1]",
+            "providers.tool_runtime[2]",
+            "providers.tool_runtime[3]",
+            "models[2]",
+            "shields[0]",
+            "tool_groups[1]",
+            "tool_groups[2]"
+        ],
         "{:?}",
         loaded.disabled
     );
@@ -411,7 +421,14 @@ fn local_serves_the_guard_model_when_safety_model_is_set() {
         ("SAFETY_MODEL_PATH", "/models/guard"),
     ]);
     let loaded = load_with(&local(), &vars, &builtin_registry()).unwrap();
-    assert!(loaded.disabled.is_empty(), "{:?}", loaded.disabled);
+    assert!(
+        loaded
+            .disabled
+            .iter()
+            .all(|d| d.starts_with("providers.tool_runtime") || d.starts_with("tool_groups")),
+        "{:?}",
+        loaded.disabled
+    );
     let guard = &loaded.providers[1];
     assert_eq!(
         (guard.provider_id.as_str(), guard.provider_type),
@@ -489,7 +506,12 @@ fn local_deserializes_as_run_config() {
     // Every switchable entry on: a switched-off entry is dropped by the loader, not the schema.
     let (value, errors) = substitute(
         &yaml,
-        &env(&[("SAFETY_MODEL", "meta-llama/Llama-Guard-3-1B")]),
+        &env(&[
+            ("SAFETY_MODEL", "meta-llama/Llama-Guard-3-1B"),
+            ("TAVILY_SEARCH_API_KEY", "t"),
+            ("BRAVE_SEARCH_API_KEY", "b"),
+            ("WOLFRAM_ALPHA_API_KEY", "w"),
+        ]),
     );
     assert!(errors.is_empty(), "{errors:?}");
     let config: RunConfig = serde_json::from_value(value).unwrap();

@@ -183,10 +183,11 @@ fn upstream_style_file_loads_with_notices() {
             llama_stack_core::Api::Agents,
             llama_stack_core::Api::Inference,
             llama_stack_core::Api::Safety,
+            llama_stack_core::Api::ToolRuntime,
             llama_stack_core::Api::VectorIo
         ]
     );
-    assert_eq!(loaded.providers.len(), 4);
+    assert_eq!(loaded.providers.len(), 5);
     assert_eq!(loaded.providers[0].provider_id, "candle");
     // The same upstream name is sqlite-vec under vector_io and the agents provider under agents.
     assert_eq!(loaded.providers[1].provider_type, "inline::sqlite-vec");
@@ -217,9 +218,7 @@ fn upstream_style_file_loads_with_notices() {
     assert!(!notices.contains("safety"), "{notices}");
     for path in [
         "providers.telemetry[0]:",
-        "providers.tool_runtime[0]:",
         "inference_store:",
-        "tool_groups[0]: `builtin::websearch` is not registered",
         "logging:",
         "server.auth:",
     ] {
@@ -247,7 +246,8 @@ fn upstream_style_file_loads_with_notices() {
             "inline::candle",
             "inline::sqlite-vec",
             "inline::llama-guard",
-            "inline::meta-reference"
+            "inline::meta-reference",
+            "remote::brave-search"
         ]
     );
 }

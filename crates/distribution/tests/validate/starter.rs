@@ -83,8 +83,9 @@ fn nothing_set_enables_nothing_and_still_loads() {
             Api::Files
         ]
     );
-    // Ten providers, three models and the Llama Guard shield, each reported as switched off.
-    assert_eq!(loaded.disabled.len(), 14, "{:#?}", loaded.disabled);
+    // Ten inference and three tool runtime providers, three models, the Llama Guard shield and
+    // the web search and Wolfram Alpha tool groups, each reported as switched off.
+    assert_eq!(loaded.disabled.len(), 19, "{:#?}", loaded.disabled);
     assert!(
         loaded.not_implemented.is_empty(),
         "{:?}",
@@ -130,6 +131,9 @@ fn everything_set_enables_every_provider() {
         ("INFERENCE_MODEL", "meta-llama/Llama-3.2-3B-Instruct"),
         ("SAFETY_MODEL", "llama-guard3:1b"),
         ("SQLITE_STORE_DIR", "/srv/starter"),
+        ("TAVILY_SEARCH_API_KEY", "t"),
+        ("BRAVE_SEARCH_API_KEY", "b"),
+        ("WOLFRAM_ALPHA_API_KEY", "w"),
     ]);
     let loaded = load_with(&starter(), &env(&vars), &builtin_registry()).unwrap();
     let expected: Vec<(&str, &str)> = SWITCHES.iter().map(|(_, _, id, ty)| (*id, *ty)).collect();
@@ -248,8 +252,11 @@ const MEMORY: &[(&str, &str)] = &[
 
 /// The switchable (inference) providers a loaded starter enables.
 fn inference_pairs(loaded: &llama_stack_distribution::LoadedConfig) -> Vec<(String, String)> {
-    provider_pairs(loaded)
-        .into_iter()
+    loaded
+        .providers
+        .iter()
+        .filter(|p| p.api == Api::Inference)
+        .map(|p| (p.provider_id.clone(), p.provider_type.to_string()))
         .filter(|(id, ty)| !MEMORY.contains(&(id.as_str(), ty.as_str())))
         .collect()
 }
