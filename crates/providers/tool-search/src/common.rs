@@ -221,8 +221,13 @@ impl Upstream {
     /// `{base_url}{path}` with `query` appended, encoded.
     pub fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<reqwest::Url> {
         let url = format!("{}{path}", self.base_url);
-        reqwest::Url::parse_with_params(&url, query)
-            .map_err(|e| Error::internal(format!("cannot build the URL {url}: {e}")))
+        let parsed = if query.is_empty() {
+            // `parse_with_params` with no pairs still leaves a bare `?` behind.
+            reqwest::Url::parse(&url)
+        } else {
+            reqwest::Url::parse_with_params(&url, query)
+        };
+        parsed.map_err(|e| Error::internal(format!("cannot build the URL {url}: {e}")))
     }
 
     /// The key for this call: the request's provider data wins over the config, so one
