@@ -250,6 +250,10 @@ def test_mcp_tools_are_listed_invoked_and_used_by_an_agent(client, mcp_server):
     failed = client.tool_runtime.invoke_tool(tool_name="fail", kwargs={})
     assert failed.error_message and "broken" in failed.error_message
 
+    # An endpoint can be listed without registering a group, as the client sends it.
+    by_endpoint = client.tool_runtime.list_tools(mcp_endpoint={"uri": mcp_server.uri})
+    assert {t.name for t in by_endpoint} == {"add", "fail", "whoami"}
+
     agent_id = client.agents.create(agent_config={
         "model": MODEL, "instructions": "Add.", "toolgroups": [group]}).agent_id
     turn = turn_steps(client, agent_id, "[[mcp]]")

@@ -167,6 +167,38 @@ impl Stack {
         Ok(())
     }
 
+    /// `GET /v1/tool-runtime/list-tools?mcp_endpoint=`: the tools of an MCP server that is not
+    /// registered as a group, listed by the first runtime that takes the endpoint.
+    pub async fn list_endpoint_tools(&self, uri: &str) -> Result<Vec<ToolDef>> {
+        let mut refusals = Vec::new();
+        for p in self.providers() {
+            let ProviderInstance::ToolRuntime(ToolRuntime::Provider(provider)) = &p.instance else {
+                continue;
+            };
+            let group = ToolGroup {
+                identifier: uri.to_string(),
+                provider_resource_id: uri.to_string(),
+                provider_id: p.provider_id.clone(),
+                resource_type: "tool_group".into(),
+                mcp_endpoint: Some(json!({ "uri": uri })),
+                args: None,
+            };
+            match provider.check_group(&group) {
+                Ok(()) => return provider.list_tools(&group).await,
+                Err(err) => refusals.push(format!("{}: {}", p.provider_id, err.message())),
+            }
+        }
+        Err(Error::invalid(format!(
+            "No tool runtime takes the MCP endpoint {uri}; add a remote::model-context-protocol provider under providers.tool_runtime{}",
+            if refusals.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", refusals.join("; "))
+            }
+        ))
+        .with_location(vec!["query".into(), "mcp_endpoint".into()]))
+    }
+
     /// `GET /v1/tool-runtime/list-tools`: the tools a group's runtime offers.
     pub async fn list_runtime_tools(&self, tool_group_id: Option<&str>) -> Result<Vec<ToolDef>> {
         let groups = match tool_group_id {

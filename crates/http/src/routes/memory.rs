@@ -108,7 +108,12 @@ pub async fn invoke_tool(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ListRuntimeToolsQuery {
     tool_group_id: Option<String>,
+    /// The MCP server's URI: plain, or as the JSON object `{"uri": ...}`.
     mcp_endpoint: Option<String>,
+    /// The same, as the Stainless clients send an object in a query (`mcp_endpoint[uri]=`).
+    #[serde(rename = "mcp_endpoint[uri]")]
+    #[param(rename = "mcp_endpoint[uri]")]
+    mcp_endpoint_uri: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/tool-runtime/list-tools", tag = "tool_runtime",
@@ -117,11 +122,16 @@ pub async fn list_runtime_tools(
     State(stack): State<Arc<Stack>>,
     Query(query): Query<ListRuntimeToolsQuery>,
 ) -> Result<Json<DataList<ToolDef>>, ClassicError> {
-    if query.mcp_endpoint.is_some() {
-        return Err(llama_stack_core::Error::unsupported(
-            "MCP endpoints are not supported by this server yet",
-        )
-        .into());
+    let endpoint = query.mcp_endpoint_uri.or(query.mcp_endpoint.map(|raw| {
+        serde_json::from_str::<serde_json::Value>(&raw)
+            .ok()
+            .and_then(|v| v.get("uri").and_then(|u| u.as_str()).map(str::to_string))
+            .unwrap_or(raw)
+    }));
+    if let Some(uri) = endpoint {
+        return Ok(Json(DataList {
+            data: stack.list_endpoint_tools(&uri).await?,
+        }));
     }
     Ok(Json(DataList {
         data: stack
