@@ -1,8 +1,10 @@
-//! `llama-stack`: serve a distribution, validate run.yaml files, list providers, and get
-//! models (download from the Hugging Face Hub, list local ones, write test models).
+//! `llama-stack`: serve a distribution, validate run.yaml files, list providers, get models
+//! (download from the Hugging Face Hub, list local ones, write test models), and run recipes
+//! such as document QA in-process.
 
 mod model_cmd;
 mod model_hub;
+mod recipe;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,7 +22,8 @@ use tower::Layer;
     about = "A Llama Stack server: inference, safety, memory and agents over HTTP"
 )]
 struct Cli {
-    /// Log output format. The level comes from RUST_LOG (default `info`).
+    /// Log output format. The level comes from RUST_LOG (default `info`; warnings only for
+    /// recipes).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -63,6 +66,11 @@ enum Command {
     },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+    /// Ready-made applications run on a distribution in-process, without a server.
+    Recipe {
+        #[command(subcommand)]
+        command: recipe::RecipeCommand,
+    },
 }
 
 fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -75,9 +83,9 @@ fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     // Colour only on a terminal: log files and collectors get plain text.
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -94,7 +102,11 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     pin_thread_count();
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let default_filter = match cli.command {
+        Command::Recipe { .. } => recipe::DEFAULT_LOG_FILTER,
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_filter);
     let result = match cli.command {
         Command::Run { config, port, env } => run(&config, port, &env),
         Command::Validate { config, env } => validate(&config, &env),
@@ -107,6 +119,7 @@ fn main() -> ExitCode {
             println!("{}", llama_stack_http::openapi_json());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Recipe { command } => recipe::execute(command),
     };
     match result {
         Ok(code) => code,
