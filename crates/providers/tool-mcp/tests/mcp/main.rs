@@ -1,0 +1,47 @@
+//! `remote::model-context-protocol` against real MCP servers on 127.0.0.1.
+
+mod failures;
+mod server;
+mod tools;
+mod transports;
+
+use std::sync::Arc;
+
+use llama_stack_core::tool_runtime::{ToolRuntime, ToolRuntimeProvider};
+use llama_stack_core::{ProviderContext, ProviderInstance, ProviderRegistry};
+use llama_stack_types::ToolGroup;
+use serde_json::{Value, json};
+
+/// The provider as a distribution builds it from `config`.
+pub async fn runtime(config: Value) -> Arc<dyn ToolRuntimeProvider> {
+    let mut registry = ProviderRegistry::new();
+    llama_stack_provider_tool_mcp::register(&mut registry);
+    let spec = registry
+        .get(llama_stack_provider_tool_mcp::PROVIDER_TYPE)
+        .unwrap();
+    assert!((spec.validate)(&config).is_empty());
+    let context = ProviderContext {
+        provider_id: "model-context-protocol".into(),
+        store_dir: None,
+        registry: None,
+    };
+    match (spec.build)(config, context).await.unwrap() {
+        ProviderInstance::ToolRuntime(ToolRuntime::Provider(provider)) => provider,
+        _ => panic!("not a tool runtime provider"),
+    }
+}
+
+pub fn group(uri: &str) -> ToolGroup {
+    ToolGroup {
+        identifier: "mcp::test".into(),
+        provider_resource_id: "mcp::test".into(),
+        provider_id: "model-context-protocol".into(),
+        resource_type: "tool_group".into(),
+        mcp_endpoint: Some(json!({ "uri": uri })),
+        args: None,
+    }
+}
+
+pub fn kwargs(value: Value) -> serde_json::Map<String, Value> {
+    value.as_object().cloned().unwrap()
+}
