@@ -69,6 +69,14 @@ pub fn provider_data_string(key: &str) -> Option<String> {
         .flatten()
 }
 
+/// A value of the current request's provider data (any JSON), if the request sent one.
+pub fn provider_data_value(key: &str) -> Option<serde_json::Value> {
+    PROVIDER_DATA
+        .try_with(|data| data.get(key).cloned())
+        .ok()
+        .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,10 +88,15 @@ mod tests {
             (
                 provider_data_string("together_api_key"),
                 provider_data_string("n"),
+                provider_data_value("n"),
             )
         })
         .await;
-        assert_eq!(inside, (Some("k1".to_string()), None));
+        assert_eq!(
+            inside,
+            (Some("k1".to_string()), None, Some(serde_json::json!(3)))
+        );
+        assert_eq!(provider_data_value("n"), None);
         assert_eq!(provider_data_string("together_api_key"), None);
     }
 

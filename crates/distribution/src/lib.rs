@@ -50,6 +50,7 @@ pub fn builtin_registry() -> ProviderRegistry {
     llama_stack_provider_inference_remote::register(&mut registry);
     llama_stack_provider_tool_rag_runtime::register(&mut registry);
     llama_stack_provider_tool_search::register(&mut registry);
+    llama_stack_provider_tool_mcp::register(&mut registry);
     llama_stack_provider_vector_sqlite::register(&mut registry);
     llama_stack_provider_vector_pgvector::register(&mut registry);
     llama_stack_provider_files_localfs::register(&mut registry);

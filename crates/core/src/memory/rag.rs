@@ -268,7 +268,10 @@ impl Stack {
             .await
             .map_err(|e| document_error(&doc.document_id, e))?;
         let mime = doc.mime_type.clone().or(loaded.mime_type);
-        let name = uri.rsplit('/').next().map(str::to_string);
+        // A data: URL has no file name, and its tail is payload, not something to show.
+        let name = (!uri.starts_with("data:"))
+            .then(|| uri.rsplit('/').next().map(str::to_string))
+            .flatten();
         let id = doc.document_id.clone();
         tokio::task::spawn_blocking(move || {
             llama_stack_documents::extract_text(&loaded.bytes, mime.as_deref(), name.as_deref())

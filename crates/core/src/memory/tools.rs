@@ -231,9 +231,19 @@ impl Stack {
             }],
             None => self.list_tool_groups().await,
         };
+        let listing_all = toolgroup_id.is_none();
         let mut out = Vec::new();
         for group in groups {
-            for def in self.list_runtime_tools(Some(&group.identifier)).await? {
+            let defs = match self.list_runtime_tools(Some(&group.identifier)).await {
+                Ok(defs) => defs,
+                // One MCP server being down must not hide every other group's tools.
+                Err(err) if listing_all => {
+                    tracing::warn!(group = %group.identifier, error = %err.message(), "Leaving out a tool group whose tools could not be listed");
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            for def in defs {
                 out.push(Tool {
                     identifier: def.name.clone(),
                     provider_resource_id: def.name,

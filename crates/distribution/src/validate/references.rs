@@ -16,7 +16,6 @@ use crate::{PlannedModel, PlannedProvider};
 /// are skipped with a notice rather than refused, so upstream run.yaml files still load.
 const UPSTREAM_NOT_BUILT: &[&str] = &[
     "remote::bing-search",
-    "remote::model-context-protocol",
     "inline::code-interpreter",
     "remote::qdrant",
     "inline::qdrant",

@@ -100,6 +100,7 @@ const EXPECTED: &[(&str, Pairs, Pairs)] = &[
             ("sentence-transformers", "inline::sentence-transformers"),
             ("sqlite-vec", "inline::sqlite-vec"),
             ("rag-runtime", "inline::rag-runtime"),
+            ("model-context-protocol", "remote::model-context-protocol"),
             ("localfs", "inline::localfs"),
             ("llama-guard", "inline::llama-guard"),
             ("code-scanner", "inline::code-scanner"),
@@ -160,6 +161,7 @@ const EXPECTED: &[(&str, Pairs, Pairs)] = &[
         &[
             ("sqlite-vec", "inline::sqlite-vec"),
             ("rag-runtime", "inline::rag-runtime"),
+            ("model-context-protocol", "remote::model-context-protocol"),
             ("localfs", "inline::localfs"),
             ("llama-guard", "inline::llama-guard"),
             ("code-scanner", "inline::code-scanner"),

@@ -244,6 +244,7 @@ fn safety_model_on_a_disabled_provider_is_reported() {
 const MEMORY: &[(&str, &str)] = &[
     ("sqlite-vec", "inline::sqlite-vec"),
     ("rag-runtime", "inline::rag-runtime"),
+    ("model-context-protocol", "remote::model-context-protocol"),
     ("localfs", "inline::localfs"),
     ("llama-guard", "inline::llama-guard"),
     ("code-scanner", "inline::code-scanner"),

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use llama_stack_core::request_context::provider_data_string;
+use llama_stack_core::request_context::provider_data_value;
 use llama_stack_core::tool_runtime::{ToolRuntime, ToolRuntimeProvider};
 use llama_stack_core::{
     Api, ConfigIssue, Error, ErrorKind, ProviderContext, ProviderInstance, ProviderRegistry,
@@ -203,9 +203,12 @@ fn endpoint(group: &ToolGroup) -> Result<Endpoint> {
 
 /// The request's `mcp_headers` provider data.
 fn provider_mcp_headers() -> Option<Value> {
-    // The request context hands out string values only, so the object is read when a client
-    // sends it JSON-encoded as a string.
-    let text = provider_data_string("mcp_headers")?;
+    // Clients send the object itself; some send it JSON-encoded as a string.
+    let text = match provider_data_value("mcp_headers")? {
+        Value::String(text) => text,
+        Value::Null => return None,
+        value => return Some(value),
+    };
     match serde_json::from_str(&text) {
         Ok(value) => Some(value),
         Err(error) => {
