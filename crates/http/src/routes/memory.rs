@@ -106,6 +106,7 @@ pub async fn invoke_tool(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListRuntimeToolsQuery {
     tool_group_id: Option<String>,
     /// The MCP server's URI: plain, or as the JSON object `{"uri": ...}`.
