@@ -199,7 +199,7 @@ def test_a_rag_turn_runs_knowledge_search_on_the_server(client):
     step = events[5]["step_details"]
     assert step["tool_calls"][0]["tool_name"] == "knowledge_search"
     response = step["tool_responses"][0]
-    assert response["call_id"] == "call_rag"
+    assert response["call_id"] == "call_knowledge_search"
     text = json.dumps(response["content"])
     assert "knowledge_search tool found 1 chunks" in text
     assert "Water boils at 100 degrees Celsius" in text

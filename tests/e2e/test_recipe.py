@@ -356,7 +356,7 @@ def test_a_bad_document_is_reported_and_the_rest_still_answer(
     proc = recipe(llama_stack_bin, run_yaml, tmp_path, "--docs", str(folder),
                   "--question", QUESTIONS["soup"][0])
     assert proc.returncode == 0, describe(proc)
-    assert "error: document `broken.pdf` not ingested: cannot read `broken.pdf` as a PDF" \
+    assert "error: document `broken.pdf` not ingested: cannot read the document as a PDF" \
         in proc.stderr, describe(proc)
     assert "base64" not in proc.stderr, describe(proc)
     assert "Ingested 4 of 5 documents" in proc.stderr, describe(proc)

@@ -256,29 +256,14 @@ async fn ingest(stack: &Stack, vector_db_id: &str, docs: &[DocSource]) -> Ingest
     for doc in docs {
         bar.set_message(doc.id.clone());
         let result = match documents::rag_document(doc) {
-            Ok(document) => {
-                // The stack names a document by the last `/` segment of its URI, which for a
-                // data: URL is a piece of the payload; errors show the document id instead.
-                let uri_name = document
-                    .content
-                    .as_str()
-                    .and_then(|uri| uri.rsplit('/').next())
-                    .map(str::to_string);
-                stack
-                    .rag_insert(RagInsertRequest {
-                        documents: vec![document],
-                        vector_db_id: vector_db_id.to_string(),
-                        chunk_size_in_tokens: None,
-                    })
-                    .await
-                    .map_err(|e| {
-                        let message = single_document_message(e.message());
-                        match &uri_name {
-                            Some(name) if !name.is_empty() => message.replace(name, &doc.id),
-                            _ => message,
-                        }
-                    })
-            }
+            Ok(document) => stack
+                .rag_insert(RagInsertRequest {
+                    documents: vec![document],
+                    vector_db_id: vector_db_id.to_string(),
+                    chunk_size_in_tokens: None,
+                })
+                .await
+                .map_err(|e| single_document_message(e.message())),
             Err(err) => Err(format!("{err:#}")),
         };
         match result {
