@@ -1,0 +1,127 @@
+//! The gRPC transport (tonic): every API of `proto/llama_stack/v1/*.proto`, the standard
+//! health service (`grpc.health.v1.Health`) and server reflection.
+//!
+//! Like the HTTP transport, its services only convert messages, call one `Stack` function (the
+//! same one the HTTP handler calls) and map the result; domain errors become statuses in
+//! [`status`]. This crate sees only the core and the wire types: it must never name a provider
+//! or the distribution assembler.
+//!
+//! Entry points: [`router`] for the services alone, [`serve`] to run them on a listener.
+
+mod convert;
+mod provider_data;
+mod services;
+pub mod status;
+mod stream;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use llama_stack_core::Stack;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+
+pub use provider_data::METADATA_KEY as PROVIDER_DATA_KEY;
+pub use stream::ReplyStream;
+
+/// The generated messages, servers (`*_server`) and clients (`*_client`).
+pub mod pb {
+    tonic::include_proto!("llama_stack.v1");
+}
+
+/// The protobuf package of the API.
+pub const PACKAGE: &str = "llama_stack.v1";
+
+/// The compiled descriptor set of `proto/` (with imports and comments): what reflection
+/// serves, and what the compatibility guard compares with `proto/descriptor.binpb`.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/llama_stack_descriptor.binpb"));
+
+/// Largest message accepted or sent, as the HTTP transport's body limit.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The services over a built stack, with health and reflection. Each call runs with its
+/// `x-llamastack-provider-data` metadata in scope.
+pub fn router(stack: Arc<Stack>) -> Routes {
+    use pb::inference_service_server::InferenceServiceServer;
+    use pb::inspect_service_server::InspectServiceServer;
+    use pb::models_service_server::ModelsServiceServer;
+    use services::{inference::Inference, inspect::Inspect, models::Models};
+
+    let limit = MAX_MESSAGE_BYTES;
+    let mut routes = Routes::builder();
+    macro_rules! add {
+        ($server:ident, $service:expr) => {
+            routes.add_service(provider_data::WithProviderData(
+                $server::new($service)
+                    .max_decoding_message_size(limit)
+                    .max_encoding_message_size(limit),
+            ))
+        };
+    }
+    add!(InspectServiceServer, Inspect(stack.clone()));
+    add!(ModelsServiceServer, Models(stack.clone()));
+    add!(InferenceServiceServer, Inference(stack.clone()));
+
+    routes.add_service(health_service(&stack));
+    match reflection_service() {
+        Ok(reflection) => {
+            routes.add_service(reflection);
+        }
+        // Only a broken build gets here; serving without reflection beats not serving.
+        Err(err) => tracing::error!(error = %err, "Server reflection is off"),
+    }
+    routes.routes()
+}
+
+/// Serves [`router`] on `listener` until `shutdown` resolves, then lets calls in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    stack: Arc<Stack>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_routes(router(stack))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// `grpc.health.v1.Health`: the server (`""`) is serving; each API service is serving when
+/// the distribution serves its API, and not serving otherwise.
+fn health_service(
+    stack: &Stack,
+) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    let mut names: Vec<&str> = services::inspect::methods()
+        .iter()
+        .map(|m| m.service.as_str())
+        .collect();
+    names.dedup();
+    for name in names {
+        let serving = services::inspect::service_api(name).is_none_or(|api| stack.serves(api));
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        // A fresh reporter's lock is free, so this completes at once without a runtime.
+        futures::executor::block_on(
+            reporter.set_service_status(format!("{PACKAGE}.{name}"), status),
+        );
+    }
+    service
+}
+
+/// `grpc.reflection.v1` over the compiled descriptor set.
+fn reflection_service() -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::Error,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+}

@@ -1,0 +1,9 @@
+//! The gRPC transport end to end: a real stack (canned OpenAI-compatible upstream, code
+//! scanner, sqlite-vec, RAG runtime, meta-reference agents) served over gRPC and HTTP at once,
+//! driven with the generated clients and compared with the HTTP answers.
+
+mod inference;
+mod inspect;
+mod models;
+mod support;
+mod upstream;
