@@ -46,7 +46,8 @@ pub fn router(stack: Arc<Stack>) -> Routes {
     use pb::inference_service_server::InferenceServiceServer;
     use pb::inspect_service_server::InspectServiceServer;
     use pb::models_service_server::ModelsServiceServer;
-    use services::{inference::Inference, inspect::Inspect, models::Models};
+    use pb::safety_service_server::SafetyServiceServer;
+    use services::{inference::Inference, inspect::Inspect, models::Models, safety::Safety};
 
     let limit = MAX_MESSAGE_BYTES;
     let mut routes = Routes::builder();
@@ -62,6 +63,7 @@ pub fn router(stack: Arc<Stack>) -> Routes {
     add!(InspectServiceServer, Inspect(stack.clone()));
     add!(ModelsServiceServer, Models(stack.clone()));
     add!(InferenceServiceServer, Inference(stack.clone()));
+    add!(SafetyServiceServer, Safety(stack.clone()));
 
     routes.add_service(health_service(&stack));
     match reflection_service() {

@@ -4,3 +4,4 @@
 pub(crate) mod inference;
 pub(crate) mod inspect;
 pub(crate) mod models;
+pub(crate) mod safety;

@@ -5,5 +5,6 @@
 mod inference;
 mod inspect;
 mod models;
+mod safety;
 mod support;
 mod upstream;
