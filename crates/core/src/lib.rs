@@ -36,7 +36,7 @@ pub use inference::{
 };
 pub use models::RestoredModels;
 pub use provider::{
-    ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
+    CheckedConfig, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
 };
 pub use provider_models::RefreshOutcome;
 pub use shields::RestoredShields;

@@ -187,6 +187,45 @@ pub fn parse_config<C: DeserializeOwned>(value: &serde_json::Value) -> Result<C,
     Err(issues)
 }
 
+/// A provider config whose fields are checked beyond their types (ranges, URLs, files).
+pub trait CheckedConfig: DeserializeOwned {
+    /// Every problem with the parsed values; empty when the config is usable.
+    fn issues(&self) -> Vec<ConfigIssue>;
+}
+
+/// A [`ProviderSpec::validate`] for a [`CheckedConfig`]: the parse problems, or else the
+/// config's own.
+pub fn validate_config<C: CheckedConfig>(value: &serde_json::Value) -> Vec<ConfigIssue> {
+    match parse_config::<C>(value) {
+        Ok(config) => config.issues(),
+        Err(issues) => issues,
+    }
+}
+
+/// Parses and checks a config when its provider is built. Validation has normally refused a
+/// bad config before this, so the error is for configs built without it (tests, embedders);
+/// it lists every problem.
+pub fn load_config<C: CheckedConfig>(value: &serde_json::Value, provider_type: &str) -> Result<C> {
+    let issues = match parse_config::<C>(value) {
+        Ok(config) => {
+            let issues = config.issues();
+            if issues.is_empty() {
+                return Ok(config);
+            }
+            issues
+        }
+        Err(issues) => issues,
+    };
+    let listed: Vec<String> = issues
+        .iter()
+        .map(|i| format!("{}: {}", i.path, i.message))
+        .collect();
+    Err(crate::error::Error::invalid(format!(
+        "invalid {provider_type} config: {}",
+        listed.join("; ")
+    )))
+}
+
 /// Removes the value at a serde path (`a.b[0].c`).
 fn remove_at(root: &mut serde_json::Value, path: &str) -> bool {
     let segments: Vec<&str> = if path == "." || path.is_empty() {
@@ -249,6 +288,45 @@ mod tests {
         url: String,
         #[serde(default)]
         retries: u32,
+    }
+
+    impl CheckedConfig for Sample {
+        fn issues(&self) -> Vec<ConfigIssue> {
+            let mut issues = Vec::new();
+            if !self.url.starts_with("http") {
+                issues.push(ConfigIssue::new("url", "must be an http(s) URL"));
+            }
+            if self.retries > 5 {
+                issues.push(ConfigIssue::new("retries", "must be at most 5"));
+            }
+            issues
+        }
+    }
+
+    #[test]
+    fn checked_configs_report_parse_problems_first_then_their_own() {
+        let parse = validate_config::<Sample>(&serde_json::json!({"url": 1, "extra": true}));
+        assert!(
+            parse.iter().any(|i| i.path == "url") && parse.iter().any(|i| i.path == "extra"),
+            "{parse:?}"
+        );
+        let own = validate_config::<Sample>(&serde_json::json!({"url": "ftp://x", "retries": 9}));
+        assert_eq!(
+            own.iter().map(|i| i.path.as_str()).collect::<Vec<_>>(),
+            ["url", "retries"]
+        );
+        let err = load_config::<Sample>(
+            &serde_json::json!({"url": "ftp://x", "retries": 9}),
+            "remote::x",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.message(),
+            "invalid remote::x config: url: must be an http(s) URL; retries: must be at most 5"
+        );
+        let ok =
+            load_config::<Sample>(&serde_json::json!({"url": "http://x"}), "remote::x").unwrap();
+        assert_eq!(ok.retries, 0);
     }
 
     #[test]

@@ -22,7 +22,8 @@ use llama_stack_core::request_context::provider_data_value;
 use llama_stack_core::tool_runtime::{ToolRuntime, ToolRuntimeProvider};
 use llama_stack_core::{
     Api, ConfigIssue, Error, ErrorKind, ProviderContext, ProviderInstance, ProviderRegistry,
-    ProviderSpec, Result, provider::parse_config,
+    ProviderSpec, Result,
+    provider::{CheckedConfig, load_config, validate_config},
 };
 use llama_stack_types::{ToolDef, ToolGroup, ToolInvocationResult};
 use reqwest::Url;
@@ -53,7 +54,7 @@ fn default_timeout() -> f64 {
 
 pub const SAMPLE_CONFIG: &str = "timeout_seconds: 30\n";
 
-impl McpRuntimeConfig {
+impl CheckedConfig for McpRuntimeConfig {
     fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         if !(self.timeout_seconds > 0.0 && self.timeout_seconds.is_finite()) {
@@ -69,21 +70,12 @@ impl McpRuntimeConfig {
     }
 }
 
-fn validate(value: &Value) -> Vec<ConfigIssue> {
-    match parse_config::<McpRuntimeConfig>(value) {
-        Ok(config) => config.issues(),
-        Err(issues) => issues,
-    }
-}
-
 fn build(
     value: Value,
     _context: ProviderContext,
 ) -> futures::future::BoxFuture<'static, Result<ProviderInstance>> {
     async move {
-        let config = parse_config::<McpRuntimeConfig>(&value).map_err(|issues| {
-            Error::invalid(format!("invalid {PROVIDER_TYPE} config: {issues:?}"))
-        })?;
+        let config = load_config::<McpRuntimeConfig>(&value, PROVIDER_TYPE)?;
         let runtime = McpToolRuntime::new(&config)?;
         Ok(ProviderInstance::ToolRuntime(ToolRuntime::Provider(
             Arc::new(runtime),
@@ -100,7 +92,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &[],
         description: "Model Context Protocol (MCP) servers as tool groups: tools/list and tools/call over streamable HTTP or SSE",
         sample_config: SAMPLE_CONFIG,
-        validate,
+        validate: validate_config::<McpRuntimeConfig>,
         build,
     });
 }
@@ -330,19 +322,20 @@ mod tests {
 
     #[test]
     fn sample_and_empty_configs_parse() {
-        assert!(validate(&Value::Null).is_empty());
+        assert!(validate_config::<McpRuntimeConfig>(&Value::Null).is_empty());
         let sample: Value = serde_norway::from_str(SAMPLE_CONFIG).unwrap();
-        assert!(validate(&sample).is_empty());
-        let c: McpRuntimeConfig = parse_config(&json!({})).unwrap();
+        assert!(validate_config::<McpRuntimeConfig>(&sample).is_empty());
+        let c: McpRuntimeConfig = llama_stack_core::provider::parse_config(&json!({})).unwrap();
         assert_eq!(c.timeout_seconds, 30.0);
     }
 
     #[test]
     fn bad_fields_are_all_reported() {
-        let issues = validate(&json!({"timeout_seconds": 0, "uri": "http://x"}));
+        let issues =
+            validate_config::<McpRuntimeConfig>(&json!({"timeout_seconds": 0, "uri": "http://x"}));
         let paths: Vec<_> = issues.iter().map(|i| i.path.as_str()).collect();
         assert_eq!(paths, ["uri"]);
-        let issues = validate(&json!({"timeout_seconds": -1}));
+        let issues = validate_config::<McpRuntimeConfig>(&json!({"timeout_seconds": -1}));
         assert_eq!(issues[0].path, "timeout_seconds");
     }
 

@@ -7,11 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use llama_stack_core::provider::parse_config;
+use llama_stack_core::provider::{CheckedConfig, load_config, validate_config};
 use llama_stack_core::tool_runtime::{ToolRuntime, ToolRuntimeProvider};
 use llama_stack_core::{
-    Api, ConfigIssue, Error, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
-    Result,
+    Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec, Result,
 };
 use llama_stack_types::{ToolDef, ToolGroup, ToolInvocationResult};
 use serde::Deserialize;
@@ -57,7 +56,7 @@ fn default_base_url() -> String {
 pub const SAMPLE_CONFIG: &str =
     "api_key: ${env.BRAVE_SEARCH_API_KEY:=}\nmax_results: 3\ntimeout_seconds: 30\n";
 
-impl BraveSearchConfig {
+impl CheckedConfig for BraveSearchConfig {
     fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         common::check_max_results(self.max_results, None, &mut issues);
@@ -67,24 +66,9 @@ impl BraveSearchConfig {
     }
 }
 
-fn validate(value: &Value) -> Vec<ConfigIssue> {
-    match parse_config::<BraveSearchConfig>(value) {
-        Ok(config) => config.issues(),
-        Err(issues) => issues,
-    }
-}
-
 fn build(value: Value, context: ProviderContext) -> BoxFuture<'static, Result<ProviderInstance>> {
     async move {
-        let config = parse_config::<BraveSearchConfig>(&value).map_err(|issues| {
-            Error::invalid(format!("invalid {PROVIDER_TYPE} config: {issues:?}"))
-        })?;
-        let issues = config.issues();
-        if !issues.is_empty() {
-            return Err(Error::invalid(format!(
-                "invalid {PROVIDER_TYPE} config: {issues:?}"
-            )));
-        }
+        let config = load_config::<BraveSearchConfig>(&value, PROVIDER_TYPE)?;
         let upstream = Upstream::new(
             &SERVICE,
             &context.provider_id,
@@ -110,7 +94,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &[],
         description: "Brave web search (the web_search tool, Llama's builtin brave_search)",
         sample_config: SAMPLE_CONFIG,
-        validate,
+        validate: validate_config::<BraveSearchConfig>,
         build,
     });
 }
@@ -245,9 +229,10 @@ mod tests {
     #[test]
     fn sample_and_empty_configs_validate() {
         let sample: Value = serde_norway::from_str(SAMPLE_CONFIG).unwrap();
-        assert!(validate(&sample).is_empty());
-        assert!(validate(&Value::Null).is_empty());
-        let config: BraveSearchConfig = parse_config(&json!({})).unwrap();
+        assert!(validate_config::<BraveSearchConfig>(&sample).is_empty());
+        assert!(validate_config::<BraveSearchConfig>(&Value::Null).is_empty());
+        let config: BraveSearchConfig =
+            llama_stack_core::provider::parse_config(&json!({})).unwrap();
         assert_eq!(config.base_url, "https://api.search.brave.com");
     }
 

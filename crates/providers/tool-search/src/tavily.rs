@@ -6,11 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use llama_stack_core::provider::parse_config;
+use llama_stack_core::provider::{CheckedConfig, load_config, validate_config};
 use llama_stack_core::tool_runtime::{ToolRuntime, ToolRuntimeProvider};
 use llama_stack_core::{
-    Api, ConfigIssue, Error, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
-    Result,
+    Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec, Result,
 };
 use llama_stack_types::{ToolDef, ToolGroup, ToolInvocationResult};
 use serde::Deserialize;
@@ -57,7 +56,7 @@ fn default_base_url() -> String {
 pub const SAMPLE_CONFIG: &str =
     "api_key: ${env.TAVILY_SEARCH_API_KEY:=}\nmax_results: 3\ntimeout_seconds: 30\n";
 
-impl TavilySearchConfig {
+impl CheckedConfig for TavilySearchConfig {
     fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         common::check_max_results(self.max_results, Some(MOST_RESULTS), &mut issues);
@@ -67,24 +66,9 @@ impl TavilySearchConfig {
     }
 }
 
-fn validate(value: &Value) -> Vec<ConfigIssue> {
-    match parse_config::<TavilySearchConfig>(value) {
-        Ok(config) => config.issues(),
-        Err(issues) => issues,
-    }
-}
-
 fn build(value: Value, context: ProviderContext) -> BoxFuture<'static, Result<ProviderInstance>> {
     async move {
-        let config = parse_config::<TavilySearchConfig>(&value).map_err(|issues| {
-            Error::invalid(format!("invalid {PROVIDER_TYPE} config: {issues:?}"))
-        })?;
-        let issues = config.issues();
-        if !issues.is_empty() {
-            return Err(Error::invalid(format!(
-                "invalid {PROVIDER_TYPE} config: {issues:?}"
-            )));
-        }
+        let config = load_config::<TavilySearchConfig>(&value, PROVIDER_TYPE)?;
         let upstream = Upstream::new(
             &SERVICE,
             &context.provider_id,
@@ -110,7 +94,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &[],
         description: "Tavily web search (the web_search tool), with results built for models",
         sample_config: SAMPLE_CONFIG,
-        validate,
+        validate: validate_config::<TavilySearchConfig>,
         build,
     });
 }
@@ -180,9 +164,10 @@ mod tests {
     #[test]
     fn sample_and_empty_configs_validate() {
         let sample: Value = serde_norway::from_str(SAMPLE_CONFIG).unwrap();
-        assert!(validate(&sample).is_empty());
-        assert!(validate(&Value::Null).is_empty());
-        let config: TavilySearchConfig = parse_config(&json!({"api_key": ""})).unwrap();
+        assert!(validate_config::<TavilySearchConfig>(&sample).is_empty());
+        assert!(validate_config::<TavilySearchConfig>(&Value::Null).is_empty());
+        let config: TavilySearchConfig =
+            llama_stack_core::provider::parse_config(&json!({"api_key": ""})).unwrap();
         assert_eq!(config.max_results, 3);
         assert_eq!(config.base_url, "https://api.tavily.com");
         assert_eq!(config.timeout_seconds, 30.0);

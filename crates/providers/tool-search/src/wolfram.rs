@@ -6,11 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use llama_stack_core::provider::parse_config;
+use llama_stack_core::provider::{CheckedConfig, load_config, validate_config};
 use llama_stack_core::tool_runtime::{ToolRuntime, ToolRuntimeProvider};
 use llama_stack_core::{
-    Api, ConfigIssue, Error, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
-    Result,
+    Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec, Result,
 };
 use llama_stack_types::{ToolDef, ToolGroup, ToolInvocationResult};
 use serde::Deserialize;
@@ -51,7 +50,7 @@ fn default_base_url() -> String {
 
 pub const SAMPLE_CONFIG: &str = "api_key: ${env.WOLFRAM_ALPHA_API_KEY:=}\ntimeout_seconds: 30\n";
 
-impl WolframAlphaConfig {
+impl CheckedConfig for WolframAlphaConfig {
     fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         common::check_base_url(&self.base_url, &mut issues);
@@ -60,24 +59,9 @@ impl WolframAlphaConfig {
     }
 }
 
-fn validate(value: &Value) -> Vec<ConfigIssue> {
-    match parse_config::<WolframAlphaConfig>(value) {
-        Ok(config) => config.issues(),
-        Err(issues) => issues,
-    }
-}
-
 fn build(value: Value, context: ProviderContext) -> BoxFuture<'static, Result<ProviderInstance>> {
     async move {
-        let config = parse_config::<WolframAlphaConfig>(&value).map_err(|issues| {
-            Error::invalid(format!("invalid {PROVIDER_TYPE} config: {issues:?}"))
-        })?;
-        let issues = config.issues();
-        if !issues.is_empty() {
-            return Err(Error::invalid(format!(
-                "invalid {PROVIDER_TYPE} config: {issues:?}"
-            )));
-        }
+        let config = load_config::<WolframAlphaConfig>(&value, PROVIDER_TYPE)?;
         let upstream = Upstream::new(
             &SERVICE,
             &context.provider_id,
@@ -99,7 +83,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &[],
         description: "Wolfram|Alpha computation (the wolfram_alpha tool, also a Llama builtin)",
         sample_config: SAMPLE_CONFIG,
-        validate,
+        validate: validate_config::<WolframAlphaConfig>,
         build,
     });
 }
@@ -233,9 +217,9 @@ mod tests {
     #[test]
     fn sample_and_empty_configs_validate() {
         let sample: Value = serde_norway::from_str(SAMPLE_CONFIG).unwrap();
-        assert!(validate(&sample).is_empty());
-        assert!(validate(&Value::Null).is_empty());
-        let issues = validate(&json!({"max_results": 3}));
+        assert!(validate_config::<WolframAlphaConfig>(&sample).is_empty());
+        assert!(validate_config::<WolframAlphaConfig>(&Value::Null).is_empty());
+        let issues = validate_config::<WolframAlphaConfig>(&json!({"max_results": 3}));
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].path, "max_results");
     }
