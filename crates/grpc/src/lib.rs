@@ -46,8 +46,12 @@ pub fn router(stack: Arc<Stack>) -> Routes {
     use pb::inference_service_server::InferenceServiceServer;
     use pb::inspect_service_server::InspectServiceServer;
     use pb::models_service_server::ModelsServiceServer;
+    use pb::rag_tool_service_server::RagToolServiceServer;
     use pb::safety_service_server::SafetyServiceServer;
-    use services::{inference::Inference, inspect::Inspect, models::Models, safety::Safety};
+    use pb::vector_io_service_server::VectorIoServiceServer;
+    use services::inference::Inference;
+    use services::vector_io::{RagTool, VectorIo};
+    use services::{inspect::Inspect, models::Models, safety::Safety};
 
     let limit = MAX_MESSAGE_BYTES;
     let mut routes = Routes::builder();
@@ -64,6 +68,8 @@ pub fn router(stack: Arc<Stack>) -> Routes {
     add!(ModelsServiceServer, Models(stack.clone()));
     add!(InferenceServiceServer, Inference(stack.clone()));
     add!(SafetyServiceServer, Safety(stack.clone()));
+    add!(VectorIoServiceServer, VectorIo(stack.clone()));
+    add!(RagToolServiceServer, RagTool(stack.clone()));
 
     routes.add_service(health_service(&stack));
     match reflection_service() {

@@ -4,6 +4,7 @@
 pub(crate) mod content;
 pub(crate) mod inference;
 pub(crate) mod json;
+pub(crate) mod memory;
 pub(crate) mod safety;
 
 use llama_stack_core::{Error, Result};

@@ -5,3 +5,4 @@ pub(crate) mod inference;
 pub(crate) mod inspect;
 pub(crate) mod models;
 pub(crate) mod safety;
+pub(crate) mod vector_io;

@@ -8,3 +8,4 @@ mod models;
 mod safety;
 mod support;
 mod upstream;
+mod vector_io;

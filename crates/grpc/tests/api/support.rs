@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use llama_stack_core::Stack;
 use llama_stack_grpc::pb;
+use serde_json::json;
 use tonic::transport::Channel;
 
 use crate::upstream::{self, Upstream};
@@ -203,5 +204,23 @@ pub fn user(s: &str) -> pb::Message {
             content: text(s),
             context: None,
         })),
+    }
+}
+
+/// A protobuf value as JSON, for comparisons with HTTP bodies.
+pub fn json_of(value: &prost_types::Value) -> serde_json::Value {
+    use prost_types::value::Kind;
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+        Some(Kind::BoolValue(b)) => json!(b),
+        Some(Kind::NumberValue(n)) => json!(n),
+        Some(Kind::StringValue(s)) => json!(s),
+        Some(Kind::ListValue(l)) => l.values.iter().map(json_of).collect(),
+        Some(Kind::StructValue(s)) => s
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), json_of(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
     }
 }
