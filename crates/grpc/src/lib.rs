@@ -43,14 +43,15 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// The services over a built stack, with health and reflection. Each call runs with its
 /// `x-llamastack-provider-data` metadata in scope.
 pub fn router(stack: Arc<Stack>) -> Routes {
+    use pb::agents_service_server::AgentsServiceServer;
     use pb::inference_service_server::InferenceServiceServer;
     use pb::inspect_service_server::InspectServiceServer;
     use pb::models_service_server::ModelsServiceServer;
     use pb::rag_tool_service_server::RagToolServiceServer;
     use pb::safety_service_server::SafetyServiceServer;
     use pb::vector_io_service_server::VectorIoServiceServer;
-    use services::inference::Inference;
     use services::vector_io::{RagTool, VectorIo};
+    use services::{agents::Agents, inference::Inference};
     use services::{inspect::Inspect, models::Models, safety::Safety};
 
     let limit = MAX_MESSAGE_BYTES;
@@ -70,6 +71,7 @@ pub fn router(stack: Arc<Stack>) -> Routes {
     add!(SafetyServiceServer, Safety(stack.clone()));
     add!(VectorIoServiceServer, VectorIo(stack.clone()));
     add!(RagToolServiceServer, RagTool(stack.clone()));
+    add!(AgentsServiceServer, Agents(stack.clone()));
 
     routes.add_service(health_service(&stack));
     match reflection_service() {

@@ -1,6 +1,7 @@
 //! Proto messages ⇄ the wire types the core takes and returns. Requests convert fallibly
 //! (a malformed message is an invalid request); responses convert infallibly.
 
+pub(crate) mod agents;
 pub(crate) mod content;
 pub(crate) mod inference;
 pub(crate) mod json;

@@ -2,6 +2,7 @@
 //! scanner, sqlite-vec, RAG runtime, meta-reference agents) served over gRPC and HTTP at once,
 //! driven with the generated clients and compared with the HTTP answers.
 
+mod agents;
 mod inference;
 mod inspect;
 mod models;
