@@ -62,6 +62,7 @@ class Server:
     log_path: Path
     cli_env: dict[str, str] = field(default_factory=dict)
     port: int = 0
+    grpc_port: int = 0
     process: subprocess.Popen | None = None
     stopped_at: float = 0.0
 
@@ -74,7 +75,8 @@ class Server:
         return self.process is not None and self.process.poll() is None
 
     def command(self) -> list[str]:
-        cmd = [str(self.binary), "run", self.run_config, "--port", str(self.port)]
+        cmd = [str(self.binary), "run", self.run_config, "--port", str(self.port),
+               "--grpc-port", str(self.grpc_port)]
         for key, value in self.cli_env.items():
             cmd += ["--env", f"{key}={value}"]
         return cmd
@@ -82,6 +84,7 @@ class Server:
     def start(self) -> "Server":
         assert not self.running, f"{self.name} is already running"
         self.port = free_port()
+        self.grpc_port = free_port()
         env = dict(os.environ)
         env.setdefault("NO_COLOR", "1")  # plain log files
         env.update(self.env)

@@ -142,3 +142,33 @@ def test_providers_lists_each_type_with_api_description_and_sample_config(llama_
         sample = blocks[heading].split("sample config:", 1)[1]
         config = yaml.safe_load("\n".join(line[4:] for line in sample.strip("\n").splitlines()))
         assert config["device"] == "cpu", config
+
+
+def test_a_taken_grpc_port_fails_the_start_naming_it(llama_stack_bin, tmp_path):
+    import socket
+
+    from e2e_support import free_port
+
+    taken = socket.socket()
+    taken.bind(("0.0.0.0", 0))
+    taken.listen()
+    grpc_port = taken.getsockname()[1]
+    try:
+        proc = run_cli(llama_stack_bin, "run", "starter", "--port", free_port(),
+                       "--grpc-port", grpc_port, env={"SQLITE_STORE_DIR": str(tmp_path)})
+    finally:
+        taken.close()
+    assert proc.returncode != 0
+    assert f"cannot listen for gRPC on 0.0.0.0:{grpc_port}" in proc.stderr, proc.stderr[-2000:]
+    assert "0 turns gRPC off" in proc.stderr
+
+
+def test_grpc_port_is_checked_in_run_yaml(llama_stack_bin, tmp_path):
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text(yaml.safe_dump({
+        "version": 2, "image_name": "grpc-port", "apis": [], "providers": {},
+        "server": {"port": 8321, "grpc_port": 80}}))
+    proc = run_cli(llama_stack_bin, "validate", run_yaml)
+    assert proc.returncode != 0
+    assert "server" in proc.stdout and "grpc_port must be 0 (off) or an integer from 1024 to 65535, got 80" \
+        in proc.stdout, proc.stdout

@@ -118,6 +118,7 @@ fn start(model: &Path, store: &Path, port: u16) -> Child {
         .args(["run", "local", "--port", &port.to_string()])
         .env("LLAMA_MODEL_PATH", model)
         .env("SQLITE_STORE_DIR", store)
+        .env("LLAMA_STACK_GRPC_PORT", "0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

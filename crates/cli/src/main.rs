@@ -45,6 +45,9 @@ enum Command {
         /// Port to listen on; overrides LLAMA_STACK_PORT and server.port.
         #[arg(long)]
         port: Option<u16>,
+        /// gRPC port (0 turns gRPC off); overrides LLAMA_STACK_GRPC_PORT and server.grpc_port.
+        #[arg(long)]
+        grpc_port: Option<u16>,
         /// Set an environment variable for ${env.X} substitution, e.g. --env INFERENCE_MODEL=x.
         #[arg(long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
@@ -108,7 +111,12 @@ fn main() -> ExitCode {
     };
     init_logging(cli.log_format, default_filter);
     let result = match cli.command {
-        Command::Run { config, port, env } => run(&config, port, &env),
+        Command::Run {
+            config,
+            port,
+            grpc_port,
+            env,
+        } => run(&config, port, grpc_port, &env),
         Command::Validate { config, env } => validate(&config, &env),
         Command::Providers => {
             providers();
@@ -175,7 +183,12 @@ fn providers() {
     }
 }
 
-fn run(config: &str, port: Option<u16>, env: &[String]) -> anyhow::Result<ExitCode> {
+fn run(
+    config: &str,
+    port: Option<u16>,
+    grpc_port: Option<u16>,
+    env: &[String],
+) -> anyhow::Result<ExitCode> {
     let env = parse_env(env)?;
     let path = llama_stack_distribution::resolve_run_config(config).map_err(anyhow::Error::msg)?;
     let loaded = match llama_stack_distribution::load(&path, &env) {
@@ -189,13 +202,14 @@ fn run(config: &str, port: Option<u16>, env: &[String]) -> anyhow::Result<ExitCo
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(loaded, path, port))
+    runtime.block_on(serve(loaded, path, port, grpc_port))
 }
 
 async fn serve(
     loaded: llama_stack_distribution::LoadedConfig,
     path: PathBuf,
     port_override: Option<u16>,
+    grpc_port_override: Option<u16>,
 ) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     // Distributions such as `starter` switch providers on by environment variable; say what
@@ -217,15 +231,12 @@ async fn serve(
     for notice in &built.not_implemented {
         tracing::warn!(notice = %notice, "Not implemented yet; ignored");
     }
-    let port = match port_override {
-        Some(p) => p,
-        None => match std::env::var("LLAMA_STACK_PORT") {
-            Ok(p) if !p.is_empty() => p
-                .parse()
-                .with_context(|| format!("LLAMA_STACK_PORT must be a port number, got `{p}`"))?,
-            _ => built.server.port,
-        },
-    };
+    let port = port_setting(port_override, "LLAMA_STACK_PORT", built.server.port)?;
+    let grpc_port = port_setting(
+        grpc_port_override,
+        "LLAMA_STACK_GRPC_PORT",
+        built.server.grpc_port,
+    )?;
     let host = built
         .server
         .host
@@ -238,23 +249,76 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    // Both listeners are bound before either serves, so a taken gRPC port fails the start
+    // rather than leaving a server with half its API.
+    let grpc_listener = if grpc_port == 0 {
+        None
+    } else {
+        let grpc_addr = SocketAddr::new(addr.ip(), grpc_port);
+        Some(
+            tokio::net::TcpListener::bind(grpc_addr)
+                .await
+                .with_context(|| {
+                    format!("cannot listen for gRPC on {grpc_addr} (set server.grpc_port, --grpc-port or LLAMA_STACK_GRPC_PORT; 0 turns gRPC off)")
+                })?,
+        )
+    };
     let app = llama_stack_http::router(built.stack.clone());
     let app = tower::util::MapRequestLayer::new(llama_stack_http::normalize_path).layer(app);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let grpc = grpc_listener.map(|grpc_listener| {
+        tracing::info!(
+            address = %grpc_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            "Serving gRPC"
+        );
+        tokio::spawn(llama_stack_grpc::serve(
+            grpc_listener,
+            built.stack.clone(),
+            stopped(),
+        ))
+    });
     tracing::info!(
         address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         distribution = %built.stack.info.image_name,
         startup_ms = started.elapsed().as_millis() as u64,
         "Serving Llama Stack"
     );
-    axum::serve(
+    let http = axum::serve(
         listener,
         axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serving HTTP")?;
+    .with_graceful_shutdown(stopped());
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    http.await.context("serving HTTP")?;
+    if let Some(grpc) = grpc {
+        grpc.await
+            .context("the gRPC server task failed")?
+            .context("serving gRPC")?;
+    }
     tracing::info!("Shut down cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A port from the command line, else the environment variable, else run.yaml.
+fn port_setting(flag: Option<u16>, variable: &str, configured: u16) -> anyhow::Result<u16> {
+    if let Some(port) = flag {
+        return Ok(port);
+    }
+    match std::env::var(variable) {
+        Ok(p) if !p.is_empty() => p
+            .parse()
+            .with_context(|| format!("{variable} must be a port number, got `{p}`")),
+        _ => Ok(configured),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM; in-flight requests then finish before the server exits.

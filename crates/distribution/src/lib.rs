@@ -219,6 +219,8 @@ pub struct ServerSettings {
     /// None binds every interface.
     pub host: Option<String>,
     pub port: u16,
+    /// The gRPC port; 0 when gRPC is off.
+    pub grpc_port: u16,
 }
 
 /// One problem in a run.yaml.

@@ -17,6 +17,8 @@ pub const RUN_CONFIG_VERSION: u32 = 2;
 
 /// The default `server.port`.
 pub const DEFAULT_PORT: u16 = 8321;
+/// The default `server.grpc_port`.
+pub const DEFAULT_GRPC_PORT: u16 = 8322;
 
 /// The top-level keys of a version 2 run config (`distro_name` is accepted for `image_name`).
 pub const TOP_LEVEL_KEYS: &[&str] = &[
@@ -283,6 +285,9 @@ pub struct ServerConfig {
     /// Address to bind; by default both `::` and `0.0.0.0`.
     #[serde(default, deserialize_with = "lenient::opt_string")]
     pub host: Option<String>,
+    /// Port of the gRPC API (same host), 1024 to 65535; `0` turns gRPC off. Default 8322.
+    #[serde(default = "default_grpc_port", deserialize_with = "grpc_port")]
+    pub grpc_port: u16,
     /// TLS certificate (not implemented yet).
     #[serde(default, deserialize_with = "lenient::opt_string")]
     pub tls_certfile: Option<String>,
@@ -306,6 +311,7 @@ impl fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("port", &self.port)
             .field("host", &self.host)
+            .field("grpc_port", &self.grpc_port)
             .field("tls_certfile", &self.tls_certfile)
             .field("tls_keyfile", &self.tls_keyfile)
             .field("tls_cafile", &self.tls_cafile)
@@ -320,6 +326,7 @@ impl Default for ServerConfig {
         ServerConfig {
             port: DEFAULT_PORT,
             host: None,
+            grpc_port: DEFAULT_GRPC_PORT,
             tls_certfile: None,
             tls_keyfile: None,
             tls_cafile: None,
@@ -331,6 +338,36 @@ impl Default for ServerConfig {
 
 fn default_port() -> u16 {
     DEFAULT_PORT
+}
+
+fn default_grpc_port() -> u16 {
+    DEFAULT_GRPC_PORT
+}
+
+fn grpc_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    use serde::de::Error;
+    let value = Value::deserialize(d)?;
+    match &value {
+        Value::Null => Ok(DEFAULT_GRPC_PORT),
+        Value::Number(n) => match n.as_i64() {
+            Some(0) => Ok(0),
+            Some(p) if (1024..=65535).contains(&p) => Ok(p as u16),
+            _ => Err(D::Error::custom(format!(
+                "grpc_port must be 0 (off) or an integer from 1024 to 65535, got {n}"
+            ))),
+        },
+        // ${env.X:=8322} substitutes to a string.
+        Value::String(s) => match s.trim().parse::<i64>() {
+            Ok(0) => Ok(0),
+            Ok(p) if (1024..=65535).contains(&p) => Ok(p as u16),
+            _ => Err(D::Error::custom(format!(
+                "grpc_port must be 0 (off) or an integer from 1024 to 65535, got `{s}`"
+            ))),
+        },
+        other => Err(D::Error::custom(format!(
+            "grpc_port must be 0 (off) or an integer from 1024 to 65535, got {other}"
+        ))),
+    }
 }
 
 fn port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {

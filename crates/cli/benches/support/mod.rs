@@ -43,6 +43,8 @@ impl Server {
         health: &str,
     ) -> Self {
         let file = std::fs::File::create(&log).unwrap();
+        // Benches compare HTTP servers; gRPC stays off so its default port is never contended.
+        cmd.env("LLAMA_STACK_GRPC_PORT", "0");
         let child = cmd
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())

@@ -280,6 +280,7 @@ impl Checker<'_> {
         let settings = ServerSettings {
             host: server.host.clone(),
             port: server.port,
+            grpc_port: server.grpc_port,
         };
         let (models, model_plans): (Vec<_>, Vec<_>) = models.into_iter().unzip();
         let mut take = |key: &str| other_lists.remove(key).unwrap_or_default();
