@@ -3,6 +3,7 @@
 //! driven with the generated clients and compared with the HTTP answers.
 
 mod agents;
+mod compat;
 mod inference;
 mod inspect;
 mod models;

@@ -1,8 +1,5 @@
 //! One stack per test, built from a run.yaml string, served over gRPC and HTTP at once.
 
-use std::sync::Arc;
-
-use llama_stack_core::Stack;
 use llama_stack_grpc::pb;
 use serde_json::json;
 use tonic::transport::Channel;
@@ -13,7 +10,6 @@ pub const LLM: &str = "canned-llm";
 pub const EMBEDDER: &str = "canned-embed";
 
 pub struct Harness {
-    pub stack: Arc<Stack>,
     pub channel: Channel,
     /// The HTTP server's base URL (`http://127.0.0.1:port`).
     pub http: String,
@@ -112,7 +108,6 @@ pub async fn start() -> Harness {
         .await
         .unwrap();
     Harness {
-        stack,
         channel,
         http,
         client: reqwest::Client::new(),
