@@ -115,7 +115,13 @@ async fn the_standard_health_service_answers_per_service() {
 #[tokio::test]
 async fn reflection_lists_the_services_and_describes_them() {
     let h = support::start().await;
-    let mut reflection = ServerReflectionClient::new(h.channel.clone());
+    // A client that knows nothing but the address, as grpcurl does.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", h.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut reflection = ServerReflectionClient::new(channel);
     let ask = |request: MessageRequest| ServerReflectionRequest {
         host: String::new(),
         message_request: Some(request),
@@ -158,4 +164,29 @@ async fn reflection_lists_the_services_and_describes_them() {
         panic!("the second answer carries file descriptors");
     };
     assert!(!files.file_descriptor_proto.is_empty());
+}
+
+#[tokio::test]
+async fn serve_stops_when_its_shutdown_future_resolves() {
+    let h = support::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(llama_stack_grpc::serve(listener, h.stack.clone(), async {
+        let _ = stopped.await;
+    }));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut inspect = pb::inspect_service_client::InspectServiceClient::new(channel);
+    inspect.version(pb::VersionRequest {}).await.unwrap();
+    drop(inspect);
+    stop.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .expect("serve returns after shutdown")
+        .unwrap()
+        .unwrap();
 }

@@ -10,10 +10,13 @@ pub const LLM: &str = "canned-llm";
 pub const EMBEDDER: &str = "canned-embed";
 
 pub struct Harness {
+    pub stack: std::sync::Arc<llama_stack_core::Stack>,
     pub channel: Channel,
     /// The HTTP server's base URL (`http://127.0.0.1:port`).
     pub http: String,
     pub client: reqwest::Client,
+    /// The gRPC server's address.
+    pub grpc_addr: std::net::SocketAddr,
     pub upstream: Upstream,
     _dir: tempfile::TempDir,
 }
@@ -108,9 +111,11 @@ pub async fn start() -> Harness {
         .await
         .unwrap();
     Harness {
+        stack,
         channel,
         http,
         client: reqwest::Client::new(),
+        grpc_addr,
         upstream,
         _dir: dir,
     }
