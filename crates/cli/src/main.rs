@@ -289,6 +289,12 @@ async fn serve(
         startup_ms = started.elapsed().as_millis() as u64,
         "Serving Llama Stack"
     );
+    // Streams are many small writes; without TCP_NODELAY each one can wait on a delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "Could not set TCP_NODELAY");
+        }
+    });
     let http = axum::serve(
         listener,
         axum::ServiceExt::<axum::extract::Request>::into_make_service(app),

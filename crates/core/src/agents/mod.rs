@@ -79,7 +79,7 @@ impl Stack {
             .get(AGENT_KIND, agent_id)
             .await?
             .and_then(|v| serde_json::from_value::<Agent>(v).ok())
-            .ok_or_else(|| Error::invalid(format!("Agent {agent_id} not found")))
+            .ok_or_else(|| Error::not_found(format!("Agent {agent_id} not found")))
     }
 
     /// Where an agent's sessions and turns live.
@@ -203,7 +203,7 @@ impl Stack {
             .get(&session_kind(&agent.agent_id), session_id)
             .await?
             .and_then(|v| serde_json::from_value(v).ok())
-            .ok_or_else(|| Error::invalid(format!("Session {session_id} not found")))
+            .ok_or_else(|| Error::not_found(format!("Session {session_id} not found")))
     }
 
     pub(crate) async fn turn_records(
@@ -322,7 +322,7 @@ impl Stack {
             .into_iter()
             .map(|t| t.turn)
             .find(|t| t.turn_id == turn_id)
-            .ok_or_else(|| Error::invalid(format!("Turn {turn_id} not found")))
+            .ok_or_else(|| Error::not_found(format!("Turn {turn_id} not found")))
     }
 
     /// `GET .../turn/{turn_id}/step/{step_id}`.
@@ -338,7 +338,7 @@ impl Stack {
             .into_iter()
             .find(|s| s.step_id() == step_id)
             .map(|step| llama_stack_types::StepResponse { step })
-            .ok_or_else(|| Error::invalid(format!("Step {step_id} not found")))
+            .ok_or_else(|| Error::not_found(format!("Step {step_id} not found")))
     }
 }
 

@@ -275,7 +275,7 @@ impl Stack {
             )));
         }
         let Some(paused) = records.iter().find(|r| r.turn.turn_id == turn_id).cloned() else {
-            return Err(Error::invalid(format!("Turn {turn_id} not found")));
+            return Err(Error::not_found(format!("Turn {turn_id} not found")));
         };
         if paused.status != "awaiting_input" {
             return Err(Error::invalid(format!(

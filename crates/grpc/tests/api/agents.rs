@@ -304,9 +304,7 @@ async fn agents_and_sessions_list_get_and_delete() {
         })
         .await
         .unwrap_err();
-    // The core reports unknown agents and sessions as invalid requests (upstream's
-    // ValueError), and the code follows the domain kind.
-    assert_eq!(gone.code(), Code::InvalidArgument);
+    assert_eq!(gone.code(), Code::NotFound);
 
     agents
         .delete_agent(pb::DeleteAgentRequest {
@@ -318,7 +316,7 @@ async fn agents_and_sessions_list_get_and_delete() {
         .get_agent(pb::GetAgentRequest { agent_id })
         .await
         .unwrap_err();
-    assert_eq!(gone.code(), Code::InvalidArgument);
+    assert_eq!(gone.code(), Code::NotFound);
     assert!(gone.message().contains("not found"), "{}", gone.message());
 
     let missing = agents

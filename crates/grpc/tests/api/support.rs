@@ -103,6 +103,10 @@ pub async fn start() -> Harness {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = format!("http://{}", listener.local_addr().unwrap());
     let app = llama_stack_http::router(stack.clone());
+    // As `llama-stack run` serves HTTP: with TCP_NODELAY, or streams stall on delayed ACKs.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let channel = Channel::from_shared(format!("http://{grpc_addr}"))

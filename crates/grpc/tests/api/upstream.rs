@@ -53,6 +53,10 @@ pub async fn start() -> Upstream {
         .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    // As `llama-stack run` serves HTTP: with TCP_NODELAY, or streams stall on delayed ACKs.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
     Upstream { base, seen }
 }
