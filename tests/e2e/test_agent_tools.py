@@ -322,3 +322,20 @@ def test_a_turn_cut_by_the_token_limit_ends_out_of_tokens(client):
     assert [s.step_type for s in turn.steps] == ["inference"]
     assert turn.output_message.stop_reason == "out_of_tokens"
     assert turn.output_message.content == "This answer was cut"
+
+
+def test_event_logger_prints_a_tool_turn_unchanged(client):
+    from llama_stack_client.lib.agents.event_logger import EventLogger
+
+    agent = Agent(client, model=MODEL, instructions="Search.", tools=["builtin::websearch"],
+                  input_shields=["CodeScanner"])
+    session_id = agent.create_session("logged")
+    turn = agent.create_turn(messages=[{"role": "user", "content": "[[search]]"}],
+                             session_id=session_id, stream=True)
+    lines = [str(event) for event in EventLogger().log(turn)]
+    text = "\n".join(lines)
+    assert "shield_call> No Violation" in lines, text
+    assert any(line.startswith("tool_execution> Tool:brave_search Args:") for line in lines), text
+    assert any(line.startswith("tool_execution> Tool:brave_search Response:")
+               and SEARCH_RESULT["url"] in line for line in lines), text
+    assert "inference> " in lines and "The weather is " in text, text
