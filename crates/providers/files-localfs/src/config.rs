@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use llama_stack_core::ConfigIssue;
+use llama_stack_core::provider::CheckedConfig;
 use serde::Deserialize;
 
 /// Uploaded files kept as plain files in one folder, their records in a SQL store.
@@ -51,21 +52,6 @@ ttl_secs: 0
 "#;
 
 impl LocalfsConfig {
-    /// Checks the values serde cannot.
-    pub fn issues(&self) -> Vec<ConfigIssue> {
-        let mut issues = Vec::new();
-        if let Some(MetadataStore::Sqlite(store)) = &self.metadata_store
-            && store.db_path.trim().is_empty()
-        {
-            issues.push(ConfigIssue::new(
-                "metadata_store.db_path",
-                "db_path is empty; give a database file, or remove metadata_store to use the \
-                 distribution's store",
-            ));
-        }
-        issues
-    }
-
     /// The folder for the bytes: `storage_dir`, else `<store_dir>/files`.
     pub fn storage_dir(&self, store_dir: Option<&Path>) -> Option<PathBuf> {
         match self.storage_dir.as_deref().map(str::trim) {
@@ -79,6 +65,23 @@ impl LocalfsConfig {
         self.ttl_secs
             .filter(|&secs| secs > 0)
             .map(|secs| secs.min(i64::MAX as u64) as i64)
+    }
+}
+
+impl CheckedConfig for LocalfsConfig {
+    /// Checks the values serde cannot.
+    fn issues(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        if let Some(MetadataStore::Sqlite(store)) = &self.metadata_store
+            && store.db_path.trim().is_empty()
+        {
+            issues.push(ConfigIssue::new(
+                "metadata_store.db_path",
+                "db_path is empty; give a database file, or remove metadata_store to use the \
+                 distribution's store",
+            ));
+        }
+        issues
     }
 }
 

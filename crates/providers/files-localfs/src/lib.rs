@@ -10,31 +10,20 @@ pub mod config;
 mod provider;
 
 use futures::FutureExt;
-use llama_stack_core::{
-    Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
-    provider::parse_config,
-};
+use llama_stack_core::{Api, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 
 pub use config::LocalfsConfig;
 pub use provider::{LocalfsFiles, RECORD_KIND};
 
 pub const PROVIDER_TYPE: &str = "inline::localfs";
 
-fn validate(value: &serde_json::Value) -> Vec<ConfigIssue> {
-    match parse_config::<LocalfsConfig>(value) {
-        Ok(config) => config.issues(),
-        Err(issues) => issues,
-    }
-}
-
 fn build(
     value: serde_json::Value,
     context: ProviderContext,
 ) -> futures::future::BoxFuture<'static, llama_stack_core::Result<ProviderInstance>> {
     async move {
-        let config = parse_config::<LocalfsConfig>(&value).map_err(|issues| {
-            llama_stack_core::Error::invalid(format!("invalid {PROVIDER_TYPE} config: {issues:?}"))
-        })?;
+        let config =
+            llama_stack_core::provider::load_config::<LocalfsConfig>(&value, PROVIDER_TYPE)?;
         let provider = LocalfsFiles::open(config, context).await?;
         Ok(ProviderInstance::Files(std::sync::Arc::new(provider)))
     }
@@ -49,7 +38,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &[],
         description: "Uploaded files on the local file system, records in the distribution's SQL store",
         sample_config: config::SAMPLE_CONFIG,
-        validate,
+        validate: llama_stack_core::provider::validate_config::<LocalfsConfig>,
         build,
     });
 }

@@ -1,6 +1,7 @@
 //! `inline::sentence-transformers` configuration: the `config:` block of the provider in run.yaml.
 
 use llama_stack_core::ConfigIssue;
+use llama_stack_core::provider::CheckedConfig;
 use serde::Deserialize;
 
 /// Local sentence embeddings with BERT-family encoders (e.g. all-MiniLM-L6-v2) on candle.
@@ -59,9 +60,9 @@ max_batch_size: 32
 max_queue: 16
 "#;
 
-impl SentenceTransformersConfig {
+impl CheckedConfig for SentenceTransformersConfig {
     /// Checks value ranges; paths are checked when a model is registered.
-    pub fn issues(&self) -> Vec<ConfigIssue> {
+    fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         let device_ok = self.device == "cpu"
             || self.device == "cuda"

@@ -13,31 +13,22 @@ mod pooling;
 mod provider;
 
 use futures::FutureExt;
-use llama_stack_core::{
-    Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
-    provider::parse_config,
-};
+use llama_stack_core::{Api, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 
 pub use config::SentenceTransformersConfig;
 pub use provider::SentenceTransformersProvider;
 
 pub const PROVIDER_TYPE: &str = "inline::sentence-transformers";
 
-fn validate(value: &serde_json::Value) -> Vec<ConfigIssue> {
-    match parse_config::<SentenceTransformersConfig>(value) {
-        Ok(config) => config.issues(),
-        Err(issues) => issues,
-    }
-}
-
 fn build(
     value: serde_json::Value,
     context: ProviderContext,
 ) -> futures::future::BoxFuture<'static, llama_stack_core::Result<ProviderInstance>> {
     async move {
-        let config = parse_config::<SentenceTransformersConfig>(&value).map_err(|issues| {
-            llama_stack_core::Error::invalid(format!("invalid {PROVIDER_TYPE} config: {issues:?}"))
-        })?;
+        let config = llama_stack_core::provider::load_config::<SentenceTransformersConfig>(
+            &value,
+            PROVIDER_TYPE,
+        )?;
         let provider = SentenceTransformersProvider::new(config, context)?;
         Ok(ProviderInstance::Inference(std::sync::Arc::new(provider)))
     }
@@ -52,7 +43,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &[],
         description: "Local sentence embeddings with BERT-family encoders such as all-MiniLM-L6-v2 (Hugging Face safetensors on candle; mean or cls pooling, normalized)",
         sample_config: config::SAMPLE_CONFIG,
-        validate,
+        validate: llama_stack_core::provider::validate_config::<SentenceTransformersConfig>,
         build,
     });
 }

@@ -1,6 +1,7 @@
 //! `inline::code-scanner` configuration: the `config:` block of the provider in run.yaml.
 
 use llama_stack_core::ConfigIssue;
+use llama_stack_core::provider::CheckedConfig;
 use serde::Deserialize;
 
 use crate::scanner::known_rule_ids;
@@ -20,9 +21,9 @@ pub const SAMPLE_CONFIG: &str = r#"# Rule ids to switch off, e.g. [weak-hash-md5
 disabled_rules: []
 "#;
 
-impl CodeScannerConfig {
+impl CheckedConfig for CodeScannerConfig {
     /// Checks the values serde cannot.
-    pub fn issues(&self) -> Vec<ConfigIssue> {
+    fn issues(&self) -> Vec<ConfigIssue> {
         let known = known_rule_ids();
         if known.is_empty() {
             return vec![ConfigIssue::new(

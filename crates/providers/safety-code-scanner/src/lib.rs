@@ -13,10 +13,7 @@ mod rules;
 mod scanner;
 
 use futures::FutureExt;
-use llama_stack_core::{
-    Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
-    provider::parse_config,
-};
+use llama_stack_core::{Api, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 
 pub use config::CodeScannerConfig;
 pub use provider::{CodeScannerSafety, SHIELD_IDS, VIOLATION_MESSAGE};
@@ -25,21 +22,13 @@ pub use scanner::{Finding, Scanner, known_rule_ids};
 
 pub const PROVIDER_TYPE: &str = "inline::code-scanner";
 
-fn validate(value: &serde_json::Value) -> Vec<ConfigIssue> {
-    match parse_config::<CodeScannerConfig>(value) {
-        Ok(config) => config.issues(),
-        Err(issues) => issues,
-    }
-}
-
 fn build(
     value: serde_json::Value,
     _context: ProviderContext,
 ) -> futures::future::BoxFuture<'static, llama_stack_core::Result<ProviderInstance>> {
     async move {
-        let config = parse_config::<CodeScannerConfig>(&value).map_err(|issues| {
-            llama_stack_core::Error::invalid(format!("invalid {PROVIDER_TYPE} config: {issues:?}"))
-        })?;
+        let config =
+            llama_stack_core::provider::load_config::<CodeScannerConfig>(&value, PROVIDER_TYPE)?;
         let scanner = Scanner::new(&config.disabled_rules)?;
         Ok(ProviderInstance::Safety(std::sync::Arc::new(
             CodeScannerSafety::new(scanner),
@@ -56,7 +45,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &[],
         description: "Rule-based insecure-code scanner (CodeShield-style regex rules) as a shield",
         sample_config: config::SAMPLE_CONFIG,
-        validate,
+        validate: llama_stack_core::provider::validate_config::<CodeScannerConfig>,
         build,
     });
 }
@@ -71,23 +60,40 @@ mod tests {
 
     #[test]
     fn sample_config_validates() {
-        assert_eq!(validate(&yaml(config::SAMPLE_CONFIG)), vec![]);
+        assert_eq!(
+            llama_stack_core::provider::validate_config::<config::CodeScannerConfig>(&yaml(
+                config::SAMPLE_CONFIG
+            )),
+            vec![]
+        );
     }
 
     #[test]
     fn empty_and_absent_config_are_valid() {
-        assert_eq!(validate(&serde_json::Value::Null), vec![]);
-        assert_eq!(validate(&serde_json::json!({})), vec![]);
+        assert_eq!(
+            llama_stack_core::provider::validate_config::<config::CodeScannerConfig>(
+                &serde_json::Value::Null
+            ),
+            vec![]
+        );
+        assert_eq!(
+            llama_stack_core::provider::validate_config::<config::CodeScannerConfig>(
+                &serde_json::json!({})
+            ),
+            vec![]
+        );
     }
 
     #[test]
     fn unknown_rule_ids_and_fields_are_reported_with_their_path() {
-        let issues = validate(&yaml(
-            "disabled_rules: [weak-hash-md5, no-such-rule]\nmin_severity: error\n",
-        ));
+        let issues = llama_stack_core::provider::validate_config::<config::CodeScannerConfig>(
+            &yaml("disabled_rules: [weak-hash-md5, no-such-rule]\nmin_severity: error\n"),
+        );
         let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
         assert_eq!(paths, ["min_severity"], "{issues:?}");
-        let issues = validate(&yaml("disabled_rules: [weak-hash-md5, no-such-rule]\n"));
+        let issues = llama_stack_core::provider::validate_config::<config::CodeScannerConfig>(
+            &yaml("disabled_rules: [weak-hash-md5, no-such-rule]\n"),
+        );
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].path, "disabled_rules[1]");
         assert!(issues[0].message.contains("no-such-rule"));

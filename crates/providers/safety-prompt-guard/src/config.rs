@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use llama_stack_core::ConfigIssue;
+use llama_stack_core::provider::CheckedConfig;
 use serde::Deserialize;
 
 /// The name of the model, of its checkpoint folder, and the only shield this provider serves.
@@ -86,8 +87,18 @@ device: cpu
 "#;
 
 impl PromptGuardConfig {
+    /// The model folder, `~` expanded.
+    pub fn model_dir(&self) -> PathBuf {
+        match self.model_local_dir.as_deref().map(str::trim) {
+            Some(dir) if !dir.is_empty() => expand_home(dir),
+            _ => checkpoints_dir().join(PROMPT_GUARD_MODEL),
+        }
+    }
+}
+
+impl CheckedConfig for PromptGuardConfig {
     /// Checks the values serde cannot; the model folder is checked when the provider is built.
-    pub fn issues(&self) -> Vec<ConfigIssue> {
+    fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         if !(0.0..1.0).contains(&self.threshold) {
             issues.push(ConfigIssue::new(
@@ -115,14 +126,6 @@ impl PromptGuardConfig {
             issues.push(ConfigIssue::new("max_queue", "must be at least 1"));
         }
         issues
-    }
-
-    /// The model folder, `~` expanded.
-    pub fn model_dir(&self) -> PathBuf {
-        match self.model_local_dir.as_deref().map(str::trim) {
-            Some(dir) if !dir.is_empty() => expand_home(dir),
-            _ => checkpoints_dir().join(PROMPT_GUARD_MODEL),
-        }
     }
 }
 

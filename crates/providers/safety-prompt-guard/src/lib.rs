@@ -13,10 +13,7 @@ mod provider;
 pub mod verdict;
 
 use futures::FutureExt;
-use llama_stack_core::{
-    Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
-    provider::parse_config,
-};
+use llama_stack_core::{Api, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 
 pub use config::{GuardType, PROMPT_GUARD_MODEL, PromptGuardConfig, SAMPLE_CONFIG};
 pub use provider::PromptGuardSafety;
@@ -24,21 +21,13 @@ pub use verdict::{Scores, USER_MESSAGE, python_float_repr};
 
 pub const PROVIDER_TYPE: &str = "inline::prompt-guard";
 
-fn validate(value: &serde_json::Value) -> Vec<ConfigIssue> {
-    match parse_config::<PromptGuardConfig>(value) {
-        Ok(config) => config.issues(),
-        Err(issues) => issues,
-    }
-}
-
 fn build(
     value: serde_json::Value,
     _context: ProviderContext,
 ) -> futures::future::BoxFuture<'static, llama_stack_core::Result<ProviderInstance>> {
     async move {
-        let config = parse_config::<PromptGuardConfig>(&value).map_err(|issues| {
-            llama_stack_core::Error::invalid(format!("invalid {PROVIDER_TYPE} config: {issues:?}"))
-        })?;
+        let config =
+            llama_stack_core::provider::load_config::<PromptGuardConfig>(&value, PROVIDER_TYPE)?;
         let provider = PromptGuardSafety::open(config).await?;
         Ok(ProviderInstance::Safety(std::sync::Arc::new(provider)))
     }
@@ -53,7 +42,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &[],
         description: "Prompt injection and jailbreak detection with Meta's Prompt-Guard-86M classifier (Hugging Face safetensors on candle)",
         sample_config: config::SAMPLE_CONFIG,
-        validate,
+        validate: llama_stack_core::provider::validate_config::<PromptGuardConfig>,
         build,
     });
 }

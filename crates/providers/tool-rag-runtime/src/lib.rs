@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use futures::FutureExt;
+use llama_stack_core::provider::CheckedConfig;
 use llama_stack_core::tool_runtime::{FetchPolicy, RagSettings, ToolRuntime};
 use llama_stack_core::{
     Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
@@ -44,7 +45,7 @@ fn default_timeout() -> f64 {
 pub const SAMPLE_CONFIG: &str =
     "allow_private_addresses: false\nmax_document_bytes: 52428800\nfetch_timeout_seconds: 30\n";
 
-impl RagRuntimeConfig {
+impl CheckedConfig for RagRuntimeConfig {
     fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         if self.max_document_bytes == 0 {
@@ -63,21 +64,13 @@ impl RagRuntimeConfig {
     }
 }
 
-fn validate(value: &serde_json::Value) -> Vec<ConfigIssue> {
-    match parse_config::<RagRuntimeConfig>(value) {
-        Ok(config) => config.issues(),
-        Err(issues) => issues,
-    }
-}
-
 fn build(
     value: serde_json::Value,
     _context: ProviderContext,
 ) -> futures::future::BoxFuture<'static, llama_stack_core::Result<ProviderInstance>> {
     async move {
-        let config = parse_config::<RagRuntimeConfig>(&value).map_err(|issues| {
-            llama_stack_core::Error::invalid(format!("invalid {PROVIDER_TYPE} config: {issues:?}"))
-        })?;
+        let config =
+            llama_stack_core::provider::load_config::<RagRuntimeConfig>(&value, PROVIDER_TYPE)?;
         Ok(ProviderInstance::ToolRuntime(ToolRuntime::Rag(
             RagSettings {
                 fetch: FetchPolicy {
@@ -99,7 +92,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &[],
         description: "The builtin::rag tools (knowledge_search over vector DBs) and rag-tool insert/query, with URL document loading limits",
         sample_config: SAMPLE_CONFIG,
-        validate,
+        validate: llama_stack_core::provider::validate_config::<RagRuntimeConfig>,
         build,
     });
 }
@@ -110,7 +103,12 @@ mod tests {
 
     #[test]
     fn empty_config_is_the_safe_default() {
-        assert!(validate(&serde_json::Value::Null).is_empty());
+        assert!(
+            llama_stack_core::provider::validate_config::<RagRuntimeConfig>(
+                &serde_json::Value::Null
+            )
+            .is_empty()
+        );
         let c: RagRuntimeConfig = parse_config(&serde_json::json!({})).unwrap();
         assert!(!c.allow_private_addresses);
         assert_eq!(c.max_document_bytes, 50 * 1024 * 1024);
@@ -118,8 +116,9 @@ mod tests {
 
     #[test]
     fn bad_fields_are_all_reported() {
-        let issues =
-            validate(&serde_json::json!({"fetch_timeout_seconds": -1, "max_document_bytes": 0}));
+        let issues = llama_stack_core::provider::validate_config::<RagRuntimeConfig>(
+            &serde_json::json!({"fetch_timeout_seconds": -1, "max_document_bytes": 0}),
+        );
         let paths: Vec<_> = issues.iter().map(|i| i.path.as_str()).collect();
         assert_eq!(paths, ["max_document_bytes", "fetch_timeout_seconds"]);
     }

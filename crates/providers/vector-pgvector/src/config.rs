@@ -3,6 +3,7 @@
 use std::fmt;
 
 use llama_stack_core::ConfigIssue;
+use llama_stack_core::provider::CheckedConfig;
 use llama_stack_storage::PostgresSettings;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -122,8 +123,22 @@ impl fmt::Debug for PgVectorConfig {
 }
 
 impl PgVectorConfig {
+    /// Connection settings, once [`PgVectorConfig::issues`] found nothing.
+    pub fn postgres_settings(&self) -> PostgresSettings {
+        PostgresSettings {
+            host: self.host.clone(),
+            port: u16::try_from(self.port).unwrap_or(5432),
+            db: self.db.clone(),
+            user: self.user.clone(),
+            password: self.password.clone().filter(|p| !p.is_empty()),
+            max_connections: u32::try_from(self.pool_size).unwrap_or(10),
+        }
+    }
+}
+
+impl CheckedConfig for PgVectorConfig {
     /// Every value problem, each with its path inside the `config:` block.
-    pub fn issues(&self) -> Vec<ConfigIssue> {
+    fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         let mut need = |ok: bool, path: &str, message: String| {
             if !ok {
@@ -188,18 +203,6 @@ impl PgVectorConfig {
             );
         }
         issues
-    }
-
-    /// Connection settings, once [`PgVectorConfig::issues`] found nothing.
-    pub fn postgres_settings(&self) -> PostgresSettings {
-        PostgresSettings {
-            host: self.host.clone(),
-            port: u16::try_from(self.port).unwrap_or(5432),
-            db: self.db.clone(),
-            user: self.user.clone(),
-            password: self.password.clone().filter(|p| !p.is_empty()),
-            max_connections: u32::try_from(self.pool_size).unwrap_or(10),
-        }
     }
 }
 

@@ -11,31 +11,20 @@ pub mod provider;
 mod search;
 
 use futures::FutureExt;
-use llama_stack_core::{
-    Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
-    provider::parse_config,
-};
+use llama_stack_core::{Api, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 
 pub use config::{HnswConfig, PgVectorConfig};
 pub use provider::PgVectorProvider;
 
 pub const PROVIDER_TYPE: &str = "remote::pgvector";
 
-fn validate(value: &serde_json::Value) -> Vec<ConfigIssue> {
-    match parse_config::<PgVectorConfig>(value) {
-        Ok(config) => config.issues(),
-        Err(issues) => issues,
-    }
-}
-
 fn build(
     value: serde_json::Value,
     _context: ProviderContext,
 ) -> futures::future::BoxFuture<'static, llama_stack_core::Result<ProviderInstance>> {
     async move {
-        let config = parse_config::<PgVectorConfig>(&value).map_err(|issues| {
-            llama_stack_core::Error::invalid(format!("invalid {PROVIDER_TYPE} config: {issues:?}"))
-        })?;
+        let config =
+            llama_stack_core::provider::load_config::<PgVectorConfig>(&value, PROVIDER_TYPE)?;
         let provider = PgVectorProvider::connect(&config).await?;
         Ok(ProviderInstance::VectorIo(std::sync::Arc::new(provider)))
     }
@@ -50,7 +39,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &[],
         description: "Vector stores in PostgreSQL with pgvector: HNSW (L2) vector search, full-text keyword search, filters",
         sample_config: config::SAMPLE_CONFIG,
-        validate,
+        validate: llama_stack_core::provider::validate_config::<PgVectorConfig>,
         build,
     });
 }

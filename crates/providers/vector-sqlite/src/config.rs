@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use llama_stack_core::provider::CheckedConfig;
 use llama_stack_core::{ConfigIssue, Error, Result};
 use serde::Deserialize;
 
@@ -128,8 +129,22 @@ fn non_empty(path: &Option<String>) -> Option<&str> {
 }
 
 impl SqliteVecConfig {
+    /// The database file: `db_path`, else `kvstore.db_path`, else `<store_dir>/sqlite_vec.db`.
+    pub fn database_path(&self, store_dir: Option<&Path>) -> Result<PathBuf> {
+        let kv_path = self.kvstore.as_ref().and_then(|kv| non_empty(&kv.db_path));
+        match (non_empty(&self.db_path).or(kv_path), store_dir) {
+            (Some(path), _) => Ok(PathBuf::from(path)),
+            (None, Some(dir)) => Ok(dir.join("sqlite_vec.db")),
+            (None, None) => Err(Error::invalid(
+                "inline::sqlite-vec has no place for its database: set `db_path` in its config",
+            )),
+        }
+    }
+}
+
+impl CheckedConfig for SqliteVecConfig {
     /// Every out-of-range value, with its path in the block.
-    pub fn issues(&self) -> Vec<ConfigIssue> {
+    fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         let mut range = |path: &str, value: usize, low: usize, high: usize| {
             if !(low..=high).contains(&value) {
@@ -170,18 +185,6 @@ impl SqliteVecConfig {
             ));
         }
         issues
-    }
-
-    /// The database file: `db_path`, else `kvstore.db_path`, else `<store_dir>/sqlite_vec.db`.
-    pub fn database_path(&self, store_dir: Option<&Path>) -> Result<PathBuf> {
-        let kv_path = self.kvstore.as_ref().and_then(|kv| non_empty(&kv.db_path));
-        match (non_empty(&self.db_path).or(kv_path), store_dir) {
-            (Some(path), _) => Ok(PathBuf::from(path)),
-            (None, Some(dir)) => Ok(dir.join("sqlite_vec.db")),
-            (None, None) => Err(Error::invalid(
-                "inline::sqlite-vec has no place for its database: set `db_path` in its config",
-            )),
-        }
     }
 }
 

@@ -18,31 +18,20 @@ mod index_file;
 mod provider;
 
 use futures::FutureExt;
-use llama_stack_core::{
-    Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
-    provider::parse_config,
-};
+use llama_stack_core::{Api, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 
 pub use config::SqliteVecConfig;
 pub use provider::SqliteVecProvider;
 
 pub const PROVIDER_TYPE: &str = "inline::sqlite-vec";
 
-fn validate(value: &serde_json::Value) -> Vec<ConfigIssue> {
-    match parse_config::<SqliteVecConfig>(value) {
-        Ok(config) => config.issues(),
-        Err(issues) => issues,
-    }
-}
-
 fn build(
     value: serde_json::Value,
     context: ProviderContext,
 ) -> futures::future::BoxFuture<'static, llama_stack_core::Result<ProviderInstance>> {
     async move {
-        let config = parse_config::<SqliteVecConfig>(&value).map_err(|issues| {
-            llama_stack_core::Error::invalid(format!("invalid {PROVIDER_TYPE} config: {issues:?}"))
-        })?;
+        let config =
+            llama_stack_core::provider::load_config::<SqliteVecConfig>(&value, PROVIDER_TYPE)?;
         let provider = SqliteVecProvider::open(&config, context.store_dir.as_deref()).await?;
         Ok(ProviderInstance::VectorIo(std::sync::Arc::new(provider)))
     }
@@ -57,7 +46,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &["inline::sqlite_vec", "inline::faiss", "inline::meta-reference"],
         description: "Embedded vector stores: chunks in SQLite with FTS5 keyword search (BM25) and an in-process HNSW index per store for vector search, saved beside the database",
         sample_config: config::SAMPLE_CONFIG,
-        validate,
+        validate: llama_stack_core::provider::validate_config::<SqliteVecConfig>,
         build,
     });
 }

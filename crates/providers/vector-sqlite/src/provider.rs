@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use llama_stack_core::provider::CheckedConfig;
 use llama_stack_core::vector_io::{
     ChunkSelector, Filter, ScoredChunk, SearchMode, SearchRequest, StoreSpec, StoredChunk,
     VectorIoProvider,
