@@ -9,7 +9,7 @@
 //!   installed, see scripts/setup-postgres.sh).
 //!
 //! ```sh
-//! cargo build -p llama-stack --benches && target/debug/deps/agents-*   # or cargo bench
+//! cargo build -p llama-stack --benches && $(ls -t target/debug/deps/agents-* | grep -v '\.d$' | head -1)   # or cargo bench
 //! ```
 //!
 //! `BENCH_SECS` (default 5) is the measuring time of each point, after a one-second warm-up.

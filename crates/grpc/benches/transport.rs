@@ -4,7 +4,7 @@
 //! once, so the figures are the transports' own cost plus the shared core's.
 //!
 //! ```sh
-//! cargo build -p llama-stack-grpc --benches && target/debug/deps/transport-*   # or cargo bench
+//! cargo build -p llama-stack-grpc --benches && $(ls -t target/debug/deps/transport-* | grep -v '\.d$' | head -1)   # or cargo bench
 //! ```
 //!
 //! `BENCH_SECS` (default 3) is the measuring time of each point, after a short warm-up.
