@@ -23,6 +23,7 @@ SWAP_SCRIPT = REPO_ROOT / "examples" / "python" / "swap.py"
 OTHER_STARTER_SWITCHES = [
     "EMBEDDING_MODEL_PATH", "VLLM_URL", "OLLAMA_URL", "LLAMA_CPP_URL", "OPENAI_API_KEY",
     "TOGETHER_API_KEY", "FIREWORKS_API_KEY", "GROQ_API_KEY", "LLAMA_API_KEY", "SAFETY_MODEL",
+    "TAVILY_SEARCH_API_KEY", "BRAVE_SEARCH_API_KEY", "WOLFRAM_ALPHA_API_KEY",
 ]
 
 
@@ -57,6 +58,7 @@ def test_starter_with_only_a_local_model(server_factory):
         ("inference", "candle", "inline::candle"),
         ("vector_io", "sqlite-vec", "inline::sqlite-vec"),
         ("tool_runtime", "rag-runtime", "inline::rag-runtime"),
+        ("tool_runtime", "model-context-protocol", "remote::model-context-protocol"),
         ("files", "localfs", "inline::localfs"),
         ("safety", "llama-guard", "inline::llama-guard"),
         ("safety", "code-scanner", "inline::code-scanner"),

@@ -107,7 +107,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
         Command::Recipe { .. } => recipe::DEFAULT_LOG_FILTER,
-        _ => "info",
+        // rmcp's transport worker logs every failed MCP connection as an error; the MCP
+        // provider reports the same failure, with the endpoint, as the call's error.
+        _ => "info,rmcp::transport::worker=off",
     };
     init_logging(cli.log_format, default_filter);
     let result = match cli.command {
