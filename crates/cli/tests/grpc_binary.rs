@@ -8,10 +8,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use futures::StreamExt;
 use llama_stack_grpc::pb;
 use pb::turn_event_payload::EventType;
@@ -19,97 +15,21 @@ use serde_json::{Value, json};
 use tonic::Code;
 use tonic::transport::Channel;
 
+// The canned OpenAI-compatible upstream of the gRPC crate's tests: deterministic answers, so
+// both transports can be compared exactly.
+#[allow(dead_code)] // markers and counters only the in-process tests use
+#[path = "../../grpc/tests/api/upstream.rs"]
+mod upstream;
+
+use upstream::{ANSWER, DIMENSION};
+
 const BIN: &str = env!("CARGO_BIN_EXE_llama-stack");
 const LLM: &str = "canned-llm";
 const EMBEDDER: &str = "canned-embed";
-const DIMENSION: usize = 8;
-/// What the upstream answers to every chat.
-const ANSWER: &str = "Paris is the capital of France.";
 /// Code the scanner blocks (a weak hash).
 const INSECURE: &str = "import hashlib\ndigest = hashlib.md5(password).hexdigest()\n";
 /// How long a debug build on a busy machine may take to start serving.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
-
-// The canned upstream: deterministic answers, so both transports can be compared exactly.
-
-async fn start_upstream() -> String {
-    let models = json!({"object": "list", "data": [
-        {"id": LLM, "object": "model", "created": 0, "owned_by": "canned"}
-    ]});
-    let app = axum::Router::new()
-        .route("/v1/models", get(move || async move { Json(models) }))
-        .route("/v1/chat/completions", post(chat))
-        .route("/v1/embeddings", post(embeddings));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    base
-}
-
-async fn chat(Json(body): Json<Value>) -> Response {
-    let tokens: Vec<&str> = ANSWER.split_inclusive(' ').collect();
-    let usage = json!({"prompt_tokens": 5, "completion_tokens": tokens.len(),
-                       "total_tokens": 5 + tokens.len()});
-    if !body["stream"].as_bool().unwrap_or(false) {
-        return Json(
-            json!({"id": "c1", "object": "chat.completion", "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": ANSWER}}],
-            "usage": usage}),
-        )
-        .into_response();
-    }
-    let mut events: Vec<Value> = tokens
-        .iter()
-        .map(|t| {
-            json!({"id": "c1", "object": "chat.completion.chunk",
-                   "choices": [{"index": 0, "delta": {"role": "assistant", "content": t},
-                                "finish_reason": null}]})
-        })
-        .collect();
-    events.push(json!({"id": "c1", "object": "chat.completion.chunk",
-                       "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                       "usage": usage}));
-    let mut sse: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
-    sse.push_str("data: [DONE]\n\n");
-    ([(header::CONTENT_TYPE, "text/event-stream")], sse).into_response()
-}
-
-/// A bag of words hashed (FNV-1a) into [`DIMENSION`] buckets: texts sharing words land near
-/// each other, and every run embeds alike.
-fn embed(text: &str) -> Vec<f32> {
-    let mut v = [0.01f32; DIMENSION];
-    for word in text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
-        let mut hash: u64 = 0xcbf29ce484222325;
-        for b in word.to_lowercase().bytes() {
-            hash ^= b as u64;
-            hash = hash.wrapping_mul(0x100000001b3);
-        }
-        v[(hash % DIMENSION as u64) as usize] += 1.0;
-    }
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter().map(|x| x / norm).collect()
-}
-
-async fn embeddings(Json(body): Json<Value>) -> Json<Value> {
-    let inputs: Vec<&str> = match &body["input"] {
-        Value::String(s) => vec![s.as_str()],
-        Value::Array(items) => items.iter().map(|i| i.as_str().unwrap_or("")).collect(),
-        _ => Vec::new(),
-    };
-    let data: Vec<Value> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, text)| json!({"object": "embedding", "index": i, "embedding": embed(text)}))
-        .collect();
-    Json(
-        json!({"object": "list", "data": data, "model": body["model"],
-                "usage": {"prompt_tokens": inputs.len(), "total_tokens": inputs.len()}}),
-    )
-}
 
 // The server under test.
 
@@ -208,7 +128,7 @@ impl Server {
     /// run.yaml says `server.grpc_port: configured`; the command line says `--grpc-port flag`.
     async fn start_with(configured: u16, flag: u16) -> Server {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let upstream = start_upstream().await;
+        let upstream = upstream::start().await.base;
         let dir = tempfile::tempdir().unwrap();
         let yaml = dir.path().join("run.yaml");
         std::fs::write(&yaml, run_yaml(&upstream, dir.path(), configured)).unwrap();

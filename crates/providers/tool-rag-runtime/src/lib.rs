@@ -11,7 +11,6 @@ use llama_stack_core::provider::CheckedConfig;
 use llama_stack_core::tool_runtime::{FetchPolicy, RagSettings, ToolRuntime};
 use llama_stack_core::{
     Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
-    provider::parse_config,
 };
 use serde::Deserialize;
 
@@ -109,7 +108,8 @@ mod tests {
             )
             .is_empty()
         );
-        let c: RagRuntimeConfig = parse_config(&serde_json::json!({})).unwrap();
+        let c: RagRuntimeConfig =
+            llama_stack_core::provider::parse_config(&serde_json::json!({})).unwrap();
         assert!(!c.allow_private_addresses);
         assert_eq!(c.max_document_bytes, 50 * 1024 * 1024);
     }
