@@ -81,11 +81,19 @@ pub(crate) fn check_client_tools(config: &AgentConfig) -> Result<()> {
 struct Tools {
     definitions: Vec<ToolDefinition>,
     client: HashSet<String>,
-    /// Tool name → the args of the tool group it came from.
-    group_args: HashMap<String, Map<String, Value>>,
-    /// Name the model calls → name the tool runtime knows, where they differ (the Llama
-    /// builtin `brave_search` runs the runtime's `web_search`).
-    runtime_names: HashMap<String, String>,
+    /// Name the model calls → the server-side tool it runs.
+    server: HashMap<String, ServerTool>,
+}
+
+/// A tool the server runs, resolved when the turn starts so that a call goes straight to its
+/// group's runtime.
+struct ServerTool {
+    group: llama_stack_types::ToolGroup,
+    /// The name the runtime knows; differs from the model's for Llama builtins (the model's
+    /// `brave_search` runs the runtime's `web_search`).
+    runtime_name: String,
+    /// The args given with the group in the agent's or turn's tool groups.
+    args: Map<String, Value>,
 }
 
 /// The Llama builtin tool a `builtin::*` group's tool is offered as (§5.1 step 5), so a Llama
@@ -116,8 +124,7 @@ impl Stack {
         let mut tools = Tools {
             definitions: Vec::new(),
             client: HashSet::new(),
-            group_args: HashMap::new(),
-            runtime_names: HashMap::new(),
+            server: HashMap::new(),
         };
         let add = |tools: &mut Tools, def: ToolDefinition| -> Result<()> {
             if tools
@@ -135,13 +142,17 @@ impl Stack {
         };
         for group in &groups {
             let name = group.name();
-            let (group_id, only) = match self.get_tool_group(name).await {
-                Ok(_) => (name.to_string(), None),
+            let (registered, only) = match self.get_tool_group(name).await {
+                Ok(registered) => (registered, None),
                 Err(err) => match name.rsplit_once('/') {
-                    Some((g, t)) => (g.to_string(), Some(t.to_string())),
+                    Some((g, t)) => (
+                        self.get_tool_group(g).await.map_err(|_| err)?,
+                        Some(t.to_string()),
+                    ),
                     None => return Err(err),
                 },
             };
+            let group_id = registered.identifier.clone();
             for tool in self.list_tools(Some(&group_id)).await? {
                 if only.as_ref().is_some_and(|t| t != &tool.identifier) {
                     continue;
@@ -155,18 +166,17 @@ impl Stack {
                         &p.default,
                     )
                 }));
-                let name = match llama_builtin(&group_id, &tool.identifier) {
-                    Some(builtin) => {
-                        tools
-                            .runtime_names
-                            .insert(builtin.to_string(), tool.identifier.clone());
-                        builtin.to_string()
-                    }
-                    None => tool.identifier.clone(),
-                };
-                tools
-                    .group_args
-                    .insert(name.clone(), group.args().cloned().unwrap_or_default());
+                let name = llama_builtin(&group_id, &tool.identifier)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| tool.identifier.clone());
+                tools.server.insert(
+                    name.clone(),
+                    ServerTool {
+                        group: registered.clone(),
+                        runtime_name: tool.identifier.clone(),
+                        args: group.args().cloned().unwrap_or_default(),
+                    },
+                );
                 add(
                     &mut tools,
                     ToolDefinition {
@@ -555,21 +565,23 @@ impl TurnRun {
             _ => Map::new(),
         };
         kwargs.insert("session_id".into(), Value::String(self.session_id.clone()));
-        if let Some(args) = self.tools.group_args.get(&call.tool_name) {
-            kwargs.extend(args.clone());
-        }
-        let result = self
-            .stack
-            .invoke_tool(InvokeToolRequest {
-                tool_name: self
-                    .tools
-                    .runtime_names
-                    .get(&call.tool_name)
-                    .cloned()
-                    .unwrap_or_else(|| call.tool_name.clone()),
-                kwargs,
-            })
-            .await;
+        let result = match self.tools.server.get(&call.tool_name) {
+            Some(tool) => {
+                kwargs.extend(tool.args.clone());
+                self.stack
+                    .invoke_group_tool(&tool.group, &tool.runtime_name, &kwargs)
+                    .await
+            }
+            // A name the turn did not offer: the tool runtime says what it knows.
+            None => {
+                self.stack
+                    .invoke_tool(InvokeToolRequest {
+                        tool_name: call.tool_name.clone(),
+                        kwargs,
+                    })
+                    .await
+            }
+        };
         // A failing tool is reported to the model, which may recover, rather than ending the turn.
         let (content, metadata) = match result {
             Ok(r) => match (r.content, r.error_message) {

@@ -299,17 +299,24 @@ impl Stack {
     /// `POST /v1/tool-runtime/invoke`.
     pub async fn invoke_tool(&self, request: InvokeToolRequest) -> Result<ToolInvocationResult> {
         let (tool, group) = self.find_tool(&request.tool_name).await?;
-        if let Some(ToolRuntime::Provider(provider)) = self.tool_runtime(&tool.provider_id) {
-            return provider
-                .invoke(&group, &tool.identifier, &request.kwargs)
-                .await;
+        self.invoke_group_tool(&group, &tool.identifier, &request.kwargs)
+            .await
+    }
+
+    /// Runs `tool` of a known `group`; the agent loop, which resolved its tools' groups when
+    /// the turn began, calls this rather than searching every group (an MCP server each) again.
+    pub(crate) async fn invoke_group_tool(
+        &self,
+        group: &ToolGroup,
+        tool: &str,
+        kwargs: &serde_json::Map<String, Value>,
+    ) -> Result<ToolInvocationResult> {
+        let runtime = self.tool_runtime(&group.provider_id);
+        if let Some(ToolRuntime::Provider(provider)) = &runtime {
+            return provider.invoke(group, tool, kwargs).await;
         }
-        match (
-            self.tool_runtime(&tool.provider_id),
-            tool.identifier.as_str(),
-        ) {
+        match (runtime, tool) {
             (Some(ToolRuntime::Rag(_)), "knowledge_search") => {
-                let kwargs = &request.kwargs;
                 let query = kwargs.get("query").cloned().ok_or_else(|| {
                     Error::invalid("knowledge_search needs kwargs.query").with_location(vec![
                         "body".into(),
