@@ -15,66 +15,27 @@
 //! `BENCH_SECS` (default 5) is the measuring time of each point, after a one-second warm-up.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Server, free_port, percentile};
+use support::upstream::{ChatReply, start_upstream};
+use support::{Server, percentile, start_server};
 
-const BIN: &str = env!("CARGO_BIN_EXE_llama-stack");
 const MODEL: &str = "stub";
 
+/// One short text, streamed: the chat completion every agent turn makes.
 fn start_stub() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let stream = [
-                serde_json::json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello there."}}]}),
-                serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
-            ]
-            .iter()
-            .map(|c| format!("data: {c}\n\n"))
-            .collect::<String>()
-                + "data: [DONE]\n\n";
-            let models = serde_json::json!({"object": "list", "data": [
-                {"id": MODEL, "object": "model", "created": 0, "owned_by": "stub"}]});
-            let app = axum::Router::new()
-                .route(
-                    "/v1/chat/completions",
-                    axum::routing::post(move || {
-                        let body = stream.clone();
-                        async move {
-                            ([(axum::http::header::CONTENT_TYPE, "text/event-stream")], body)
-                        }
-                    }),
-                )
-                .route(
-                    "/v1/models",
-                    axum::routing::get(move || {
-                        let models = models.clone();
-                        async move { axum::Json(models) }
-                    }),
-                );
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    base
+    let reply = ChatReply::sse(&[
+        serde_json::json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello there."}}]}),
+        serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+    ]);
+    start_upstream(MODEL, reply, axum::Router::new())
 }
 
 fn start_ours(work: &Path, upstream: &str, metadata_store: &str) -> Server {
-    let run_yaml = work.join("run.yaml");
-    std::fs::write(
-        &run_yaml,
-        format!(
-            "version: 2
+    let yaml = format!(
+        "version: 2
 image_name: bench-agents
 apis: [inference, agents]
 providers:
@@ -95,25 +56,10 @@ models:
   provider_id: up
   model_type: llm
 "
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "run",
-        run_yaml.to_str().unwrap(),
-        "--port",
-        &port.to_string(),
-    ])
-    .env("RUST_LOG", "warn");
-    Server::spawn(
-        "llama-stack-rs",
-        cmd,
-        port,
-        work.join("ours.log"),
-        "/v1/health",
-    )
+    );
+    start_server(work, &yaml, "ours.log", |cmd| {
+        cmd.env("RUST_LOG", "warn");
+    })
 }
 
 async fn post(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> Option<String> {

@@ -26,12 +26,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Server, free_port, percentile, proc_kib};
+use support::upstream::{ChatReply, start_upstream};
+use support::{BIN, OURS, Server, free_port, percentile, proc_kib, start_server, write_run_yaml};
 
-const BIN: &str = env!("CARGO_BIN_EXE_llama-stack");
 const MODEL: &str = "tiny-gguf";
 const DIRECT: &str = "upstream direct";
-const OURS: &str = "llama-stack-rs";
 const PY: &str = "Python llama-stack 0.2.14";
 const PY_QUIET: &str = "Python llama-stack 0.2.14, no trace sinks";
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
@@ -115,18 +114,10 @@ fn python_venv() -> PathBuf {
     python
 }
 
-fn write(path: &Path, text: &str) -> PathBuf {
-    std::fs::write(path, text).unwrap();
-    path.to_path_buf()
-}
-
 fn start_ours(work: &Path, upstream: &str) -> Server {
     let store = work.join("ours");
-    std::fs::create_dir_all(&store).unwrap();
-    let run_yaml = write(
-        &store.join("run.yaml"),
-        &format!(
-            "version: 2
+    let yaml = format!(
+        "version: 2
 image_name: bench-gateway
 apis:
 - inference
@@ -148,16 +139,11 @@ shields: []
 vector_dbs: []
 tool_groups: []
 ",
-            store = store.display()
-        ),
+        store = store.display()
     );
-    let port = free_port();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("run")
-        .arg(&run_yaml)
-        .args(["--port", &port.to_string()])
-        .current_dir(repo());
-    Server::spawn(OURS, cmd, port, store.join("server.log"), "/v1/health")
+    start_server(&store, &yaml, "server.log", |cmd| {
+        cmd.current_dir(repo());
+    })
 }
 
 /// With `traces` false, the run.yaml adds the telemetry API with no sinks; without a telemetry
@@ -172,10 +158,9 @@ fn start_python(work: &Path, python: &Path, upstream: &str, traces: bool) -> Ser
             "  telemetry:\n  - provider_id: meta-reference\n    provider_type: inline::meta-reference\n    config:\n      sinks: []\n",
         )
     };
-    std::fs::create_dir_all(&store).unwrap();
     let port = free_port();
-    let run_yaml = write(
-        &store.join("run.yaml"),
+    let run_yaml = write_run_yaml(
+        &store,
         &format!(
             "version: 2
 image_name: bench-gateway
@@ -280,49 +265,17 @@ fn start_llama_server(work: &Path) -> Server {
     )
 }
 
-/// A canned chat completion and model list, on its own thread and single-threaded runtime.
+/// Eight tokens of text for every request, as a non-streamed completion.
 fn start_stub() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let answer = serde_json::json!({
-                "id": "chatcmpl-stub", "object": "chat.completion", "created": 0, "model": MODEL,
-                "system_fingerprint": "stub",
-                "choices": [{"index": 0, "finish_reason": "length",
-                             "message": {"role": "assistant", "content": "one two three four five six seven eight"}}],
-                "usage": {"prompt_tokens": 14, "completion_tokens": 8, "total_tokens": 22},
-            });
-            let models = serde_json::json!({
-                "object": "list",
-                "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "stub"}],
-            });
-            let app = axum::Router::new()
-                .route(
-                    "/v1/chat/completions",
-                    axum::routing::post(move || {
-                        let answer = answer.clone();
-                        async move { axum::Json(answer) }
-                    }),
-                )
-                .route(
-                    "/v1/models",
-                    axum::routing::get(move || {
-                        let models = models.clone();
-                        async move { axum::Json(models) }
-                    }),
-                )
-                .route("/health", axum::routing::get(|| async { "ok" }));
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    base
+    let reply = ChatReply::Json(serde_json::json!({
+        "id": "chatcmpl-stub", "object": "chat.completion", "created": 0, "model": MODEL,
+        "system_fingerprint": "stub",
+        "choices": [{"index": 0, "finish_reason": "length",
+                     "message": {"role": "assistant", "content": "one two three four five six seven eight"}}],
+        "usage": {"prompt_tokens": 14, "completion_tokens": 8, "total_tokens": 22},
+    }));
+    let health = axum::Router::new().route("/health", axum::routing::get(|| async { "ok" }));
+    start_upstream(MODEL, reply, health)
 }
 
 #[derive(Clone, Copy)]

@@ -15,14 +15,13 @@
 //! point, after a one-second warm-up.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Server, free_port, percentile};
+use support::upstream::{ChatReply, start_upstream};
+use support::{Server, percentile, start_server};
 
-const BIN: &str = env!("CARGO_BIN_EXE_llama-stack");
 const MODEL: &str = "meta-llama/Llama-Guard-3-1B";
 const CONCURRENCY: [usize; 2] = [1, 8];
 
@@ -53,52 +52,20 @@ fn guard_prompt(text: &str) -> String {
     )
 }
 
+/// The guard model's verdict on every prompt: unsafe, category S1.
 fn start_stub() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let answer = serde_json::json!({
-                "id": "chatcmpl-stub", "object": "chat.completion", "created": 0, "model": MODEL,
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": "unsafe\nS1"}}],
-                "usage": {"prompt_tokens": 200, "completion_tokens": 4, "total_tokens": 204},
-            });
-            let models = serde_json::json!({"object": "list", "data": [
-                {"id": MODEL, "object": "model", "created": 0, "owned_by": "stub"}]});
-            let app = axum::Router::new()
-                .route(
-                    "/v1/chat/completions",
-                    axum::routing::post(move || {
-                        let answer = answer.clone();
-                        async move { axum::Json(answer) }
-                    }),
-                )
-                .route(
-                    "/v1/models",
-                    axum::routing::get(move || {
-                        let models = models.clone();
-                        async move { axum::Json(models) }
-                    }),
-                );
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    base
+    let reply = ChatReply::Json(serde_json::json!({
+        "id": "chatcmpl-stub", "object": "chat.completion", "created": 0, "model": MODEL,
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": "unsafe\nS1"}}],
+        "usage": {"prompt_tokens": 200, "completion_tokens": 4, "total_tokens": 204},
+    }));
+    start_upstream(MODEL, reply, axum::Router::new())
 }
 
 fn start_ours(work: &Path, upstream: &str) -> Server {
-    let run_yaml = work.join("run.yaml");
-    std::fs::write(
-        &run_yaml,
-        format!(
-            "version: 2
+    let yaml = format!(
+        "version: 2
 image_name: bench-safety
 apis: [inference, safety]
 providers:
@@ -129,26 +96,11 @@ shields:
 - shield_id: CodeScanner
   provider_id: code-scanner
 ",
-            store = work.display()
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "run",
-        run_yaml.to_str().unwrap(),
-        "--port",
-        &port.to_string(),
-    ])
-    .env("RUST_LOG", "warn");
-    Server::spawn(
-        "llama-stack-rs",
-        cmd,
-        port,
-        work.join("ours.log"),
-        "/v1/health",
-    )
+        store = work.display()
+    );
+    start_server(work, &yaml, "ours.log", |cmd| {
+        cmd.env("RUST_LOG", "warn");
+    })
 }
 
 struct Point {

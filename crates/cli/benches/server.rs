@@ -13,9 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{free_port, proc_kib};
-
-const BIN: &str = env!("CARGO_BIN_EXE_llama-stack");
+use support::{BIN, free_port, proc_kib};
 
 fn healthy(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {

@@ -1,44 +1,39 @@
-//! API traits, the domain error, provider registration and the assembled [`Stack`] whose
-//! functions both transports call.
+//! The bottom of the stack above the wire types: the API names, the domain error, provider
+//! config checking, the registry store trait and request-scoped provider data.
 //!
-//! Depends only on `llama-stack-types` and `llama-stack-documents` (text extraction and
-//! chunking, which vector store ingestion uses). Must never depend on a provider, a transport or the
-//! distribution assembler: those depend on this crate.
+//! Depends only on `llama-stack-types`. Every API crate (`crates/apis/*`), provider, transport
+//! and the distribution assembler depend on this crate; it depends on none of them.
 
-pub mod agents;
 pub mod api;
+pub mod config;
 pub mod error;
-pub mod files;
-pub mod files_ops;
-pub mod inference;
-pub mod inference_ops;
-pub mod memory;
-mod models;
-pub mod openai_compat;
-mod openai_embeddings;
-mod openai_forward;
-pub mod provider;
-mod provider_models;
 pub mod request_context;
-pub mod resilience;
-pub mod safety;
-mod shields;
-pub mod stack;
 pub mod store;
-pub mod tool_runtime;
-pub mod vector_io;
 
 pub use api::Api;
+pub use config::{CheckedConfig, ConfigIssue, load_config, parse_config, validate_config};
 pub use error::{Error, ErrorKind, Result};
-pub use inference::{
-    ChatStream, CompletionStream, Embeddings, ForwardedReply, InferenceProvider, JsonStream,
-    ProviderModel,
-};
-pub use models::RestoredModels;
-pub use provider::{
-    CheckedConfig, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
-};
-pub use provider_models::RefreshOutcome;
-pub use shields::RestoredShields;
-pub use stack::{ProviderHandle, Stack, StackInfo};
 pub use store::RegistryStore;
+
+/// Now as upstream writes timestamps (ISO 8601, UTC, microseconds).
+pub fn now_iso() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Now in Unix seconds, as OpenAI objects carry it.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Ids joined for an error message that lists the known ones, or `(none)`.
+pub fn list_or_none<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
+    let items: Vec<String> = items.into_iter().map(|s| s.as_ref().to_string()).collect();
+    if items.is_empty() {
+        "(none)".into()
+    } else {
+        items.join(", ")
+    }
+}

@@ -3,15 +3,14 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use llama_stack_core::stack::redact_config;
-use llama_stack_core::{
-    Error, ErrorKind, ProviderContext, ProviderHandle, RegistryStore, Stack, StackInfo,
-};
+use llama_stack_core::{Error, ErrorKind, RegistryStore};
+use llama_stack_stack::{Stack, StackInfo};
 use llama_stack_types::{
     ModelType, RegisterModelRequest, RegisterShieldRequest, RegisterToolGroupRequest,
     RegisterVectorDbRequest,
 };
 
+use crate::assemble::assemble;
 use crate::{LoadedConfig, ServerSettings};
 
 /// A built stack and what the server needs to serve it.
@@ -34,52 +33,12 @@ pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
     let registry = crate::registry_store::open(&loaded).await?;
     let store_dir = loaded.store_dir().to_path_buf();
     let store: Arc<dyn RegistryStore> = registry.store.clone();
-
-    let mut handles = Vec::with_capacity(loaded.providers.len());
-    for plan in &loaded.providers {
-        let spec = loaded.registry().get(plan.provider_type).ok_or_else(|| {
-            Error::internal(format!(
-                "{}: provider type `{}` vanished from the registry",
-                plan.path, plan.provider_type
-            ))
-        })?;
-        let context = ProviderContext {
-            provider_id: plan.provider_id.clone(),
-            store_dir: Some(store_dir.clone()),
-            registry: Some(store.clone()),
-        };
-        let instance = (spec.build)(plan.config.clone(), context)
-            .await
-            .map_err(|err| {
-                Error::new(
-                    err.kind(),
-                    format!(
-                        "{}: cannot build provider `{}` ({}): {}",
-                        plan.path,
-                        plan.provider_id,
-                        plan.provider_type,
-                        err.message()
-                    ),
-                )
-            })?;
-        tracing::info!(api = %plan.api, provider_id = %plan.provider_id,
-            provider_type = plan.provider_type, "Built provider");
-        handles.push(ProviderHandle {
-            api: plan.api,
-            provider_id: plan.provider_id.clone(),
-            provider_type: plan.provider_type.to_string(),
-            redacted_config: redact_config(&plan.config),
-            instance,
-        });
-    }
-
     let info = StackInfo {
         image_name: loaded.config.image_name.clone(),
         apis: loaded.apis.clone(),
-        default_shield_id: loaded.config.safety.default_shield_id.clone(),
     };
-    let stack = Arc::new(Stack::new(info, handles, store));
-    let restored = stack.restore_models().await?;
+    let stack = Arc::new(assemble(&loaded, info, store, &store_dir).await?);
+    let restored = stack.inference.restore_models().await?;
     tracing::debug!(
         restored = restored.restored,
         "Restored models from the registry"
@@ -89,7 +48,7 @@ pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
     for model in &loaded.models {
         let model_id = model.request.model_id.clone();
         let provider_id = model.request.provider_id.clone().unwrap_or_default();
-        let err = match stack.register_model(model.request.clone()).await {
+        let err = match stack.inference.register_model(model.request.clone()).await {
             Ok(_) => continue,
             Err(err) => err,
         };
@@ -145,7 +104,7 @@ pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
 /// Restores the shields of earlier runs, then registers the run.yaml `shields` (after the
 /// models, since a Llama Guard shield names its guard model).
 async fn register_shields(stack: &Stack, loaded: &LoadedConfig) -> Result<(), Error> {
-    let restored = stack.restore_shields().await?;
+    let restored = stack.safety.restore_shields().await?;
     for (i, shield) in loaded.config.shields.iter().enumerate() {
         let request = RegisterShieldRequest {
             shield_id: shield.shield_id.clone(),
@@ -153,7 +112,7 @@ async fn register_shields(stack: &Stack, loaded: &LoadedConfig) -> Result<(), Er
             provider_id: shield.provider_id.clone(),
             params: shield.params.as_ref().and_then(|p| p.as_object().cloned()),
         };
-        if let Err(err) = stack.register_shield(request).await {
+        if let Err(err) = stack.safety.register_shield(request).await {
             let hint = if err.kind() == ErrorKind::Conflict {
                 "; the registry holds a different shield under this name: unregister it (DELETE /v1/shields/{id}) or rename this one"
             } else {
@@ -174,7 +133,7 @@ async fn register_shields(stack: &Stack, loaded: &LoadedConfig) -> Result<(), Er
             "Skipping stored shield its provider refused");
     }
     if let Some(default) = &loaded.config.safety.default_shield_id
-        && stack.get_shield(default).await.is_err()
+        && stack.safety.get_shield(default).await.is_err()
     {
         tracing::warn!(shield = %default,
             "safety.default_shield_id names a shield that is not registered; /v1/moderations requests without a model will fail until it is");
@@ -191,13 +150,13 @@ const REFRESH_RETRY: Duration = Duration::from_secs(30);
 /// reads the lists again every few minutes, while the stack lives.
 async fn watch_upstreams(stack: Weak<Stack>) {
     if let Some(stack) = stack.upgrade() {
-        stack.warn_unhealthy_providers().await;
+        stack.inference.warn_unhealthy_providers().await;
     }
     loop {
         let Some(strong) = stack.upgrade() else {
             return;
         };
-        let outcome = strong.refresh_provider_models().await;
+        let outcome = strong.inference.refresh_provider_models().await;
         drop(strong);
         if outcome.listed.is_empty() && outcome.failed.is_empty() {
             return;
@@ -220,7 +179,8 @@ fn files_missing(request: &RegisterModelRequest, err: &Error) -> bool {
 /// Restores the vector stores and tool groups of earlier runs, then registers the run.yaml
 /// `vector_dbs` and `tool_groups` (after the models, since a store names its embedding model).
 async fn register_memory_resources(stack: &Stack, loaded: &LoadedConfig) -> Result<(), Error> {
-    stack.restore_memory().await?;
+    stack.memory.restore_memory().await?;
+    stack.tools.restore_tool_groups().await?;
     let at =
         |path: String, err: Error| Error::new(err.kind(), format!("{path}: {}", err.message()));
     for (i, entry) in loaded.config.vector_dbs.iter().enumerate() {
@@ -228,6 +188,7 @@ async fn register_memory_resources(stack: &Stack, loaded: &LoadedConfig) -> Resu
         let request: RegisterVectorDbRequest = serde_json::from_value(entry.clone())
             .map_err(|e| Error::invalid(format!("{path}: {e}")))?;
         stack
+            .memory
             .register_vector_db(request)
             .await
             .map_err(|e| at(path, e))?;
@@ -237,6 +198,7 @@ async fn register_memory_resources(stack: &Stack, loaded: &LoadedConfig) -> Resu
         let request: RegisterToolGroupRequest = serde_json::from_value(entry.clone())
             .map_err(|e| Error::invalid(format!("{path}: {e}")))?;
         stack
+            .tools
             .register_tool_group(request)
             .await
             .map_err(|e| at(path, e))?;

@@ -20,8 +20,9 @@
 //! `__disabled__` is dropped rather than reported, so one file can switch providers on and off
 //! with `${env.X:+id}`; the dropped entries are listed in [`LoadedConfig::disabled`].
 //!
-//! [`Stack`]: llama_stack_core::Stack
+//! [`Stack`]: llama_stack_stack::Stack
 
+mod assemble;
 mod build;
 pub mod env;
 mod locate;
@@ -34,7 +35,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use llama_stack_core::{Api, ProviderRegistry};
+use llama_stack_core::Api;
+use llama_stack_stack::ProviderRegistry;
 use llama_stack_types::RegisterModelRequest;
 
 pub use build::{Built, build};
@@ -197,10 +199,7 @@ impl fmt::Debug for PlannedProvider {
             .field("api", &self.api)
             .field("provider_id", &self.provider_id)
             .field("provider_type", &self.provider_type)
-            .field(
-                "config",
-                &llama_stack_core::stack::redact_config(&self.config),
-            )
+            .field("config", &llama_stack_stack::redact_config(&self.config))
             .finish()
     }
 }

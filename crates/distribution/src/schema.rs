@@ -126,10 +126,7 @@ impl fmt::Debug for ProviderEntry {
         f.debug_struct("ProviderEntry")
             .field("provider_id", &self.provider_id)
             .field("provider_type", &self.provider_type)
-            .field(
-                "config",
-                &llama_stack_core::stack::redact_config(&self.config),
-            )
+            .field("config", &llama_stack_stack::redact_config(&self.config))
             .field("module", &self.module)
             .finish()
     }
@@ -307,7 +304,7 @@ pub struct ServerConfig {
 
 impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let redacted = |v: &Option<Value>| v.as_ref().map(llama_stack_core::stack::redact_config);
+        let redacted = |v: &Option<Value>| v.as_ref().map(llama_stack_stack::redact_config);
         f.debug_struct("ServerConfig")
             .field("port", &self.port)
             .field("host", &self.host)

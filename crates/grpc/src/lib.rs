@@ -17,7 +17,7 @@ mod stream;
 use std::future::Future;
 use std::sync::Arc;
 
-use llama_stack_core::Stack;
+use llama_stack_stack::Stack;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 

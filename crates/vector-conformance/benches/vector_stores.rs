@@ -13,7 +13,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use llama_stack_core::vector_io::{StoreSpec, StoredChunk, VectorIoProvider};
+use llama_stack_memory::{
+    vector_io::StoreSpec, vector_io::StoredChunk, vector_io::VectorIoProvider,
+};
 use llama_stack_provider_vector_pgvector::{PgVectorConfig, PgVectorProvider};
 use llama_stack_provider_vector_sqlite::{SqliteVecConfig, SqliteVecProvider};
 use llama_stack_vector_conformance::data::{ClusteredVectors, chunk, vector_query};
@@ -272,7 +274,7 @@ fn pgvector_target() -> Option<PgVectorTarget> {
         );
         config["hnsw"] = serde_json::json!({"m": v[0], "ef_construction": v[1], "ef_search": v[2]});
     }
-    let config = llama_stack_core::provider::parse_config(&config).expect("pgvector bench config");
+    let config = llama_stack_core::parse_config(&config).expect("pgvector bench config");
     Some(PgVectorTarget {
         config,
         _server: server,

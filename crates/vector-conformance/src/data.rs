@@ -4,7 +4,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use llama_stack_core::vector_io::{Filter, ScoredChunk, SearchMode, SearchRequest, StoredChunk};
+use llama_stack_memory::{
+    vector_io::Filter, vector_io::ScoredChunk, vector_io::SearchMode, vector_io::SearchRequest,
+    vector_io::StoredChunk,
+};
 use serde_json::{Map, Value, json};
 
 /// A chunk with a document shaped like the stack's (`content`, `metadata`, `chunk_id`), no

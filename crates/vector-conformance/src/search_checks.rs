@@ -6,8 +6,9 @@ use serde_json::json;
 use llama_stack_core::ErrorKind;
 use std::sync::Arc;
 
-use llama_stack_core::vector_io::{
-    Filter, SearchMode, SearchRequest, StoredChunk, VectorIoProvider,
+use llama_stack_memory::{
+    vector_io::Filter, vector_io::SearchMode, vector_io::SearchRequest, vector_io::StoredChunk,
+    vector_io::VectorIoProvider,
 };
 
 use crate::data::{

@@ -5,10 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use llama_stack_core::vector_io::{
-    ChunkSelector, ScoredChunk, SearchMode, SearchRequest, StoreSpec, StoredChunk, VectorIoProvider,
-};
 use llama_stack_core::{Error, Result};
+use llama_stack_memory::{
+    vector_io::ChunkSelector, vector_io::ScoredChunk, vector_io::SearchMode,
+    vector_io::SearchRequest, vector_io::StoreSpec, vector_io::StoredChunk,
+    vector_io::VectorIoProvider,
+};
 use llama_stack_vector_conformance::{Harness, conformance_tests, data};
 
 #[derive(Default)]

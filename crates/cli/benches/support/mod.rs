@@ -1,9 +1,15 @@
 //! Helpers shared by the benches that start servers.
 #![allow(dead_code)] // each bench uses its own subset
 
-use std::path::PathBuf;
+pub mod upstream;
+
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_llama-stack");
+/// The name this server goes by in the benches' tables.
+pub const OURS: &str = "llama-stack-rs";
 
 /// A TCP port free on the loopback interface right now.
 pub fn free_port() -> u16 {
@@ -101,6 +107,33 @@ impl Drop for Server {
             .status();
         let _ = self.child.wait();
     }
+}
+
+/// Writes `yaml` as `dir/run.yaml`, making `dir` if needed.
+pub fn write_run_yaml(dir: &Path, yaml: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("run.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// `llama-stack run` on `yaml` (written to `dir/run.yaml`) on a free port, its output in
+/// `dir/<log>`, once `/v1/health` answers. `configure` sets what differs between benches
+/// (environment, working directory) before it starts.
+pub fn start_server(
+    dir: &Path,
+    yaml: &str,
+    log: &str,
+    configure: impl FnOnce(&mut Command),
+) -> Server {
+    let run_yaml = write_run_yaml(dir, yaml);
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run")
+        .arg(&run_yaml)
+        .args(["--port", &port.to_string()]);
+    configure(&mut cmd);
+    Server::spawn(OURS, cmd, port, dir.join(log), "/v1/health")
 }
 
 /// The `q` quantile of sorted samples (nearest rank).

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, anyhow, bail};
 use futures::StreamExt;
-use llama_stack_core::Stack;
+use llama_stack_stack::Stack;
 use llama_stack_types::{
     AgentConfig, ContentDelta, CreateTurnRequest, Message, ModelType, Step, StepType,
     TurnEventPayload,
@@ -109,11 +109,13 @@ async fn prepare(
     }))
     .context("building the agent config")?;
     let agent = stack
+        .agents()?
         .create_agent(config)
         .await
         .map_err(|e| anyhow!("cannot create the agent: {}", e.message()))?;
     cleanup.set_agent(Some(agent.agent_id.clone()));
     let session = stack
+        .agents()?
         .create_agent_session(&agent.agent_id, "doc-qa".into())
         .await
         .map_err(|e| anyhow!("cannot create the agent session: {}", e.message()))?;
@@ -178,7 +180,7 @@ async fn answer(stack: &Arc<Stack>, qa: &QaSession, question: &str) -> anyhow::R
         tool_config: None,
     };
     let mut events = stack
-        .clone()
+        .agents()?
         .create_agent_turn(&qa.agent_id, &qa.session_id, request)
         .await
         .map_err(|e| anyhow!("the turn could not start: {}", e.message()))?;
@@ -285,7 +287,7 @@ impl Cleanup {
             }
             eprintln!("\ninterrupted");
             if let Some(id) = watched.take_incomplete_db() {
-                let _ = stack.unregister_vector_db(&id).await;
+                let _ = stack.memory.unregister_vector_db(&id).await;
             }
             watched.finish(&stack).await;
             std::process::exit(130);
@@ -312,7 +314,8 @@ impl Cleanup {
     async fn finish(&self, stack: &Stack) {
         let agent = self.lock().agent.take();
         if let Some(id) = agent
-            && let Err(err) = stack.delete_agent(&id).await
+            && let Ok(agents) = stack.agents()
+            && let Err(err) = agents.delete_agent(&id).await
         {
             tracing::warn!(agent = %id, error = %err, "Could not delete the recipe's agent");
         }

@@ -62,4 +62,4 @@ pub fn execute(command: RecipeCommand) -> anyhow::Result<ExitCode> {
 
 /// The log filter recipes use without RUST_LOG: their stderr is for the user, so only warnings
 /// show, and not the per-document ingestion warnings the recipe reports itself.
-pub const DEFAULT_LOG_FILTER: &str = "warn,llama_stack_core::memory::rag=error";
+pub const DEFAULT_LOG_FILTER: &str = "warn,llama_stack_memory::rag=error";

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use llama_stack_core::{Api, Stack};
+use llama_stack_core::Api;
+use llama_stack_stack::Stack;
 use llama_stack_types::{Model, ModelType, RagInsertRequest, RegisterVectorDbRequest};
 
 use super::DocQaArgs;
@@ -22,7 +23,7 @@ pub async fn pick_model(
     declared: &[String],
     flag: &str,
 ) -> anyhow::Result<Model> {
-    let all = stack.list_models().await;
+    let all = stack.inference.list_models().await;
     let listing = || {
         if all.is_empty() {
             "none".to_string()
@@ -35,6 +36,7 @@ pub async fn pick_model(
     };
     if let Some(id) = requested {
         let model = stack
+            .inference
             .get_model(id)
             .await
             .map_err(|e| anyhow!("--{flag} {id}: {}", e.message()))?;
@@ -49,7 +51,7 @@ pub async fn pick_model(
         return Ok(model);
     }
     for id in declared {
-        if let Ok(model) = stack.get_model(id).await
+        if let Ok(model) = stack.inference.get_model(id).await
             && model.model_type == kind
         {
             return Ok(model);
@@ -83,7 +85,8 @@ pub async fn check_agent_support(stack: &Stack, config: &Path) -> anyhow::Result
         );
     }
     if stack
-        .get_tool_group(llama_stack_core::memory::BUILTIN_RAG)
+        .tools
+        .get_tool_group(llama_stack_tools::BUILTIN_RAG)
         .await
         .is_ok()
     {
@@ -127,19 +130,23 @@ pub async fn prepare_vector_db(
     let requested_id = args.vector_db.as_deref();
     let requested_embedding = args.embedding_model.as_deref();
     let existing = match requested_id {
-        Some(id) => stack.get_vector_db(id).await.ok(),
+        Some(id) => stack.memory.get_vector_db(id).await.ok(),
         None => None,
     };
     // A named DB that exists decides the embedding model, unless one is asked for.
     let embedding = match (&existing, requested_embedding) {
-        (Some(db), None) => stack.get_model(&db.embedding_model).await.map_err(|e| {
-            anyhow!(
-                "vector DB `{}` uses embedding model `{}`, which is not registered: {}",
-                db.identifier,
-                db.embedding_model,
-                e.message()
-            )
-        })?,
+        (Some(db), None) => stack
+            .inference
+            .get_model(&db.embedding_model)
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "vector DB `{}` uses embedding model `{}`, which is not registered: {}",
+                    db.identifier,
+                    db.embedding_model,
+                    e.message()
+                )
+            })?,
         _ => {
             pick_model(
                 stack,
@@ -157,10 +164,11 @@ pub async fn prepare_vector_db(
     };
     let existing = match existing {
         Some(db) => Some(db),
-        None => stack.get_vector_db(&id).await.ok(),
+        None => stack.memory.get_vector_db(&id).await.ok(),
     };
     if let Some(db) = &existing {
         let same = stack
+            .inference
             .get_model(&db.embedding_model)
             .await
             .is_ok_and(|m| m.identifier == embedding.identifier);
@@ -188,6 +196,7 @@ pub async fn prepare_vector_db(
         }
     } else {
         stack
+            .memory
             .register_vector_db(RegisterVectorDbRequest {
                 vector_db_id: id.clone(),
                 embedding_model: embedding.identifier.clone(),
@@ -208,7 +217,7 @@ pub async fn prepare_vector_db(
     cleanup.set_incomplete_db(None);
     if created
         && outcome.inserted == 0
-        && let Err(err) = stack.unregister_vector_db(&id).await
+        && let Err(err) = stack.memory.unregister_vector_db(&id).await
     {
         eprintln!("warning: could not remove the empty vector DB `{id}`: {err}");
     }
@@ -257,6 +266,7 @@ async fn ingest(stack: &Stack, vector_db_id: &str, docs: &[DocSource]) -> Ingest
         bar.set_message(doc.id.clone());
         let result = match documents::rag_document(doc) {
             Ok(document) => stack
+                .tools
                 .rag_insert(RagInsertRequest {
                     documents: vec![document],
                     vector_db_id: vector_db_id.to_string(),

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use llama_stack_core::provider::parse_config;
-use llama_stack_core::{Api, ConfigIssue, ProviderRegistry};
+use llama_stack_core::parse_config;
+use llama_stack_core::{Api, ConfigIssue};
+use llama_stack_stack::ProviderRegistry;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 

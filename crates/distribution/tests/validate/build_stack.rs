@@ -6,12 +6,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use llama_stack_core::{
-    Api, ChatStream, CompletionStream, ConfigIssue, Error, ErrorKind, InferenceProvider,
-    ProviderContext, ProviderInstance, ProviderModel, ProviderRegistry, ProviderSpec, Result,
-    provider::parse_config,
-};
+use llama_stack_core::{Api, ConfigIssue, Error, ErrorKind, Result, config::parse_config};
 use llama_stack_distribution::{build, builtin_registry, load_str, load_with};
+use llama_stack_inference::{ChatStream, CompletionStream, InferenceProvider, ProviderModel};
+use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 use llama_stack_types::{
     ChatCompletionRequest, CompletionRequest, Model, ModelType, RegisterModelRequest,
 };
@@ -182,6 +180,7 @@ async fn registered_models_persist_across_builds() {
     assert_eq!(context.store_dir.as_deref(), Some(store.path()));
 
     let ids: Vec<String> = stack
+        .inference
         .list_models()
         .await
         .into_iter()
@@ -189,6 +188,7 @@ async fn registered_models_persist_across_builds() {
         .collect();
     assert_eq!(ids, ["echo-persist/m1"]);
     stack
+        .inference
         .register_model(RegisterModelRequest {
             model_id: "added-at-runtime".into(),
             provider_model_id: None,
@@ -203,6 +203,7 @@ async fn registered_models_persist_across_builds() {
     let loaded = load_str(&text, &store_env(store.path()), &registry()).unwrap();
     let stack = build(loaded).await.unwrap().stack;
     let ids: Vec<String> = stack
+        .inference
         .list_models()
         .await
         .into_iter()
@@ -258,7 +259,7 @@ async fn embedding_model_without_files_is_left_out_with_one_warning() {
     let found = text.replace("missing: [missing-model]", "missing: []");
     let loaded = load_str(&found, &store_env(store.path()), &registry()).unwrap();
     let stack = build(loaded).await.unwrap().stack;
-    assert_eq!(stack.list_models().await.len(), 2);
+    assert_eq!(stack.inference.list_models().await.len(), 2);
     drop(stack);
 
     // Then they are gone: the stored copy and the run.yaml entry are one model, one warning.
@@ -266,6 +267,7 @@ async fn embedding_model_without_files_is_left_out_with_one_warning() {
     let loaded = load_str(&text, &store_env(store.path()), &registry()).unwrap();
     let stack = build(loaded).await.expect("starts without the model").stack;
     let ids: Vec<String> = stack
+        .inference
         .list_models()
         .await
         .into_iter()
@@ -355,6 +357,7 @@ async fn local_distribution_builds_on_candle() {
         .expect("the local distribution builds")
         .stack;
     let model = stack
+        .inference
         .get_model("candle/meta-llama/Llama-3.2-1B-Instruct")
         .await
         .unwrap();
@@ -364,7 +367,7 @@ async fn local_distribution_builds_on_candle() {
     let loaded = load_with(&path, &vars, &builtin_registry()).unwrap();
     let stack = build(loaded).await.unwrap().stack;
     // The embedding model's files are absent here, so it is left out.
-    assert_eq!(stack.list_models().await.len(), 1);
+    assert_eq!(stack.inference.list_models().await.len(), 1);
     assert!(store.path().join("registry.db").is_file());
 
     // Without model files the build fails and names the model entry.
@@ -424,11 +427,13 @@ async fn local_distribution_serves_minilm_embeddings() {
     let loaded = load_with(&path, &vars, &builtin_registry()).unwrap();
     let stack = build(loaded).await.expect("builds").stack;
     let model = stack
+        .inference
         .get_model("sentence-transformers/all-MiniLM-L6-v2")
         .await
         .unwrap();
     assert_eq!(model.model_type, ModelType::Embedding);
     let response = stack
+        .inference
         .embeddings(llama_stack_types::EmbeddingsRequest {
             model_id: "all-MiniLM-L6-v2".into(),
             contents: vec![serde_json::json!("hello")],
@@ -459,36 +464,37 @@ async fn provider_listed_models_are_served_beside_registered_ones_and_not_stored
     offer("echo-lists", &["llama3.2:3b", "pinned", "qwen:14b"]);
     let loaded = load_str(&text, &store_env(store.path()), &registry()).unwrap();
     let stack = build(loaded).await.unwrap().stack;
-    let outcome = stack.refresh_provider_models().await;
+    let outcome = stack.inference.refresh_provider_models().await;
     assert_eq!(
         outcome.listed["echo-lists"], 1,
         "pinned and qwen:14b are registered"
     );
     assert_eq!(
-        identifiers(stack.list_models().await),
+        identifiers(stack.inference.list_models().await),
         ["echo-lists/llama3.2:3b", "echo-lists/pinned", "qwen-alias"]
     );
     // A registered alias keeps its short id unambiguous.
-    let model = stack.get_model("qwen:14b").await.unwrap();
+    let model = stack.inference.get_model("qwen:14b").await.unwrap();
     assert_eq!(model.identifier, "qwen-alias");
     // The short id resolves to the listed model.
-    let model = stack.get_model("llama3.2:3b").await.unwrap();
+    let model = stack.inference.get_model("llama3.2:3b").await.unwrap();
     assert_eq!(model.identifier, "echo-lists/llama3.2:3b");
 
     // A model the upstream stops offering goes; an unreachable upstream keeps the last list.
     offer("echo-lists", &["qwen:7b"]);
-    stack.refresh_provider_models().await;
+    stack.inference.refresh_provider_models().await;
     assert_eq!(
-        identifiers(stack.list_models().await),
+        identifiers(stack.inference.list_models().await),
         ["echo-lists/pinned", "echo-lists/qwen:7b", "qwen-alias"]
     );
     LISTS.lock().unwrap().retain(|(id, _)| id != "echo-lists");
-    let outcome = stack.refresh_provider_models().await;
+    let outcome = stack.inference.refresh_provider_models().await;
     assert!(outcome.failed.contains_key("echo-lists"));
-    assert_eq!(stack.list_models().await.len(), 3);
+    assert_eq!(stack.inference.list_models().await.len(), 3);
 
     // A listed model can be registered for good; then it is stored like any other.
     stack
+        .inference
         .register_model(RegisterModelRequest {
             model_id: "qwen:7b".into(),
             provider_model_id: None,
@@ -502,7 +508,7 @@ async fn provider_listed_models_are_served_beside_registered_ones_and_not_stored
     let loaded = load_str(&text, &store_env(store.path()), &registry()).unwrap();
     let stack = build(loaded).await.unwrap().stack;
     assert_eq!(
-        identifiers(stack.list_models().await),
+        identifiers(stack.inference.list_models().await),
         ["echo-lists/pinned", "echo-lists/qwen:7b", "qwen-alias"],
         "listed models are not stored, registered ones are"
     );

@@ -1,7 +1,7 @@
 //! Vector DBs, chunks, search settings and RAG documents.
 
-use llama_stack_core::vector_io::Chunk;
 use llama_stack_core::{Error, Result};
+use llama_stack_memory::vector_io::Chunk;
 use llama_stack_types as types;
 use serde_json::{Map, Value as Json, json};
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use llama_stack_core::Stack;
+use llama_stack_stack::Stack;
 use tonic::{Request, Response, Status};
 
 use crate::convert::agents as convert;
@@ -28,7 +28,13 @@ impl AgentsService for Agents {
             .agent_config
             .ok_or_else(|| Status::invalid_argument("agent_config is required"))?;
         let config = convert::agent_config_from_pb(config).map_err(status)?;
-        let created = self.0.create_agent(config).await.map_err(status)?;
+        let created = self
+            .0
+            .agents()
+            .map_err(status)?
+            .create_agent(config)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::CreateAgentResponse {
             agent_id: created.agent_id,
         }))
@@ -41,6 +47,8 @@ impl AgentsService for Agents {
         let request = request.into_inner();
         let agents = self
             .0
+            .agents()
+            .map_err(status)?
             .list_agents(page(request.start_index), page(request.limit))
             .await
             .map_err(status)?;
@@ -55,7 +63,13 @@ impl AgentsService for Agents {
         request: Request<pb::GetAgentRequest>,
     ) -> Result<Response<pb::Agent>, Status> {
         let agent_id = request.into_inner().agent_id;
-        let agent = self.0.get_agent(&agent_id).await.map_err(status)?;
+        let agent = self
+            .0
+            .agents()
+            .map_err(status)?
+            .get_agent(&agent_id)
+            .await
+            .map_err(status)?;
         Ok(Response::new(convert::agent_to_pb(agent)))
     }
 
@@ -64,7 +78,12 @@ impl AgentsService for Agents {
         request: Request<pb::DeleteAgentRequest>,
     ) -> Result<Response<pb::DeleteAgentResponse>, Status> {
         let agent_id = request.into_inner().agent_id;
-        self.0.delete_agent(&agent_id).await.map_err(status)?;
+        self.0
+            .agents()
+            .map_err(status)?
+            .delete_agent(&agent_id)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::DeleteAgentResponse {}))
     }
 
@@ -75,6 +94,8 @@ impl AgentsService for Agents {
         let request = request.into_inner();
         let created = self
             .0
+            .agents()
+            .map_err(status)?
             .create_agent_session(&request.agent_id, request.session_name)
             .await
             .map_err(status)?;
@@ -90,6 +111,8 @@ impl AgentsService for Agents {
         let request = request.into_inner();
         let sessions = self
             .0
+            .agents()
+            .map_err(status)?
             .list_agent_sessions(
                 &request.agent_id,
                 page(request.start_index),
@@ -115,6 +138,8 @@ impl AgentsService for Agents {
         let filter = (!request.turn_ids.is_empty()).then_some(request.turn_ids);
         let session = self
             .0
+            .agents()
+            .map_err(status)?
             .get_agent_session(&request.agent_id, &request.session_id, filter.as_deref())
             .await
             .map_err(status)?;
@@ -127,6 +152,8 @@ impl AgentsService for Agents {
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
         let request = request.into_inner();
         self.0
+            .agents()
+            .map_err(status)?
             .delete_agent_session(&request.agent_id, &request.session_id)
             .await
             .map_err(status)?;
@@ -145,7 +172,8 @@ impl AgentsService for Agents {
         let turn = convert::create_turn_from_pb(request).map_err(status)?;
         let events = self
             .0
-            .clone()
+            .agents()
+            .map_err(status)?
             .create_agent_turn(&agent_id, &session_id, turn)
             .await
             .map_err(status)?;
@@ -172,7 +200,8 @@ impl AgentsService for Agents {
         let resume = convert::resume_turn_from_pb(request).map_err(status)?;
         let events = self
             .0
-            .clone()
+            .agents()
+            .map_err(status)?
             .resume_agent_turn(&agent_id, &session_id, &turn_id, resume)
             .await
             .map_err(status)?;
@@ -190,6 +219,8 @@ impl AgentsService for Agents {
         let request = request.into_inner();
         let turn = self
             .0
+            .agents()
+            .map_err(status)?
             .get_agent_turn(&request.agent_id, &request.session_id, &request.turn_id)
             .await
             .map_err(status)?;
@@ -203,6 +234,8 @@ impl AgentsService for Agents {
         let request = request.into_inner();
         let step = self
             .0
+            .agents()
+            .map_err(status)?
             .get_agent_step(
                 &request.agent_id,
                 &request.session_id,

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use llama_stack_core::Stack;
-use llama_stack_core::inference_ops::{collect_chat, collect_completion};
+use llama_stack_inference::{ops::collect_chat, ops::collect_completion};
+use llama_stack_stack::Stack;
 use tonic::{Request, Response, Status};
 
 use crate::convert::inference as convert;
@@ -21,7 +21,12 @@ impl InferenceService for Inference {
         request: Request<pb::ChatCompletionRequest>,
     ) -> Result<Response<pb::ChatCompletionResponse>, Status> {
         let request = convert::chat_request_from_pb(request.into_inner()).map_err(status)?;
-        let chunks = self.0.chat_completion(request).await.map_err(status)?;
+        let chunks = self
+            .0
+            .inference
+            .chat_completion(request)
+            .await
+            .map_err(status)?;
         let response = collect_chat(chunks).await.map_err(status)?;
         Ok(Response::new(convert::chat_response_to_pb(response)))
     }
@@ -35,7 +40,12 @@ impl InferenceService for Inference {
         let deadline = deadline(request.metadata());
         let mut request = convert::chat_request_from_pb(request.into_inner()).map_err(status)?;
         request.stream = Some(true);
-        let chunks = self.0.chat_completion(request).await.map_err(status)?;
+        let chunks = self
+            .0
+            .inference
+            .chat_completion(request)
+            .await
+            .map_err(status)?;
         Ok(Response::new(reply(
             chunks,
             convert::chat_chunk_to_pb,
@@ -48,7 +58,7 @@ impl InferenceService for Inference {
         request: Request<pb::CompletionRequest>,
     ) -> Result<Response<pb::CompletionResponse>, Status> {
         let request = convert::completion_request_from_pb(request.into_inner()).map_err(status)?;
-        let chunks = self.0.completion(request).await.map_err(status)?;
+        let chunks = self.0.inference.completion(request).await.map_err(status)?;
         let response = collect_completion(chunks).await.map_err(status)?;
         Ok(Response::new(convert::completion_response_to_pb(response)))
     }
@@ -63,7 +73,7 @@ impl InferenceService for Inference {
         let mut request =
             convert::completion_request_from_pb(request.into_inner()).map_err(status)?;
         request.stream = Some(true);
-        let chunks = self.0.completion(request).await.map_err(status)?;
+        let chunks = self.0.inference.completion(request).await.map_err(status)?;
         Ok(Response::new(reply(
             chunks,
             convert::completion_chunk_to_pb,
@@ -76,7 +86,7 @@ impl InferenceService for Inference {
         request: Request<pb::EmbeddingsRequest>,
     ) -> Result<Response<pb::EmbeddingsResponse>, Status> {
         let request = convert::embeddings_request_from_pb(request.into_inner()).map_err(status)?;
-        let response = self.0.embeddings(request).await.map_err(status)?;
+        let response = self.0.inference.embeddings(request).await.map_err(status)?;
         Ok(Response::new(pb::EmbeddingsResponse {
             embeddings: response
                 .embeddings

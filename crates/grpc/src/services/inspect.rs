@@ -2,7 +2,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use llama_stack_core::{Api, Stack};
+use llama_stack_core::Api;
+use llama_stack_stack::Stack;
 use llama_stack_types as types;
 use prost::Message as _;
 use tonic::{Request, Response, Status};
@@ -100,7 +101,7 @@ impl InspectService for Inspect {
         _request: Request<pb::VersionRequest>,
     ) -> Result<Response<pb::VersionResponse>, Status> {
         Ok(Response::new(pb::VersionResponse {
-            version: llama_stack_core::stack::API_VERSION.to_string(),
+            version: llama_stack_stack::API_VERSION.to_string(),
         }))
     }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use llama_stack_core::Stack;
+use llama_stack_stack::Stack;
 use llama_stack_types as types;
 use tonic::{Request, Response, Status};
 
@@ -41,6 +41,7 @@ impl ModelsService for Models {
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
         let data = self
             .0
+            .inference
             .list_models_for_clients()
             .await
             .into_iter()
@@ -54,7 +55,12 @@ impl ModelsService for Models {
         request: Request<pb::GetModelRequest>,
     ) -> Result<Response<pb::Model>, Status> {
         let id = request.into_inner().model_id;
-        let model = self.0.get_model(model_id(&id)).await.map_err(status)?;
+        let model = self
+            .0
+            .inference
+            .get_model(model_id(&id))
+            .await
+            .map_err(status)?;
         Ok(Response::new(model_to_pb(model)))
     }
 
@@ -70,6 +76,7 @@ impl ModelsService for Models {
         };
         let model = self
             .0
+            .inference
             .register_model(types::RegisterModelRequest {
                 model_id: request.model_id,
                 provider_model_id: request.provider_model_id,
@@ -88,6 +95,7 @@ impl ModelsService for Models {
     ) -> Result<Response<pb::UnregisterModelResponse>, Status> {
         let id = request.into_inner().model_id;
         self.0
+            .inference
             .unregister_model(model_id(&id))
             .await
             .map_err(status)?;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use llama_stack_core::Stack;
+use llama_stack_stack::Stack;
 use tonic::{Request, Response, Status};
 
 use crate::convert::safety as convert;
@@ -24,7 +24,7 @@ impl SafetyService for Safety {
         request: Request<pb::RunShieldRequest>,
     ) -> Result<Response<pb::RunShieldResponse>, Status> {
         let request = convert::run_shield_from_pb(request.into_inner()).map_err(status)?;
-        let response = self.0.run_shield(request).await.map_err(status)?;
+        let response = self.0.safety.run_shield(request).await.map_err(status)?;
         Ok(Response::new(pb::RunShieldResponse {
             violation: response.violation.map(convert::violation_to_pb),
         }))
@@ -36,6 +36,7 @@ impl SafetyService for Safety {
     ) -> Result<Response<pb::ListShieldsResponse>, Status> {
         let data = self
             .0
+            .safety
             .list_shields()
             .await
             .into_iter()
@@ -49,7 +50,12 @@ impl SafetyService for Safety {
         request: Request<pb::GetShieldRequest>,
     ) -> Result<Response<pb::Shield>, Status> {
         let identifier = request.into_inner().identifier;
-        let shield = self.0.get_shield(id(&identifier)).await.map_err(status)?;
+        let shield = self
+            .0
+            .safety
+            .get_shield(id(&identifier))
+            .await
+            .map_err(status)?;
         Ok(Response::new(convert::shield_to_pb(shield)))
     }
 
@@ -58,7 +64,12 @@ impl SafetyService for Safety {
         request: Request<pb::RegisterShieldRequest>,
     ) -> Result<Response<pb::Shield>, Status> {
         let request = convert::register_shield_from_pb(request.into_inner());
-        let shield = self.0.register_shield(request).await.map_err(status)?;
+        let shield = self
+            .0
+            .safety
+            .register_shield(request)
+            .await
+            .map_err(status)?;
         Ok(Response::new(convert::shield_to_pb(shield)))
     }
 
@@ -68,6 +79,7 @@ impl SafetyService for Safety {
     ) -> Result<Response<pb::UnregisterShieldResponse>, Status> {
         let identifier = request.into_inner().identifier;
         self.0
+            .safety
             .unregister_shield(id(&identifier))
             .await
             .map_err(status)?;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use llama_stack_core::Stack;
+use llama_stack_stack::Stack;
 use tonic::{Request, Response, Status};
 
 use crate::convert::memory as convert;
@@ -28,6 +28,7 @@ impl VectorIoService for VectorIo {
     ) -> Result<Response<pb::ListVectorDbsResponse>, Status> {
         let data = self
             .0
+            .memory
             .list_vector_dbs()
             .await
             .into_iter()
@@ -41,7 +42,12 @@ impl VectorIoService for VectorIo {
         request: Request<pb::GetVectorDbRequest>,
     ) -> Result<Response<pb::VectorDb>, Status> {
         let raw = request.into_inner().vector_db_id;
-        let db = self.0.get_vector_db(id(&raw)).await.map_err(status)?;
+        let db = self
+            .0
+            .memory
+            .get_vector_db(id(&raw))
+            .await
+            .map_err(status)?;
         Ok(Response::new(convert::vector_db_to_pb(db)))
     }
 
@@ -50,7 +56,12 @@ impl VectorIoService for VectorIo {
         request: Request<pb::RegisterVectorDbRequest>,
     ) -> Result<Response<pb::VectorDb>, Status> {
         let request = convert::register_vector_db_from_pb(request.into_inner());
-        let db = self.0.register_vector_db(request).await.map_err(status)?;
+        let db = self
+            .0
+            .memory
+            .register_vector_db(request)
+            .await
+            .map_err(status)?;
         Ok(Response::new(convert::vector_db_to_pb(db)))
     }
 
@@ -60,6 +71,7 @@ impl VectorIoService for VectorIo {
     ) -> Result<Response<pb::UnregisterVectorDbResponse>, Status> {
         let raw = request.into_inner().vector_db_id;
         self.0
+            .memory
             .unregister_vector_db(id(&raw))
             .await
             .map_err(status)?;
@@ -71,7 +83,7 @@ impl VectorIoService for VectorIo {
         request: Request<pb::InsertChunksRequest>,
     ) -> Result<Response<pb::InsertChunksResponse>, Status> {
         let request = convert::insert_from_pb(request.into_inner()).map_err(status)?;
-        self.0.insert_chunks(request).await.map_err(status)?;
+        self.0.memory.insert_chunks(request).await.map_err(status)?;
         Ok(Response::new(pb::InsertChunksResponse {}))
     }
 
@@ -80,7 +92,7 @@ impl VectorIoService for VectorIo {
         request: Request<pb::QueryChunksRequest>,
     ) -> Result<Response<pb::QueryChunksResponse>, Status> {
         let request = convert::query_from_pb(request.into_inner()).map_err(status)?;
-        let response = self.0.query_chunks(request).await.map_err(status)?;
+        let response = self.0.memory.query_chunks(request).await.map_err(status)?;
         Ok(Response::new(
             convert::query_response_to_pb(response).map_err(status)?,
         ))
@@ -94,7 +106,7 @@ impl RagToolService for RagTool {
         request: Request<pb::RagInsertRequest>,
     ) -> Result<Response<pb::RagInsertResponse>, Status> {
         let request = convert::rag_insert_from_pb(request.into_inner()).map_err(status)?;
-        self.0.rag_insert(request).await.map_err(status)?;
+        self.0.tools.rag_insert(request).await.map_err(status)?;
         Ok(Response::new(pb::RagInsertResponse {}))
     }
 
@@ -103,7 +115,7 @@ impl RagToolService for RagTool {
         request: Request<pb::RagQueryRequest>,
     ) -> Result<Response<pb::RagQueryResponse>, Status> {
         let request = convert::rag_query_from_pb(request.into_inner()).map_err(status)?;
-        let result = self.0.rag_query(request).await.map_err(status)?;
+        let result = self.0.tools.rag_query(request).await.map_err(status)?;
         Ok(Response::new(
             convert::rag_result_to_pb(result).map_err(status)?,
         ))

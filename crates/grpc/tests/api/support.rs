@@ -10,7 +10,7 @@ pub const LLM: &str = "canned-llm";
 pub const EMBEDDER: &str = "canned-embed";
 
 pub struct Harness {
-    pub stack: std::sync::Arc<llama_stack_core::Stack>,
+    pub stack: std::sync::Arc<llama_stack_stack::Stack>,
     pub channel: Channel,
     /// The HTTP server's base URL (`http://127.0.0.1:port`).
     pub http: String,

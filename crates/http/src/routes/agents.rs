@@ -7,8 +7,8 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use llama_stack_core::Stack;
-use llama_stack_core::agents::TurnStream;
+use llama_stack_agents::TurnStream;
+use llama_stack_stack::Stack;
 use llama_stack_types::{
     Agent, AgentCreateResponse, AgentSessionCreateResponse, CreateAgentRequest,
     CreateSessionRequest, CreateTurnRequest, PaginatedResponse, ResumeTurnRequest, Session,
@@ -17,6 +17,9 @@ use llama_stack_types::{
 
 use crate::error::{ApiJson, Classic, ClassicError};
 use crate::sse::sse_response;
+use crate::table::{Form, RouteTable};
+use llama_stack_core::Api;
+use utoipa_axum::routes;
 
 type Pairs = Query<Vec<(String, String)>>;
 
@@ -37,7 +40,9 @@ pub async fn create_agent(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<CreateAgentRequest, Classic>,
 ) -> Result<Json<AgentCreateResponse>, ClassicError> {
-    Ok(Json(stack.create_agent(request.agent_config).await?))
+    Ok(Json(
+        stack.agents()?.create_agent(request.agent_config).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/agents", tag = "agents",
@@ -51,7 +56,7 @@ pub async fn list_agents(
         usize_param(&pairs, "start_index")?,
         usize_param(&pairs, "limit")?,
     );
-    Ok(Json(stack.list_agents(start, limit).await?))
+    Ok(Json(stack.agents()?.list_agents(start, limit).await?))
 }
 
 #[utoipa::path(get, path = "/v1/agents/{agent_id}", tag = "agents",
@@ -60,7 +65,7 @@ pub async fn get_agent(
     State(stack): State<Arc<Stack>>,
     Path(agent_id): Path<String>,
 ) -> Result<Json<Agent>, ClassicError> {
-    Ok(Json(stack.get_agent(&agent_id).await?))
+    Ok(Json(stack.agents()?.get_agent(&agent_id).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/agents/{agent_id}", tag = "agents",
@@ -69,7 +74,7 @@ pub async fn delete_agent(
     State(stack): State<Arc<Stack>>,
     Path(agent_id): Path<String>,
 ) -> Result<Json<()>, ClassicError> {
-    stack.delete_agent(&agent_id).await?;
+    stack.agents()?.delete_agent(&agent_id).await?;
     Ok(Json(()))
 }
 
@@ -83,6 +88,7 @@ pub async fn create_session(
 ) -> Result<Json<AgentSessionCreateResponse>, ClassicError> {
     Ok(Json(
         stack
+            .agents()?
             .create_agent_session(&agent_id, request.session_name)
             .await?,
     ))
@@ -101,7 +107,10 @@ pub async fn list_sessions(
         usize_param(&pairs, "limit")?,
     );
     Ok(Json(
-        stack.list_agent_sessions(&agent_id, start, limit).await?,
+        stack
+            .agents()?
+            .list_agent_sessions(&agent_id, start, limit)
+            .await?,
     ))
 }
 
@@ -123,6 +132,7 @@ pub async fn get_session(
     let filter = pairs.iter().any(|(k, _)| k == "turn_ids").then_some(ids);
     Ok(Json(
         stack
+            .agents()?
             .get_agent_session(&agent_id, &session_id, filter.as_deref())
             .await?,
     ))
@@ -134,7 +144,10 @@ pub async fn delete_session(
     State(stack): State<Arc<Stack>>,
     Path((agent_id, session_id)): Path<(String, String)>,
 ) -> Result<Json<()>, ClassicError> {
-    stack.delete_agent_session(&agent_id, &session_id).await?;
+    stack
+        .agents()?
+        .delete_agent_session(&agent_id, &session_id)
+        .await?;
     Ok(Json(()))
 }
 
@@ -170,6 +183,7 @@ pub async fn create_turn(
 ) -> Result<Response, ClassicError> {
     let stream = request.stream.unwrap_or(false);
     let events = stack
+        .agents()?
         .create_agent_turn(&agent_id, &session_id, request)
         .await?;
     turn_reply(events, stream).await
@@ -187,6 +201,7 @@ pub async fn resume_turn(
 ) -> Result<Response, ClassicError> {
     let stream = request.stream.unwrap_or(false);
     let events = stack
+        .agents()?
         .resume_agent_turn(&agent_id, &session_id, &turn_id, request)
         .await?;
     turn_reply(events, stream).await
@@ -200,6 +215,7 @@ pub async fn get_turn(
 ) -> Result<Json<Turn>, ClassicError> {
     Ok(Json(
         stack
+            .agents()?
             .get_agent_turn(&agent_id, &session_id, &turn_id)
             .await?,
     ))
@@ -214,7 +230,34 @@ pub async fn get_step(
 ) -> Result<Json<StepResponse>, ClassicError> {
     Ok(Json(
         stack
+            .agents()?
             .get_agent_step(&agent_id, &session_id, &turn_id, &step_id)
             .await?,
     ))
+}
+
+/// The routes of this API; see [`crate::table`].
+pub(crate) fn declare(table: RouteTable) -> RouteTable {
+    table
+        .add(
+            Some(Api::Agents),
+            Form::Plain,
+            routes!(create_agent, list_agents),
+        )
+        .add(
+            Some(Api::Agents),
+            Form::Plain,
+            routes!(get_agent, delete_agent),
+        )
+        .add(Some(Api::Agents), Form::Plain, routes!(create_session))
+        .add(Some(Api::Agents), Form::Plain, routes!(list_sessions))
+        .add(
+            Some(Api::Agents),
+            Form::Plain,
+            routes!(get_session, delete_session),
+        )
+        .add(Some(Api::Agents), Form::Plain, routes!(create_turn))
+        .add(Some(Api::Agents), Form::Plain, routes!(resume_turn))
+        .add(Some(Api::Agents), Form::Plain, routes!(get_turn))
+        .add(Some(Api::Agents), Form::Plain, routes!(get_step))
 }

@@ -3,39 +3,42 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::Router;
+
 use axum::extract::multipart::{Field, MultipartRejection};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use llama_stack_core::files::{FileDeleted, FileList, FileObject};
-use llama_stack_core::files_ops::{FileUpload, ListFilesParams};
-use llama_stack_core::{Error, Stack};
+
+use llama_stack_core::Error;
+use llama_stack_memory::{files::FileDeleted, files::FileList, files::FileObject};
+use llama_stack_memory::{files_ops::FileUpload, files_ops::ListFilesParams};
+use llama_stack_stack::Stack;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use llama_stack_core::Api;
+use utoipa_axum::routes;
+
 use crate::error::{ErrorFlavor, OpenAi, OpenAiError};
+use crate::table::{Form, RouteTable};
 
 /// Largest upload `POST /v1/files` accepts; other routes keep the server-wide limit.
 pub const MAX_UPLOAD_BYTES: usize = 512 * 1024 * 1024;
 
-/// The files routes under `prefix` (`/v1` or `/v1/openai/v1`).
-pub fn routes(prefix: &str) -> Router<Arc<Stack>> {
-    use axum::routing::{delete, post};
-    Router::new()
-        .route(
-            &format!("{prefix}/files"),
-            post(upload)
-                .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
-                .get(list),
-        )
-        .route(
-            &format!("{prefix}/files/{{file_id}}"),
-            get(retrieve).merge(delete(remove)),
-        )
-        .route(&format!("{prefix}/files/{{file_id}}/content"), get(content))
+/// The routes of the files API; see [`crate::table`]. Uploads get their own body limit.
+pub(crate) fn declare(table: RouteTable) -> RouteTable {
+    let files = Some(Api::Files);
+    let (schemas, paths, upload_route) = routes!(upload, list);
+    let uploads = (
+        schemas,
+        paths,
+        upload_route.layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+    );
+    table
+        .add(files, Form::AlsoOpenAi, uploads)
+        .add(files, Form::AlsoOpenAi, routes!(retrieve, remove))
+        .add(files, Form::AlsoOpenAi, routes!(content))
 }
 
 /// The OpenAI file object.
@@ -225,7 +228,7 @@ pub async fn upload(
         Ok(upload) => upload,
         Err(response) => return response,
     };
-    match stack.create_file(upload).await {
+    match stack.memory.create_file(upload).await {
         Ok(file) => Json(OpenAiFile::from(file)).into_response(),
         Err(err) => OpenAiError::from(err).into_response(),
     }
@@ -249,6 +252,7 @@ pub async fn list(
         })?),
     };
     let list = stack
+        .memory
         .list_files(ListFilesParams {
             after: query.after,
             limit,
@@ -265,7 +269,7 @@ pub async fn retrieve(
     State(stack): State<Arc<Stack>>,
     Path(file_id): Path<String>,
 ) -> Result<Json<OpenAiFile>, OpenAiError> {
-    Ok(Json(stack.get_file(&file_id).await?.into()))
+    Ok(Json(stack.memory.get_file(&file_id).await?.into()))
 }
 
 #[utoipa::path(delete, path = "/v1/files/{file_id}", tag = "files",
@@ -274,7 +278,7 @@ pub async fn remove(
     State(stack): State<Arc<Stack>>,
     Path(file_id): Path<String>,
 ) -> Result<Json<OpenAiFileDeleted>, OpenAiError> {
-    Ok(Json(stack.delete_file(&file_id).await?.into()))
+    Ok(Json(stack.memory.delete_file(&file_id).await?.into()))
 }
 
 #[utoipa::path(get, path = "/v1/files/{file_id}/content", tag = "files",
@@ -285,7 +289,7 @@ pub async fn content(
     State(stack): State<Arc<Stack>>,
     Path(file_id): Path<String>,
 ) -> Result<Response, OpenAiError> {
-    let download = stack.file_download(&file_id).await?;
+    let download = stack.memory.file_download(&file_id).await?;
     let mut response = download.content.into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -324,4 +328,4 @@ fn content_disposition(filename: &str) -> String {
 
 #[cfg(test)]
 #[path = "files_tests.rs"]
-mod tests;
+pub(crate) mod tests;

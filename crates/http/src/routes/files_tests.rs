@@ -4,11 +4,15 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
-use llama_stack_core::files::{FileListQuery, FilePage, FilesProvider, NewFile};
-use llama_stack_core::stack::{ProviderHandle, StackInfo};
-use llama_stack_core::{Api, ProviderInstance, RegistryStore, Result};
+use llama_stack_core::{Api, RegistryStore, Result};
+use llama_stack_memory::{
+    files::FileListQuery, files::FilePage, files::FilesProvider, files::NewFile,
+};
+use llama_stack_stack::ProviderInstance;
+use llama_stack_stack::{ProviderHandle, Services, StackInfo};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -66,7 +70,8 @@ impl FilesProvider for MemoryFiles {
     }
 }
 
-struct NoStore;
+/// A registry that keeps nothing, for router tests that need no persistence.
+pub(crate) struct NoStore;
 
 #[async_trait]
 impl RegistryStore for NoStore {
@@ -93,7 +98,8 @@ fn app() -> Router {
         redacted_config: Value::Null,
         instance: ProviderInstance::Files(Arc::new(MemoryFiles::default())),
     };
-    let stack = Stack::new(StackInfo::default(), vec![handle], Arc::new(NoStore));
+    let services = Services::over(std::slice::from_ref(&handle), Arc::new(NoStore), None);
+    let stack = Stack::new(StackInfo::default(), vec![handle], services);
     crate::router(Arc::new(stack))
 }
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use llama_stack_core::Stack;
-use llama_stack_core::inference_ops::{collect_chat, collect_completion};
+use llama_stack_inference::{ops::collect_chat, ops::collect_completion};
+use llama_stack_stack::Stack;
 use llama_stack_types::{
     ChatCompletionRequest, ChatCompletionResponse, ChatCompletionResponseStreamChunk,
     CompletionRequest, CompletionResponse, CompletionResponseStreamChunk, EmbeddingsRequest,
@@ -15,6 +15,9 @@ use llama_stack_types::{
 
 use crate::error::{ApiJson, Classic, ClassicError};
 use crate::sse::sse_response;
+use crate::table::{Form, RouteTable};
+use llama_stack_core::Api;
+use utoipa_axum::routes;
 
 #[utoipa::path(post, path = "/v1/inference/chat-completion", tag = "inference",
     request_body = ChatCompletionRequest,
@@ -26,7 +29,7 @@ pub async fn chat_completion(
     ApiJson(request, ..): ApiJson<ChatCompletionRequest, Classic>,
 ) -> Result<Response, ClassicError> {
     let stream = request.stream.unwrap_or(false);
-    let chunks = stack.chat_completion(request).await?;
+    let chunks = stack.inference.chat_completion(request).await?;
     if stream {
         return Ok(sse_response(chunks));
     }
@@ -43,7 +46,7 @@ pub async fn completion(
     ApiJson(request, ..): ApiJson<CompletionRequest, Classic>,
 ) -> Result<Response, ClassicError> {
     let stream = request.stream.unwrap_or(false);
-    let chunks = stack.completion(request).await?;
+    let chunks = stack.inference.completion(request).await?;
     if stream {
         return Ok(sse_response(chunks));
     }
@@ -57,5 +60,13 @@ pub async fn embeddings(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<EmbeddingsRequest, Classic>,
 ) -> Result<Json<EmbeddingsResponse>, ClassicError> {
-    Ok(Json(stack.embeddings(request).await?))
+    Ok(Json(stack.inference.embeddings(request).await?))
+}
+
+/// The routes of this API; see [`crate::table`].
+pub(crate) fn declare(table: RouteTable) -> RouteTable {
+    table
+        .add(Some(Api::Inference), Form::Plain, routes!(chat_completion))
+        .add(Some(Api::Inference), Form::Plain, routes!(completion))
+        .add(Some(Api::Inference), Form::Plain, routes!(embeddings))
 }

@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use llama_stack_core::Stack;
+use llama_stack_stack::Stack;
 use llama_stack_types::{DataList, HealthInfo, HealthStatus, ProviderInfo, RouteInfo, VersionInfo};
 
 use crate::error::ClassicError;
+use crate::table::{Form, RouteTable};
+use utoipa_axum::routes;
 
 #[utoipa::path(get, path = "/v1/health", tag = "inspect",
     responses((status = 200, body = HealthInfo)))]
@@ -22,7 +24,7 @@ pub async fn health() -> Json<HealthInfo> {
     responses((status = 200, body = VersionInfo)))]
 pub async fn version() -> Json<VersionInfo> {
     Json(VersionInfo {
-        version: llama_stack_core::stack::API_VERSION.to_string(),
+        version: llama_stack_stack::API_VERSION.to_string(),
     })
 }
 
@@ -47,7 +49,7 @@ pub async fn get_provider(
 #[utoipa::path(get, path = "/v1/inspect/routes", tag = "inspect",
     responses((status = 200, body = DataList<RouteInfo>)))]
 pub async fn list_routes(State(stack): State<Arc<Stack>>) -> Json<DataList<RouteInfo>> {
-    let data = crate::ROUTES
+    let data = crate::route_entries()
         .iter()
         .filter(|r| r.api.is_none_or(|api| stack.serves(api)))
         .map(|r| RouteInfo {
@@ -60,4 +62,14 @@ pub async fn list_routes(State(stack): State<Arc<Stack>>) -> Json<DataList<Route
         })
         .collect();
     Json(DataList { data })
+}
+
+/// The routes of this API; see [`crate::table`].
+pub(crate) fn declare(table: RouteTable) -> RouteTable {
+    table
+        .add(None, Form::Plain, routes!(health))
+        .add(None, Form::Plain, routes!(version))
+        .add(None, Form::Plain, routes!(list_providers))
+        .add(None, Form::Plain, routes!(get_provider))
+        .add(None, Form::Plain, routes!(list_routes))
 }

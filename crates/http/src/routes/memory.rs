@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use llama_stack_core::Stack;
+use llama_stack_stack::Stack;
 use llama_stack_types::{
     DataList, InsertChunksRequest, InvokeToolRequest, QueryChunksRequest, QueryChunksResponse,
     RagInsertRequest, RagQueryRequest, RagQueryResult, RegisterToolGroupRequest,
@@ -13,7 +13,11 @@ use llama_stack_types::{
 };
 use serde::Deserialize;
 
+use llama_stack_core::Api;
+use utoipa_axum::routes;
+
 use crate::error::{ApiJson, Classic, ClassicError};
+use crate::table::{Form, RouteTable};
 
 /// Ids may contain `/`; a client base URL ending in `/` can add a leading one.
 fn id(raw: &str) -> &str {
@@ -24,7 +28,7 @@ fn id(raw: &str) -> &str {
     responses((status = 200, body = DataList<VectorDb>)))]
 pub async fn list_vector_dbs(State(stack): State<Arc<Stack>>) -> Json<DataList<VectorDb>> {
     Json(DataList {
-        data: stack.list_vector_dbs().await,
+        data: stack.memory.list_vector_dbs().await,
     })
 }
 
@@ -34,7 +38,7 @@ pub async fn register_vector_db(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<RegisterVectorDbRequest, Classic>,
 ) -> Result<Json<VectorDb>, ClassicError> {
-    Ok(Json(stack.register_vector_db(request).await?))
+    Ok(Json(stack.memory.register_vector_db(request).await?))
 }
 
 #[utoipa::path(get, path = "/v1/vector-dbs/{vector_db_id}", tag = "vector_dbs",
@@ -44,7 +48,7 @@ pub async fn get_vector_db(
     State(stack): State<Arc<Stack>>,
     Path(raw): Path<String>,
 ) -> Result<Json<VectorDb>, ClassicError> {
-    Ok(Json(stack.get_vector_db(id(&raw)).await?))
+    Ok(Json(stack.memory.get_vector_db(id(&raw)).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/vector-dbs/{vector_db_id}", tag = "vector_dbs",
@@ -54,7 +58,7 @@ pub async fn unregister_vector_db(
     State(stack): State<Arc<Stack>>,
     Path(raw): Path<String>,
 ) -> Result<Json<()>, ClassicError> {
-    stack.unregister_vector_db(id(&raw)).await?;
+    stack.memory.unregister_vector_db(id(&raw)).await?;
     Ok(Json(()))
 }
 
@@ -64,7 +68,7 @@ pub async fn insert_chunks(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<InsertChunksRequest, Classic>,
 ) -> Result<Json<()>, ClassicError> {
-    stack.insert_chunks(request).await?;
+    stack.memory.insert_chunks(request).await?;
     Ok(Json(()))
 }
 
@@ -74,7 +78,7 @@ pub async fn query_chunks(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<QueryChunksRequest, Classic>,
 ) -> Result<Json<QueryChunksResponse>, ClassicError> {
-    Ok(Json(stack.query_chunks(request).await?))
+    Ok(Json(stack.memory.query_chunks(request).await?))
 }
 
 #[utoipa::path(post, path = "/v1/tool-runtime/rag-tool/insert", tag = "tool_runtime",
@@ -83,7 +87,7 @@ pub async fn rag_insert(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<RagInsertRequest, Classic>,
 ) -> Result<Json<()>, ClassicError> {
-    stack.rag_insert(request).await?;
+    stack.tools.rag_insert(request).await?;
     Ok(Json(()))
 }
 
@@ -93,7 +97,7 @@ pub async fn rag_query(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<RagQueryRequest, Classic>,
 ) -> Result<Json<RagQueryResult>, ClassicError> {
-    Ok(Json(stack.rag_query(request).await?))
+    Ok(Json(stack.tools.rag_query(request).await?))
 }
 
 #[utoipa::path(post, path = "/v1/tool-runtime/invoke", tag = "tool_runtime",
@@ -102,7 +106,7 @@ pub async fn invoke_tool(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<InvokeToolRequest, Classic>,
 ) -> Result<Json<ToolInvocationResult>, ClassicError> {
-    Ok(Json(stack.invoke_tool(request).await?))
+    Ok(Json(stack.tools.invoke_tool(request).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -131,11 +135,12 @@ pub async fn list_runtime_tools(
     }));
     if let Some(uri) = endpoint {
         return Ok(Json(DataList {
-            data: stack.list_endpoint_tools(&uri).await?,
+            data: stack.tools.list_endpoint_tools(&uri).await?,
         }));
     }
     Ok(Json(DataList {
         data: stack
+            .tools
             .list_runtime_tools(query.tool_group_id.as_deref())
             .await?,
     }))
@@ -145,7 +150,7 @@ pub async fn list_runtime_tools(
     responses((status = 200, body = DataList<ToolGroup>)))]
 pub async fn list_tool_groups(State(stack): State<Arc<Stack>>) -> Json<DataList<ToolGroup>> {
     Json(DataList {
-        data: stack.list_tool_groups().await,
+        data: stack.tools.list_tool_groups().await,
     })
 }
 
@@ -155,7 +160,7 @@ pub async fn register_tool_group(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<RegisterToolGroupRequest, Classic>,
 ) -> Result<Json<()>, ClassicError> {
-    stack.register_tool_group(request).await?;
+    stack.tools.register_tool_group(request).await?;
     Ok(Json(()))
 }
 
@@ -166,7 +171,7 @@ pub async fn get_tool_group(
     State(stack): State<Arc<Stack>>,
     Path(raw): Path<String>,
 ) -> Result<Json<ToolGroup>, ClassicError> {
-    Ok(Json(stack.get_tool_group(id(&raw)).await?))
+    Ok(Json(stack.tools.get_tool_group(id(&raw)).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/toolgroups/{toolgroup_id}", tag = "toolgroups",
@@ -176,7 +181,7 @@ pub async fn unregister_tool_group(
     State(stack): State<Arc<Stack>>,
     Path(raw): Path<String>,
 ) -> Result<Json<()>, ClassicError> {
-    stack.unregister_tool_group(id(&raw)).await?;
+    stack.tools.unregister_tool_group(id(&raw)).await?;
     Ok(Json(()))
 }
 
@@ -192,7 +197,10 @@ pub async fn list_tools(
     Query(query): Query<ListToolsQuery>,
 ) -> Result<Json<DataList<Tool>>, ClassicError> {
     Ok(Json(DataList {
-        data: stack.list_tools(query.toolgroup_id.as_deref()).await?,
+        data: stack
+            .tools
+            .list_tools(query.toolgroup_id.as_deref())
+            .await?,
     }))
 }
 
@@ -202,5 +210,40 @@ pub async fn get_tool(
     State(stack): State<Arc<Stack>>,
     Path(raw): Path<String>,
 ) -> Result<Json<Tool>, ClassicError> {
-    Ok(Json(stack.get_tool(id(&raw)).await?))
+    Ok(Json(stack.tools.get_tool(id(&raw)).await?))
+}
+
+/// The routes of the vector IO and tool runtime APIs; see [`crate::table`].
+pub(crate) fn declare(table: RouteTable) -> RouteTable {
+    let vector_io = Some(Api::VectorIo);
+    let tools = Some(Api::ToolRuntime);
+    table
+        .add(
+            vector_io,
+            Form::Plain,
+            routes!(list_vector_dbs, register_vector_db),
+        )
+        .add(
+            vector_io,
+            Form::Slashed,
+            routes!(get_vector_db, unregister_vector_db),
+        )
+        .add(vector_io, Form::Plain, routes!(insert_chunks))
+        .add(vector_io, Form::Plain, routes!(query_chunks))
+        .add(tools, Form::Plain, routes!(rag_insert))
+        .add(tools, Form::Plain, routes!(rag_query))
+        .add(tools, Form::Plain, routes!(invoke_tool))
+        .add(tools, Form::Plain, routes!(list_runtime_tools))
+        .add(
+            tools,
+            Form::Plain,
+            routes!(list_tool_groups, register_tool_group),
+        )
+        .add(
+            tools,
+            Form::Slashed,
+            routes!(get_tool_group, unregister_tool_group),
+        )
+        .add(tools, Form::Plain, routes!(list_tools))
+        .add(tools, Form::Slashed, routes!(get_tool))
 }

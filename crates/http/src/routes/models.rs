@@ -4,10 +4,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use llama_stack_core::Stack;
+use llama_stack_stack::Stack;
 use llama_stack_types::{DataList, Model, ModelListItem, OpenAiModel, RegisterModelRequest};
 
 use crate::error::{ApiJson, Classic, ClassicError};
+use crate::table::{Form, RouteTable};
+use llama_stack_core::Api;
+use utoipa_axum::routes;
 
 /// Clients that end a base URL with `/` can produce ids with a leading slash.
 fn model_id(raw: &str) -> &str {
@@ -18,7 +21,7 @@ fn model_id(raw: &str) -> &str {
     responses((status = 200, description = "Classic and OpenAI fields on every item", body = DataList<ModelListItem>)))]
 pub async fn list_models(State(stack): State<Arc<Stack>>) -> Json<DataList<ModelListItem>> {
     Json(DataList {
-        data: stack.list_models_for_clients().await,
+        data: stack.inference.list_models_for_clients().await,
     })
 }
 
@@ -29,7 +32,7 @@ pub async fn get_model(
     State(stack): State<Arc<Stack>>,
     Path(id): Path<String>,
 ) -> Result<Json<Model>, ClassicError> {
-    Ok(Json(stack.get_model(model_id(&id)).await?))
+    Ok(Json(stack.inference.get_model(model_id(&id)).await?))
 }
 
 #[utoipa::path(post, path = "/v1/models", tag = "models",
@@ -39,7 +42,7 @@ pub async fn register_model(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<RegisterModelRequest, Classic>,
 ) -> Result<Json<Model>, ClassicError> {
-    Ok(Json(stack.register_model(request).await?))
+    Ok(Json(stack.inference.register_model(request).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/models/{model_id}", tag = "models",
@@ -49,7 +52,7 @@ pub async fn unregister_model(
     State(stack): State<Arc<Stack>>,
     Path(id): Path<String>,
 ) -> Result<Json<()>, ClassicError> {
-    stack.unregister_model(model_id(&id)).await?;
+    stack.inference.unregister_model(model_id(&id)).await?;
     Ok(Json(()))
 }
 
@@ -57,6 +60,7 @@ pub async fn unregister_model(
     responses((status = 200, body = DataList<OpenAiModel>)))]
 pub async fn openai_list_models(State(stack): State<Arc<Stack>>) -> Json<serde_json::Value> {
     let data: Vec<OpenAiModel> = stack
+        .inference
         .list_models()
         .await
         .into_iter()
@@ -68,4 +72,24 @@ pub async fn openai_list_models(State(stack): State<Arc<Stack>>) -> Json<serde_j
         })
         .collect();
     Json(serde_json::json!({"object": "list", "data": data}))
+}
+
+/// The routes of this API; see [`crate::table`].
+pub(crate) fn declare(table: RouteTable) -> RouteTable {
+    table
+        .add(
+            Some(Api::Inference),
+            Form::Plain,
+            routes!(list_models, register_model),
+        )
+        .add(
+            Some(Api::Inference),
+            Form::Slashed,
+            routes!(get_model, unregister_model),
+        )
+        .add(
+            Some(Api::Inference),
+            Form::Plain,
+            routes!(openai_list_models),
+        )
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use llama_stack_core::Stack;
-use llama_stack_core::openai_compat::OpenAiOutput;
+use llama_stack_inference::openai_compat::OpenAiOutput;
+use llama_stack_stack::Stack;
 use llama_stack_types::openai::{
     OpenAiChatCompletion, OpenAiChatCompletionChunk, OpenAiChatCompletionRequest, OpenAiCompletion,
     OpenAiCompletionRequest, OpenAiEmbeddingsRequest, OpenAiEmbeddingsResponse,
@@ -14,6 +14,9 @@ use llama_stack_types::openai::{
 
 use crate::error::{ApiJson, OpenAi, OpenAiError};
 use crate::sse::sse_response;
+use crate::table::{Form, RouteTable};
+use llama_stack_core::Api;
+use utoipa_axum::routes;
 
 fn respond<T, S, I>(output: OpenAiOutput<T, S>) -> Response
 where
@@ -38,7 +41,9 @@ pub async fn chat_completions(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<OpenAiChatCompletionRequest, OpenAi>,
 ) -> Result<Response, OpenAiError> {
-    Ok(respond(stack.openai_chat_completion(request).await?))
+    Ok(respond(
+        stack.inference.openai_chat_completion(request).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/completions", tag = "openai",
@@ -50,7 +55,7 @@ pub async fn completions(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<OpenAiCompletionRequest, OpenAi>,
 ) -> Result<Response, OpenAiError> {
-    Ok(respond(stack.openai_completion(request).await?))
+    Ok(respond(stack.inference.openai_completion(request).await?))
 }
 
 #[utoipa::path(post, path = "/v1/embeddings", tag = "openai",
@@ -60,5 +65,17 @@ pub async fn embeddings(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<OpenAiEmbeddingsRequest, OpenAi>,
 ) -> Result<Json<OpenAiEmbeddingsResponse>, OpenAiError> {
-    Ok(Json(stack.openai_embeddings(request).await?))
+    Ok(Json(stack.inference.openai_embeddings(request).await?))
+}
+
+/// The routes of this API; see [`crate::table`].
+pub(crate) fn declare(table: RouteTable) -> RouteTable {
+    table
+        .add(
+            Some(Api::Inference),
+            Form::AlsoOpenAi,
+            routes!(chat_completions),
+        )
+        .add(Some(Api::Inference), Form::AlsoOpenAi, routes!(completions))
+        .add(Some(Api::Inference), Form::AlsoOpenAi, routes!(embeddings))
 }

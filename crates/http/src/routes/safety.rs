@@ -4,19 +4,22 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use llama_stack_core::Stack;
+use llama_stack_stack::Stack;
 use llama_stack_types::{
     ListShieldsResponse, ModerationObject, ModerationRequest, RegisterShieldRequest,
     RunShieldRequest, RunShieldResponse, Shield,
 };
 
 use crate::error::{ApiJson, Classic, ClassicError, OpenAi, OpenAiError};
+use crate::table::{Form, RouteTable};
+use llama_stack_core::Api;
+use utoipa_axum::routes;
 
 #[utoipa::path(get, path = "/v1/shields", tag = "shields",
     responses((status = 200, body = ListShieldsResponse)))]
 pub async fn list_shields(State(stack): State<Arc<Stack>>) -> Json<ListShieldsResponse> {
     Json(ListShieldsResponse {
-        data: stack.list_shields().await,
+        data: stack.safety.list_shields().await,
     })
 }
 
@@ -27,7 +30,9 @@ pub async fn get_shield(
     State(stack): State<Arc<Stack>>,
     Path(id): Path<String>,
 ) -> Result<Json<Shield>, ClassicError> {
-    Ok(Json(stack.get_shield(id.trim_start_matches('/')).await?))
+    Ok(Json(
+        stack.safety.get_shield(id.trim_start_matches('/')).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/shields", tag = "shields",
@@ -37,7 +42,7 @@ pub async fn register_shield(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<RegisterShieldRequest, Classic>,
 ) -> Result<Json<Shield>, ClassicError> {
-    Ok(Json(stack.register_shield(request).await?))
+    Ok(Json(stack.safety.register_shield(request).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/shields/{identifier}", tag = "shields",
@@ -47,7 +52,10 @@ pub async fn unregister_shield(
     State(stack): State<Arc<Stack>>,
     Path(id): Path<String>,
 ) -> Result<Json<()>, ClassicError> {
-    stack.unregister_shield(id.trim_start_matches('/')).await?;
+    stack
+        .safety
+        .unregister_shield(id.trim_start_matches('/'))
+        .await?;
     Ok(Json(()))
 }
 
@@ -58,7 +66,7 @@ pub async fn run_shield(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<RunShieldRequest, Classic>,
 ) -> Result<Json<RunShieldResponse>, ClassicError> {
-    Ok(Json(stack.run_shield(request).await?))
+    Ok(Json(stack.safety.run_shield(request).await?))
 }
 
 #[utoipa::path(post, path = "/v1/moderations", tag = "safety",
@@ -68,5 +76,22 @@ pub async fn moderations(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<ModerationRequest, OpenAi>,
 ) -> Result<Json<ModerationObject>, OpenAiError> {
-    Ok(Json(stack.run_moderation(request).await?))
+    Ok(Json(stack.safety.run_moderation(request).await?))
+}
+
+/// The routes of this API; see [`crate::table`].
+pub(crate) fn declare(table: RouteTable) -> RouteTable {
+    table
+        .add(
+            Some(Api::Safety),
+            Form::Plain,
+            routes!(list_shields, register_shield),
+        )
+        .add(
+            Some(Api::Safety),
+            Form::Slashed,
+            routes!(get_shield, unregister_shield),
+        )
+        .add(Some(Api::Safety), Form::Plain, routes!(run_shield))
+        .add(Some(Api::Safety), Form::AlsoOpenAi, routes!(moderations))
 }

@@ -4,12 +4,15 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use llama_stack_core::Stack;
-use llama_stack_core::memory::PageQuery;
+use llama_stack_memory::PageQuery;
+use llama_stack_stack::Stack;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiJson, OpenAi, OpenAiError};
+use crate::table::{Form, RouteTable};
+use llama_stack_core::Api;
+use utoipa_axum::routes;
 
 type Body = ApiJson<Map<String, Value>, OpenAi>;
 
@@ -40,7 +43,7 @@ pub async fn create(
     State(stack): State<Arc<Stack>>,
     ApiJson(body, ..): Body,
 ) -> Result<Json<Value>, OpenAiError> {
-    Ok(Json(stack.create_vector_store(body).await?))
+    Ok(Json(stack.memory.create_vector_store(body).await?))
 }
 
 #[utoipa::path(get, path = "/v1/vector_stores", tag = "vector_stores",
@@ -49,7 +52,7 @@ pub async fn list(
     State(stack): State<Arc<Stack>>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, OpenAiError> {
-    Ok(Json(stack.list_vector_stores(&q.page()).await?))
+    Ok(Json(stack.memory.list_vector_stores(&q.page()).await?))
 }
 
 #[utoipa::path(get, path = "/v1/vector_stores/{vector_store_id}", tag = "vector_stores",
@@ -58,7 +61,7 @@ pub async fn get(
     State(stack): State<Arc<Stack>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, OpenAiError> {
-    Ok(Json(stack.get_vector_store(&id).await?))
+    Ok(Json(stack.memory.get_vector_store(&id).await?))
 }
 
 #[utoipa::path(post, path = "/v1/vector_stores/{vector_store_id}", tag = "vector_stores",
@@ -69,7 +72,7 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(body, ..): Body,
 ) -> Result<Json<Value>, OpenAiError> {
-    Ok(Json(stack.update_vector_store(&id, body).await?))
+    Ok(Json(stack.memory.update_vector_store(&id, body).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/vector_stores/{vector_store_id}", tag = "vector_stores",
@@ -78,7 +81,7 @@ pub async fn delete(
     State(stack): State<Arc<Stack>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, OpenAiError> {
-    Ok(Json(stack.delete_vector_store(&id).await?))
+    Ok(Json(stack.memory.delete_vector_store(&id).await?))
 }
 
 #[utoipa::path(post, path = "/v1/vector_stores/{vector_store_id}/search", tag = "vector_stores",
@@ -89,7 +92,7 @@ pub async fn search(
     Path(id): Path<String>,
     ApiJson(body, ..): Body,
 ) -> Result<Json<Value>, OpenAiError> {
-    Ok(Json(stack.search_vector_store(&id, body).await?))
+    Ok(Json(stack.memory.search_vector_store(&id, body).await?))
 }
 
 #[utoipa::path(post, path = "/v1/vector_stores/{vector_store_id}/files", tag = "vector_stores",
@@ -100,7 +103,9 @@ pub async fn attach_file(
     Path(id): Path<String>,
     ApiJson(body, ..): Body,
 ) -> Result<Json<Value>, OpenAiError> {
-    Ok(Json(stack.attach_vector_store_file(&id, body).await?))
+    Ok(Json(
+        stack.memory.attach_vector_store_file(&id, body).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/vector_stores/{vector_store_id}/files", tag = "vector_stores",
@@ -113,6 +118,7 @@ pub async fn list_files(
 ) -> Result<Json<Value>, OpenAiError> {
     Ok(Json(
         stack
+            .memory
             .list_vector_store_files(&id, &q.page(), q.filter.as_deref())
             .await?,
     ))
@@ -125,7 +131,9 @@ pub async fn get_file(
     State(stack): State<Arc<Stack>>,
     Path((id, file_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, OpenAiError> {
-    Ok(Json(stack.get_vector_store_file(&id, &file_id).await?))
+    Ok(Json(
+        stack.memory.get_vector_store_file(&id, &file_id).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/vector_stores/{vector_store_id}/files/{file_id}", tag = "vector_stores",
@@ -137,7 +145,10 @@ pub async fn update_file(
     ApiJson(body, ..): Body,
 ) -> Result<Json<Value>, OpenAiError> {
     Ok(Json(
-        stack.update_vector_store_file(&id, &file_id, body).await?,
+        stack
+            .memory
+            .update_vector_store_file(&id, &file_id, body)
+            .await?,
     ))
 }
 
@@ -148,5 +159,29 @@ pub async fn delete_file(
     State(stack): State<Arc<Stack>>,
     Path((id, file_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, OpenAiError> {
-    Ok(Json(stack.delete_vector_store_file(&id, &file_id).await?))
+    Ok(Json(
+        stack.memory.delete_vector_store_file(&id, &file_id).await?,
+    ))
+}
+
+/// The routes of this API; see [`crate::table`].
+pub(crate) fn declare(table: RouteTable) -> RouteTable {
+    table
+        .add(Some(Api::VectorIo), Form::AlsoOpenAi, routes!(create, list))
+        .add(
+            Some(Api::VectorIo),
+            Form::AlsoOpenAi,
+            routes!(get, update, delete),
+        )
+        .add(Some(Api::VectorIo), Form::AlsoOpenAi, routes!(search))
+        .add(
+            Some(Api::VectorIo),
+            Form::AlsoOpenAi,
+            routes!(attach_file, list_files),
+        )
+        .add(
+            Some(Api::VectorIo),
+            Form::AlsoOpenAi,
+            routes!(get_file, update_file, delete_file),
+        )
 }

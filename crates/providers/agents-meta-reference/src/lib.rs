@@ -1,15 +1,66 @@
-//! `inline::meta-reference` agents. The turn loop runs in the stack (it calls inference,
-//! safety and the tool runtime through the same functions the HTTP routes call); this provider
-//! switches the agents API on and reads upstream's config block.
+//! `inline::meta-reference` agents: agents, sessions and turns kept in the distribution's
+//! metadata store, and the turn loop ([`turn`]): input shields, inference iterations, server
+//! and client tool calls, output shields. It reaches inference, safety and the tool runtime
+//! through the API handles the assembler gives it, the same functions the HTTP routes call.
+//!
+//! Depends on core, the wire types and the API crates' handles; never on another provider or
+//! a transport.
+
+mod api;
+mod memory_store;
+mod store;
+mod turn;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures::FutureExt;
-use llama_stack_core::provider::parse_config;
-use llama_stack_core::{
-    Api, ConfigIssue, Error, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
-    Result,
+use llama_stack_core::{Api, ConfigIssue, Error, RegistryStore, Result, parse_config};
+use llama_stack_inference::InferenceApi;
+use llama_stack_safety::SafetyApi;
+use llama_stack_stack::{
+    ApiHandles, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
 };
+use llama_stack_tools::ToolsApi;
 use serde::Deserialize;
 use serde_json::Value;
+use tokio::sync::Mutex;
+
+pub use memory_store::MemoryStore;
+
+/// The meta-reference agents provider.
+pub struct MetaReferenceAgents {
+    /// Agents, persisted sessions and their turns.
+    pub(crate) store: Arc<dyn RegistryStore>,
+    /// Sessions of agents without `enable_session_persistence`, and their turns.
+    pub(crate) ephemeral: MemoryStore,
+    /// Serialises turns of one session, so two turns never interleave their writes.
+    pub(crate) session_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    pub(crate) inference: Arc<dyn InferenceApi>,
+    pub(crate) safety: Arc<dyn SafetyApi>,
+    pub(crate) tools: Arc<dyn ToolsApi>,
+}
+
+impl MetaReferenceAgents {
+    pub fn new(
+        store: Arc<dyn RegistryStore>,
+        inference: Arc<dyn InferenceApi>,
+        safety: Arc<dyn SafetyApi>,
+        tools: Arc<dyn ToolsApi>,
+    ) -> Self {
+        MetaReferenceAgents {
+            store,
+            ephemeral: MemoryStore::default(),
+            session_locks: Mutex::new(HashMap::new()),
+            inference,
+            safety,
+            tools,
+        }
+    }
+}
 
 pub const PROVIDER_TYPE: &str = "inline::meta-reference";
 
@@ -53,7 +104,7 @@ fn validate(config: &Value) -> Vec<ConfigIssue> {
 
 fn build(
     config: Value,
-    _ctx: ProviderContext,
+    ctx: ProviderContext,
 ) -> futures::future::BoxFuture<'static, Result<ProviderInstance>> {
     async move {
         parse_config::<MetaReferenceAgentsConfig>(&config).map_err(|issues| {
@@ -65,7 +116,19 @@ fn build(
                     .join("; "),
             )
         })?;
-        Ok(ProviderInstance::Agents)
+        let store = ctx.registry.clone().ok_or_else(|| {
+            Error::invalid(format!(
+                "{PROVIDER_TYPE} needs the distribution's metadata store"
+            ))
+        })?;
+        let apis = &ctx.apis;
+        let agents = MetaReferenceAgents::new(
+            store,
+            ApiHandles::require(&apis.inference, Api::Inference, PROVIDER_TYPE)?,
+            ApiHandles::require(&apis.safety, Api::Safety, PROVIDER_TYPE)?,
+            ApiHandles::require(&apis.tools, Api::ToolRuntime, PROVIDER_TYPE)?,
+        );
+        Ok(ProviderInstance::Agents(Arc::new(agents)))
     }
     .boxed()
 }

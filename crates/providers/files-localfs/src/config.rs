@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use llama_stack_core::CheckedConfig;
 use llama_stack_core::ConfigIssue;
-use llama_stack_core::provider::CheckedConfig;
 use serde::Deserialize;
 
 /// Uploaded files kept as plain files in one folder, their records in a SQL store.
@@ -101,7 +101,7 @@ pub(crate) fn expand_home(path: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llama_stack_core::provider::parse_config;
+    use llama_stack_core::parse_config;
 
     #[test]
     fn upstream_configs_parse() {

@@ -10,7 +10,8 @@ pub mod config;
 mod provider;
 
 use futures::FutureExt;
-use llama_stack_core::{Api, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
+use llama_stack_core::Api;
+use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 
 pub use config::LocalfsConfig;
 pub use provider::{LocalfsFiles, RECORD_KIND};
@@ -22,8 +23,7 @@ fn build(
     context: ProviderContext,
 ) -> futures::future::BoxFuture<'static, llama_stack_core::Result<ProviderInstance>> {
     async move {
-        let config =
-            llama_stack_core::provider::load_config::<LocalfsConfig>(&value, PROVIDER_TYPE)?;
+        let config = llama_stack_core::load_config::<LocalfsConfig>(&value, PROVIDER_TYPE)?;
         let provider = LocalfsFiles::open(config, context).await?;
         Ok(ProviderInstance::Files(std::sync::Arc::new(provider)))
     }
@@ -38,7 +38,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &[],
         description: "Uploaded files on the local file system, records in the distribution's SQL store",
         sample_config: config::SAMPLE_CONFIG,
-        validate: llama_stack_core::provider::validate_config::<LocalfsConfig>,
+        validate: llama_stack_core::validate_config::<LocalfsConfig>,
         build,
     });
 }

@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use llama_stack_core::files::{FileListQuery, FileObject, FilePage, FilesProvider, NewFile};
-use llama_stack_core::{Error, ProviderContext, RegistryStore, Result};
+use llama_stack_core::{Error, RegistryStore, Result};
+use llama_stack_memory::{
+    files::FileListQuery, files::FileObject, files::FilePage, files::FilesProvider, files::NewFile,
+};
+use llama_stack_stack::ProviderContext;
 use llama_stack_storage::SqliteRegistryStore;
 use serde::{Deserialize, Serialize};
 

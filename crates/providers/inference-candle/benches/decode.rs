@@ -7,9 +7,10 @@
 use std::time::Instant;
 
 use futures::StreamExt;
-use llama_stack_core::{InferenceProvider, ProviderContext};
+use llama_stack_inference::InferenceProvider;
 use llama_stack_provider_inference_candle::test_model::{self, Preset, TestModelOptions};
 use llama_stack_provider_inference_candle::{CandleConfig, CandleProvider};
+use llama_stack_stack::ProviderContext;
 use llama_stack_types::{CompletionRequest, InterleavedContent, Model, ModelType, SamplingParams};
 
 struct Row {

@@ -18,9 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures::StreamExt;
-use llama_stack_core::{InferenceProvider, ProviderContext};
+use llama_stack_inference::InferenceProvider;
 use llama_stack_provider_inference_candle::test_model::{self, GgufType, Preset, TestModelOptions};
 use llama_stack_provider_inference_candle::{CandleConfig, CandleProvider};
+use llama_stack_stack::ProviderContext;
 use llama_stack_types::{CompletionRequest, InterleavedContent, Model, ModelType, SamplingParams};
 
 /// Repetitions of each measurement; the fastest counts, on both sides.

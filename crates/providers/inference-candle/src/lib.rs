@@ -17,10 +17,8 @@ mod stream;
 pub mod test_model;
 
 use futures::FutureExt;
-use llama_stack_core::{
-    Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
-    provider::parse_config,
-};
+use llama_stack_core::{Api, ConfigIssue, config::parse_config};
+use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 
 pub use config::CandleConfig;
 pub use provider::CandleProvider;

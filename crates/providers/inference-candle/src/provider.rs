@@ -8,10 +8,10 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use candle_core::Device;
 use futures::StreamExt;
-use llama_stack_core::{
-    ChatStream, CompletionStream, Error, InferenceProvider, ProviderContext, Result,
-};
+use llama_stack_core::{Error, Result};
+use llama_stack_inference::{ChatStream, CompletionStream, InferenceProvider};
 use llama_stack_llama3::{ModelFamily, Piece, RenderOptions, render_chat, render_completion};
+use llama_stack_stack::ProviderContext;
 use llama_stack_types::{
     ChatCompletionRequest, CompletionRequest, HealthInfo, HealthStatus, Model, ModelType,
     SamplingParams, ToolDefinition,

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use futures::StreamExt;
-use llama_stack_core::inference_ops::{collect_chat, collect_completion};
-use llama_stack_core::{ErrorKind, InferenceProvider, ProviderContext};
+use llama_stack_core::ErrorKind;
+use llama_stack_inference::InferenceProvider;
+use llama_stack_inference::{ops::collect_chat, ops::collect_completion};
 use llama_stack_provider_inference_candle::test_model::{self, Preset, TestModelOptions};
 use llama_stack_provider_inference_candle::{CandleConfig, CandleProvider};
+use llama_stack_stack::ProviderContext;
 use llama_stack_types::{
     ChatCompletionRequest, ChatEventType, CompletionRequest, InterleavedContent, Message, Model,
     ModelType, SamplingParams, SamplingStrategy, StopReason,

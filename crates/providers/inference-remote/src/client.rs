@@ -10,7 +10,8 @@ use std::time::Duration;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use llama_stack_core::request_context::provider_data_string;
-use llama_stack_core::{Error, ErrorKind, JsonStream, Result};
+use llama_stack_core::{Error, ErrorKind, Result};
+use llama_stack_inference::JsonStream;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 

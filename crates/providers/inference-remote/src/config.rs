@@ -2,15 +2,18 @@
 //! (0.2.x) for each type, so a run.yaml written for the Python server keeps working; the
 //! `refresh_models` and `resilience` fields are shared by all of them.
 //!
-//! Each block is read into its own struct and turned into [`Settings`], the one shape the
-//! shared client core works from.
+//! Each block is read into its own struct (declared by its type's entry in [`crate::flavor`])
+//! and turned into [`Settings`], the one shape the shared client core works from. The types
+//! whose block is more than a URL and a key convert it here.
 
 use std::fmt;
 use std::path::Path;
 
 use llama_stack_core::ConfigIssue;
-use llama_stack_core::resilience::ResilienceConfig;
+use llama_stack_inference::resilience::ResilienceConfig;
 use serde::Deserialize;
+
+pub use crate::flavor::configs::*;
 
 /// An API key or token. Shown as `********` in debug output, so a config dump never carries it.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -84,7 +87,7 @@ pub trait RemoteConfig: serde::de::DeserializeOwned + fmt::Debug + Send + 'stati
 }
 
 /// Checks that `value` is an absolute http(s) URL.
-fn check_url(field: &str, value: &str, issues: &mut Vec<ConfigIssue>) {
+pub(crate) fn check_url(field: &str, value: &str, issues: &mut Vec<ConfigIssue>) {
     match reqwest::Url::parse(value.trim()) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
         Ok(url) => issues.push(ConfigIssue::new(
@@ -112,7 +115,7 @@ fn check_tls(tls: &TlsVerify, issues: &mut Vec<ConfigIssue>) {
     }
 }
 
-fn common_issues(resilience: &ResilienceConfig, issues: &mut Vec<ConfigIssue>) {
+pub(crate) fn common_issues(resilience: &ResilienceConfig, issues: &mut Vec<ConfigIssue>) {
     issues.extend(resilience.issues("resilience"));
 }
 
@@ -131,94 +134,41 @@ fn present(key: Option<Secret>) -> Option<Secret> {
     key.filter(|k| !k.is_empty())
 }
 
-fn default_true_tls() -> TlsVerify {
-    TlsVerify::default()
-}
-
-/// `remote::openai`: OpenAI's API.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OpenAiConfig {
-    /// The OpenAI API key; without it, `OPENAI_API_KEY` or the request's provider data
-    /// (`openai_api_key`) supply it.
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    /// The API's base URL.
-    #[serde(default = "default_openai_url")]
-    pub base_url: String,
-    /// List the upstream's models at start-up (and every few minutes) as `<provider_id>/<model>`.
-    #[serde(default)]
-    pub refresh_models: bool,
-    /// Timeouts, retries and circuit breaker.
-    #[serde(default)]
-    pub resilience: ResilienceConfig,
-}
-
-fn default_openai_url() -> String {
-    "https://api.openai.com/v1".into()
-}
-
-impl RemoteConfig for OpenAiConfig {
-    fn issues(&self) -> Vec<ConfigIssue> {
-        let mut issues = Vec::new();
-        check_url("base_url", &self.base_url, &mut issues);
-        common_issues(&self.resilience, &mut issues);
-        issues
-    }
-
-    fn into_settings(self) -> Settings {
-        Settings {
-            base_url: joined(&self.base_url, ""),
-            api_key: present(self.api_key),
-            default_max_tokens: None,
-            tls_verify: TlsVerify::default(),
-            refresh_models: self.refresh_models,
-            listing: ModelListing::OpenAi,
-            resilience: self.resilience,
-        }
+/// Settings of the hosted services that take a URL and a key and nothing else.
+pub(crate) fn hosted(
+    url: &str,
+    suffix: &str,
+    api_key: Option<Secret>,
+    refresh_models: bool,
+    resilience: ResilienceConfig,
+) -> Settings {
+    Settings {
+        base_url: joined(url, suffix),
+        api_key: present(api_key),
+        default_max_tokens: None,
+        tls_verify: TlsVerify::default(),
+        refresh_models,
+        listing: ModelListing::OpenAi,
+        resilience,
     }
 }
 
-/// `remote::vllm`: a vLLM server's OpenAI-compatible API.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VllmConfig {
-    /// The server's OpenAI-compatible base URL, e.g. `http://localhost:8000/v1`.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// Tokens generated when a request does not say (`max_tokens` unset or 0).
-    #[serde(default = "default_vllm_max_tokens")]
-    pub max_tokens: u32,
-    /// The server's API token (`vllm serve --api-key`); without it, `VLLM_API_TOKEN` or the
-    /// request's provider data (`vllm_api_token`) supply it. Servers without a key need none.
-    #[serde(default)]
-    pub api_token: Option<Secret>,
-    /// Check the server's TLS certificate (`true`), skip the check (`false`), or check it
-    /// against this PEM CA bundle as well as the system's roots.
-    #[serde(default = "default_true_tls")]
-    pub tls_verify: TlsVerify,
-    /// List the server's models at start-up (and every few minutes) as `<provider_id>/<model>`.
-    #[serde(default)]
-    pub refresh_models: bool,
-    /// Timeouts, retries and circuit breaker.
-    #[serde(default)]
-    pub resilience: ResilienceConfig,
-}
-
-fn default_vllm_max_tokens() -> u32 {
-    4096
+/// `url` when it is set, else the issue that says it is required.
+fn required_url(url: &Option<String>, missing: &str, issues: &mut Vec<ConfigIssue>) {
+    match url {
+        Some(url) if !url.trim().is_empty() => check_url("url", url, issues),
+        _ => issues.push(ConfigIssue::new("url", missing)),
+    }
 }
 
 impl RemoteConfig for VllmConfig {
     fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
-        match &self.url {
-            Some(url) if !url.trim().is_empty() => check_url("url", url, &mut issues),
-            _ => issues.push(ConfigIssue::new(
-                "url",
-                "is required: the vLLM server's base URL, e.g. http://localhost:8000/v1",
-            )),
-        }
+        required_url(
+            &self.url,
+            "is required: the vLLM server's base URL, e.g. http://localhost:8000/v1",
+            &mut issues,
+        );
         if self.max_tokens == 0 {
             issues.push(ConfigIssue::new("max_tokens", "must be at least 1"));
         }
@@ -229,35 +179,17 @@ impl RemoteConfig for VllmConfig {
 
     fn into_settings(self) -> Settings {
         Settings {
-            base_url: joined(self.url.as_deref().unwrap_or_default(), ""),
-            api_key: present(self.api_token),
             default_max_tokens: Some(self.max_tokens),
             tls_verify: self.tls_verify,
-            refresh_models: self.refresh_models,
-            listing: ModelListing::OpenAi,
-            resilience: self.resilience,
+            ..hosted(
+                self.url.as_deref().unwrap_or_default(),
+                "",
+                self.api_token,
+                self.refresh_models,
+                self.resilience,
+            )
         }
     }
-}
-
-/// `remote::ollama`: an Ollama server, through its OpenAI-compatible endpoint (`<url>/v1`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OllamaConfig {
-    /// The Ollama server, e.g. `http://localhost:11434` (without `/v1`).
-    #[serde(default = "default_ollama_url")]
-    pub url: String,
-    /// List the models pulled into Ollama (its `/api/tags`) at start-up (and every few
-    /// minutes) as `<provider_id>/<model>`.
-    #[serde(default)]
-    pub refresh_models: bool,
-    /// Timeouts, retries and circuit breaker.
-    #[serde(default)]
-    pub resilience: ResilienceConfig,
-}
-
-fn default_ollama_url() -> String {
-    "http://localhost:11434".into()
 }
 
 impl RemoteConfig for OllamaConfig {
@@ -284,287 +216,14 @@ impl RemoteConfig for OllamaConfig {
     }
 }
 
-/// Settings of the hosted services that take a URL and a key and nothing else.
-fn hosted(
-    url: &str,
-    suffix: &str,
-    api_key: Option<Secret>,
-    refresh_models: bool,
-    resilience: ResilienceConfig,
-) -> Settings {
-    Settings {
-        base_url: joined(url, suffix),
-        api_key: present(api_key),
-        default_max_tokens: None,
-        tls_verify: TlsVerify::default(),
-        refresh_models,
-        listing: ModelListing::OpenAi,
-        resilience,
-    }
-}
-
-/// `remote::together`: Together AI.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TogetherConfig {
-    /// The service's OpenAI-compatible base URL.
-    #[serde(default = "default_together_url")]
-    pub url: String,
-    /// The Together AI API key; without it, `TOGETHER_API_KEY` or the request's provider data
-    /// (`together_api_key`) supply it.
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    /// List the service's models at start-up (and every few minutes) as
-    /// `<provider_id>/<model>`.
-    #[serde(default)]
-    pub refresh_models: bool,
-    /// Timeouts, retries and circuit breaker.
-    #[serde(default)]
-    pub resilience: ResilienceConfig,
-}
-
-fn default_together_url() -> String {
-    "https://api.together.xyz/v1".into()
-}
-
-impl RemoteConfig for TogetherConfig {
-    fn issues(&self) -> Vec<ConfigIssue> {
-        let mut issues = Vec::new();
-        check_url("url", &self.url, &mut issues);
-        common_issues(&self.resilience, &mut issues);
-        issues
-    }
-
-    fn into_settings(self) -> Settings {
-        hosted(
-            &self.url,
-            "",
-            self.api_key,
-            self.refresh_models,
-            self.resilience,
-        )
-    }
-}
-
-/// `remote::fireworks`: Fireworks AI.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FireworksConfig {
-    /// The service's OpenAI-compatible base URL.
-    #[serde(default = "default_fireworks_url")]
-    pub url: String,
-    /// The Fireworks AI API key; without it, `FIREWORKS_API_KEY` or the request's provider data
-    /// (`fireworks_api_key`) supply it.
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    /// List the service's models at start-up (and every few minutes) as
-    /// `<provider_id>/<model>`.
-    #[serde(default)]
-    pub refresh_models: bool,
-    /// Timeouts, retries and circuit breaker.
-    #[serde(default)]
-    pub resilience: ResilienceConfig,
-}
-
-fn default_fireworks_url() -> String {
-    "https://api.fireworks.ai/inference/v1".into()
-}
-
-impl RemoteConfig for FireworksConfig {
-    fn issues(&self) -> Vec<ConfigIssue> {
-        let mut issues = Vec::new();
-        check_url("url", &self.url, &mut issues);
-        common_issues(&self.resilience, &mut issues);
-        issues
-    }
-
-    fn into_settings(self) -> Settings {
-        hosted(
-            &self.url,
-            "",
-            self.api_key,
-            self.refresh_models,
-            self.resilience,
-        )
-    }
-}
-
-/// `remote::groq`: Groq, through its OpenAI-compatible endpoint (`<url>/openai/v1`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GroqConfig {
-    /// The Groq server, without the `/openai/v1` of its OpenAI-compatible endpoint.
-    #[serde(default = "default_groq_url")]
-    pub url: String,
-    /// The Groq API key; without it, `GROQ_API_KEY` or the request's provider data
-    /// (`groq_api_key`) supply it.
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    /// List the service's models at start-up (and every few minutes) as
-    /// `<provider_id>/<model>`.
-    #[serde(default)]
-    pub refresh_models: bool,
-    /// Timeouts, retries and circuit breaker.
-    #[serde(default)]
-    pub resilience: ResilienceConfig,
-}
-
-fn default_groq_url() -> String {
-    "https://api.groq.com".into()
-}
-
-impl RemoteConfig for GroqConfig {
-    fn issues(&self) -> Vec<ConfigIssue> {
-        let mut issues = Vec::new();
-        check_url("url", &self.url, &mut issues);
-        common_issues(&self.resilience, &mut issues);
-        issues
-    }
-
-    fn into_settings(self) -> Settings {
-        hosted(
-            &self.url,
-            "/openai/v1",
-            self.api_key,
-            self.refresh_models,
-            self.resilience,
-        )
-    }
-}
-
-/// `remote::llama-openai-compat`: Meta's Llama API, through its OpenAI-compatible endpoint.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LlamaApiConfig {
-    /// The Llama API's OpenAI-compatible base URL.
-    #[serde(default = "default_llama_api_url")]
-    pub openai_compat_api_base: String,
-    /// The Llama API key; without it, `LLAMA_API_KEY` or the request's provider data
-    /// (`llama_api_key`) supply it.
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    /// List the service's models at start-up (and every few minutes) as
-    /// `<provider_id>/<model>`.
-    #[serde(default)]
-    pub refresh_models: bool,
-    /// Timeouts, retries and circuit breaker.
-    #[serde(default)]
-    pub resilience: ResilienceConfig,
-}
-
-fn default_llama_api_url() -> String {
-    "https://api.llama.com/compat/v1/".into()
-}
-
-impl RemoteConfig for LlamaApiConfig {
-    fn issues(&self) -> Vec<ConfigIssue> {
-        let mut issues = Vec::new();
-        check_url(
-            "openai_compat_api_base",
-            &self.openai_compat_api_base,
-            &mut issues,
-        );
-        common_issues(&self.resilience, &mut issues);
-        issues
-    }
-
-    fn into_settings(self) -> Settings {
-        hosted(
-            &self.openai_compat_api_base,
-            "",
-            self.api_key,
-            self.refresh_models,
-            self.resilience,
-        )
-    }
-}
-
-/// `remote::llama-cpp-server`: a llama.cpp `llama-server`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LlamaCppServerConfig {
-    /// The server's URL, e.g. `http://localhost:8080`; requests go to its `/v1` routes (a URL
-    /// already ending in `/v1` is taken as it is).
-    #[serde(default = "default_llama_cpp_url")]
-    pub openai_compat_api_base: String,
-    /// The server's API key (`llama-server --api-key`); without it, `LLAMACPP_API_KEY` or the
-    /// request's provider data (`llamacpp_api_key`) supply it. Servers without a key need none.
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    /// List the service's models at start-up (and every few minutes) as
-    /// `<provider_id>/<model>`.
-    #[serde(default)]
-    pub refresh_models: bool,
-    /// Timeouts, retries and circuit breaker.
-    #[serde(default)]
-    pub resilience: ResilienceConfig,
-}
-
-fn default_llama_cpp_url() -> String {
-    "http://localhost:8080".into()
-}
-
-impl RemoteConfig for LlamaCppServerConfig {
-    fn issues(&self) -> Vec<ConfigIssue> {
-        let mut issues = Vec::new();
-        check_url(
-            "openai_compat_api_base",
-            &self.openai_compat_api_base,
-            &mut issues,
-        );
-        common_issues(&self.resilience, &mut issues);
-        issues
-    }
-
-    fn into_settings(self) -> Settings {
-        hosted(
-            &self.openai_compat_api_base,
-            // llama-server answers the OpenAI chat and model routes with and without `/v1`,
-            // but `/embeddings` without it is its own native format: always use `/v1`.
-            "/v1",
-            self.api_key,
-            self.refresh_models,
-            self.resilience,
-        )
-    }
-}
-
-/// `remote::openai-compat`: any server speaking the OpenAI API (another Llama Stack, LM
-/// Studio, LiteLLM, a gateway, ...).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OpenAiCompatConfig {
-    /// The server's OpenAI-compatible base URL: requests go to `<url>/chat/completions`,
-    /// `<url>/completions`, `<url>/embeddings` and `<url>/models`. For a Llama Stack server
-    /// that is `http://host:8321/v1` (or `/v1/openai/v1`).
-    #[serde(default)]
-    pub url: Option<String>,
-    /// The server's API key, if it needs one; without it, the request's provider data
-    /// (`openai_compat_api_key`) may supply it.
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    /// Check the server's TLS certificate (`true`), skip the check (`false`), or check it
-    /// against this PEM CA bundle as well as the system's roots.
-    #[serde(default = "default_true_tls")]
-    pub tls_verify: TlsVerify,
-    /// List the server's models at start-up (and every few minutes) as `<provider_id>/<model>`.
-    #[serde(default)]
-    pub refresh_models: bool,
-    /// Timeouts, retries and circuit breaker.
-    #[serde(default)]
-    pub resilience: ResilienceConfig,
-}
-
 impl RemoteConfig for OpenAiCompatConfig {
     fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
-        match &self.url {
-            Some(url) if !url.trim().is_empty() => check_url("url", url, &mut issues),
-            _ => issues.push(ConfigIssue::new(
-                "url",
-                "is required: the server's OpenAI-compatible base URL, e.g. http://localhost:8321/v1",
-            )),
-        }
+        required_url(
+            &self.url,
+            "is required: the server's OpenAI-compatible base URL, e.g. http://localhost:8321/v1",
+            &mut issues,
+        );
         check_tls(&self.tls_verify, &mut issues);
         common_issues(&self.resilience, &mut issues);
         issues
@@ -586,7 +245,7 @@ impl RemoteConfig for OpenAiCompatConfig {
 
 #[cfg(test)]
 mod tests {
-    use llama_stack_core::provider::parse_config;
+    use llama_stack_core::parse_config;
 
     use super::*;
 

@@ -19,23 +19,14 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use llama_stack_core::provider::parse_config;
-use llama_stack_core::resilience::Resilient;
-use llama_stack_core::{
-    Api, ConfigIssue, Error, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
-    Result,
-};
+use llama_stack_core::{Api, Error, Result};
+use llama_stack_core::{CheckedConfig, parse_config, validate_config};
+use llama_stack_inference::resilience::Resilient;
+use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 
 pub use config::RemoteConfig;
 pub use flavor::{Flavor, Flavored};
 pub use provider::RemoteProvider;
-
-fn validate<C: Flavored>(value: &serde_json::Value) -> Vec<ConfigIssue> {
-    match parse_config::<C>(value) {
-        Ok(config) => config.issues(),
-        Err(issues) => issues,
-    }
-}
 
 fn build<C: Flavored>(
     value: serde_json::Value,
@@ -66,7 +57,7 @@ fn build<C: Flavored>(
     .boxed()
 }
 
-fn spec<C: Flavored>() -> ProviderSpec {
+fn spec<C: Flavored + CheckedConfig>() -> ProviderSpec {
     let flavor = C::FLAVOR;
     ProviderSpec {
         api: Api::Inference,
@@ -74,21 +65,55 @@ fn spec<C: Flavored>() -> ProviderSpec {
         aliases: &[],
         description: flavor.description,
         sample_config: flavor.sample_config,
-        validate: validate::<C>,
+        validate: validate_config::<C>,
         build: build::<C>,
     }
 }
 
 /// Adds every remote inference provider type to the registry.
 pub fn register(registry: &mut ProviderRegistry) {
-    use config::*;
-    registry.register(spec::<OpenAiConfig>());
-    registry.register(spec::<VllmConfig>());
-    registry.register(spec::<OllamaConfig>());
-    registry.register(spec::<TogetherConfig>());
-    registry.register(spec::<FireworksConfig>());
-    registry.register(spec::<GroqConfig>());
-    registry.register(spec::<LlamaApiConfig>());
-    registry.register(spec::<LlamaCppServerConfig>());
-    registry.register(spec::<OpenAiCompatConfig>());
+    for spec in flavor::TYPES {
+        registry.register(spec());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sample as read with no environment: each `${env.X:=default}` becomes its default.
+    fn without_env(sample: &str) -> serde_json::Value {
+        let mut text = sample.to_string();
+        while let Some(start) = text.find("${env.") {
+            let end = start + text[start..].find('}').unwrap();
+            let default = text[start..end].split_once(":=").map_or("", |(_, d)| d);
+            text = format!("{}{default}{}", &text[..start], &text[end + 1..]);
+        }
+        serde_norway::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn the_nine_types_register_and_their_samples_validate() {
+        let mut registry = ProviderRegistry::new();
+        register(&mut registry);
+        assert_eq!(
+            registry.known_types(Api::Inference),
+            [
+                "remote::fireworks",
+                "remote::groq",
+                "remote::llama-cpp-server",
+                "remote::llama-openai-compat",
+                "remote::ollama",
+                "remote::openai",
+                "remote::openai-compat",
+                "remote::together",
+                "remote::vllm",
+            ]
+        );
+        assert_eq!(registry.specs().count(), 9);
+        for spec in registry.specs() {
+            let issues = (spec.validate)(&without_env(spec.sample_config));
+            assert!(issues.is_empty(), "{}: {issues:?}", spec.provider_type);
+        }
+    }
 }

@@ -3,10 +3,10 @@
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use llama_stack_core::inference_ops::embedding_texts;
-use llama_stack_core::{
-    ChatStream, CompletionStream, Embeddings, Error, ErrorKind, ForwardedReply, InferenceProvider,
-    ProviderModel, Result,
+use llama_stack_core::{Error, ErrorKind, Result};
+use llama_stack_inference::ops::embedding_texts;
+use llama_stack_inference::{
+    ChatStream, CompletionStream, Embeddings, ForwardedReply, InferenceProvider, ProviderModel,
 };
 use llama_stack_types::openai::{
     OpenAiChatCompletionRequest, OpenAiCompletionRequest, OpenAiEmbeddingsRequest,

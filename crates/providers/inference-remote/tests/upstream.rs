@@ -11,9 +11,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use futures::StreamExt;
-use llama_stack_core::provider::parse_config;
-use llama_stack_core::request_context::{ProviderData, with_provider_data};
-use llama_stack_core::{ErrorKind, ForwardedReply, InferenceProvider};
+use llama_stack_core::ErrorKind;
+use llama_stack_core::parse_config;
+use llama_stack_core::{request_context::ProviderData, request_context::with_provider_data};
+use llama_stack_inference::{ForwardedReply, InferenceProvider};
 use llama_stack_provider_inference_remote::config::{
     GroqConfig, OllamaConfig, OpenAiCompatConfig, RemoteConfig,
 };

@@ -8,10 +8,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use llama_stack_core::{InferenceProvider, ProviderContext};
+use llama_stack_inference::InferenceProvider;
 use llama_stack_provider_inference_sentence_transformers::{
     SentenceTransformersConfig, SentenceTransformersProvider,
 };
+use llama_stack_stack::ProviderContext;
 use llama_stack_types::{EmbeddingsRequest, Model, ModelType};
 
 const SUBJECTS: &[&str] = &[

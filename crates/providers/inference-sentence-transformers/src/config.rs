@@ -1,7 +1,7 @@
 //! `inline::sentence-transformers` configuration: the `config:` block of the provider in run.yaml.
 
+use llama_stack_core::CheckedConfig;
 use llama_stack_core::ConfigIssue;
-use llama_stack_core::provider::CheckedConfig;
 use serde::Deserialize;
 
 /// Local sentence embeddings with BERT-family encoders (e.g. all-MiniLM-L6-v2) on candle.
@@ -89,7 +89,7 @@ impl CheckedConfig for SentenceTransformersConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llama_stack_core::provider::parse_config;
+    use llama_stack_core::parse_config;
 
     #[test]
     fn defaults_and_ranges() {

@@ -13,7 +13,8 @@ mod pooling;
 mod provider;
 
 use futures::FutureExt;
-use llama_stack_core::{Api, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
+use llama_stack_core::Api;
+use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 
 pub use config::SentenceTransformersConfig;
 pub use provider::SentenceTransformersProvider;
@@ -25,10 +26,8 @@ fn build(
     context: ProviderContext,
 ) -> futures::future::BoxFuture<'static, llama_stack_core::Result<ProviderInstance>> {
     async move {
-        let config = llama_stack_core::provider::load_config::<SentenceTransformersConfig>(
-            &value,
-            PROVIDER_TYPE,
-        )?;
+        let config =
+            llama_stack_core::load_config::<SentenceTransformersConfig>(&value, PROVIDER_TYPE)?;
         let provider = SentenceTransformersProvider::new(config, context)?;
         Ok(ProviderInstance::Inference(std::sync::Arc::new(provider)))
     }
@@ -43,7 +42,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &[],
         description: "Local sentence embeddings with BERT-family encoders such as all-MiniLM-L6-v2 (Hugging Face safetensors on candle; mean or cls pooling, normalized)",
         sample_config: config::SAMPLE_CONFIG,
-        validate: llama_stack_core::provider::validate_config::<SentenceTransformersConfig>,
+        validate: llama_stack_core::validate_config::<SentenceTransformersConfig>,
         build,
     });
 }

@@ -7,10 +7,10 @@ use std::sync::RwLock;
 
 use async_trait::async_trait;
 use candle_core::Device;
-use llama_stack_core::inference_ops::embedding_texts;
-use llama_stack_core::{
-    ChatStream, CompletionStream, Embeddings, Error, InferenceProvider, ProviderContext, Result,
-};
+use llama_stack_core::{Error, Result};
+use llama_stack_inference::ops::embedding_texts;
+use llama_stack_inference::{ChatStream, CompletionStream, Embeddings, InferenceProvider};
+use llama_stack_stack::ProviderContext;
 use llama_stack_types::{
     ChatCompletionRequest, CompletionRequest, EmbeddingsRequest, HealthInfo, HealthStatus, Model,
     ModelType,

@@ -1,7 +1,7 @@
 //! `inline::code-scanner` configuration: the `config:` block of the provider in run.yaml.
 
+use llama_stack_core::CheckedConfig;
 use llama_stack_core::ConfigIssue;
-use llama_stack_core::provider::CheckedConfig;
 use serde::Deserialize;
 
 use crate::scanner::known_rule_ids;

@@ -13,7 +13,8 @@ mod rules;
 mod scanner;
 
 use futures::FutureExt;
-use llama_stack_core::{Api, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
+use llama_stack_core::Api;
+use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 
 pub use config::CodeScannerConfig;
 pub use provider::{CodeScannerSafety, SHIELD_IDS, VIOLATION_MESSAGE};
@@ -27,8 +28,7 @@ fn build(
     _context: ProviderContext,
 ) -> futures::future::BoxFuture<'static, llama_stack_core::Result<ProviderInstance>> {
     async move {
-        let config =
-            llama_stack_core::provider::load_config::<CodeScannerConfig>(&value, PROVIDER_TYPE)?;
+        let config = llama_stack_core::load_config::<CodeScannerConfig>(&value, PROVIDER_TYPE)?;
         let scanner = Scanner::new(&config.disabled_rules)?;
         Ok(ProviderInstance::Safety(std::sync::Arc::new(
             CodeScannerSafety::new(scanner),
@@ -45,7 +45,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &[],
         description: "Rule-based insecure-code scanner (CodeShield-style regex rules) as a shield",
         sample_config: config::SAMPLE_CONFIG,
-        validate: llama_stack_core::provider::validate_config::<CodeScannerConfig>,
+        validate: llama_stack_core::validate_config::<CodeScannerConfig>,
         build,
     });
 }
@@ -61,7 +61,7 @@ mod tests {
     #[test]
     fn sample_config_validates() {
         assert_eq!(
-            llama_stack_core::provider::validate_config::<config::CodeScannerConfig>(&yaml(
+            llama_stack_core::validate_config::<config::CodeScannerConfig>(&yaml(
                 config::SAMPLE_CONFIG
             )),
             vec![]
@@ -71,29 +71,27 @@ mod tests {
     #[test]
     fn empty_and_absent_config_are_valid() {
         assert_eq!(
-            llama_stack_core::provider::validate_config::<config::CodeScannerConfig>(
+            llama_stack_core::validate_config::<config::CodeScannerConfig>(
                 &serde_json::Value::Null
             ),
             vec![]
         );
         assert_eq!(
-            llama_stack_core::provider::validate_config::<config::CodeScannerConfig>(
-                &serde_json::json!({})
-            ),
+            llama_stack_core::validate_config::<config::CodeScannerConfig>(&serde_json::json!({})),
             vec![]
         );
     }
 
     #[test]
     fn unknown_rule_ids_and_fields_are_reported_with_their_path() {
-        let issues = llama_stack_core::provider::validate_config::<config::CodeScannerConfig>(
-            &yaml("disabled_rules: [weak-hash-md5, no-such-rule]\nmin_severity: error\n"),
-        );
+        let issues = llama_stack_core::validate_config::<config::CodeScannerConfig>(&yaml(
+            "disabled_rules: [weak-hash-md5, no-such-rule]\nmin_severity: error\n",
+        ));
         let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
         assert_eq!(paths, ["min_severity"], "{issues:?}");
-        let issues = llama_stack_core::provider::validate_config::<config::CodeScannerConfig>(
-            &yaml("disabled_rules: [weak-hash-md5, no-such-rule]\n"),
-        );
+        let issues = llama_stack_core::validate_config::<config::CodeScannerConfig>(&yaml(
+            "disabled_rules: [weak-hash-md5, no-such-rule]\n",
+        ));
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].path, "disabled_rules[1]");
         assert!(issues[0].message.contains("no-such-rule"));

@@ -3,8 +3,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use llama_stack_core::safety::{GuardInference, SafetyProvider, SafetyViolation, ViolationLevel};
 use llama_stack_core::{Error, Result};
+use llama_stack_safety::{
+    provider::GuardInference, provider::SafetyProvider, provider::SafetyViolation,
+    provider::ViolationLevel,
+};
 use llama_stack_types::{Message, ModerationResult, Shield};
 use serde_json::{Map, Value, json};
 

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use llama_stack_core::safety::{GuardInference, SafetyProvider};
 use llama_stack_core::{Error, Result};
+use llama_stack_safety::{provider::GuardInference, provider::SafetyProvider};
 use llama_stack_types::{
     ContentItem, ImageContent, InterleavedContent, Message, Model, ModelType, Shield, Url,
 };

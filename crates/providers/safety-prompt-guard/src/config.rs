@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use llama_stack_core::CheckedConfig;
 use llama_stack_core::ConfigIssue;
-use llama_stack_core::provider::CheckedConfig;
 use serde::Deserialize;
 
 /// The name of the model, of its checkpoint folder, and the only shield this provider serves.
@@ -153,7 +153,7 @@ fn expand_home(path: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llama_stack_core::provider::parse_config;
+    use llama_stack_core::parse_config;
 
     #[test]
     fn sample_config_validates() {

@@ -13,7 +13,8 @@ mod provider;
 pub mod verdict;
 
 use futures::FutureExt;
-use llama_stack_core::{Api, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
+use llama_stack_core::Api;
+use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 
 pub use config::{GuardType, PROMPT_GUARD_MODEL, PromptGuardConfig, SAMPLE_CONFIG};
 pub use provider::PromptGuardSafety;
@@ -26,8 +27,7 @@ fn build(
     _context: ProviderContext,
 ) -> futures::future::BoxFuture<'static, llama_stack_core::Result<ProviderInstance>> {
     async move {
-        let config =
-            llama_stack_core::provider::load_config::<PromptGuardConfig>(&value, PROVIDER_TYPE)?;
+        let config = llama_stack_core::load_config::<PromptGuardConfig>(&value, PROVIDER_TYPE)?;
         let provider = PromptGuardSafety::open(config).await?;
         Ok(ProviderInstance::Safety(std::sync::Arc::new(provider)))
     }
@@ -42,7 +42,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &[],
         description: "Prompt injection and jailbreak detection with Meta's Prompt-Guard-86M classifier (Hugging Face safetensors on candle)",
         sample_config: config::SAMPLE_CONFIG,
-        validate: llama_stack_core::provider::validate_config::<PromptGuardConfig>,
+        validate: llama_stack_core::validate_config::<PromptGuardConfig>,
         build,
     });
 }

@@ -19,12 +19,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 use llama_stack_core::request_context::provider_data_value;
-use llama_stack_core::tool_runtime::{ToolRuntime, ToolRuntimeProvider};
 use llama_stack_core::{
-    Api, ConfigIssue, Error, ErrorKind, ProviderContext, ProviderInstance, ProviderRegistry,
-    ProviderSpec, Result,
-    provider::{CheckedConfig, load_config, validate_config},
+    Api, ConfigIssue, Error, ErrorKind, Result, config::CheckedConfig, config::load_config,
+    config::validate_config,
 };
+use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
+use llama_stack_tools::ToolRuntimeProvider;
 use llama_stack_types::{ToolDef, ToolGroup, ToolInvocationResult};
 use reqwest::Url;
 use reqwest::header::HeaderMap;
@@ -77,9 +77,7 @@ fn build(
     async move {
         let config = load_config::<McpRuntimeConfig>(&value, PROVIDER_TYPE)?;
         let runtime = McpToolRuntime::new(&config)?;
-        Ok(ProviderInstance::ToolRuntime(ToolRuntime::Provider(
-            Arc::new(runtime),
-        )))
+        Ok(ProviderInstance::ToolRuntime(Arc::new(runtime)))
     }
     .boxed()
 }
@@ -325,7 +323,7 @@ mod tests {
         assert!(validate_config::<McpRuntimeConfig>(&Value::Null).is_empty());
         let sample: Value = serde_norway::from_str(SAMPLE_CONFIG).unwrap();
         assert!(validate_config::<McpRuntimeConfig>(&sample).is_empty());
-        let c: McpRuntimeConfig = llama_stack_core::provider::parse_config(&json!({})).unwrap();
+        let c: McpRuntimeConfig = llama_stack_core::parse_config(&json!({})).unwrap();
         assert_eq!(c.timeout_seconds, 30.0);
     }
 

@@ -1,18 +1,25 @@
 //! `inline::rag-runtime`: the tool runtime behind the `builtin::rag` tool group
 //! (`knowledge_search`, `insert_into_memory`) and `/v1/tool-runtime/rag-tool/*`.
 //!
-//! The retrieval itself is the stack's (it needs the vector IO and inference APIs); this
-//! provider holds the settings for loading documents given by URL.
+//! Documents are loaded (under the fetch limits of this provider's config), cut into
+//! overlapping token windows, and stored and searched through the memory API handle the
+//! assembler gives it.
 
+mod rag;
+mod runtime;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use llama_stack_core::provider::CheckedConfig;
-use llama_stack_core::tool_runtime::{FetchPolicy, RagSettings, ToolRuntime};
-use llama_stack_core::{
-    Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
+use llama_stack_core::{Api, CheckedConfig, ConfigIssue};
+use llama_stack_stack::{
+    ApiHandles, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
 };
+use llama_stack_tools::FetchPolicy;
 use serde::Deserialize;
+
+pub use rag::{RagQueryConfig, RagTool, render_knowledge_search};
 
 pub const PROVIDER_TYPE: &str = "inline::rag-runtime";
 
@@ -65,20 +72,19 @@ impl CheckedConfig for RagRuntimeConfig {
 
 fn build(
     value: serde_json::Value,
-    _context: ProviderContext,
+    context: ProviderContext,
 ) -> futures::future::BoxFuture<'static, llama_stack_core::Result<ProviderInstance>> {
     async move {
-        let config =
-            llama_stack_core::provider::load_config::<RagRuntimeConfig>(&value, PROVIDER_TYPE)?;
-        Ok(ProviderInstance::ToolRuntime(ToolRuntime::Rag(
-            RagSettings {
-                fetch: FetchPolicy {
-                    allow_private_addresses: config.allow_private_addresses,
-                    max_bytes: config.max_document_bytes,
-                    timeout: Duration::from_secs_f64(config.fetch_timeout_seconds),
-                },
+        let config = llama_stack_core::load_config::<RagRuntimeConfig>(&value, PROVIDER_TYPE)?;
+        let memory = ApiHandles::require(&context.apis.memory, Api::VectorIo, PROVIDER_TYPE)?;
+        Ok(ProviderInstance::ToolRuntime(Arc::new(RagTool {
+            memory,
+            fetch: FetchPolicy {
+                allow_private_addresses: config.allow_private_addresses,
+                max_bytes: config.max_document_bytes,
+                timeout: Duration::from_secs_f64(config.fetch_timeout_seconds),
             },
-        )))
+        })))
     }
     .boxed()
 }
@@ -91,7 +97,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &[],
         description: "The builtin::rag tools (knowledge_search over vector DBs) and rag-tool insert/query, with URL document loading limits",
         sample_config: SAMPLE_CONFIG,
-        validate: llama_stack_core::provider::validate_config::<RagRuntimeConfig>,
+        validate: llama_stack_core::validate_config::<RagRuntimeConfig>,
         build,
     });
 }
@@ -103,20 +109,17 @@ mod tests {
     #[test]
     fn empty_config_is_the_safe_default() {
         assert!(
-            llama_stack_core::provider::validate_config::<RagRuntimeConfig>(
-                &serde_json::Value::Null
-            )
-            .is_empty()
+            llama_stack_core::validate_config::<RagRuntimeConfig>(&serde_json::Value::Null)
+                .is_empty()
         );
-        let c: RagRuntimeConfig =
-            llama_stack_core::provider::parse_config(&serde_json::json!({})).unwrap();
+        let c: RagRuntimeConfig = llama_stack_core::parse_config(&serde_json::json!({})).unwrap();
         assert!(!c.allow_private_addresses);
         assert_eq!(c.max_document_bytes, 50 * 1024 * 1024);
     }
 
     #[test]
     fn bad_fields_are_all_reported() {
-        let issues = llama_stack_core::provider::validate_config::<RagRuntimeConfig>(
+        let issues = llama_stack_core::validate_config::<RagRuntimeConfig>(
             &serde_json::json!({"fetch_timeout_seconds": -1, "max_document_bytes": 0}),
         );
         let paths: Vec<_> = issues.iter().map(|i| i.path.as_str()).collect();

@@ -7,11 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use llama_stack_core::provider::{CheckedConfig, load_config, validate_config};
-use llama_stack_core::tool_runtime::{ToolRuntime, ToolRuntimeProvider};
-use llama_stack_core::{
-    Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec, Result,
-};
+use llama_stack_core::{Api, ConfigIssue, Result};
+use llama_stack_core::{config::CheckedConfig, config::load_config, config::validate_config};
+use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
+use llama_stack_tools::ToolRuntimeProvider;
 use llama_stack_types::{ToolDef, ToolGroup, ToolInvocationResult};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -80,9 +79,7 @@ fn build(value: Value, context: ProviderContext) -> BoxFuture<'static, Result<Pr
             upstream,
             max_results: config.max_results as usize,
         };
-        Ok(ProviderInstance::ToolRuntime(ToolRuntime::Provider(
-            Arc::new(provider),
-        )))
+        Ok(ProviderInstance::ToolRuntime(Arc::new(provider)))
     }
     .boxed()
 }
@@ -231,8 +228,7 @@ mod tests {
         let sample: Value = serde_norway::from_str(SAMPLE_CONFIG).unwrap();
         assert!(validate_config::<BraveSearchConfig>(&sample).is_empty());
         assert!(validate_config::<BraveSearchConfig>(&Value::Null).is_empty());
-        let config: BraveSearchConfig =
-            llama_stack_core::provider::parse_config(&json!({})).unwrap();
+        let config: BraveSearchConfig = llama_stack_core::parse_config(&json!({})).unwrap();
         assert_eq!(config.base_url, "https://api.search.brave.com");
     }
 

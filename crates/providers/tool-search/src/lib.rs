@@ -18,7 +18,7 @@ pub mod wolfram;
 pub use common::Secret;
 
 /// Adds the three runtimes to the registry.
-pub fn register(registry: &mut llama_stack_core::ProviderRegistry) {
+pub fn register(registry: &mut llama_stack_stack::ProviderRegistry) {
     tavily::register(registry);
     brave::register(registry);
     wolfram::register(registry);

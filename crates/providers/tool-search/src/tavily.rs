@@ -6,11 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use llama_stack_core::provider::{CheckedConfig, load_config, validate_config};
-use llama_stack_core::tool_runtime::{ToolRuntime, ToolRuntimeProvider};
-use llama_stack_core::{
-    Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec, Result,
-};
+use llama_stack_core::{Api, ConfigIssue, Result};
+use llama_stack_core::{config::CheckedConfig, config::load_config, config::validate_config};
+use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
+use llama_stack_tools::ToolRuntimeProvider;
 use llama_stack_types::{ToolDef, ToolGroup, ToolInvocationResult};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -80,9 +79,7 @@ fn build(value: Value, context: ProviderContext) -> BoxFuture<'static, Result<Pr
             upstream,
             max_results: config.max_results as usize,
         };
-        Ok(ProviderInstance::ToolRuntime(ToolRuntime::Provider(
-            Arc::new(provider),
-        )))
+        Ok(ProviderInstance::ToolRuntime(Arc::new(provider)))
     }
     .boxed()
 }
@@ -167,7 +164,7 @@ mod tests {
         assert!(validate_config::<TavilySearchConfig>(&sample).is_empty());
         assert!(validate_config::<TavilySearchConfig>(&Value::Null).is_empty());
         let config: TavilySearchConfig =
-            llama_stack_core::provider::parse_config(&json!({"api_key": ""})).unwrap();
+            llama_stack_core::parse_config(&json!({"api_key": ""})).unwrap();
         assert_eq!(config.max_results, 3);
         assert_eq!(config.base_url, "https://api.tavily.com");
         assert_eq!(config.timeout_seconds, 30.0);

@@ -6,11 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use llama_stack_core::provider::{CheckedConfig, load_config, validate_config};
-use llama_stack_core::tool_runtime::{ToolRuntime, ToolRuntimeProvider};
-use llama_stack_core::{
-    Api, ConfigIssue, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec, Result,
-};
+use llama_stack_core::{Api, ConfigIssue, Result};
+use llama_stack_core::{config::CheckedConfig, config::load_config, config::validate_config};
+use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
+use llama_stack_tools::ToolRuntimeProvider;
 use llama_stack_types::{ToolDef, ToolGroup, ToolInvocationResult};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -69,9 +68,9 @@ fn build(value: Value, context: ProviderContext) -> BoxFuture<'static, Result<Pr
             config.api_key,
             Duration::from_secs_f64(config.timeout_seconds),
         )?;
-        Ok(ProviderInstance::ToolRuntime(ToolRuntime::Provider(
-            Arc::new(WolframAlpha { upstream }),
-        )))
+        Ok(ProviderInstance::ToolRuntime(Arc::new(WolframAlpha {
+            upstream,
+        })))
     }
     .boxed()
 }

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
+use llama_stack_core::CheckedConfig;
 use llama_stack_core::ConfigIssue;
-use llama_stack_core::provider::CheckedConfig;
 use llama_stack_storage::PostgresSettings;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -242,7 +242,7 @@ fn lenient_integer<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llama_stack_core::provider::parse_config;
+    use llama_stack_core::parse_config;
     use serde_json::json;
 
     #[test]

@@ -11,7 +11,8 @@ pub mod provider;
 mod search;
 
 use futures::FutureExt;
-use llama_stack_core::{Api, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
+use llama_stack_core::Api;
+use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 
 pub use config::{HnswConfig, PgVectorConfig};
 pub use provider::PgVectorProvider;
@@ -23,8 +24,7 @@ fn build(
     _context: ProviderContext,
 ) -> futures::future::BoxFuture<'static, llama_stack_core::Result<ProviderInstance>> {
     async move {
-        let config =
-            llama_stack_core::provider::load_config::<PgVectorConfig>(&value, PROVIDER_TYPE)?;
+        let config = llama_stack_core::load_config::<PgVectorConfig>(&value, PROVIDER_TYPE)?;
         let provider = PgVectorProvider::connect(&config).await?;
         Ok(ProviderInstance::VectorIo(std::sync::Arc::new(provider)))
     }
@@ -39,7 +39,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &[],
         description: "Vector stores in PostgreSQL with pgvector: HNSW (L2) vector search, full-text keyword search, filters",
         sample_config: config::SAMPLE_CONFIG,
-        validate: llama_stack_core::provider::validate_config::<PgVectorConfig>,
+        validate: llama_stack_core::validate_config::<PgVectorConfig>,
         build,
     });
 }

@@ -11,10 +11,11 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use llama_stack_core::vector_io::{
-    ChunkSelector, ScoredChunk, SearchRequest, StoreSpec, StoredChunk, VectorIoProvider,
-};
 use llama_stack_core::{Error, ErrorKind, Result};
+use llama_stack_memory::{
+    vector_io::ChunkSelector, vector_io::ScoredChunk, vector_io::SearchRequest,
+    vector_io::StoreSpec, vector_io::StoredChunk, vector_io::VectorIoProvider,
+};
 use llama_stack_storage::PostgresSettings;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPool;

@@ -7,8 +7,10 @@
 //! full-text matches in rank order and stops at the `k`-th one that passes the filter.
 
 use futures::TryStreamExt;
-use llama_stack_core::vector_io::{Filter, ScoredChunk, SearchMode, SearchRequest};
 use llama_stack_core::{Error, Result};
+use llama_stack_memory::{
+    vector_io::Filter, vector_io::ScoredChunk, vector_io::SearchMode, vector_io::SearchRequest,
+};
 use serde_json::{Map, Value};
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -229,8 +231,10 @@ fn decode(row: &PgRow, score: f32, store_id: &str) -> Result<ScoredChunk> {
 
 #[cfg(test)]
 mod tests {
-    use llama_stack_core::provider::parse_config;
-    use llama_stack_core::vector_io::{StoreSpec, StoredChunk, VectorIoProvider};
+    use llama_stack_core::parse_config;
+    use llama_stack_memory::{
+        vector_io::StoreSpec, vector_io::StoredChunk, vector_io::VectorIoProvider,
+    };
     use serde_json::json;
 
     use super::*;

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use llama_stack_core::provider::CheckedConfig;
+use llama_stack_core::CheckedConfig;
 use llama_stack_core::{ConfigIssue, Error, Result};
 use serde::Deserialize;
 
@@ -191,7 +191,7 @@ impl CheckedConfig for SqliteVecConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llama_stack_core::provider::parse_config;
+    use llama_stack_core::parse_config;
 
     #[test]
     fn defaults_sample_and_ranges() {

@@ -18,7 +18,8 @@ mod index_file;
 mod provider;
 
 use futures::FutureExt;
-use llama_stack_core::{Api, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
+use llama_stack_core::Api;
+use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 
 pub use config::SqliteVecConfig;
 pub use provider::SqliteVecProvider;
@@ -30,8 +31,7 @@ fn build(
     context: ProviderContext,
 ) -> futures::future::BoxFuture<'static, llama_stack_core::Result<ProviderInstance>> {
     async move {
-        let config =
-            llama_stack_core::provider::load_config::<SqliteVecConfig>(&value, PROVIDER_TYPE)?;
+        let config = llama_stack_core::load_config::<SqliteVecConfig>(&value, PROVIDER_TYPE)?;
         let provider = SqliteVecProvider::open(&config, context.store_dir.as_deref()).await?;
         Ok(ProviderInstance::VectorIo(std::sync::Arc::new(provider)))
     }
@@ -46,7 +46,7 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &["inline::sqlite_vec", "inline::faiss", "inline::meta-reference"],
         description: "Embedded vector stores: chunks in SQLite with FTS5 keyword search (BM25) and an in-process HNSW index per store for vector search, saved beside the database",
         sample_config: config::SAMPLE_CONFIG,
-        validate: llama_stack_core::provider::validate_config::<SqliteVecConfig>,
+        validate: llama_stack_core::validate_config::<SqliteVecConfig>,
         build,
     });
 }

@@ -7,12 +7,13 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use llama_stack_core::provider::CheckedConfig;
-use llama_stack_core::vector_io::{
-    ChunkSelector, Filter, ScoredChunk, SearchMode, SearchRequest, StoreSpec, StoredChunk,
-    VectorIoProvider,
-};
+use llama_stack_core::CheckedConfig;
 use llama_stack_core::{Error, Result};
+use llama_stack_memory::{
+    vector_io::ChunkSelector, vector_io::Filter, vector_io::ScoredChunk, vector_io::SearchMode,
+    vector_io::SearchRequest, vector_io::StoreSpec, vector_io::StoredChunk,
+    vector_io::VectorIoProvider,
+};
 
 use crate::config::SqliteVecConfig;
 use crate::db::{ChunkRow, Database, fts_query};

@@ -4,8 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use llama_stack_core::vector_io::{ChunkSelector, StoreSpec, VectorIoProvider};
-use llama_stack_core::{Api, ProviderContext, ProviderInstance, ProviderRegistry};
+use llama_stack_core::Api;
+use llama_stack_memory::{
+    vector_io::ChunkSelector, vector_io::StoreSpec, vector_io::VectorIoProvider,
+};
+use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry};
 use llama_stack_vector_conformance::data::{
     ClusteredVectors, chunk, exact_top_k, filtered, ids, vector_query, with_attributes,
 };
@@ -275,6 +278,7 @@ async fn registration_validates_its_sample_and_builds_from_the_store_dir() {
         provider_id: "faiss".into(),
         store_dir: Some(dir.path().to_path_buf()),
         registry: None,
+        ..Default::default()
     };
     let built = (spec.build)(
         json!({"kvstore": {"type": "sqlite", "namespace": null}}),

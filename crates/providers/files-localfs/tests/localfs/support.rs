@@ -3,9 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use llama_stack_core::files::{FilesProvider, NewFile};
-use llama_stack_core::{ProviderContext, RegistryStore};
+use llama_stack_core::RegistryStore;
+use llama_stack_memory::{files::FilesProvider, files::NewFile};
 use llama_stack_provider_files_localfs::{LocalfsConfig, LocalfsFiles};
+use llama_stack_stack::ProviderContext;
 use llama_stack_storage::SqliteRegistryStore;
 
 pub async fn registry(dir: &Path) -> Arc<dyn RegistryStore> {
@@ -21,6 +22,7 @@ pub fn context(dir: &Path, registry: Option<Arc<dyn RegistryStore>>) -> Provider
         provider_id: "localfs".into(),
         store_dir: Some(dir.to_path_buf()),
         registry,
+        ..Default::default()
     }
 }
 
@@ -56,7 +58,7 @@ pub fn stored_names(dir: &Path) -> Vec<String> {
 
 pub async fn ids(
     provider: &impl FilesProvider,
-    query: &llama_stack_core::files::FileListQuery,
+    query: &llama_stack_memory::files::FileListQuery,
 ) -> Vec<String> {
     provider
         .list(query)

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use futures::StreamExt;
-use llama_stack_core::{
-    ChatStream, CompletionStream, Embeddings, Error, ErrorKind, JsonStream, Result,
-};
+use llama_stack_core::{Error, ErrorKind, Result};
+use llama_stack_inference::{ChatStream, CompletionStream, Embeddings, JsonStream};
 use llama_stack_types::openai::{
     OpenAiEmbedding, OpenAiEmbeddingUsage, OpenAiEmbeddingVector, OpenAiEmbeddingsResponse,
 };

@@ -290,7 +290,7 @@ fn a_whole_answer_becomes_the_classic_event_sequence() {
     assert_eq!(metrics[2].value, 10.0);
 }
 
-fn upstream(chunks: Vec<Value>) -> llama_stack_core::JsonStream {
+fn upstream(chunks: Vec<Value>) -> llama_stack_inference::JsonStream {
     futures::stream::iter(chunks.into_iter().map(Ok)).boxed()
 }
 

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use llama_stack_core::{ErrorKind, InferenceProvider};
+use llama_stack_core::ErrorKind;
+use llama_stack_inference::InferenceProvider;
 use llama_stack_provider_inference_sentence_transformers::SentenceTransformersConfig;
 use llama_stack_types::ModelType;
 

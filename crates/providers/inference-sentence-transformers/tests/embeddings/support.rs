@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 
-use llama_stack_core::{Embeddings, InferenceProvider, ProviderContext, Result};
+use llama_stack_core::Result;
+use llama_stack_inference::{Embeddings, InferenceProvider};
 use llama_stack_provider_inference_sentence_transformers::{
     SentenceTransformersConfig, SentenceTransformersProvider,
 };
+use llama_stack_stack::ProviderContext;
 use llama_stack_types::{EmbeddingsRequest, Model, ModelType};
 
 /// The all-MiniLM-L6-v2 folder scripts/fetch-minilm.sh writes, or `None` (with the reason

@@ -1,12 +1,11 @@
 //! Building the provider: from the registry, and the clear errors for missing or unusable model
 //! folders (never a panic, never a made-up score).
 
-use llama_stack_core::{
-    Api, ErrorKind, ProviderContext, ProviderInstance, ProviderRegistry, Result,
-};
+use llama_stack_core::{Api, ErrorKind, Result};
 use llama_stack_provider_safety_prompt_guard::{
     GuardType, PROVIDER_TYPE, PromptGuardSafety, register,
 };
+use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry};
 use llama_stack_types::Message;
 
 use crate::support::{INJECTION, NoInference, TinyModel, config, shield};

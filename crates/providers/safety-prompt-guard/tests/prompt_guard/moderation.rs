@@ -1,7 +1,7 @@
 //! `/v1/moderations`: one result per input, in upstream's layout for shield-backed providers.
 
-use llama_stack_core::safety::SafetyProvider;
 use llama_stack_provider_safety_prompt_guard::{GuardType, PromptGuardSafety, USER_MESSAGE};
+use llama_stack_safety::provider::SafetyProvider;
 
 use crate::support::{BENIGN, INJECTION, NoInference, TinyModel, config, open_tiny, shield};
 

@@ -1,10 +1,10 @@
 //! run-shield and shield registration: verdicts, thresholds, which message is read, truncation.
 
 use llama_stack_core::ErrorKind;
-use llama_stack_core::safety::SafetyProvider;
 use llama_stack_provider_safety_prompt_guard::{
     GuardType, PromptGuardSafety, USER_MESSAGE, python_float_repr,
 };
+use llama_stack_safety::provider::SafetyProvider;
 use llama_stack_types::{
     ContentItem, InterleavedContent, Message, SafetyViolation, ViolationLevel,
 };

@@ -10,9 +10,9 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use candle_core::{Device, Tensor};
-use llama_stack_core::safety::GuardInference;
 use llama_stack_core::{Error, Result};
 use llama_stack_provider_safety_prompt_guard::{GuardType, PromptGuardConfig, PromptGuardSafety};
+use llama_stack_safety::provider::GuardInference;
 use llama_stack_types::{InterleavedContent, Model, Shield};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::StatusCode;
-use llama_stack_core::{ErrorKind, ProviderRegistry};
+use llama_stack_core::ErrorKind;
+use llama_stack_stack::ProviderRegistry;
 use serde_json::json;
 
 use crate::{group, kwargs, runtime};

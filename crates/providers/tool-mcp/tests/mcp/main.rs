@@ -7,8 +7,8 @@ mod transports;
 
 use std::sync::Arc;
 
-use llama_stack_core::tool_runtime::{ToolRuntime, ToolRuntimeProvider};
-use llama_stack_core::{ProviderContext, ProviderInstance, ProviderRegistry};
+use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry};
+use llama_stack_tools::ToolRuntimeProvider;
 use llama_stack_types::ToolGroup;
 use serde_json::{Value, json};
 
@@ -24,9 +24,10 @@ pub async fn runtime(config: Value) -> Arc<dyn ToolRuntimeProvider> {
         provider_id: "model-context-protocol".into(),
         store_dir: None,
         registry: None,
+        ..Default::default()
     };
     match (spec.build)(config, context).await.unwrap() {
-        ProviderInstance::ToolRuntime(ToolRuntime::Provider(provider)) => provider,
+        ProviderInstance::ToolRuntime(provider) => provider,
         _ => panic!("not a tool runtime provider"),
     }
 }

@@ -1,6 +1,7 @@
 //! Registration and config checks, every problem reported at once.
 
-use llama_stack_core::{Api, ProviderContext, ProviderRegistry};
+use llama_stack_core::Api;
+use llama_stack_stack::{ProviderContext, ProviderRegistry};
 use serde_json::json;
 
 use crate::support::issue_paths;

@@ -9,9 +9,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
-use llama_stack_core::request_context::{ProviderData, with_provider_data};
-use llama_stack_core::tool_runtime::{ToolRuntime, ToolRuntimeProvider};
-use llama_stack_core::{ProviderContext, ProviderInstance, ProviderRegistry, Result};
+use llama_stack_core::Result;
+use llama_stack_core::{request_context::ProviderData, request_context::with_provider_data};
+use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry};
+use llama_stack_tools::ToolRuntimeProvider;
 use llama_stack_types::{ToolGroup, ToolInvocationResult};
 use serde_json::{Map, Value};
 
@@ -145,7 +146,7 @@ pub async fn build(provider_type: &str, config: Value) -> Arc<dyn ToolRuntimePro
         ..Default::default()
     };
     match (spec.build)(config, context).await {
-        Ok(ProviderInstance::ToolRuntime(ToolRuntime::Provider(provider))) => provider,
+        Ok(ProviderInstance::ToolRuntime(provider)) => provider,
         Ok(_) => panic!("{provider_type} built something other than a tool runtime provider"),
         Err(err) => panic!("{provider_type} did not build: {err}"),
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use llama_stack_core::vector_io::VectorIoProvider;
+use llama_stack_memory::vector_io::VectorIoProvider;
 use llama_stack_pg_test_server::PgTestDatabase;
 use llama_stack_vector_conformance::{Harness, conformance_tests};
 

@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use llama_stack_core::{ErrorKind, ProviderContext, ProviderRegistry};
+use llama_stack_core::ErrorKind;
 use llama_stack_provider_vector_pgvector::{PROVIDER_TYPE, PgVectorProvider, config, register};
+use llama_stack_stack::{ProviderContext, ProviderRegistry};
 use llama_stack_storage::{PostgresRegistryStore, PostgresSettings};
 use serde_json::{Value, json};
 

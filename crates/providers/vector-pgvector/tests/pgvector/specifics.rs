@@ -2,8 +2,9 @@
 //! characters PostgreSQL cannot store, stores too wide for the HNSW index, and key order.
 
 use llama_stack_core::ErrorKind;
-use llama_stack_core::vector_io::{
-    SearchMode, SearchRequest, StoreSpec, StoredChunk, VectorIoProvider,
+use llama_stack_memory::{
+    vector_io::SearchMode, vector_io::SearchRequest, vector_io::StoreSpec, vector_io::StoredChunk,
+    vector_io::VectorIoProvider,
 };
 use serde_json::{Map, Value, json};
 

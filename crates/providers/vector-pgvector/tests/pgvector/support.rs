@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use llama_stack_core::provider::parse_config;
+use llama_stack_core::parse_config;
 use llama_stack_pg_test_server::PgTestDatabase;
 use llama_stack_provider_vector_pgvector::{PgVectorConfig, PgVectorProvider};
 

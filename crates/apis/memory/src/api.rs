@@ -1,0 +1,81 @@
+//! The memory API as the RAG tool runtime sees it: stores by id, chunk insertion and search.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use llama_stack_core::Result;
+use llama_stack_documents::Tokenizer;
+
+use crate::chunks::{PendingChunk, QueryParams};
+use crate::service::MemoryService;
+use crate::vector_io::{Chunk, ScoredChunk};
+
+#[async_trait]
+pub trait MemoryApi: Send + Sync {
+    /// The tokenizer chunk sizes are counted with.
+    fn chunk_tokenizer(&self) -> Arc<Tokenizer>;
+    /// Cuts a document's text into overlapping token windows with upstream's chunk metadata.
+    async fn chunk_document(
+        &self,
+        document_id: &str,
+        text: String,
+        metadata: &serde_json::Map<String, serde_json::Value>,
+        size: usize,
+        overlap: usize,
+    ) -> Result<Vec<Chunk>>;
+    /// Fails with not-found unless the store exists.
+    async fn check_store(&self, store_id: &str) -> Result<()>;
+    /// Embeds (where a chunk carries no embedding) and stores chunks in a store.
+    async fn insert_chunks_into(&self, store_id: &str, chunks: Vec<Chunk>) -> Result<()>;
+    /// Searches one store.
+    async fn search_chunks(
+        &self,
+        store_id: &str,
+        query: &str,
+        params: &QueryParams,
+    ) -> Result<Vec<ScoredChunk>>;
+}
+
+#[async_trait]
+impl MemoryApi for MemoryService {
+    fn chunk_tokenizer(&self) -> Arc<Tokenizer> {
+        MemoryService::chunk_tokenizer(self)
+    }
+
+    async fn chunk_document(
+        &self,
+        document_id: &str,
+        text: String,
+        metadata: &serde_json::Map<String, serde_json::Value>,
+        size: usize,
+        overlap: usize,
+    ) -> Result<Vec<Chunk>> {
+        MemoryService::chunk_document(self, document_id, text, metadata, size, overlap).await
+    }
+
+    async fn check_store(&self, store_id: &str) -> Result<()> {
+        self.resolve_store(store_id).await.map(|_| ())
+    }
+
+    async fn insert_chunks_into(&self, store_id: &str, chunks: Vec<Chunk>) -> Result<()> {
+        let (record, _) = self.resolve_store(store_id).await?;
+        let pending = chunks
+            .into_iter()
+            .map(|chunk| PendingChunk {
+                chunk,
+                file_id: None,
+                extra_attributes: Default::default(),
+            })
+            .collect();
+        self.insert_pending(&record, pending, None).await
+    }
+
+    async fn search_chunks(
+        &self,
+        store_id: &str,
+        query: &str,
+        params: &QueryParams,
+    ) -> Result<Vec<ScoredChunk>> {
+        self.search_store(store_id, query, params, None).await
+    }
+}

@@ -1,0 +1,381 @@
+//! Tool groups, tools and the tool runtime (`/v1/toolgroups`, `/v1/tools`,
+//! `/v1/tool-runtime/*`). Every runtime, the RAG one included, lists and runs its tools itself
+//! through [`ToolRuntimeProvider`]; this service keeps the groups and routes each call.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use llama_stack_core::{Error, ErrorKind, RegistryStore, Result};
+use llama_stack_types::{
+    InvokeToolRequest, RagInsertRequest, RagQueryRequest, RagQueryResult, RegisterToolGroupRequest,
+    Tool, ToolDef, ToolGroup, ToolInvocationResult,
+};
+use serde_json::{Value, json};
+use tokio::sync::RwLock;
+
+use crate::provider::{FetchPolicy, ToolRuntimeProvider};
+
+const TOOL_GROUP_KIND: &str = "tool_group";
+
+/// The tool runtime API as the agents' turn loop sees it.
+#[async_trait]
+pub trait ToolsApi: Send + Sync {
+    async fn get_tool_group(&self, id: &str) -> Result<ToolGroup>;
+    /// The tools of one group (or of every group).
+    async fn list_tools(&self, toolgroup_id: Option<&str>) -> Result<Vec<Tool>>;
+    /// Runs a tool found by name in any group.
+    async fn invoke_tool(&self, request: InvokeToolRequest) -> Result<ToolInvocationResult>;
+    /// Runs `tool` of a known `group`, without searching the groups again.
+    async fn invoke_group_tool(
+        &self,
+        group: &ToolGroup,
+        tool: &str,
+        kwargs: &serde_json::Map<String, Value>,
+    ) -> Result<ToolInvocationResult>;
+    /// How documents given by URL are loaded (the RAG runtime's limits, or the safe default).
+    fn fetch_policy(&self) -> FetchPolicy;
+}
+
+/// The tool runtimes by id and the tool groups registered over them.
+pub struct ToolsService {
+    runtimes: Vec<(String, Arc<dyn ToolRuntimeProvider>)>,
+    store: Arc<dyn RegistryStore>,
+    /// Registered groups by id; the registry store is the source of truth.
+    tool_groups: RwLock<BTreeMap<String, ToolGroup>>,
+}
+
+impl ToolsService {
+    pub fn new(
+        runtimes: Vec<(String, Arc<dyn ToolRuntimeProvider>)>,
+        store: Arc<dyn RegistryStore>,
+    ) -> Self {
+        ToolsService {
+            runtimes,
+            store,
+            tool_groups: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    /// Loads the tool groups registered by earlier runs.
+    pub async fn restore_tool_groups(&self) -> Result<()> {
+        for value in self.store.list(TOOL_GROUP_KIND).await? {
+            match serde_json::from_value::<ToolGroup>(value) {
+                Ok(group) => {
+                    self.tool_groups
+                        .write()
+                        .await
+                        .insert(group.identifier.clone(), group);
+                }
+                Err(err) => tracing::warn!(error = %err, "Skipping unreadable tool group"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The runtime that serves the RAG tool.
+    fn rag_runtime(&self) -> Result<Arc<dyn ToolRuntimeProvider>> {
+        self.runtimes
+            .iter()
+            .find(|(_, rt)| rt.serves_rag())
+            .map(|(_, rt)| rt.clone())
+            .ok_or_else(|| {
+                Error::unsupported(
+                    "No RAG tool runtime is configured; add inline::rag-runtime under providers.tool_runtime in run.yaml",
+                )
+            })
+    }
+
+    /// `POST /v1/tool-runtime/rag-tool/insert`.
+    pub async fn rag_insert(&self, request: RagInsertRequest) -> Result<()> {
+        self.rag_runtime()?.rag_insert(request).await
+    }
+
+    /// `POST /v1/tool-runtime/rag-tool/query`.
+    pub async fn rag_query(&self, request: RagQueryRequest) -> Result<RagQueryResult> {
+        self.rag_runtime()?.rag_query(request).await
+    }
+
+    /// How documents given by URL are loaded: the first runtime's policy that has one.
+    pub fn fetch_policy(&self) -> FetchPolicy {
+        self.runtimes
+            .iter()
+            .find_map(|(_, rt)| rt.fetch_policy())
+            .unwrap_or_default()
+    }
+    fn tool_runtime(&self, provider_id: &str) -> Option<Arc<dyn ToolRuntimeProvider>> {
+        self.runtimes
+            .iter()
+            .find(|(id, _)| id == provider_id)
+            .map(|(_, rt)| rt.clone())
+    }
+
+    fn tool_runtime_ids(&self) -> Vec<String> {
+        self.runtimes.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// `POST /v1/toolgroups` (and the run.yaml `tool_groups` entries).
+    pub async fn register_tool_group(&self, request: RegisterToolGroupRequest) -> Result<()> {
+        if request.toolgroup_id.trim().is_empty() {
+            return Err(Error::invalid("toolgroup_id must not be empty")
+                .with_location(vec!["body".into(), "toolgroup_id".into()]));
+        }
+        let Some(runtime) = self.tool_runtime(&request.provider_id) else {
+            let ids = self.tool_runtime_ids();
+            return Err(Error::invalid(format!(
+                "Provider '{}' is not a tool_runtime provider. Tool runtime providers: {}",
+                request.provider_id,
+                if ids.is_empty() {
+                    "(none; add inline::rag-runtime under providers.tool_runtime)".to_string()
+                } else {
+                    ids.join(", ")
+                }
+            ))
+            .with_location(vec!["body".into(), "provider_id".into()]));
+        };
+        let group = ToolGroup {
+            identifier: request.toolgroup_id.clone(),
+            provider_resource_id: request.toolgroup_id.clone(),
+            provider_id: request.provider_id,
+            resource_type: "tool_group".into(),
+            mcp_endpoint: request.mcp_endpoint.filter(|v| !v.is_null()),
+            args: request.args.filter(|v| !v.is_null()),
+        };
+        if let Some(args) = group.args.as_ref().filter(|a| !a.is_object()) {
+            return Err(
+                Error::invalid(format!("args must be an object, got {args}"))
+                    .with_location(vec!["body".into(), "args".into()]),
+            );
+        }
+        runtime.check_group(&group)?;
+        if let Some(existing) = self.tool_groups.read().await.get(&group.identifier) {
+            if existing == &group {
+                return Ok(());
+            }
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "Object of type 'tool_group' and identifier '{}' already exists. Unregister it first if you want to replace it.",
+                    group.identifier
+                ),
+            ));
+        }
+        self.store
+            .put(
+                TOOL_GROUP_KIND,
+                &group.identifier,
+                &serde_json::to_value(&group).map_err(|e| Error::internal(e.to_string()))?,
+            )
+            .await?;
+        self.tool_groups
+            .write()
+            .await
+            .insert(group.identifier.clone(), group);
+        Ok(())
+    }
+
+    pub async fn list_tool_groups(&self) -> Vec<ToolGroup> {
+        self.tool_groups.read().await.values().cloned().collect()
+    }
+
+    pub async fn get_tool_group(&self, id: &str) -> Result<ToolGroup> {
+        let groups = self.tool_groups.read().await;
+        groups.get(id).cloned().ok_or_else(|| {
+            Error::not_found(format!(
+                "Tool group '{id}' not found. Registered tool groups: {}",
+                if groups.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    groups.keys().cloned().collect::<Vec<_>>().join(", ")
+                }
+            ))
+        })
+    }
+
+    pub async fn unregister_tool_group(&self, id: &str) -> Result<()> {
+        let group = self.get_tool_group(id).await?;
+        self.store
+            .delete(TOOL_GROUP_KIND, &group.identifier)
+            .await?;
+        self.tool_groups.write().await.remove(&group.identifier);
+        Ok(())
+    }
+
+    /// `GET /v1/tool-runtime/list-tools?mcp_endpoint=`: the tools of an MCP server that is not
+    /// registered as a group, listed by the first runtime that takes the endpoint.
+    pub async fn list_endpoint_tools(&self, uri: &str) -> Result<Vec<ToolDef>> {
+        let mut refusals = Vec::new();
+        for (provider_id, provider) in &self.runtimes {
+            if provider.serves_rag() {
+                continue;
+            }
+            let group = ToolGroup {
+                identifier: uri.to_string(),
+                provider_resource_id: uri.to_string(),
+                provider_id: provider_id.clone(),
+                resource_type: "tool_group".into(),
+                mcp_endpoint: Some(json!({ "uri": uri })),
+                args: None,
+            };
+            match provider.check_group(&group) {
+                Ok(()) => return provider.list_tools(&group).await,
+                Err(err) => refusals.push(format!("{provider_id}: {}", err.message())),
+            }
+        }
+        Err(Error::invalid(format!(
+            "No tool runtime takes the MCP endpoint {uri}; add a remote::model-context-protocol provider under providers.tool_runtime{}",
+            if refusals.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", refusals.join("; "))
+            }
+        ))
+        .with_location(vec!["query".into(), "mcp_endpoint".into()]))
+    }
+
+    /// `GET /v1/tool-runtime/list-tools`: the tools a group's runtime offers.
+    pub async fn list_runtime_tools(&self, tool_group_id: Option<&str>) -> Result<Vec<ToolDef>> {
+        let groups = match tool_group_id {
+            Some(id) => vec![self.get_tool_group(id).await?],
+            None => self.list_tool_groups().await,
+        };
+        let mut out = Vec::new();
+        for group in groups {
+            if let Some(provider) = self.tool_runtime(&group.provider_id) {
+                out.extend(provider.list_tools(&group).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `GET /v1/tools`.
+    pub async fn list_tools(&self, toolgroup_id: Option<&str>) -> Result<Vec<Tool>> {
+        let groups = match toolgroup_id {
+            // `group/tool` names one tool of a group; upstream lists the whole group for it.
+            Some(id) => vec![match self.get_tool_group(id).await {
+                Ok(group) => group,
+                Err(err) => match id.rsplit_once('/') {
+                    Some((group, _)) => self.get_tool_group(group).await.map_err(|_| err)?,
+                    None => return Err(err),
+                },
+            }],
+            None => self.list_tool_groups().await,
+        };
+        let listing_all = toolgroup_id.is_none();
+        let mut out = Vec::new();
+        for group in groups {
+            let defs = match self.list_runtime_tools(Some(&group.identifier)).await {
+                Ok(defs) => defs,
+                // One MCP server being down must not hide every other group's tools.
+                Err(err) if listing_all => {
+                    tracing::warn!(group = %group.identifier, error = %err.message(), "Leaving out a tool group whose tools could not be listed");
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            for def in defs {
+                out.push(Tool {
+                    identifier: def.name.clone(),
+                    provider_resource_id: def.name,
+                    provider_id: group.provider_id.clone(),
+                    resource_type: "tool".into(),
+                    toolgroup_id: group.identifier.clone(),
+                    description: def.description,
+                    parameters: def.parameters,
+                    metadata: def.metadata,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn get_tool(&self, name: &str) -> Result<Tool> {
+        Ok(self.find_tool(name).await?.0)
+    }
+
+    /// A tool by name, with the group it belongs to.
+    async fn find_tool(&self, name: &str) -> Result<(Tool, ToolGroup)> {
+        let mut tools = Vec::new();
+        // RAG groups first: their tools need no server round trip.
+        let mut groups = self.list_tool_groups().await;
+        groups.sort_by_key(|g| {
+            !self
+                .tool_runtime(&g.provider_id)
+                .is_some_and(|rt| rt.serves_rag())
+        });
+        for group in groups {
+            // A runtime that cannot be reached (an MCP server down) must not hide the others.
+            let listed = match self.list_tools(Some(&group.identifier)).await {
+                Ok(listed) => listed,
+                Err(err) => {
+                    tracing::warn!(group = %group.identifier, error = %err.message(), "Could not list a tool group's tools");
+                    continue;
+                }
+            };
+            if let Some(tool) = listed.iter().find(|t| t.identifier == name) {
+                return Ok((tool.clone(), group));
+            }
+            tools.extend(listed);
+        }
+        let names: Vec<String> = tools.iter().map(|t| t.identifier.clone()).collect();
+        Err(Error::not_found(format!(
+            "Tool '{name}' not found. Registered tools: {}",
+            if names.is_empty() {
+                "(none)".to_string()
+            } else {
+                names.join(", ")
+            }
+        )))
+    }
+
+    /// `POST /v1/tool-runtime/invoke`.
+    pub async fn invoke_tool(&self, request: InvokeToolRequest) -> Result<ToolInvocationResult> {
+        let (tool, group) = self.find_tool(&request.tool_name).await?;
+        self.invoke_group_tool(&group, &tool.identifier, &request.kwargs)
+            .await
+    }
+
+    /// Runs `tool` of a known `group`; the agent loop, which resolved its tools' groups when
+    /// the turn began, calls this rather than searching every group (an MCP server each) again.
+    pub async fn invoke_group_tool(
+        &self,
+        group: &ToolGroup,
+        tool: &str,
+        kwargs: &serde_json::Map<String, Value>,
+    ) -> Result<ToolInvocationResult> {
+        match self.tool_runtime(&group.provider_id) {
+            Some(provider) => provider.invoke(group, tool, kwargs).await,
+            None => Err(Error::unsupported(format!(
+                "Tool '{tool}' cannot be invoked directly; use POST /v1/tool-runtime/rag-tool/insert to add documents"
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl ToolsApi for ToolsService {
+    async fn get_tool_group(&self, id: &str) -> Result<ToolGroup> {
+        ToolsService::get_tool_group(self, id).await
+    }
+
+    async fn list_tools(&self, toolgroup_id: Option<&str>) -> Result<Vec<Tool>> {
+        ToolsService::list_tools(self, toolgroup_id).await
+    }
+
+    async fn invoke_tool(&self, request: InvokeToolRequest) -> Result<ToolInvocationResult> {
+        ToolsService::invoke_tool(self, request).await
+    }
+
+    async fn invoke_group_tool(
+        &self,
+        group: &ToolGroup,
+        tool: &str,
+        kwargs: &serde_json::Map<String, Value>,
+    ) -> Result<ToolInvocationResult> {
+        ToolsService::invoke_group_tool(self, group, tool, kwargs).await
+    }
+
+    fn fetch_policy(&self) -> FetchPolicy {
+        ToolsService::fetch_policy(self)
+    }
+}

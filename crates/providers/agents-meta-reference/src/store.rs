@@ -1,0 +1,336 @@
+//! Agents, sessions and turns as the meta-reference provider keeps them.
+//!
+//! Everything is kept in the distribution's registry store, so it lives in SQLite or PostgreSQL with
+//! the rest of the registry. Sessions of an agent without `enable_session_persistence` and
+//! their turns live in memory only, as upstream keeps them, and are gone after a restart.
+//! Each turn is written as one record when it ends (or pauses for client tools), so a crash
+//! never leaves half a turn visible.
+
+use llama_stack_types::{
+    Agent, AgentConfig, AgentCreateResponse, AgentSessionCreateResponse, PaginatedResponse,
+    Session, Turn,
+};
+use serde::{Deserialize, Serialize};
+
+use llama_stack_core::{Error, RegistryStore, Result};
+
+use crate::MetaReferenceAgents;
+use crate::turn;
+
+const AGENT_KIND: &str = "agent";
+
+fn session_kind(agent_id: &str) -> String {
+    format!("agent_session:{agent_id}")
+}
+
+fn turn_kind(agent_id: &str, session_id: &str) -> String {
+    format!("agent_turn:{agent_id}:{session_id}")
+}
+
+pub(crate) use llama_stack_core::now_iso as now;
+
+/// A session as stored: the wire fields plus who owns it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SessionRecord {
+    pub session_id: String,
+    pub session_name: String,
+    pub started_at: String,
+    /// The authenticated principal that created it; `None` while auth is off. Reads by another
+    /// owner are refused once auth exists.
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// A turn as stored: the wire turn plus what a paused turn needs to resume.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TurnRecord {
+    pub turn: Turn,
+    /// `complete`, or `awaiting_input` while client tool calls are pending.
+    pub status: String,
+    /// Inference iterations used so far; resume continues the count.
+    pub iterations: u32,
+    /// The turn's own tool groups, when it replaced the agent's; resume offers the same tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toolgroups: Option<Vec<llama_stack_types::AgentToolGroup>>,
+}
+
+impl MetaReferenceAgents {
+    pub(crate) async fn agent_record(&self, agent_id: &str) -> Result<Agent> {
+        self.store
+            .get(AGENT_KIND, agent_id)
+            .await?
+            .and_then(|v| serde_json::from_value::<Agent>(v).ok())
+            .ok_or_else(|| Error::not_found(format!("Agent {agent_id} not found")))
+    }
+
+    /// Where an agent's sessions and turns live.
+    fn session_store(&self, agent: &Agent) -> &dyn RegistryStore {
+        if agent.agent_config.enable_session_persistence == Some(true) {
+            self.store.as_ref()
+        } else {
+            &self.ephemeral
+        }
+    }
+
+    /// `POST /v1/agents`.
+    pub async fn create_agent(&self, mut config: AgentConfig) -> Result<AgentCreateResponse> {
+        if config.model.trim().is_empty() {
+            return Err(Error::invalid("agent_config.model must name a model")
+                .with_location(vec!["body".into(), "agent_config".into(), "model".into()]));
+        }
+        self.inference.get_model(&config.model).await?;
+        turn::fold_tool_config(&mut config)?;
+        turn::check_client_tools(&config)?;
+        let agent = Agent {
+            agent_id: uuid::Uuid::new_v4().to_string(),
+            agent_config: config,
+            created_at: now(),
+        };
+        self.store
+            .put(AGENT_KIND, &agent.agent_id, &to_value(&agent)?)
+            .await?;
+        tracing::info!(agent = %agent.agent_id, model = %agent.agent_config.model, "Created agent");
+        Ok(AgentCreateResponse {
+            agent_id: agent.agent_id,
+        })
+    }
+
+    /// `GET /v1/agents`, oldest first.
+    pub async fn list_agents(
+        &self,
+        start_index: Option<usize>,
+        limit: Option<usize>,
+    ) -> Result<PaginatedResponse<Agent>> {
+        let mut agents: Vec<Agent> = self
+            .store
+            .list(AGENT_KIND)
+            .await?
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect();
+        agents.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(page(agents, start_index, limit))
+    }
+
+    pub async fn get_agent(&self, agent_id: &str) -> Result<Agent> {
+        self.agent_record(agent_id).await
+    }
+
+    /// `DELETE /v1/agents/{agent_id}`: the agent, its sessions and their turns.
+    pub async fn delete_agent(&self, agent_id: &str) -> Result<()> {
+        let agent = self.agent_record(agent_id).await?;
+        let sessions = self.session_records(&agent).await?;
+        for session in sessions {
+            self.delete_session_records(&agent, &session.session_id)
+                .await?;
+        }
+        self.store.delete(AGENT_KIND, agent_id).await?;
+        tracing::info!(agent = %agent_id, "Deleted agent");
+        Ok(())
+    }
+
+    /// `POST /v1/agents/{agent_id}/session`.
+    pub async fn create_agent_session(
+        &self,
+        agent_id: &str,
+        session_name: String,
+    ) -> Result<AgentSessionCreateResponse> {
+        let agent = self.agent_record(agent_id).await?;
+        let record = SessionRecord {
+            session_id: uuid::Uuid::new_v4().to_string(),
+            session_name,
+            started_at: now(),
+            owner: None,
+        };
+        self.session_store(&agent)
+            .put(
+                &session_kind(agent_id),
+                &record.session_id,
+                &to_value(&record)?,
+            )
+            .await?;
+        Ok(AgentSessionCreateResponse {
+            session_id: record.session_id,
+        })
+    }
+
+    async fn session_records(&self, agent: &Agent) -> Result<Vec<SessionRecord>> {
+        let mut sessions: Vec<SessionRecord> = self
+            .session_store(agent)
+            .list(&session_kind(&agent.agent_id))
+            .await?
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect();
+        sessions.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+        Ok(sessions)
+    }
+
+    pub(crate) async fn session_record(
+        &self,
+        agent: &Agent,
+        session_id: &str,
+    ) -> Result<SessionRecord> {
+        self.session_store(agent)
+            .get(&session_kind(&agent.agent_id), session_id)
+            .await?
+            .and_then(|v| serde_json::from_value(v).ok())
+            .ok_or_else(|| Error::not_found(format!("Session {session_id} not found")))
+    }
+
+    pub(crate) async fn turn_records(
+        &self,
+        agent: &Agent,
+        session_id: &str,
+    ) -> Result<Vec<TurnRecord>> {
+        let mut turns: Vec<TurnRecord> = self
+            .session_store(agent)
+            .list(&turn_kind(&agent.agent_id, session_id))
+            .await?
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect();
+        turns.sort_by(|a, b| a.turn.started_at.cmp(&b.turn.started_at));
+        Ok(turns)
+    }
+
+    pub(crate) async fn save_turn(
+        &self,
+        agent: &Agent,
+        session_id: &str,
+        record: &TurnRecord,
+    ) -> Result<()> {
+        self.session_store(agent)
+            .put(
+                &turn_kind(&agent.agent_id, session_id),
+                &record.turn.turn_id,
+                &to_value(record)?,
+            )
+            .await
+    }
+
+    async fn delete_session_records(&self, agent: &Agent, session_id: &str) -> Result<()> {
+        let store = self.session_store(agent);
+        for record in self.turn_records(agent, session_id).await? {
+            store
+                .delete(
+                    &turn_kind(&agent.agent_id, session_id),
+                    &record.turn.turn_id,
+                )
+                .await?;
+        }
+        store
+            .delete(&session_kind(&agent.agent_id), session_id)
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /v1/agents/{agent_id}/sessions`.
+    pub async fn list_agent_sessions(
+        &self,
+        agent_id: &str,
+        start_index: Option<usize>,
+        limit: Option<usize>,
+    ) -> Result<PaginatedResponse<Session>> {
+        let agent = self.agent_record(agent_id).await?;
+        let mut sessions = Vec::new();
+        for record in self.session_records(&agent).await? {
+            sessions.push(self.session_view(&agent, record, None).await?);
+        }
+        Ok(page(sessions, start_index, limit))
+    }
+
+    /// `GET /v1/agents/{agent_id}/session/{session_id}`, optionally only the listed turns.
+    pub async fn get_agent_session(
+        &self,
+        agent_id: &str,
+        session_id: &str,
+        turn_ids: Option<&[String]>,
+    ) -> Result<Session> {
+        let agent = self.agent_record(agent_id).await?;
+        let record = self.session_record(&agent, session_id).await?;
+        self.session_view(&agent, record, turn_ids).await
+    }
+
+    async fn session_view(
+        &self,
+        agent: &Agent,
+        record: SessionRecord,
+        turn_ids: Option<&[String]>,
+    ) -> Result<Session> {
+        let turns = self
+            .turn_records(agent, &record.session_id)
+            .await?
+            .into_iter()
+            .map(|t| t.turn)
+            .filter(|t| turn_ids.is_none_or(|ids| ids.contains(&t.turn_id)))
+            .collect();
+        Ok(Session {
+            session_id: record.session_id,
+            session_name: record.session_name,
+            turns,
+            started_at: record.started_at,
+        })
+    }
+
+    /// `DELETE /v1/agents/{agent_id}/session/{session_id}`: the session and its turns.
+    pub async fn delete_agent_session(&self, agent_id: &str, session_id: &str) -> Result<()> {
+        let agent = self.agent_record(agent_id).await?;
+        self.session_record(&agent, session_id).await?;
+        self.delete_session_records(&agent, session_id).await
+    }
+
+    /// `GET .../turn/{turn_id}`.
+    pub async fn get_agent_turn(
+        &self,
+        agent_id: &str,
+        session_id: &str,
+        turn_id: &str,
+    ) -> Result<Turn> {
+        let agent = self.agent_record(agent_id).await?;
+        self.session_record(&agent, session_id).await?;
+        self.turn_records(&agent, session_id)
+            .await?
+            .into_iter()
+            .map(|t| t.turn)
+            .find(|t| t.turn_id == turn_id)
+            .ok_or_else(|| Error::not_found(format!("Turn {turn_id} not found")))
+    }
+
+    /// `GET .../turn/{turn_id}/step/{step_id}`.
+    pub async fn get_agent_step(
+        &self,
+        agent_id: &str,
+        session_id: &str,
+        turn_id: &str,
+        step_id: &str,
+    ) -> Result<llama_stack_types::StepResponse> {
+        let turn = self.get_agent_turn(agent_id, session_id, turn_id).await?;
+        turn.steps
+            .into_iter()
+            .find(|s| s.step_id() == step_id)
+            .map(|step| llama_stack_types::StepResponse { step })
+            .ok_or_else(|| Error::not_found(format!("Step {step_id} not found")))
+    }
+}
+
+fn page<T>(
+    items: Vec<T>,
+    start_index: Option<usize>,
+    limit: Option<usize>,
+) -> PaginatedResponse<T> {
+    let start = start_index.unwrap_or(0).min(items.len());
+    let end = match limit {
+        Some(limit) => (start + limit).min(items.len()),
+        None => items.len(),
+    };
+    let has_more = end < items.len();
+    PaginatedResponse {
+        data: items.into_iter().skip(start).take(end - start).collect(),
+        has_more,
+    }
+}
+
+fn to_value<T: Serialize>(value: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| Error::internal(e.to_string()))
+}

@@ -1,0 +1,863 @@
+//! The turn loop (reference §5.1–5.2): input shields, tools, inference iterations, server and
+//! client tool calls, output shields, and the events streamed while it runs.
+//!
+//! A turn runs in its own task and streams its events through a channel. A client that goes
+//! away does not stop it: the turn finishes and is saved, so the session stays whole.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use llama_stack_types::Step;
+use llama_stack_types::{
+    Agent, AgentConfig, ChatCompletionRequest, ChatEventType, CompletionMessage, ContentDelta,
+    CreateTurnRequest, InterleavedContent, InvokeToolRequest, Message, ResumeTurnRequest,
+    RunShieldRequest, SafetyViolation, StepType, StopReason, ToolCall, ToolCallOrText,
+    ToolCallParseStatus, ToolConfig, ToolDefinition, ToolParamDefinition, ToolResponse, Turn,
+    TurnEvent, TurnEventPayload, TurnStreamChunk, ViolationLevel,
+};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use llama_stack_agents::TurnStream;
+use llama_stack_core::{Error, Result};
+use llama_stack_memory::document_text;
+
+use crate::MetaReferenceAgents;
+use crate::store::{TurnRecord, now};
+
+/// Folds the deprecated `tool_choice` / `tool_prompt_format` into `tool_config`, refusing a
+/// config that sets both ways differently (as upstream does).
+pub(crate) fn fold_tool_config(config: &mut AgentConfig) -> Result<()> {
+    let mut tool_config = config.tool_config.clone().unwrap_or(ToolConfig {
+        tool_choice: None,
+        tool_prompt_format: None,
+        system_message_behavior: None,
+    });
+    for (old, new, name) in [
+        (
+            &config.tool_choice,
+            &mut tool_config.tool_choice,
+            "tool_choice",
+        ),
+        (
+            &config.tool_prompt_format,
+            &mut tool_config.tool_prompt_format,
+            "tool_prompt_format",
+        ),
+    ] {
+        match (old, &new) {
+            (Some(old), Some(new)) if old != new => {
+                return Err(Error::invalid(format!(
+                    "{name} is deprecated. Use {name} in tool_config instead."
+                )));
+            }
+            (Some(old), None) => *new = Some(old.clone()),
+            _ => {}
+        }
+    }
+    if tool_config.tool_choice.is_none() {
+        tool_config.tool_choice = Some("auto".into());
+    }
+    if tool_config.system_message_behavior.is_none() {
+        tool_config.system_message_behavior = Some("append".into());
+    }
+    config.tool_config = Some(tool_config);
+    Ok(())
+}
+
+/// Client tool names must be unique.
+pub(crate) fn check_client_tools(config: &AgentConfig) -> Result<()> {
+    let mut seen = HashSet::new();
+    for tool in config.client_tools.iter().flatten() {
+        if !seen.insert(tool.name.as_str()) {
+            return Err(Error::invalid(format!("Tool {} already exists", tool.name)));
+        }
+    }
+    Ok(())
+}
+
+/// The tools a turn offers the model.
+struct Tools {
+    definitions: Vec<ToolDefinition>,
+    client: HashSet<String>,
+    /// Name the model calls → the server-side tool it runs.
+    server: HashMap<String, ServerTool>,
+}
+
+/// A tool the server runs, resolved when the turn starts so that a call goes straight to its
+/// group's runtime.
+struct ServerTool {
+    group: llama_stack_types::ToolGroup,
+    /// The name the runtime knows; differs from the model's for Llama builtins (the model's
+    /// `brave_search` runs the runtime's `web_search`).
+    runtime_name: String,
+    /// The args given with the group in the agent's or turn's tool groups.
+    args: Map<String, Value>,
+}
+
+/// The Llama builtin tool a `builtin::*` group's tool is offered as (§5.1 step 5), so a Llama
+/// model sees it in the `Tools:` line of its system prompt and calls it with `<|python_tag|>`.
+fn llama_builtin(group_id: &str, tool: &str) -> Option<&'static str> {
+    if !group_id.starts_with("builtin::") || group_id == llama_stack_tools::BUILTIN_RAG {
+        return None;
+    }
+    match tool {
+        "web_search" | "brave_search" => Some("brave_search"),
+        "wolfram_alpha" => Some("wolfram_alpha"),
+        "code_interpreter" => Some("code_interpreter"),
+        _ => None,
+    }
+}
+
+impl MetaReferenceAgents {
+    async fn turn_tools(
+        &self,
+        agent: &Agent,
+        toolgroups: Option<&[llama_stack_types::AgentToolGroup]>,
+    ) -> Result<Tools> {
+        let config = &agent.agent_config;
+        let groups = toolgroups
+            .map(<[_]>::to_vec)
+            .or_else(|| config.toolgroups.clone())
+            .unwrap_or_default();
+        let mut tools = Tools {
+            definitions: Vec::new(),
+            client: HashSet::new(),
+            server: HashMap::new(),
+        };
+        let add = |tools: &mut Tools, def: ToolDefinition| -> Result<()> {
+            if tools
+                .definitions
+                .iter()
+                .any(|d| d.tool_name == def.tool_name)
+            {
+                return Err(Error::invalid(format!(
+                    "Tool {} already exists",
+                    def.tool_name
+                )));
+            }
+            tools.definitions.push(def);
+            Ok(())
+        };
+        for group in &groups {
+            let name = group.name();
+            let (registered, only) = match self.tools.get_tool_group(name).await {
+                Ok(registered) => (registered, None),
+                Err(err) => match name.rsplit_once('/') {
+                    Some((g, t)) => (
+                        self.tools.get_tool_group(g).await.map_err(|_| err)?,
+                        Some(t.to_string()),
+                    ),
+                    None => return Err(err),
+                },
+            };
+            let group_id = registered.identifier.clone();
+            for tool in self.tools.list_tools(Some(&group_id)).await? {
+                if only.as_ref().is_some_and(|t| t != &tool.identifier) {
+                    continue;
+                }
+                let parameters = param_definitions(tool.parameters.iter().map(|p| {
+                    (
+                        &p.name,
+                        &p.parameter_type,
+                        &p.description,
+                        p.required,
+                        &p.default,
+                    )
+                }));
+                let name = llama_builtin(&group_id, &tool.identifier)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| tool.identifier.clone());
+                tools.server.insert(
+                    name.clone(),
+                    ServerTool {
+                        group: registered.clone(),
+                        runtime_name: tool.identifier.clone(),
+                        args: group.args().cloned().unwrap_or_default(),
+                    },
+                );
+                add(
+                    &mut tools,
+                    ToolDefinition {
+                        tool_name: name,
+                        description: Some(tool.description.clone()),
+                        parameters: Some(parameters),
+                    },
+                )?;
+            }
+        }
+        for tool in config.client_tools.iter().flatten() {
+            let parameters = param_definitions(tool.parameters.iter().map(|p| {
+                (
+                    &p.name,
+                    &p.parameter_type,
+                    &p.description,
+                    p.required,
+                    &p.default,
+                )
+            }));
+            tools.client.insert(tool.name.clone());
+            add(
+                &mut tools,
+                ToolDefinition {
+                    tool_name: tool.name.clone(),
+                    description: tool.description.clone(),
+                    parameters: Some(parameters),
+                },
+            )?;
+        }
+        Ok(tools)
+    }
+
+    /// `POST .../session/{session_id}/turn`: starts a turn and streams its events.
+    pub async fn create_agent_turn(
+        self: Arc<Self>,
+        agent_id: &str,
+        session_id: &str,
+        request: CreateTurnRequest,
+    ) -> Result<TurnStream> {
+        if request.messages.is_empty() {
+            return Err(Error::invalid("messages must contain at least one message")
+                .with_location(vec!["body".into(), "messages".into()]));
+        }
+        for (i, m) in request.messages.iter().enumerate() {
+            if !matches!(m, Message::User { .. } | Message::Tool { .. }) {
+                return Err(Error::invalid(format!(
+                    "messages[{i}] is a {} message; a turn takes user and tool messages",
+                    m.role()
+                ))
+                .with_location(vec!["body".into(), "messages".into(), i.into()]));
+            }
+        }
+        let agent = self.agent_record(agent_id).await?;
+        self.session_record(&agent, session_id).await?;
+        let tools = self
+            .turn_tools(&agent, request.toolgroups.as_deref())
+            .await?;
+        let history = history(&self.turn_records(&agent, session_id).await?);
+        let mut input = request.messages.clone();
+        self.attach_documents(&mut input, request.documents.as_deref())
+            .await?;
+        let mut messages = history;
+        messages.extend(input.iter().cloned());
+        let turn_id = uuid::Uuid::new_v4().to_string();
+        let run = TurnRun {
+            stack: self.clone(),
+            tool_config: request
+                .tool_config
+                .or(agent.agent_config.tool_config.clone()),
+            agent,
+            session_id: session_id.to_string(),
+            turn: Turn {
+                turn_id,
+                session_id: session_id.to_string(),
+                input_messages: input,
+                steps: Vec::new(),
+                output_message: empty_message(),
+                output_attachments: Some(Vec::new()),
+                started_at: now(),
+                completed_at: None,
+            },
+            messages,
+            tools,
+            toolgroups: request.toolgroups,
+            iterations: 0,
+            tx: None,
+        };
+        Ok(run.spawn(Start::Fresh))
+    }
+
+    /// `POST .../turn/{turn_id}/resume`: the client's tool results for a paused turn.
+    pub async fn resume_agent_turn(
+        self: Arc<Self>,
+        agent_id: &str,
+        session_id: &str,
+        turn_id: &str,
+        request: ResumeTurnRequest,
+    ) -> Result<TurnStream> {
+        let agent = self.agent_record(agent_id).await?;
+        self.session_record(&agent, session_id).await?;
+        let records = self.turn_records(&agent, session_id).await?;
+        if records.is_empty() {
+            return Err(Error::invalid(format!(
+                "No turns found for session {session_id}"
+            )));
+        }
+        let Some(paused) = records.iter().find(|r| r.turn.turn_id == turn_id).cloned() else {
+            return Err(Error::not_found(format!("Turn {turn_id} not found")));
+        };
+        if paused.status != "awaiting_input" {
+            return Err(Error::invalid(format!(
+                "Turn {turn_id} is not waiting for tool responses"
+            )));
+        }
+        let earlier: Vec<TurnRecord> = records
+            .into_iter()
+            .filter(|r| r.turn.turn_id != turn_id)
+            .collect();
+        let mut messages = history(&earlier);
+        messages.extend(turn_messages(&paused.turn));
+        let tools = self
+            .turn_tools(&agent, paused.toolgroups.as_deref())
+            .await?;
+        let mut turn = paused.turn.clone();
+        turn.completed_at = None;
+        let run = TurnRun {
+            stack: self.clone(),
+            tool_config: agent.agent_config.tool_config.clone(),
+            agent,
+            session_id: session_id.to_string(),
+            turn,
+            messages,
+            tools,
+            toolgroups: paused.toolgroups,
+            iterations: paused.iterations,
+            tx: None,
+        };
+        Ok(run.spawn(Start::Resume(request.tool_responses)))
+    }
+}
+
+enum Start {
+    Fresh,
+    Resume(Vec<ToolResponse>),
+}
+
+struct TurnRun {
+    stack: Arc<MetaReferenceAgents>,
+    agent: Agent,
+    session_id: String,
+    tool_config: Option<ToolConfig>,
+    turn: Turn,
+    messages: Vec<Message>,
+    tools: Tools,
+    toolgroups: Option<Vec<llama_stack_types::AgentToolGroup>>,
+    iterations: u32,
+    tx: Option<mpsc::Sender<Result<TurnStreamChunk>>>,
+}
+
+impl TurnRun {
+    fn spawn(mut self, start: Start) -> TurnStream {
+        let (tx, rx) = mpsc::channel(64);
+        self.tx = Some(tx.clone());
+        tokio::spawn(async move {
+            let lock = {
+                let mut locks = self.stack.session_locks.lock().await;
+                locks.entry(self.session_id.clone()).or_default().clone()
+            };
+            let _guard = lock.lock().await;
+            if let Err(err) = self.run(start).await {
+                tracing::warn!(turn = %self.turn.turn_id, error = %err, "Agent turn failed");
+                let _ = tx.send(Err(err)).await;
+            }
+        });
+        Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }))
+    }
+
+    async fn emit(&self, payload: TurnEventPayload) {
+        if let Some(tx) = &self.tx {
+            // A client that left does not stop the turn.
+            let _ = tx
+                .send(Ok(TurnStreamChunk {
+                    event: TurnEvent { payload },
+                }))
+                .await;
+        }
+    }
+
+    fn step_id() -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+
+    async fn run(&mut self, start: Start) -> Result<()> {
+        match start {
+            Start::Fresh => {
+                let shields = self
+                    .agent
+                    .agent_config
+                    .input_shields
+                    .clone()
+                    .unwrap_or_default();
+                let input = self.turn.input_messages.clone();
+                if let Some(violation) = self.shields(&shields, &input, "user-input").await? {
+                    return self.finish(blocked(&violation)).await;
+                }
+            }
+            Start::Resume(responses) => {
+                let calls = self.turn.output_message.tool_calls.clone();
+                let step = Step::ToolExecution {
+                    turn_id: self.turn.turn_id.clone(),
+                    step_id: Self::step_id(),
+                    started_at: Some(now()),
+                    completed_at: Some(now()),
+                    tool_calls: calls,
+                    tool_responses: responses.clone(),
+                };
+                self.emit(TurnEventPayload::StepComplete {
+                    step_type: StepType::ToolExecution,
+                    step_id: step.step_id().to_string(),
+                    step_details: step.clone(),
+                })
+                .await;
+                self.turn.steps.push(step);
+                for r in responses {
+                    self.messages.push(Message::Tool {
+                        call_id: r.call_id,
+                        content: r.content,
+                        tool_name: None,
+                    });
+                }
+            }
+        }
+        let max = self.agent.agent_config.max_infer_iters.unwrap_or(10).max(1);
+        loop {
+            let mut message = self.infer().await?;
+            self.iterations += 1;
+            if self.iterations >= max {
+                message.stop_reason = StopReason::EndOfTurn;
+                return self.finish_checked(message).await;
+            }
+            if message.stop_reason == StopReason::OutOfTokens {
+                return self.finish_checked(message).await;
+            }
+            if message.tool_calls.is_empty() {
+                if message.stop_reason == StopReason::EndOfTurn {
+                    return self.finish_checked(message).await;
+                }
+                self.messages.push(assistant(&message));
+                continue;
+            }
+            self.messages.push(assistant(&message));
+            let (client, server): (Vec<ToolCall>, Vec<ToolCall>) = message
+                .tool_calls
+                .iter()
+                .cloned()
+                .partition(|c| self.tools.client.contains(&c.tool_name));
+            for call in server {
+                self.execute(call).await;
+            }
+            if !client.is_empty() {
+                let pending = CompletionMessage {
+                    role: "assistant".into(),
+                    content: InterleavedContent::Text(String::new()),
+                    stop_reason: StopReason::EndOfMessage,
+                    tool_calls: client,
+                };
+                return self.pause(pending).await;
+            }
+        }
+    }
+
+    /// One inference step, its deltas streamed as `step_progress`.
+    async fn infer(&mut self) -> Result<CompletionMessage> {
+        let step_id = Self::step_id();
+        let started_at = now();
+        self.emit(TurnEventPayload::StepStart {
+            step_type: StepType::Inference,
+            step_id: step_id.clone(),
+            metadata: Map::new(),
+        })
+        .await;
+        let config = &self.agent.agent_config;
+        let mut messages = Vec::with_capacity(self.messages.len() + 1);
+        if !config.instructions.is_empty() {
+            messages.push(Message::system(&config.instructions));
+        }
+        messages.extend(self.messages.iter().cloned());
+        let request = ChatCompletionRequest {
+            model_id: config.model.clone(),
+            messages,
+            sampling_params: config.sampling_params.clone(),
+            tools: (!self.tools.definitions.is_empty()).then(|| self.tools.definitions.clone()),
+            tool_choice: None,
+            tool_prompt_format: None,
+            response_format: config.response_format.clone(),
+            stream: Some(true),
+            logprobs: None,
+            tool_config: self.tool_config.clone(),
+        };
+        let mut stream = self.stack.inference.chat_completion(request).await?;
+        let (mut text, mut raw_tool_text) = (String::new(), String::new());
+        let mut calls = Vec::new();
+        let mut stop_reason = StopReason::EndOfTurn;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if chunk.event.event_type == ChatEventType::Complete {
+                stop_reason = chunk.event.stop_reason.unwrap_or(StopReason::EndOfTurn);
+            }
+            let delta = chunk.event.delta;
+            match &delta {
+                ContentDelta::Text { text: t } if t.is_empty() => continue,
+                ContentDelta::Text { text: t } => text.push_str(t),
+                ContentDelta::ToolCall {
+                    tool_call,
+                    parse_status,
+                } => match (parse_status, tool_call) {
+                    (ToolCallParseStatus::Succeeded, ToolCallOrText::Call(call)) => {
+                        calls.push(call.clone())
+                    }
+                    (ToolCallParseStatus::InProgress, ToolCallOrText::Text(t)) => {
+                        raw_tool_text.push_str(t)
+                    }
+                    _ => {}
+                },
+                ContentDelta::Image { .. } => {}
+            }
+            self.emit(TurnEventPayload::StepProgress {
+                step_type: StepType::Inference,
+                step_id: step_id.clone(),
+                delta,
+            })
+            .await;
+        }
+        let content = if calls.is_empty() {
+            text + &raw_tool_text
+        } else {
+            String::new()
+        };
+        let message = CompletionMessage {
+            role: "assistant".into(),
+            content: InterleavedContent::Text(content),
+            stop_reason,
+            tool_calls: calls,
+        };
+        let step = Step::Inference {
+            turn_id: self.turn.turn_id.clone(),
+            step_id: step_id.clone(),
+            started_at: Some(started_at),
+            completed_at: Some(now()),
+            model_response: message.clone(),
+        };
+        self.emit(TurnEventPayload::StepComplete {
+            step_type: StepType::Inference,
+            step_id,
+            step_details: step.clone(),
+        })
+        .await;
+        self.turn.steps.push(step);
+        Ok(message)
+    }
+
+    /// Runs one server-side tool call as a `tool_execution` step.
+    async fn execute(&mut self, call: ToolCall) {
+        let step_id = Self::step_id();
+        let started_at = now();
+        self.emit(TurnEventPayload::StepStart {
+            step_type: StepType::ToolExecution,
+            step_id: step_id.clone(),
+            metadata: Map::new(),
+        })
+        .await;
+        self.emit(TurnEventPayload::StepProgress {
+            step_type: StepType::ToolExecution,
+            step_id: step_id.clone(),
+            delta: ContentDelta::ToolCall {
+                tool_call: ToolCallOrText::Call(call.clone()),
+                parse_status: ToolCallParseStatus::InProgress,
+            },
+        })
+        .await;
+        let mut kwargs = match &call.arguments {
+            Value::Object(map) => map.clone(),
+            _ => Map::new(),
+        };
+        kwargs.insert("session_id".into(), Value::String(self.session_id.clone()));
+        let result = match self.tools.server.get(&call.tool_name) {
+            Some(tool) => {
+                kwargs.extend(tool.args.clone());
+                self.stack
+                    .tools
+                    .invoke_group_tool(&tool.group, &tool.runtime_name, &kwargs)
+                    .await
+            }
+            // A name the turn did not offer: the tool runtime says what it knows.
+            None => {
+                self.stack
+                    .tools
+                    .invoke_tool(InvokeToolRequest {
+                        tool_name: call.tool_name.clone(),
+                        kwargs,
+                    })
+                    .await
+            }
+        };
+        // A failing tool is reported to the model, which may recover, rather than ending the turn.
+        let (content, metadata) = match result {
+            Ok(r) => match (r.content, r.error_message) {
+                (Some(content), _) => (content, r.metadata),
+                (None, Some(error)) => (Value::String(format!("Error: {error}")), r.metadata),
+                (None, None) => (
+                    Value::String(format!("Tool {} does not have any content", call.tool_name)),
+                    r.metadata,
+                ),
+            },
+            Err(err) => (Value::String(format!("Error: {}", err.message())), None),
+        };
+        let content: InterleavedContent = serde_json::from_value(content.clone())
+            .unwrap_or_else(|_| InterleavedContent::Text(content.to_string()));
+        let response = ToolResponse {
+            call_id: call.call_id.clone(),
+            tool_name: call.tool_name.clone(),
+            content: content.clone(),
+            metadata: metadata.and_then(|m| m.as_object().cloned()),
+        };
+        let step = Step::ToolExecution {
+            turn_id: self.turn.turn_id.clone(),
+            step_id: step_id.clone(),
+            started_at: Some(started_at),
+            completed_at: Some(now()),
+            tool_calls: vec![call.clone()],
+            tool_responses: vec![response],
+        };
+        self.emit(TurnEventPayload::StepComplete {
+            step_type: StepType::ToolExecution,
+            step_id,
+            step_details: step.clone(),
+        })
+        .await;
+        self.turn.steps.push(step);
+        self.messages.push(Message::Tool {
+            call_id: call.call_id,
+            content,
+            tool_name: None,
+        });
+    }
+
+    /// Runs `shields` over `messages` as one `shield_call` step; returns an `error` violation.
+    async fn shields(
+        &mut self,
+        shields: &[String],
+        messages: &[Message],
+        touchpoint: &str,
+    ) -> Result<Option<SafetyViolation>> {
+        if shields.is_empty() {
+            return Ok(None);
+        }
+        let step_id = Self::step_id();
+        let started_at = now();
+        let mut metadata = Map::new();
+        metadata.insert("touchpoint".into(), Value::String(touchpoint.into()));
+        self.emit(TurnEventPayload::StepStart {
+            step_type: StepType::ShieldCall,
+            step_id: step_id.clone(),
+            metadata,
+        })
+        .await;
+        let wire: Vec<Value> = messages
+            .iter()
+            .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
+            .collect();
+        let checks = shields.iter().map(|shield_id| {
+            self.stack.safety.run_shield(RunShieldRequest {
+                shield_id: shield_id.clone(),
+                messages: wire.clone(),
+                params: None,
+            })
+        });
+        let mut blocking = None;
+        for (shield_id, outcome) in shields.iter().zip(futures::future::join_all(checks).await) {
+            match outcome?.violation {
+                Some(v) if v.violation_level == ViolationLevel::Error => {
+                    blocking.get_or_insert(v);
+                }
+                Some(v) => tracing::warn!(shield = %shield_id, violation = ?v.metadata,
+                    "Shield reported a non-blocking violation"),
+                None => {}
+            }
+        }
+        let step = Step::ShieldCall {
+            turn_id: self.turn.turn_id.clone(),
+            step_id: step_id.clone(),
+            started_at: Some(started_at),
+            completed_at: Some(now()),
+            violation: blocking.clone(),
+        };
+        self.emit(TurnEventPayload::StepComplete {
+            step_type: StepType::ShieldCall,
+            step_id,
+            step_details: step.clone(),
+        })
+        .await;
+        self.turn.steps.push(step);
+        Ok(blocking)
+    }
+
+    /// Output shields, then the end of the turn.
+    async fn finish_checked(&mut self, message: CompletionMessage) -> Result<()> {
+        let shields = self
+            .agent
+            .agent_config
+            .output_shields
+            .clone()
+            .unwrap_or_default();
+        let mut checked = self.turn.input_messages.clone();
+        checked.push(assistant(&message));
+        if let Some(violation) = self.shields(&shields, &checked, "assistant-output").await? {
+            return self.finish(blocked(&violation)).await;
+        }
+        self.finish(message).await
+    }
+
+    async fn finish(&mut self, message: CompletionMessage) -> Result<()> {
+        self.turn.output_message = message;
+        self.turn.completed_at = Some(now());
+        self.save("complete").await?;
+        self.emit(TurnEventPayload::TurnComplete {
+            turn: self.turn.clone(),
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn pause(&mut self, message: CompletionMessage) -> Result<()> {
+        self.turn.output_message = message;
+        self.turn.completed_at = Some(now());
+        self.save("awaiting_input").await?;
+        self.emit(TurnEventPayload::TurnAwaitingInput {
+            turn: self.turn.clone(),
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn save(&self, status: &str) -> Result<()> {
+        let record = TurnRecord {
+            turn: self.turn.clone(),
+            status: status.into(),
+            iterations: self.iterations,
+            toolgroups: self.toolgroups.clone(),
+        };
+        self.stack
+            .save_turn(&self.agent, &self.session_id, &record)
+            .await
+    }
+}
+
+/// Tool parameters (name, type, description, required, default) as the inference API takes
+/// them; registered tools and client tools describe theirs in the same terms.
+fn param_definitions<'a>(
+    params: impl Iterator<Item = (&'a String, &'a String, &'a String, bool, &'a Option<Value>)>,
+) -> BTreeMap<String, ToolParamDefinition> {
+    params
+        .map(|(name, param_type, description, required, default)| {
+            (
+                name.clone(),
+                ToolParamDefinition {
+                    param_type: param_type.clone(),
+                    description: Some(description.clone()),
+                    required,
+                    default: default.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+fn empty_message() -> CompletionMessage {
+    CompletionMessage {
+        role: "assistant".into(),
+        content: InterleavedContent::Text(String::new()),
+        stop_reason: StopReason::EndOfTurn,
+        tool_calls: Vec::new(),
+    }
+}
+
+fn blocked(violation: &SafetyViolation) -> CompletionMessage {
+    CompletionMessage {
+        role: "assistant".into(),
+        content: InterleavedContent::Text(violation.user_message.clone().unwrap_or_default()),
+        stop_reason: StopReason::EndOfTurn,
+        tool_calls: Vec::new(),
+    }
+}
+
+fn assistant(message: &CompletionMessage) -> Message {
+    Message::Assistant {
+        content: message.content.clone(),
+        stop_reason: message.stop_reason,
+        tool_calls: message.tool_calls.clone(),
+    }
+}
+
+/// The messages a stored turn contributes to the next turn's history (§5.1 step 2).
+fn turn_messages(turn: &Turn) -> Vec<Message> {
+    let mut out: Vec<Message> = turn
+        .input_messages
+        .iter()
+        .map(|m| match m {
+            Message::User { content, .. } => Message::User {
+                content: content.clone(),
+                context: None,
+            },
+            other => other.clone(),
+        })
+        .collect();
+    for step in &turn.steps {
+        match step {
+            Step::Inference { model_response, .. } => out.push(assistant(model_response)),
+            Step::ToolExecution { tool_responses, .. } => {
+                out.extend(tool_responses.iter().map(|r| Message::Tool {
+                    call_id: r.call_id.clone(),
+                    content: r.content.clone(),
+                    tool_name: None,
+                }))
+            }
+            Step::ShieldCall {
+                violation: Some(v), ..
+            } => out.push(Message::Assistant {
+                content: InterleavedContent::Text(v.user_message.clone().unwrap_or_default()),
+                stop_reason: StopReason::EndOfTurn,
+                tool_calls: Vec::new(),
+            }),
+            Step::ShieldCall { .. } => {}
+        }
+    }
+    out
+}
+
+fn history(records: &[TurnRecord]) -> Vec<Message> {
+    records
+        .iter()
+        .filter(|r| r.status == "complete")
+        .flat_map(|r| turn_messages(&r.turn))
+        .collect()
+}
+
+impl MetaReferenceAgents {
+    /// Turn documents (0.2.x): each document's text (inline, or loaded from its URL with the
+    /// RAG runtime's fetch policy and extracted by MIME type) is appended to the last input
+    /// message.
+    async fn attach_documents(
+        &self,
+        messages: &mut [Message],
+        documents: Option<&[llama_stack_types::Document]>,
+    ) -> Result<()> {
+        let Some(documents) = documents.filter(|d| !d.is_empty()) else {
+            return Ok(());
+        };
+        let mut texts = Vec::new();
+        for (i, doc) in documents.iter().enumerate() {
+            let rag = llama_stack_types::RagDocument {
+                document_id: format!("documents[{i}]"),
+                content: doc.content.clone(),
+                mime_type: Some(doc.mime_type.clone()).filter(|m| !m.is_empty()),
+                metadata: Map::new(),
+            };
+            texts.push(document_text(&rag, &self.tools.fetch_policy()).await?);
+        }
+        if let Some(Message::User { content, .. } | Message::Tool { content, .. }) =
+            messages.last_mut()
+        {
+            let mut text = content.as_text(" ");
+            for t in texts {
+                text.push('\n');
+                text.push_str(&t);
+            }
+            *content = InterleavedContent::Text(text);
+        }
+        Ok(())
+    }
+}
