@@ -75,7 +75,7 @@ pub trait InferenceProvider: Send + Sync {
 
     /// Embeds `request.contents`. The stack has checked that the model is an embedding model,
     /// that there is at least one input, and that `text_truncation` and `task_type` hold known
-    /// values; [`crate::ops::embedding_texts`] reads the inputs as text.
+    /// values; `ops::embedding_texts` reads the inputs as text.
     async fn embeddings(&self, model: &Model, _request: EmbeddingsRequest) -> Result<Embeddings> {
         Err(Error::unsupported(format!(
             "model '{}' is served by a provider without embeddings support",

@@ -6,8 +6,10 @@
 //! Depends on core, the wire types and the API crates' handles; never on another provider or
 //! a transport.
 
+mod agent_config;
 mod api;
 mod memory_store;
+mod messages;
 mod store;
 mod turn;
 

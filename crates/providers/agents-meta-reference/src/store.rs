@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use llama_stack_core::{Error, RegistryStore, Result};
 
 use crate::MetaReferenceAgents;
-use crate::turn;
+use crate::agent_config;
 
 const AGENT_KIND: &str = "agent";
 
@@ -79,8 +79,8 @@ impl MetaReferenceAgents {
                 .with_location(vec!["body".into(), "agent_config".into(), "model".into()]));
         }
         self.inference.get_model(&config.model).await?;
-        turn::fold_tool_config(&mut config)?;
-        turn::check_client_tools(&config)?;
+        agent_config::fold_tool_config(&mut config)?;
+        agent_config::check_client_tools(&config)?;
         let agent = Agent {
             agent_id: uuid::Uuid::new_v4().to_string(),
             agent_config: config,

@@ -4,17 +4,17 @@
 //! A turn runs in its own task and streams its events through a channel. A client that goes
 //! away does not stop it: the turn finishes and is saved, so the session stays whole.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
 use llama_stack_types::Step;
 use llama_stack_types::{
-    Agent, AgentConfig, ChatCompletionRequest, ChatEventType, CompletionMessage, ContentDelta,
+    Agent, ChatCompletionRequest, ChatEventType, CompletionMessage, ContentDelta,
     CreateTurnRequest, InterleavedContent, InvokeToolRequest, Message, ResumeTurnRequest,
     RunShieldRequest, SafetyViolation, StepType, StopReason, ToolCall, ToolCallOrText,
-    ToolCallParseStatus, ToolConfig, ToolDefinition, ToolParamDefinition, ToolResponse, Turn,
-    TurnEvent, TurnEventPayload, TurnStreamChunk, ViolationLevel,
+    ToolCallParseStatus, ToolConfig, ToolDefinition, ToolResponse, Turn, TurnEvent,
+    TurnEventPayload, TurnStreamChunk, ViolationLevel,
 };
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -24,58 +24,10 @@ use llama_stack_core::{Error, Result};
 use llama_stack_memory::document_text;
 
 use crate::MetaReferenceAgents;
+use crate::messages::{
+    assistant, blocked, empty_message, history, param_definitions, turn_messages,
+};
 use crate::store::{TurnRecord, now};
-
-/// Folds the deprecated `tool_choice` / `tool_prompt_format` into `tool_config`, refusing a
-/// config that sets both ways differently (as upstream does).
-pub(crate) fn fold_tool_config(config: &mut AgentConfig) -> Result<()> {
-    let mut tool_config = config.tool_config.clone().unwrap_or(ToolConfig {
-        tool_choice: None,
-        tool_prompt_format: None,
-        system_message_behavior: None,
-    });
-    for (old, new, name) in [
-        (
-            &config.tool_choice,
-            &mut tool_config.tool_choice,
-            "tool_choice",
-        ),
-        (
-            &config.tool_prompt_format,
-            &mut tool_config.tool_prompt_format,
-            "tool_prompt_format",
-        ),
-    ] {
-        match (old, &new) {
-            (Some(old), Some(new)) if old != new => {
-                return Err(Error::invalid(format!(
-                    "{name} is deprecated. Use {name} in tool_config instead."
-                )));
-            }
-            (Some(old), None) => *new = Some(old.clone()),
-            _ => {}
-        }
-    }
-    if tool_config.tool_choice.is_none() {
-        tool_config.tool_choice = Some("auto".into());
-    }
-    if tool_config.system_message_behavior.is_none() {
-        tool_config.system_message_behavior = Some("append".into());
-    }
-    config.tool_config = Some(tool_config);
-    Ok(())
-}
-
-/// Client tool names must be unique.
-pub(crate) fn check_client_tools(config: &AgentConfig) -> Result<()> {
-    let mut seen = HashSet::new();
-    for tool in config.client_tools.iter().flatten() {
-        if !seen.insert(tool.name.as_str()) {
-            return Err(Error::invalid(format!("Tool {} already exists", tool.name)));
-        }
-    }
-    Ok(())
-}
 
 /// The tools a turn offers the model.
 struct Tools {
@@ -734,96 +686,6 @@ impl TurnRun {
             .save_turn(&self.agent, &self.session_id, &record)
             .await
     }
-}
-
-/// Tool parameters (name, type, description, required, default) as the inference API takes
-/// them; registered tools and client tools describe theirs in the same terms.
-fn param_definitions<'a>(
-    params: impl Iterator<Item = (&'a String, &'a String, &'a String, bool, &'a Option<Value>)>,
-) -> BTreeMap<String, ToolParamDefinition> {
-    params
-        .map(|(name, param_type, description, required, default)| {
-            (
-                name.clone(),
-                ToolParamDefinition {
-                    param_type: param_type.clone(),
-                    description: Some(description.clone()),
-                    required,
-                    default: default.clone(),
-                },
-            )
-        })
-        .collect()
-}
-
-fn empty_message() -> CompletionMessage {
-    CompletionMessage {
-        role: "assistant".into(),
-        content: InterleavedContent::Text(String::new()),
-        stop_reason: StopReason::EndOfTurn,
-        tool_calls: Vec::new(),
-    }
-}
-
-fn blocked(violation: &SafetyViolation) -> CompletionMessage {
-    CompletionMessage {
-        role: "assistant".into(),
-        content: InterleavedContent::Text(violation.user_message.clone().unwrap_or_default()),
-        stop_reason: StopReason::EndOfTurn,
-        tool_calls: Vec::new(),
-    }
-}
-
-fn assistant(message: &CompletionMessage) -> Message {
-    Message::Assistant {
-        content: message.content.clone(),
-        stop_reason: message.stop_reason,
-        tool_calls: message.tool_calls.clone(),
-    }
-}
-
-/// The messages a stored turn contributes to the next turn's history (§5.1 step 2).
-fn turn_messages(turn: &Turn) -> Vec<Message> {
-    let mut out: Vec<Message> = turn
-        .input_messages
-        .iter()
-        .map(|m| match m {
-            Message::User { content, .. } => Message::User {
-                content: content.clone(),
-                context: None,
-            },
-            other => other.clone(),
-        })
-        .collect();
-    for step in &turn.steps {
-        match step {
-            Step::Inference { model_response, .. } => out.push(assistant(model_response)),
-            Step::ToolExecution { tool_responses, .. } => {
-                out.extend(tool_responses.iter().map(|r| Message::Tool {
-                    call_id: r.call_id.clone(),
-                    content: r.content.clone(),
-                    tool_name: None,
-                }))
-            }
-            Step::ShieldCall {
-                violation: Some(v), ..
-            } => out.push(Message::Assistant {
-                content: InterleavedContent::Text(v.user_message.clone().unwrap_or_default()),
-                stop_reason: StopReason::EndOfTurn,
-                tool_calls: Vec::new(),
-            }),
-            Step::ShieldCall { .. } => {}
-        }
-    }
-    out
-}
-
-fn history(records: &[TurnRecord]) -> Vec<Message> {
-    records
-        .iter()
-        .filter(|r| r.status == "complete")
-        .flat_map(|r| turn_messages(&r.turn))
-        .collect()
 }
 
 impl MetaReferenceAgents {
