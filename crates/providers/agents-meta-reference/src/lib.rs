@@ -20,7 +20,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use llama_stack_core::{Api, ConfigIssue, Error, RegistryStore, Result, parse_config};
+use llama_stack_core::{
+    Api, CheckedConfig, ConfigIssue, Error, RegistryStore, Result, load_config, validate_config,
+};
 use llama_stack_inference::InferenceApi;
 use llama_stack_safety::SafetyApi;
 use llama_stack_stack::{
@@ -92,15 +94,16 @@ pub fn register(registry: &mut ProviderRegistry) {
         aliases: &[],
         description: "Agents with sessions, streaming turns, tools and shields",
         sample_config: SAMPLE_CONFIG,
-        validate,
+        validate: validate_config::<MetaReferenceAgentsConfig>,
         build,
     });
 }
 
-fn validate(config: &Value) -> Vec<ConfigIssue> {
-    match parse_config::<MetaReferenceAgentsConfig>(config) {
-        Ok(_) => Vec::new(),
-        Err(issues) => issues,
+impl CheckedConfig for MetaReferenceAgentsConfig {
+    /// Both fields are accepted as upstream writes them and not used, so nothing beyond their
+    /// types needs checking.
+    fn issues(&self) -> Vec<ConfigIssue> {
+        Vec::new()
     }
 }
 
@@ -109,15 +112,7 @@ fn build(
     ctx: ProviderContext,
 ) -> futures::future::BoxFuture<'static, Result<ProviderInstance>> {
     async move {
-        parse_config::<MetaReferenceAgentsConfig>(&config).map_err(|issues| {
-            Error::invalid(
-                issues
-                    .iter()
-                    .map(|i| format!("{}: {}", i.path, i.message))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        load_config::<MetaReferenceAgentsConfig>(&config, PROVIDER_TYPE)?;
         let store = ctx.registry.clone().ok_or_else(|| {
             Error::invalid(format!(
                 "{PROVIDER_TYPE} needs the distribution's metadata store"

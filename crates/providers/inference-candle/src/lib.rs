@@ -26,9 +26,12 @@ pub use provider::CandleProvider;
 pub const PROVIDER_TYPE: &str = "inline::candle";
 
 fn validate(value: &serde_json::Value) -> Vec<ConfigIssue> {
-    match parse_config::<CandleConfig>(value) {
-        Ok(config) => config.issues(),
-        Err(issues) => issues,
+    llama_stack_core::validate_config::<CandleConfig>(value)
+}
+
+impl llama_stack_core::CheckedConfig for CandleConfig {
+    fn issues(&self) -> Vec<ConfigIssue> {
+        CandleConfig::issues(self)
     }
 }
 

@@ -65,10 +65,13 @@ pub fn register(registry: &mut ProviderRegistry) {
     });
 }
 
-fn validate(config: &serde_json::Value) -> Vec<ConfigIssue> {
-    match parse_config::<LlamaGuardConfig>(config) {
-        Ok(config) => config.issues(),
-        Err(issues) => issues,
+fn validate(value: &serde_json::Value) -> Vec<ConfigIssue> {
+    llama_stack_core::validate_config::<LlamaGuardConfig>(value)
+}
+
+impl llama_stack_core::CheckedConfig for LlamaGuardConfig {
+    fn issues(&self) -> Vec<ConfigIssue> {
+        LlamaGuardConfig::issues(self)
     }
 }
 
