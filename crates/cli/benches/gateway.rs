@@ -18,7 +18,9 @@
 //! The Python server lives in `.venv-upstream` at the repository root, created here with the
 //! pins that make 0.2.14 run on Python 3.11 when it is missing (`python3` on `PATH`, PyPI
 //! reachable). `BENCH_SECS` (default 5) is the measuring time of each point; each point is
-//! preceded by a one-second warm-up at the same concurrency.
+//! preceded by a one-second warm-up at the same concurrency. `BENCH_BASELINE_BIN` adds another
+//! build of this server (e.g. an earlier commit's release binary) as one more target, so a change
+//! is measured against its baseline in one run; `BENCH_PYTHON=0` leaves the Python server out.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,12 +29,23 @@ use std::time::{Duration, Instant};
 
 mod support;
 use support::upstream::{ChatReply, start_upstream};
-use support::{BIN, OURS, Server, free_port, percentile, proc_kib, start_server, write_run_yaml};
+use support::{
+    OURS, Server, bin, free_port, percentile, proc_kib, start_binary, start_server, write_run_yaml,
+};
 
 const MODEL: &str = "tiny-gguf";
 const DIRECT: &str = "upstream direct";
 const PY: &str = "Python llama-stack 0.2.14";
 const PY_QUIET: &str = "Python llama-stack 0.2.14, no trace sinks";
+const BASELINE: &str = "llama-stack-rs baseline";
+
+/// `BENCH_BASELINE_BIN`: another build of this server (an earlier commit's release binary) to
+/// measure beside this one in the same run, through the same client.
+fn baseline_bin() -> Option<String> {
+    std::env::var("BENCH_BASELINE_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+}
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
 const PYTHON_PINS: &[&str] = &[
     "llama-stack==0.2.14",
@@ -114,8 +127,13 @@ fn python_venv() -> PathBuf {
     python
 }
 
-fn start_ours(work: &Path, upstream: &str) -> Server {
-    let store = work.join("ours");
+/// This server on `upstream`; with `baseline`, another build of it (`BENCH_BASELINE_BIN`).
+fn start_ours(work: &Path, upstream: &str, baseline: Option<&str>) -> Server {
+    let store = work.join(if baseline.is_some() {
+        "baseline"
+    } else {
+        "ours"
+    });
     let yaml = format!(
         "version: 2
 image_name: bench-gateway
@@ -141,9 +159,13 @@ tool_groups: []
 ",
         store = store.display()
     );
-    start_server(&store, &yaml, "server.log", |cmd| {
+    let configure = |cmd: &mut Command| {
         cmd.current_dir(repo());
-    })
+    };
+    match baseline {
+        Some(binary) => start_binary(binary, BASELINE, &store, &yaml, "server.log", configure),
+        None => start_server(&store, &yaml, "server.log", configure),
+    }
 }
 
 /// With `traces` false, the run.yaml adds the telemetry API with no sinks; without a telemetry
@@ -216,7 +238,7 @@ fn start_llama_server(work: &Path) -> Server {
     };
     let model_dir = work.join("model");
     run_ok(
-        Command::new(BIN)
+        Command::new(bin())
             .args(["model", "create-test"])
             .arg(&model_dir)
             .args([
@@ -419,15 +441,18 @@ fn bench_upstream(
     upstream_base: &str,
     upstream_pid: Option<u32>,
     work: &Path,
-    python: &Path,
+    python: Option<&Path>,
 ) {
     let work = work.join(key);
     std::fs::create_dir_all(&work).unwrap();
-    let servers = [
-        start_ours(&work, upstream_base),
-        start_python(&work, python, upstream_base, true),
-        start_python(&work, python, upstream_base, false),
-    ];
+    let mut servers = vec![start_ours(&work, upstream_base, None)];
+    if let Some(baseline) = baseline_bin() {
+        servers.push(start_ours(&work, upstream_base, Some(&baseline)));
+    }
+    if let Some(python) = python {
+        servers.push(start_python(&work, python, upstream_base, true));
+        servers.push(start_python(&work, python, upstream_base, false));
+    }
     let secs: f64 = std::env::var("BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -559,9 +584,11 @@ fn main() {
     // `cargo bench` passes `--bench`; nothing to filter.
     let which = std::env::var("BENCH_UPSTREAM").unwrap_or_else(|_| "both".into());
     let work = tempfile::tempdir().unwrap();
-    let python = python_venv();
+    // `BENCH_PYTHON=0` leaves the Python server out (and skips making its venv).
+    let python = (std::env::var("BENCH_PYTHON").as_deref() != Ok("0")).then(python_venv);
     println!(
-        "gateway bench: binary {BIN}, {} s per point, OpenAI chat completions, max_tokens 8, non-streaming",
+        "gateway bench: binary {}, {} s per point, OpenAI chat completions, max_tokens 8, non-streaming",
+        bin(),
         std::env::var("BENCH_SECS").unwrap_or_else(|_| "5".into())
     );
     if which == "both" || which == "llama-cpp" {
@@ -572,7 +599,7 @@ fn main() {
             &upstream.base.clone(),
             Some(upstream.pid()),
             work.path(),
-            &python,
+            python.as_deref(),
         );
     }
     if which == "both" || which == "stub" {
@@ -583,7 +610,7 @@ fn main() {
             &base,
             None,
             work.path(),
-            &python,
+            python.as_deref(),
         );
     }
 }

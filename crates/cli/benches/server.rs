@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{BIN, free_port, proc_kib};
+use support::{bin, free_port, proc_kib};
 
 fn healthy(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
@@ -111,7 +111,7 @@ fn http_ttft(gguf: &Path, work: &Path) {
 
 fn start(model: &Path, store: &Path, port: u16) -> Child {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    Command::new(BIN)
+    Command::new(bin())
         .current_dir(&repo)
         .args(["run", "local", "--port", &port.to_string()])
         .env("LLAMA_MODEL_PATH", model)
@@ -127,7 +127,7 @@ fn start(model: &Path, store: &Path, port: u16) -> Child {
 fn main() {
     let work = tempfile::tempdir().unwrap();
     let model: PathBuf = work.path().join("tiny");
-    let status = Command::new(BIN)
+    let status = Command::new(bin())
         .args(["model", "create-test"])
         .arg(&model)
         .stdout(Stdio::null())

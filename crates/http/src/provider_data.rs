@@ -4,7 +4,7 @@
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use llama_stack_core::{request_context::ProviderData, request_context::with_provider_data};
+use llama_stack_core::request_context::{ProviderData, with_provider_data};
 
 pub const HEADER: &str = "x-llamastack-provider-data";
 

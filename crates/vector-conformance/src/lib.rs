@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use llama_stack_core::{ErrorKind, Result};
-use llama_stack_memory::{vector_io::StoreSpec, vector_io::VectorIoProvider};
+use llama_stack_memory::vector_io::{StoreSpec, VectorIoProvider};
 
 pub use lifecycle_checks::*;
 pub use search_checks::*;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use serde_json::json;
 
 use llama_stack_core::ErrorKind;
-use llama_stack_memory::{vector_io::ChunkSelector, vector_io::StoreSpec};
+use llama_stack_memory::vector_io::{ChunkSelector, StoreSpec};
 
 use crate::data::{
     ClusteredVectors, chunk, ids, keyword_query, now_seconds, one_hot, vector_query, with_file,

@@ -7,7 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_llama-stack");
+/// The server binary: `LLAMA_STACK_BIN` when set (to measure another build, e.g. an earlier
+/// commit, with the very same client), else the one this bench was built with.
+pub fn bin() -> String {
+    std::env::var("LLAMA_STACK_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_llama-stack").to_string())
+}
 /// The name this server goes by in the benches' tables.
 pub const OURS: &str = "llama-stack-rs";
 
@@ -126,14 +133,26 @@ pub fn start_server(
     log: &str,
     configure: impl FnOnce(&mut Command),
 ) -> Server {
+    start_binary(&bin(), OURS, dir, yaml, log, configure)
+}
+
+/// [`start_server`] with another build of the server (`binary`), shown as `name`.
+pub fn start_binary(
+    binary: &str,
+    name: &'static str,
+    dir: &Path,
+    yaml: &str,
+    log: &str,
+    configure: impl FnOnce(&mut Command),
+) -> Server {
     let run_yaml = write_run_yaml(dir, yaml);
     let port = free_port();
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(binary);
     cmd.arg("run")
         .arg(&run_yaml)
         .args(["--port", &port.to_string()]);
     configure(&mut cmd);
-    Server::spawn(OURS, cmd, port, dir.join(log), "/v1/health")
+    Server::spawn(name, cmd, port, dir.join(log), "/v1/health")
 }
 
 /// The `q` quantile of sorted samples (nearest rank).

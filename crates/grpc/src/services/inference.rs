@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use llama_stack_inference::{ops::collect_chat, ops::collect_completion};
+use llama_stack_inference::ops::{collect_chat, collect_completion};
 use llama_stack_stack::Stack;
 use tonic::{Request, Response, Status};
 

@@ -11,8 +11,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use llama_stack_core::Error;
-use llama_stack_memory::{files::FileDeleted, files::FileList, files::FileObject};
-use llama_stack_memory::{files_ops::FileUpload, files_ops::ListFilesParams};
+use llama_stack_memory::files::{FileDeleted, FileList, FileObject};
+use llama_stack_memory::files_ops::{FileUpload, ListFilesParams};
 use llama_stack_stack::Stack;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use llama_stack_inference::{ops::collect_chat, ops::collect_completion};
+use llama_stack_inference::ops::{collect_chat, collect_completion};
 use llama_stack_stack::Stack;
 use llama_stack_types::{
     ChatCompletionRequest, ChatCompletionResponse, ChatCompletionResponseStreamChunk,

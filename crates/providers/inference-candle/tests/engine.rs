@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use futures::StreamExt;
 use llama_stack_core::ErrorKind;
 use llama_stack_inference::InferenceProvider;
-use llama_stack_inference::{ops::collect_chat, ops::collect_completion};
+use llama_stack_inference::ops::{collect_chat, collect_completion};
 use llama_stack_provider_inference_candle::test_model::{self, Preset, TestModelOptions};
 use llama_stack_provider_inference_candle::{CandleConfig, CandleProvider};
 use llama_stack_stack::ProviderContext;

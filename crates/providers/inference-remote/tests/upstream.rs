@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use futures::StreamExt;
 use llama_stack_core::ErrorKind;
 use llama_stack_core::parse_config;
-use llama_stack_core::{request_context::ProviderData, request_context::with_provider_data};
+use llama_stack_core::request_context::{ProviderData, with_provider_data};
 use llama_stack_inference::{ForwardedReply, InferenceProvider};
 use llama_stack_provider_inference_remote::config::{
     GroqConfig, OllamaConfig, OpenAiCompatConfig, RemoteConfig,

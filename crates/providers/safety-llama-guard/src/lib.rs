@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use llama_stack_core::parse_config;
 use llama_stack_core::{Api, ConfigIssue, Error, ErrorKind, Result};
-use llama_stack_safety::{provider::GuardInference, provider::SafetyProvider};
+use llama_stack_safety::provider::{GuardInference, SafetyProvider};
 use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 use llama_stack_types::{Message, Model, ModerationResult, SafetyViolation, Shield};
 use serde::Deserialize;

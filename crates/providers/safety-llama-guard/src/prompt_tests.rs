@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use llama_stack_core::{Error, Result};
-use llama_stack_safety::{provider::GuardInference, provider::SafetyProvider};
+use llama_stack_safety::provider::{GuardInference, SafetyProvider};
 use llama_stack_types::{
     ContentItem, ImageContent, InterleavedContent, Message, Model, ModelType, Shield, Url,
 };

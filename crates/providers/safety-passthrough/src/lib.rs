@@ -9,7 +9,7 @@ use futures::FutureExt;
 use llama_stack_core::parse_config;
 use llama_stack_core::request_context::provider_data_string;
 use llama_stack_core::{Api, ConfigIssue, Error, ErrorKind, Result};
-use llama_stack_safety::{provider::GuardInference, provider::SafetyProvider};
+use llama_stack_safety::provider::{GuardInference, SafetyProvider};
 use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 use llama_stack_types::{
     ContentItem, InterleavedContent, Message, ModerationResult, SafetyViolation, Shield,

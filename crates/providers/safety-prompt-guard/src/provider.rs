@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use llama_stack_core::{Error, Result};
-use llama_stack_safety::{provider::GuardInference, provider::SafetyProvider};
+use llama_stack_safety::provider::{GuardInference, SafetyProvider};
 use llama_stack_types::{Message, ModerationResult, SafetyViolation, Shield};
 
 use crate::classifier::{self, Classifier};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use llama_stack_core::{Error, Result};
-use llama_stack_memory::{vector_io::Filter, vector_io::StoredChunk};
+use llama_stack_memory::vector_io::{Filter, StoredChunk};
 use serde_json::{Map, Value};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,

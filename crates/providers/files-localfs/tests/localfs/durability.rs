@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use llama_stack_core::{Error, RegistryStore, Result};
-use llama_stack_memory::{files::FileListQuery, files::FilesProvider};
+use llama_stack_memory::files::{FileListQuery, FilesProvider};
 use llama_stack_provider_files_localfs::config::{MetadataStore, SqliteStore};
 use llama_stack_provider_files_localfs::{LocalfsConfig, LocalfsFiles, RECORD_KIND};
 

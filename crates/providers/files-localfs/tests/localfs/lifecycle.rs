@@ -1,7 +1,7 @@
 //! Create, list with pagination, get, content, delete and expiry.
 
 use llama_stack_core::ErrorKind;
-use llama_stack_memory::{files::FileListQuery, files::FilesProvider, files::NewFile};
+use llama_stack_memory::files::{FileListQuery, FilesProvider, NewFile};
 use llama_stack_provider_files_localfs::LocalfsConfig;
 
 use crate::support::{ids, new_file, open, open_with, stored_names};

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use llama_stack_core::RegistryStore;
-use llama_stack_memory::{files::FilesProvider, files::NewFile};
+use llama_stack_memory::files::{FilesProvider, NewFile};
 use llama_stack_provider_files_localfs::{LocalfsConfig, LocalfsFiles};
 use llama_stack_stack::ProviderContext;
 use llama_stack_storage::SqliteRegistryStore;

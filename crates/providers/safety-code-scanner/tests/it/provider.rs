@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use llama_stack_core::{Error, ErrorKind};
 use llama_stack_provider_safety_code_scanner::{PROVIDER_TYPE, register};
-use llama_stack_safety::{provider::GuardInference, provider::SafetyProvider};
+use llama_stack_safety::provider::{GuardInference, SafetyProvider};
 use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry};
 use llama_stack_types::{ContentItem, InterleavedContent, Message, Model, Shield};
 use serde_json::json;

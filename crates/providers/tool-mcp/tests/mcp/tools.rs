@@ -1,6 +1,6 @@
 //! Listing and running tools over streamable HTTP.
 
-use llama_stack_core::{request_context::ProviderData, request_context::with_provider_data};
+use llama_stack_core::request_context::{ProviderData, with_provider_data};
 use serde_json::json;
 
 use crate::server::{PNG, TestServer, streamable};

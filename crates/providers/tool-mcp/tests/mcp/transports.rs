@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::server::{TestServer, sse, streamable};
 use crate::{group, kwargs, runtime};
-use llama_stack_core::{request_context::ProviderData, request_context::with_provider_data};
+use llama_stack_core::request_context::{ProviderData, with_provider_data};
 
 #[tokio::test]
 async fn an_sse_endpoint_lists_and_runs_tools_with_the_request_headers() {

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use llama_stack_core::Result;
-use llama_stack_core::{request_context::ProviderData, request_context::with_provider_data};
+use llama_stack_core::request_context::{ProviderData, with_provider_data};
 use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry};
 use llama_stack_tools::ToolRuntimeProvider;
 use llama_stack_types::{ToolGroup, ToolInvocationResult};
