@@ -549,17 +549,19 @@ fn bench_upstream(
         }
     }
     println!();
-    println!("| clients | {OURS} req/s ÷ {PY} | ÷ {PY_QUIET} |");
-    println!("|---|---|---|");
-    for clients in CONCURRENCY {
-        let ours = find(clients, OURS).rps;
-        println!(
-            "| {clients} | {:.1}x | {:.1}x |",
-            ours / find(clients, PY).rps,
-            ours / find(clients, PY_QUIET).rps
-        );
+    if python.is_some() {
+        println!("| clients | {OURS} req/s ÷ {PY} | ÷ {PY_QUIET} |");
+        println!("|---|---|---|");
+        for clients in CONCURRENCY {
+            let ours = find(clients, OURS).rps;
+            println!(
+                "| {clients} | {:.1}x | {:.1}x |",
+                ours / find(clients, PY).rps,
+                ours / find(clients, PY_QUIET).rps
+            );
+        }
+        println!();
     }
-    println!();
     println!("| server | RSS idle | RSS after the runs | peak (VmHWM) |");
     println!("|---|---|---|---|");
     for (server, idle) in servers.iter().zip(idle) {

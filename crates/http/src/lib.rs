@@ -43,7 +43,7 @@ fn table() -> RouteTable {
 /// Every route the server answers, from the route table.
 pub fn route_entries() -> &'static [RouteEntry] {
     static ENTRIES: OnceLock<Vec<RouteEntry>> = OnceLock::new();
-    ENTRIES.get_or_init(|| table().entries().to_vec())
+    ENTRIES.get_or_init(|| table().entries())
 }
 
 /// The OpenAPI document, from the route table.

@@ -1,11 +1,13 @@
 //! The route table: every route is declared once, by its handler's `#[utoipa::path]` (method,
-//! path and OpenAPI entry) plus one table line that names the API serving it and the other
-//! forms of its path. The axum router, the OpenAPI document and `/v1/inspect/routes` are all
+//! path and OpenAPI entry) plus one table line (`declared!`) that names the API serving it and
+//! the other forms of its path. The axum router, the OpenAPI document and `/v1/inspect/routes` are all
 //! read from the table.
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::MethodRouter;
 use llama_stack_core::Api;
 use llama_stack_stack::Stack;
 use utoipa::openapi::path::{HttpMethod, PathItem, Paths};
@@ -35,102 +37,150 @@ pub enum Form {
     Slashed,
 }
 
-/// The routes of every API, as declared.
-pub struct RouteTable {
-    router: Router<Arc<Stack>>,
-    paths: Vec<(String, PathItem)>,
-    schemas: Vec<(String, RefOr<Schema>)>,
-    entries: Vec<RouteEntry>,
+/// The handlers of one path, as [`declared!`] collects them. Each part is a function so that the
+/// router is built from paths and methods alone: the OpenAPI operations and their schemas are
+/// generated only when the document is asked for, never while serving.
+pub struct Declared {
+    pub path: fn() -> String,
+    pub methods: fn() -> Vec<HttpMethod>,
+    pub router: fn() -> MethodRouter<Arc<Stack>>,
+    pub docs: fn() -> UtoipaMethodRouter<Arc<Stack>>,
+    /// A request body limit of these routes' own, instead of the server-wide one.
+    pub body_limit: Option<usize>,
 }
 
-impl Default for RouteTable {
-    fn default() -> Self {
-        RouteTable {
-            router: Router::new(),
-            paths: Vec::new(),
-            schemas: Vec::new(),
-            entries: Vec::new(),
-        }
+impl Declared {
+    pub fn with_body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = Some(bytes);
+        self
     }
 }
 
-impl RouteTable {
-    /// Adds the handlers `utoipa_axum::routes!` collected (one path), served for `api`.
-    pub fn add(
-        mut self,
-        api: Option<Api>,
-        form: Form,
-        (schemas, paths, method_router): UtoipaMethodRouter<Arc<Stack>>,
-    ) -> Self {
-        self.schemas.extend(schemas);
-        for (path, item) in paths_of(paths) {
-            let mut served = vec![path.clone()];
-            if form == Form::AlsoOpenAi {
-                let rest = path.strip_prefix("/v1").unwrap_or_else(|| {
-                    panic!("route {path} has an OpenAI alias but does not start with /v1")
-                });
-                served.push(format!("{OPENAI_PREFIX}{rest}"));
-            }
-            for documented in served {
-                let axum_path = match form {
-                    Form::Slashed => slashed(&documented),
-                    Form::Plain | Form::AlsoOpenAi => documented.clone(),
-                };
-                self.router = self.router.route(&axum_path, method_router.clone());
-                for method in methods_of(&item) {
-                    self.entries.push(RouteEntry {
-                        method,
-                        path: documented.clone(),
-                        api,
-                    });
-                }
-                self.paths.push((documented, item.clone()));
+/// Declares the handlers of one path, each annotated with `#[utoipa::path]`, for
+/// [`RouteTable::add`].
+macro_rules! declared {
+    ($($handler:ident),+ $(,)?) => {
+        utoipa_axum::paste! {
+            $crate::table::Declared {
+                path: || {
+                    let paths = [$(<[<__path_ $handler>] as utoipa::Path>::path()),+];
+                    debug_assert!(paths.iter().all(|p| p == &paths[0]), "one path per declaration: {paths:?}");
+                    paths[0].clone()
+                },
+                methods: || {
+                    let mut methods = Vec::new();
+                    $(methods.extend(<[<__path_ $handler>] as utoipa::Path>::methods());)+
+                    methods
+                },
+                router: || {
+                    let mut router = axum::routing::MethodRouter::new();
+                    $(for method in <[<__path_ $handler>] as utoipa::Path>::methods() {
+                        router = router.on(utoipa_axum::PathItemExt::to_method_filter(&method), $handler);
+                    })+
+                    router
+                },
+                docs: || utoipa_axum::routes!($($handler),+),
+                body_limit: None,
             }
         }
+    };
+}
+pub(crate) use declared;
+
+/// The routes of every API, as declared.
+#[derive(Default)]
+pub struct RouteTable {
+    declared: Vec<(Option<Api>, Form, Declared)>,
+}
+
+impl RouteTable {
+    /// Adds the handlers of one path, served for `api` under the paths `form` says.
+    pub fn add(mut self, api: Option<Api>, form: Form, declared: Declared) -> Self {
+        self.declared.push((api, form, declared));
         self
     }
 
     /// Every served route, in declaration order.
-    pub fn entries(&self) -> &[RouteEntry] {
-        &self.entries
+    pub fn entries(&self) -> Vec<RouteEntry> {
+        let mut entries = Vec::new();
+        for (api, form, declared) in &self.declared {
+            let methods = (declared.methods)();
+            for path in documented_paths(&(declared.path)(), *form) {
+                for method in &methods {
+                    entries.push(RouteEntry {
+                        method: method_name(method),
+                        path: path.clone(),
+                        api: *api,
+                    });
+                }
+            }
+        }
+        entries
+    }
+
+    pub fn into_router(self) -> Router<Arc<Stack>> {
+        let mut router = Router::new();
+        for (_, form, declared) in self.declared {
+            let mut methods = (declared.router)();
+            if let Some(bytes) = declared.body_limit {
+                methods = methods.layer(DefaultBodyLimit::max(bytes));
+            }
+            for path in documented_paths(&(declared.path)(), form) {
+                let served = match form {
+                    Form::Slashed => slashed(&path),
+                    Form::Plain | Form::AlsoOpenAi => path,
+                };
+                router = router.route(&served, methods.clone());
+            }
+        }
+        router
     }
 
     /// The documented paths (each path once, its operations merged) and the schemas they use.
     pub fn into_openapi_parts(self) -> (Paths, Vec<(String, RefOr<Schema>)>) {
         let mut paths = Paths::new();
-        for (path, item) in self.paths {
-            match paths.paths.get_mut(&path) {
-                Some(existing) => merge(existing, item),
-                None => {
-                    paths.paths.insert(path, item);
+        let mut all_schemas = Vec::new();
+        for (_, form, declared) in self.declared {
+            let (schemas, documented, _) = (declared.docs)();
+            all_schemas.extend(schemas);
+            for (path, item) in documented.paths {
+                for path in documented_paths(&path, form) {
+                    match paths.paths.get_mut(&path) {
+                        Some(existing) => merge(existing, item.clone()),
+                        None => {
+                            paths.paths.insert(path, item.clone());
+                        }
+                    }
                 }
             }
         }
-        (paths, self.schemas)
-    }
-
-    pub fn into_router(self) -> Router<Arc<Stack>> {
-        self.router
+        (paths, all_schemas)
     }
 }
 
-fn paths_of(paths: Paths) -> Vec<(String, PathItem)> {
-    paths.paths.into_iter().collect()
+/// The documented forms of a declared path: itself, and its OpenAI alias where declared.
+fn documented_paths(path: &str, form: Form) -> Vec<String> {
+    let mut paths = vec![path.to_string()];
+    if form == Form::AlsoOpenAi {
+        let rest = path.strip_prefix("/v1").unwrap_or_else(|| {
+            panic!("route {path} has an OpenAI alias but does not start with /v1")
+        });
+        paths.push(format!("{OPENAI_PREFIX}{rest}"));
+    }
+    paths
 }
 
-/// The methods of a path item, as `/v1/inspect/routes` names them.
-fn methods_of(item: &PathItem) -> Vec<&'static str> {
-    [
-        (HttpMethod::Get, "GET", item.get.is_some()),
-        (HttpMethod::Post, "POST", item.post.is_some()),
-        (HttpMethod::Put, "PUT", item.put.is_some()),
-        (HttpMethod::Delete, "DELETE", item.delete.is_some()),
-        (HttpMethod::Patch, "PATCH", item.patch.is_some()),
-    ]
-    .into_iter()
-    .filter(|(_, _, present)| *present)
-    .map(|(_, name, _)| name)
-    .collect()
+fn method_name(method: &HttpMethod) -> &'static str {
+    match method {
+        HttpMethod::Get => "GET",
+        HttpMethod::Post => "POST",
+        HttpMethod::Put => "PUT",
+        HttpMethod::Delete => "DELETE",
+        HttpMethod::Patch => "PATCH",
+        HttpMethod::Head => "HEAD",
+        HttpMethod::Options => "OPTIONS",
+        HttpMethod::Trace => "TRACE",
+    }
 }
 
 fn merge(into: &mut PathItem, from: PathItem) {

@@ -17,9 +17,8 @@ use llama_stack_types::{
 
 use crate::error::{ApiJson, Classic, ClassicError};
 use crate::sse::sse_response;
-use crate::table::{Form, RouteTable};
+use crate::table::{Form, RouteTable, declared};
 use llama_stack_core::Api;
-use utoipa_axum::routes;
 
 type Pairs = Query<Vec<(String, String)>>;
 
@@ -242,22 +241,22 @@ pub(crate) fn declare(table: RouteTable) -> RouteTable {
         .add(
             Some(Api::Agents),
             Form::Plain,
-            routes!(create_agent, list_agents),
+            declared!(create_agent, list_agents),
         )
         .add(
             Some(Api::Agents),
             Form::Plain,
-            routes!(get_agent, delete_agent),
+            declared!(get_agent, delete_agent),
         )
-        .add(Some(Api::Agents), Form::Plain, routes!(create_session))
-        .add(Some(Api::Agents), Form::Plain, routes!(list_sessions))
+        .add(Some(Api::Agents), Form::Plain, declared!(create_session))
+        .add(Some(Api::Agents), Form::Plain, declared!(list_sessions))
         .add(
             Some(Api::Agents),
             Form::Plain,
-            routes!(get_session, delete_session),
+            declared!(get_session, delete_session),
         )
-        .add(Some(Api::Agents), Form::Plain, routes!(create_turn))
-        .add(Some(Api::Agents), Form::Plain, routes!(resume_turn))
-        .add(Some(Api::Agents), Form::Plain, routes!(get_turn))
-        .add(Some(Api::Agents), Form::Plain, routes!(get_step))
+        .add(Some(Api::Agents), Form::Plain, declared!(create_turn))
+        .add(Some(Api::Agents), Form::Plain, declared!(resume_turn))
+        .add(Some(Api::Agents), Form::Plain, declared!(get_turn))
+        .add(Some(Api::Agents), Form::Plain, declared!(get_step))
 }

@@ -6,7 +6,7 @@ use axum::Json;
 
 use axum::extract::multipart::{Field, MultipartRejection};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -18,10 +18,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use llama_stack_core::Api;
-use utoipa_axum::routes;
 
 use crate::error::{ErrorFlavor, OpenAi, OpenAiError};
-use crate::table::{Form, RouteTable};
+use crate::table::{Form, RouteTable, declared};
 
 /// Largest upload `POST /v1/files` accepts; other routes keep the server-wide limit.
 pub const MAX_UPLOAD_BYTES: usize = 512 * 1024 * 1024;
@@ -29,16 +28,14 @@ pub const MAX_UPLOAD_BYTES: usize = 512 * 1024 * 1024;
 /// The routes of the files API; see [`crate::table`]. Uploads get their own body limit.
 pub(crate) fn declare(table: RouteTable) -> RouteTable {
     let files = Some(Api::Files);
-    let (schemas, paths, upload_route) = routes!(upload, list);
-    let uploads = (
-        schemas,
-        paths,
-        upload_route.layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
-    );
     table
-        .add(files, Form::AlsoOpenAi, uploads)
-        .add(files, Form::AlsoOpenAi, routes!(retrieve, remove))
-        .add(files, Form::AlsoOpenAi, routes!(content))
+        .add(
+            files,
+            Form::AlsoOpenAi,
+            declared!(upload, list).with_body_limit(MAX_UPLOAD_BYTES),
+        )
+        .add(files, Form::AlsoOpenAi, declared!(retrieve, remove))
+        .add(files, Form::AlsoOpenAi, declared!(content))
 }
 
 /// The OpenAI file object.

@@ -15,9 +15,8 @@ use llama_stack_types::{
 
 use crate::error::{ApiJson, Classic, ClassicError};
 use crate::sse::sse_response;
-use crate::table::{Form, RouteTable};
+use crate::table::{Form, RouteTable, declared};
 use llama_stack_core::Api;
-use utoipa_axum::routes;
 
 #[utoipa::path(post, path = "/v1/inference/chat-completion", tag = "inference",
     request_body = ChatCompletionRequest,
@@ -66,7 +65,11 @@ pub async fn embeddings(
 /// The routes of this API; see [`crate::table`].
 pub(crate) fn declare(table: RouteTable) -> RouteTable {
     table
-        .add(Some(Api::Inference), Form::Plain, routes!(chat_completion))
-        .add(Some(Api::Inference), Form::Plain, routes!(completion))
-        .add(Some(Api::Inference), Form::Plain, routes!(embeddings))
+        .add(
+            Some(Api::Inference),
+            Form::Plain,
+            declared!(chat_completion),
+        )
+        .add(Some(Api::Inference), Form::Plain, declared!(completion))
+        .add(Some(Api::Inference), Form::Plain, declared!(embeddings))
 }

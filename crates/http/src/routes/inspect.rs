@@ -8,8 +8,7 @@ use llama_stack_stack::Stack;
 use llama_stack_types::{DataList, HealthInfo, HealthStatus, ProviderInfo, RouteInfo, VersionInfo};
 
 use crate::error::ClassicError;
-use crate::table::{Form, RouteTable};
-use utoipa_axum::routes;
+use crate::table::{Form, RouteTable, declared};
 
 #[utoipa::path(get, path = "/v1/health", tag = "inspect",
     responses((status = 200, body = HealthInfo)))]
@@ -67,9 +66,9 @@ pub async fn list_routes(State(stack): State<Arc<Stack>>) -> Json<DataList<Route
 /// The routes of this API; see [`crate::table`].
 pub(crate) fn declare(table: RouteTable) -> RouteTable {
     table
-        .add(None, Form::Plain, routes!(health))
-        .add(None, Form::Plain, routes!(version))
-        .add(None, Form::Plain, routes!(list_providers))
-        .add(None, Form::Plain, routes!(get_provider))
-        .add(None, Form::Plain, routes!(list_routes))
+        .add(None, Form::Plain, declared!(health))
+        .add(None, Form::Plain, declared!(version))
+        .add(None, Form::Plain, declared!(list_providers))
+        .add(None, Form::Plain, declared!(get_provider))
+        .add(None, Form::Plain, declared!(list_routes))
 }

@@ -14,10 +14,9 @@ use llama_stack_types::{
 use serde::Deserialize;
 
 use llama_stack_core::Api;
-use utoipa_axum::routes;
 
 use crate::error::{ApiJson, Classic, ClassicError};
-use crate::table::{Form, RouteTable};
+use crate::table::{Form, RouteTable, declared};
 
 /// Ids may contain `/`; a client base URL ending in `/` can add a leading one.
 fn id(raw: &str) -> &str {
@@ -221,29 +220,29 @@ pub(crate) fn declare(table: RouteTable) -> RouteTable {
         .add(
             vector_io,
             Form::Plain,
-            routes!(list_vector_dbs, register_vector_db),
+            declared!(list_vector_dbs, register_vector_db),
         )
         .add(
             vector_io,
             Form::Slashed,
-            routes!(get_vector_db, unregister_vector_db),
+            declared!(get_vector_db, unregister_vector_db),
         )
-        .add(vector_io, Form::Plain, routes!(insert_chunks))
-        .add(vector_io, Form::Plain, routes!(query_chunks))
-        .add(tools, Form::Plain, routes!(rag_insert))
-        .add(tools, Form::Plain, routes!(rag_query))
-        .add(tools, Form::Plain, routes!(invoke_tool))
-        .add(tools, Form::Plain, routes!(list_runtime_tools))
+        .add(vector_io, Form::Plain, declared!(insert_chunks))
+        .add(vector_io, Form::Plain, declared!(query_chunks))
+        .add(tools, Form::Plain, declared!(rag_insert))
+        .add(tools, Form::Plain, declared!(rag_query))
+        .add(tools, Form::Plain, declared!(invoke_tool))
+        .add(tools, Form::Plain, declared!(list_runtime_tools))
         .add(
             tools,
             Form::Plain,
-            routes!(list_tool_groups, register_tool_group),
+            declared!(list_tool_groups, register_tool_group),
         )
         .add(
             tools,
             Form::Slashed,
-            routes!(get_tool_group, unregister_tool_group),
+            declared!(get_tool_group, unregister_tool_group),
         )
-        .add(tools, Form::Plain, routes!(list_tools))
-        .add(tools, Form::Slashed, routes!(get_tool))
+        .add(tools, Form::Plain, declared!(list_tools))
+        .add(tools, Form::Slashed, declared!(get_tool))
 }

@@ -8,9 +8,8 @@ use llama_stack_stack::Stack;
 use llama_stack_types::{DataList, Model, ModelListItem, OpenAiModel, RegisterModelRequest};
 
 use crate::error::{ApiJson, Classic, ClassicError};
-use crate::table::{Form, RouteTable};
+use crate::table::{Form, RouteTable, declared};
 use llama_stack_core::Api;
-use utoipa_axum::routes;
 
 /// Clients that end a base URL with `/` can produce ids with a leading slash.
 fn model_id(raw: &str) -> &str {
@@ -80,16 +79,16 @@ pub(crate) fn declare(table: RouteTable) -> RouteTable {
         .add(
             Some(Api::Inference),
             Form::Plain,
-            routes!(list_models, register_model),
+            declared!(list_models, register_model),
         )
         .add(
             Some(Api::Inference),
             Form::Slashed,
-            routes!(get_model, unregister_model),
+            declared!(get_model, unregister_model),
         )
         .add(
             Some(Api::Inference),
             Form::Plain,
-            routes!(openai_list_models),
+            declared!(openai_list_models),
         )
 }

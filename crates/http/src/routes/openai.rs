@@ -14,9 +14,8 @@ use llama_stack_types::openai::{
 
 use crate::error::{ApiJson, OpenAi, OpenAiError};
 use crate::sse::sse_response;
-use crate::table::{Form, RouteTable};
+use crate::table::{Form, RouteTable, declared};
 use llama_stack_core::Api;
-use utoipa_axum::routes;
 
 fn respond<T, S, I>(output: OpenAiOutput<T, S>) -> Response
 where
@@ -74,8 +73,16 @@ pub(crate) fn declare(table: RouteTable) -> RouteTable {
         .add(
             Some(Api::Inference),
             Form::AlsoOpenAi,
-            routes!(chat_completions),
+            declared!(chat_completions),
         )
-        .add(Some(Api::Inference), Form::AlsoOpenAi, routes!(completions))
-        .add(Some(Api::Inference), Form::AlsoOpenAi, routes!(embeddings))
+        .add(
+            Some(Api::Inference),
+            Form::AlsoOpenAi,
+            declared!(completions),
+        )
+        .add(
+            Some(Api::Inference),
+            Form::AlsoOpenAi,
+            declared!(embeddings),
+        )
 }

@@ -11,9 +11,8 @@ use llama_stack_types::{
 };
 
 use crate::error::{ApiJson, Classic, ClassicError, OpenAi, OpenAiError};
-use crate::table::{Form, RouteTable};
+use crate::table::{Form, RouteTable, declared};
 use llama_stack_core::Api;
-use utoipa_axum::routes;
 
 #[utoipa::path(get, path = "/v1/shields", tag = "shields",
     responses((status = 200, body = ListShieldsResponse)))]
@@ -85,13 +84,13 @@ pub(crate) fn declare(table: RouteTable) -> RouteTable {
         .add(
             Some(Api::Safety),
             Form::Plain,
-            routes!(list_shields, register_shield),
+            declared!(list_shields, register_shield),
         )
         .add(
             Some(Api::Safety),
             Form::Slashed,
-            routes!(get_shield, unregister_shield),
+            declared!(get_shield, unregister_shield),
         )
-        .add(Some(Api::Safety), Form::Plain, routes!(run_shield))
-        .add(Some(Api::Safety), Form::AlsoOpenAi, routes!(moderations))
+        .add(Some(Api::Safety), Form::Plain, declared!(run_shield))
+        .add(Some(Api::Safety), Form::AlsoOpenAi, declared!(moderations))
 }

@@ -10,9 +10,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiJson, OpenAi, OpenAiError};
-use crate::table::{Form, RouteTable};
+use crate::table::{Form, RouteTable, declared};
 use llama_stack_core::Api;
-use utoipa_axum::routes;
 
 type Body = ApiJson<Map<String, Value>, OpenAi>;
 
@@ -167,21 +166,25 @@ pub async fn delete_file(
 /// The routes of this API; see [`crate::table`].
 pub(crate) fn declare(table: RouteTable) -> RouteTable {
     table
-        .add(Some(Api::VectorIo), Form::AlsoOpenAi, routes!(create, list))
         .add(
             Some(Api::VectorIo),
             Form::AlsoOpenAi,
-            routes!(get, update, delete),
-        )
-        .add(Some(Api::VectorIo), Form::AlsoOpenAi, routes!(search))
-        .add(
-            Some(Api::VectorIo),
-            Form::AlsoOpenAi,
-            routes!(attach_file, list_files),
+            declared!(create, list),
         )
         .add(
             Some(Api::VectorIo),
             Form::AlsoOpenAi,
-            routes!(get_file, update_file, delete_file),
+            declared!(get, update, delete),
+        )
+        .add(Some(Api::VectorIo), Form::AlsoOpenAi, declared!(search))
+        .add(
+            Some(Api::VectorIo),
+            Form::AlsoOpenAi,
+            declared!(attach_file, list_files),
+        )
+        .add(
+            Some(Api::VectorIo),
+            Form::AlsoOpenAi,
+            declared!(get_file, update_file, delete_file),
         )
 }
