@@ -519,27 +519,30 @@ impl Checker<'_> {
             None | Some(Value::Null) => return Some(ServerConfig::default()),
             Some(value) => self.parse("server", value)?,
         };
+        // A server that cannot honour these must not start: it would serve every request
+        // unauthenticated, unlimited or in plain HTTP while the file asks otherwise.
         for (key, value) in [
             ("tls_certfile", &server.tls_certfile),
             ("tls_keyfile", &server.tls_keyfile),
             ("tls_cafile", &server.tls_cafile),
         ] {
             if value.is_some() {
-                self.notices.push(format!(
-                    "server.{key}: TLS is not implemented yet; the server listens on plain HTTP"
-                ));
+                self.problem(
+                    format!("server.{key}"),
+                    "TLS is not built yet and the server would listen on plain HTTP; terminate TLS in a reverse proxy in front of it and remove this key",
+                );
             }
         }
         if server.auth.is_some() {
-            self.notices.push(
-                "server.auth: authentication is not implemented yet; requests are NOT authenticated"
-                    .into(),
+            self.problem(
+                "server.auth",
+                "authentication is not built yet and every request would be served unauthenticated; put an authenticating reverse proxy in front of the server and remove this block",
             );
         }
         if server.quota.is_some() {
-            self.notices.push(
-                "server.quota: request quotas are not implemented yet; requests are not limited"
-                    .into(),
+            self.problem(
+                "server.quota",
+                "request quotas are not built yet and requests would not be limited; enforce the quota in a reverse proxy and remove this block",
             );
         }
         Some(server)

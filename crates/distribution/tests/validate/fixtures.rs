@@ -27,6 +27,22 @@ fn unknown_provider_type_lists_the_known_types() {
     assert_eq!(errors.problems.len(), 1, "{errors}");
 }
 
+/// A server that cannot honour authentication, quotas or TLS must not start open, unlimited or
+/// in plain HTTP while the file asks otherwise.
+#[test]
+fn auth_quota_and_tls_stop_the_start_with_their_paths() {
+    let errors = errors("server_unhonoured.yaml");
+    for (path, words) in [
+        ("server.auth", &["authentication", "every request"][..]),
+        ("server.quota", &["quota"][..]),
+        ("server.tls_certfile", &["TLS", "plain HTTP"][..]),
+        ("server.tls_keyfile", &["TLS"][..]),
+    ] {
+        expect(&errors, path, words);
+    }
+    assert_eq!(errors.problems.len(), 4, "{errors}");
+}
+
 #[test]
 fn unknown_config_field_is_reported_at_its_path() {
     let errors = errors("unknown_config_field.yaml");
@@ -220,7 +236,6 @@ fn upstream_style_file_loads_with_notices() {
         "providers.telemetry[0]:",
         "inference_store:",
         "logging:",
-        "server.auth:",
     ] {
         assert!(
             notices.contains(path),
