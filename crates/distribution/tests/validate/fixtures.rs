@@ -232,11 +232,7 @@ fn upstream_style_file_loads_with_notices() {
 
     let notices = loaded.not_implemented.join("\n");
     assert!(!notices.contains("safety"), "{notices}");
-    for path in [
-        "providers.telemetry[0]:",
-        "inference_store:",
-        "logging:",
-    ] {
+    for path in ["providers.telemetry[0]:", "inference_store:", "logging:"] {
         assert!(
             notices.contains(path),
             "no notice for `{path}` in:\n{notices}"
