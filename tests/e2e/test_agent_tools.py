@@ -140,8 +140,10 @@ def search_providers(apis: ToolApis, search: str) -> list[dict]:
          "config": {"api_key": "test-search-key", "base_url": apis.url}},
         {"provider_id": "wolfram-alpha", "provider_type": "remote::wolfram-alpha",
          "config": {"api_key": "test-wolfram-key", "base_url": apis.url}},
+        # The test's MCP servers listen on loopback.
         {"provider_id": "model-context-protocol",
-         "provider_type": "remote::model-context-protocol", "config": {}},
+         "provider_type": "remote::model-context-protocol",
+         "config": {"allow_private_addresses": True}},
     ]
 
 
@@ -287,6 +289,31 @@ def test_an_unreachable_mcp_server_is_a_clear_error(tavily_server):
     # The other groups still answer.
     assert requests.get(f"{tavily_server.url}/v1/tools", timeout=HTTP_TIMEOUT_S).status_code == 200
     requests.delete(f"{tavily_server.url}/v1/toolgroups/mcp::gone", timeout=HTTP_TIMEOUT_S)
+
+
+def test_a_loopback_mcp_server_is_refused_by_default(server_factory, tmp_path_factory, upstream,
+                                                     apis, mcp_server):
+    path = tmp_path_factory.mktemp("mcp-default") / "run.yaml"
+    store = {"type": "sqlite", "db_path": str(path.parent / "registry.db")}
+    config = agents_run_yaml(path, upstream.url, fetch_minilm(), store, tool_runtime=[
+        {"provider_id": "model-context-protocol",
+         "provider_type": "remote::model-context-protocol", "config": {}}])
+    server = server_factory("mcp-default", run_config=config).start()
+    resp = requests.post(f"{server.url}/v1/toolgroups", json={
+        "toolgroup_id": "mcp::local", "provider_id": "model-context-protocol",
+        "mcp_endpoint": {"uri": mcp_server.uri}}, timeout=HTTP_TIMEOUT_S)
+    assert resp.status_code == 403, resp.text
+    assert "127.0.0.1" in resp.text and "allow_private_addresses" in resp.text
+    # A host name is checked when it is resolved, before anything is sent.
+    uri = mcp_server.uri.replace("127.0.0.1", "localhost")
+    resp = requests.post(f"{server.url}/v1/toolgroups", json={
+        "toolgroup_id": "mcp::named", "provider_id": "model-context-protocol",
+        "mcp_endpoint": {"uri": uri}}, timeout=HTTP_TIMEOUT_S)
+    assert resp.status_code == 200, resp.text
+    listed = requests.get(f"{server.url}/v1/tools", params={"toolgroup_id": "mcp::named"},
+                          timeout=HTTP_TIMEOUT_S)
+    assert listed.status_code == 403, listed.text
+    assert "loopback" in listed.text
 
 
 def test_a_turn_document_given_by_url_is_fetched(client, upstream, apis):

@@ -83,7 +83,7 @@ async fn fetch(
     let mut url = original.clone();
     let mut came_from: Option<Url> = None;
     for _ in 0..=MAX_REDIRECTS {
-        let pinned = check_destination(&url, policy, trusted)
+        let pinned = check_destination(&url, policy, trusted, "fetch", ALLOW_HINT)
             .await
             .map_err(|err| match (&came_from, err) {
                 (Some(from), DocumentError::Forbidden(why)) => DocumentError::Forbidden(format!(
@@ -131,16 +131,36 @@ async fn fetch(
     )))
 }
 
+/// The addresses another outbound connection (an MCP server's, say) may use for `url` under
+/// the same SSRF rule as document fetches: refused ([`DocumentError::Forbidden`], naming `verb`
+/// and ending with `hint`) when the host is, or resolves to, a loopback, private, link-local or
+/// other non-public address, unless `allow_private`. `Some` is the host with its checked
+/// addresses, for the caller to pin its connection to, so a second DNS answer cannot differ.
+pub async fn checked_destination(
+    url: &Url,
+    allow_private: bool,
+    verb: &str,
+    hint: &str,
+) -> Result<Option<(String, Vec<SocketAddr>)>, DocumentError> {
+    let policy = FetchPolicy {
+        allow_private_addresses: allow_private,
+        ..FetchPolicy::default()
+    };
+    check_destination(url, &policy, &[], verb, hint).await
+}
+
 /// The addresses to connect to for `url`, all checked against the policy. `None` means no
 /// pinning is needed: the host is an IP literal, or the policy allows every address.
 async fn check_destination(
     url: &Url,
     policy: &FetchPolicy,
     trusted: &[SocketAddr],
+    verb: &str,
+    hint: &str,
 ) -> Result<Option<(String, Vec<SocketAddr>)>, DocumentError> {
     let refuse = |why: String| {
         DocumentError::Forbidden(format!(
-            "refusing to fetch {}: {why}; {ALLOW_HINT}",
+            "refusing to {verb} {}: {why}; {hint}",
             shorten(url.as_str())
         ))
     };

@@ -21,7 +21,7 @@ use std::time::Duration;
 pub use addresses::{AddressClass, classify_ip};
 pub use chunk::{TextChunk, overlapped_chunks};
 pub use extract::extract_text;
-pub use fetch::load_uri;
+pub use fetch::{checked_destination, load_uri};
 pub use python_repr::python_repr;
 pub use tokenizer::Tokenizer;
 

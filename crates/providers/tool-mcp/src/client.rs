@@ -73,10 +73,15 @@ impl Failure {
                 ErrorKind::Unauthorized,
                 format!("The MCP server at {uri} requires authorization; send its headers in the X-LlamaStack-Provider-Data header as {{\"mcp_headers\": {{\"{uri}\": {{\"Authorization\": \"Bearer ...\"}}}}}}"),
             ),
-            Failure::Protocol(cause) => Error::new(
-                ErrorKind::Upstream,
-                format!("The MCP server at {uri} failed: {cause}"),
-            ),
+            // The cause may quote what the server sent; it goes to the log, not to the client,
+            // so an endpoint that is no MCP server cannot be read through this error.
+            Failure::Protocol(cause) => {
+                tracing::warn!(mcp_endpoint = %uri, error = %cause, "MCP exchange failed");
+                Error::new(
+                    ErrorKind::Upstream,
+                    format!("The MCP server at {uri} did not answer as an MCP server (streamable HTTP or SSE); the server log has the details"),
+                )
+            }
         }
         .with_context("mcp_endpoint", uri)
     }
@@ -105,7 +110,8 @@ pub(crate) async fn open(
                 .iter()
                 .map(|(name, value)| (name.clone(), value.clone()))
                 .collect();
-            let transport = StreamableHttpClientTransport::from_config(
+            let transport = StreamableHttpClientTransport::with_client(
+                http.clone(),
                 StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom),
             );
             client_config()

@@ -23,6 +23,7 @@ use llama_stack_core::{
     Api, ConfigIssue, Error, ErrorKind, Result, config::CheckedConfig, config::load_config,
     config::validate_config,
 };
+use llama_stack_documents::{AddressClass, DocumentError};
 use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec};
 use llama_stack_tools::ToolRuntimeProvider;
 use llama_stack_types::{ToolDef, ToolGroup, ToolInvocationResult};
@@ -46,13 +47,21 @@ pub struct McpRuntimeConfig {
     /// tool), in seconds (default 30).
     #[serde(default = "default_timeout")]
     pub timeout_seconds: f64,
+    /// Let tool groups name MCP servers on loopback, private and link-local addresses
+    /// (`localhost`, `10.x`, `169.254.x`, ...). Off by default, so registering a tool group
+    /// cannot make the server reach services inside your network or cloud metadata endpoints.
+    #[serde(default)]
+    pub allow_private_addresses: bool,
 }
 
 fn default_timeout() -> f64 {
     30.0
 }
 
-pub const SAMPLE_CONFIG: &str = "timeout_seconds: 30\n";
+pub const SAMPLE_CONFIG: &str = "timeout_seconds: 30\nallow_private_addresses: false\n";
+
+/// How to allow an MCP server on a private address, for the refusal message.
+const ALLOW_HINT: &str = "set allow_private_addresses: true in the remote::model-context-protocol provider config to allow it";
 
 impl CheckedConfig for McpRuntimeConfig {
     fn issues(&self) -> Vec<ConfigIssue> {
@@ -99,8 +108,7 @@ pub fn register(registry: &mut ProviderRegistry) {
 /// and a long-lived one would have to notice the server restarting.
 pub struct McpToolRuntime {
     timeout: Duration,
-    /// For the SSE transport; the streamable HTTP transport brings its own client.
-    http: reqwest::Client,
+    allow_private_addresses: bool,
     /// The transport that last worked per endpoint, tried first next time.
     transports: Mutex<HashMap<String, TransportKind>>,
 }
@@ -115,16 +123,38 @@ impl McpToolRuntime {
     pub fn new(config: &McpRuntimeConfig) -> Result<Self> {
         // reqwest is built without a default TLS crypto provider (see the workspace manifest).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            // Requests carry the caller's credentials for this server only.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::internal(format!("could not build the HTTP client: {e}")))?;
         Ok(McpToolRuntime {
             timeout: Duration::from_secs_f64(config.timeout_seconds),
-            http,
+            allow_private_addresses: config.allow_private_addresses,
             transports: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A client for one session with `endpoint`: its address checked against the SSRF rule and
+    /// pinned (so a second DNS answer cannot point elsewhere), and no redirects followed (a
+    /// redirect could lead anywhere, and requests carry the caller's credentials for this
+    /// server only).
+    async fn client_for(&self, endpoint: &Endpoint) -> Result<reqwest::Client> {
+        let pinned = llama_stack_documents::checked_destination(
+            &endpoint.url,
+            self.allow_private_addresses,
+            "connect to the MCP server at",
+            ALLOW_HINT,
+        )
+        .await
+        .map_err(|err| match err {
+            DocumentError::Forbidden(why) => Error::new(ErrorKind::Forbidden, why),
+            DocumentError::Invalid(why) => Error::invalid(why),
+            other => Error::new(ErrorKind::Upstream, other.to_string()).set_temporary(true),
+        })
+        .map_err(|e| e.with_context("mcp_endpoint", endpoint.uri.clone()))?;
+        let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if let Some((domain, addrs)) = &pinned {
+            builder = builder.resolve_to_addrs(domain, addrs);
+        }
+        builder
+            .build()
+            .map_err(|e| Error::internal(format!("could not build the HTTP client: {e}")))
     }
 
     async fn open(&self, endpoint: &Endpoint, headers: &HeaderMap) -> Result<Session> {
@@ -134,7 +164,8 @@ impl McpToolRuntime {
             .ok()
             .and_then(|t| t.get(&endpoint.uri).copied());
         let order = TransportKind::order(&endpoint.url, cached);
-        let (session, kind) = client::open_any(&self.http, &endpoint.url, headers, order)
+        let http = self.client_for(endpoint).await?;
+        let (session, kind) = client::open_any(&http, &endpoint.url, headers, order)
             .await
             .map_err(|failure| failure.into_error(&endpoint.uri))?;
         if let Ok(mut transports) = self.transports.lock() {
@@ -238,7 +269,33 @@ fn call_error(endpoint: &Endpoint, tool: &str, error: &ServiceError) -> Error {
 #[async_trait]
 impl ToolRuntimeProvider for McpToolRuntime {
     fn check_group(&self, group: &ToolGroup) -> Result<()> {
-        endpoint(group).map(|_| ())
+        let endpoint = endpoint(group)?;
+        // An address written as an IP literal is refused when the group is registered; a host
+        // name is checked, and its addresses pinned, on every connection.
+        if !self.allow_private_addresses
+            && let Some(ip) = endpoint
+                .url
+                .host_str()
+                .and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse().ok())
+        {
+            let class = llama_stack_documents::classify_ip(ip);
+            if class != AddressClass::Public {
+                return Err(Error::new(
+                    ErrorKind::Forbidden,
+                    format!(
+                        "refusing to connect to the MCP server at {}: {ip} is {}; {ALLOW_HINT}",
+                        endpoint.uri,
+                        class.description()
+                    ),
+                )
+                .with_location(vec![
+                    "body".into(),
+                    "mcp_endpoint".into(),
+                    "uri".into(),
+                ]));
+            }
+        }
+        Ok(())
     }
 
     async fn list_tools(&self, group: &ToolGroup) -> Result<Vec<ToolDef>> {

@@ -99,7 +99,12 @@ fn config_problems_are_all_reported() {
 
 #[tokio::test]
 async fn a_server_that_does_not_speak_mcp_is_an_upstream_error() {
-    let router = Router::new().fallback(|| async { (StatusCode::NOT_FOUND, "no such page") });
+    let router = Router::new().fallback(|| async {
+        (
+            StatusCode::NOT_FOUND,
+            "internal admin page: secret-token-42",
+        )
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let uri = format!("http://{}/mcp", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -110,8 +115,52 @@ async fn a_server_that_does_not_speak_mcp_is_an_upstream_error() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Upstream, "{err}");
     assert!(
-        err.message().contains("streamable HTTP") && err.message().contains("SSE: HTTP 404"),
+        err.message().contains(&uri) && err.message().contains("did not answer as an MCP server"),
         "{}",
         err.message()
+    );
+    // What the endpoint sent stays in the server log: a tool group cannot read a page through
+    // this error.
+    assert!(!err.to_string().contains("secret-token-42"), "{err}");
+}
+
+/// Loopback, private and link-local MCP endpoints are refused unless the config allows them:
+/// an IP literal when the group is checked, a host name when it is resolved to connect.
+#[tokio::test]
+async fn private_endpoints_are_refused_by_default() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = served.clone();
+    let router = Router::new().fallback(move || {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { (StatusCode::OK, "metadata") }
+    });
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let rt = runtime(json!({"allow_private_addresses": false})).await;
+    for uri in [
+        format!("http://127.0.0.1:{port}/mcp"),
+        "http://169.254.169.254/latest/meta-data".to_string(),
+        "http://[::1]/mcp".to_string(),
+        "http://10.1.2.3/mcp".to_string(),
+    ] {
+        let err = rt.check_group(&group(&uri)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Forbidden, "{uri}: {err}");
+        assert!(err.message().contains("allow_private_addresses"), "{err}");
+    }
+    let err = rt
+        .list_tools(&group(&format!("http://localhost:{port}/mcp")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
+    assert!(err.message().contains("loopback"), "{err}");
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing was sent"
+    );
+    assert!(
+        rt.check_group(&group("https://mcp.example.com/mcp"))
+            .is_ok()
     );
 }

@@ -12,8 +12,13 @@ use llama_stack_tools::ToolRuntimeProvider;
 use llama_stack_types::ToolGroup;
 use serde_json::{Value, json};
 
-/// The provider as a distribution builds it from `config`.
-pub async fn runtime(config: Value) -> Arc<dyn ToolRuntimeProvider> {
+/// The provider as a distribution builds it from `config`; the test servers listen on loopback,
+/// so private addresses are allowed unless `config` says otherwise.
+pub async fn runtime(mut config: Value) -> Arc<dyn ToolRuntimeProvider> {
+    if let Some(map) = config.as_object_mut() {
+        map.entry("allow_private_addresses")
+            .or_insert(Value::Bool(true));
+    }
     let mut registry = ProviderRegistry::new();
     llama_stack_provider_tool_mcp::register(&mut registry);
     let spec = registry
