@@ -203,6 +203,70 @@ mod tests {
         assert!(String::from_utf8_lossy(&body).contains(&fallback("GET", "/v1/not-a-route")));
     }
 
+    /// Every `{name}` of a path is documented as a path parameter, and nothing else is: a
+    /// query parameter documented as part of the path sends generated clients and fuzzers to
+    /// URLs the server does not serve.
+    #[test]
+    fn path_parameters_match_the_path_templates() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let mut wrong = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let mut wanted: Vec<&str> = path
+                .split('/')
+                .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            wanted.sort();
+            for (method, op) in item.as_object().unwrap() {
+                let mut documented: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .map(|ps| {
+                        ps.iter()
+                            .filter(|p| p["in"] == "path")
+                            .filter_map(|p| p["name"].as_str())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                documented.sort();
+                if documented != wanted {
+                    wrong.push(format!("{method} {path}: {documented:?}, want {wanted:?}"));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    /// Every operation documents every status an error kind maps to, on either error flavour.
+    #[test]
+    fn every_operation_documents_the_error_statuses() {
+        use llama_stack_core::ErrorKind::*;
+        let kinds = [
+            InvalidRequest,
+            NotFound,
+            Conflict,
+            Unauthorized,
+            Forbidden,
+            RateLimited,
+            Overloaded,
+            Timeout,
+            Upstream,
+            Unsupported,
+            Internal,
+        ];
+        let doc = openapi();
+        for (path, item) in &doc.paths.paths {
+            for op in [&item.get, &item.post, &item.delete].into_iter().flatten() {
+                for kind in kinds {
+                    for status in [error::classic_status(kind), error::openai_status(kind)] {
+                        assert!(
+                            op.responses.responses.contains_key(status.as_str()),
+                            "{path}: {status} ({kind:?}) is not documented"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn committed_openapi_document_is_current() {
         let committed = include_str!("../../../docs/openapi.json");

@@ -143,7 +143,8 @@ impl RouteTable {
         for (_, form, declared) in self.declared {
             let (schemas, documented, _) = (declared.docs)();
             all_schemas.extend(schemas);
-            for (path, item) in documented.paths {
+            for (path, mut item) in documented.paths {
+                with_error_responses(&mut item);
                 for path in documented_paths(&path, form) {
                     match paths.paths.get_mut(&path) {
                         Some(existing) => merge(existing, item.clone()),
@@ -155,6 +156,67 @@ impl RouteTable {
             }
         }
         (paths, all_schemas)
+    }
+}
+
+/// The error statuses every route may answer (see `crate::error` for the mapping from error
+/// kinds), so generated clients and fuzzers expect them. Routes that declare their own keep it.
+const ERROR_RESPONSES: &[(&str, &str)] = &[
+    (
+        "400",
+        "The request is invalid; the error body names the field and says what to send",
+    ),
+    ("401", "Authentication is required"),
+    (
+        "403",
+        "The request is not allowed (an address refused by the SSRF policy, say)",
+    ),
+    (
+        "404",
+        "The named resource (model, store, file, agent, ...) does not exist",
+    ),
+    (
+        "409",
+        "A different resource is registered under this identifier",
+    ),
+    ("413", "The request body is larger than the server accepts"),
+    (
+        "429",
+        "Too many requests; retry after the `Retry-After` delay",
+    ),
+    ("500", "An internal error; details are in the server log"),
+    ("501", "Not implemented by this distribution's providers"),
+    ("502", "The upstream service failed"),
+    (
+        "503",
+        "The engine's queue is full or an upstream is unavailable; retry after `Retry-After`",
+    ),
+    ("504", "The upstream did not answer in time"),
+];
+
+fn with_error_responses(item: &mut PathItem) {
+    for op in [
+        &mut item.get,
+        &mut item.post,
+        &mut item.put,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        for (status, description) in ERROR_RESPONSES {
+            op.responses
+                .responses
+                .entry(status.to_string())
+                .or_insert_with(|| {
+                    RefOr::T(
+                        utoipa::openapi::ResponseBuilder::new()
+                            .description(*description)
+                            .build(),
+                    )
+                });
+        }
     }
 }
 

@@ -59,6 +59,7 @@ pub async fn list_agents(
 }
 
 #[utoipa::path(get, path = "/v1/agents/{agent_id}", tag = "agents",
+    params(("agent_id" = String, Path)),
     responses((status = 200, body = Agent)))]
 pub async fn get_agent(
     State(stack): State<Arc<Stack>>,
@@ -68,6 +69,7 @@ pub async fn get_agent(
 }
 
 #[utoipa::path(delete, path = "/v1/agents/{agent_id}", tag = "agents",
+    params(("agent_id" = String, Path)),
     responses((status = 200, description = "`null`")))]
 pub async fn delete_agent(
     State(stack): State<Arc<Stack>>,
@@ -78,6 +80,7 @@ pub async fn delete_agent(
 }
 
 #[utoipa::path(post, path = "/v1/agents/{agent_id}/session", tag = "agents",
+    params(("agent_id" = String, Path)),
     request_body = CreateSessionRequest,
     responses((status = 200, body = AgentSessionCreateResponse)))]
 pub async fn create_session(
@@ -94,7 +97,7 @@ pub async fn create_session(
 }
 
 #[utoipa::path(get, path = "/v1/agents/{agent_id}/sessions", tag = "agents",
-    params(("start_index" = Option<usize>, Query), ("limit" = Option<usize>, Query)),
+    params(("agent_id" = String, Path), ("start_index" = Option<usize>, Query), ("limit" = Option<usize>, Query)),
     responses((status = 200, body = PaginatedResponse<Session>)))]
 pub async fn list_sessions(
     State(stack): State<Arc<Stack>>,
@@ -114,7 +117,7 @@ pub async fn list_sessions(
 }
 
 #[utoipa::path(get, path = "/v1/agents/{agent_id}/session/{session_id}", tag = "agents",
-    params(("turn_ids" = Option<String>, Query,
+    params(("agent_id" = String, Path), ("session_id" = String, Path), ("turn_ids" = Option<String>, Query,
         description = "Only these turns: comma-joined, or the key repeated")),
     responses((status = 200, body = Session)))]
 pub async fn get_session(
@@ -138,6 +141,7 @@ pub async fn get_session(
 }
 
 #[utoipa::path(delete, path = "/v1/agents/{agent_id}/session/{session_id}", tag = "agents",
+    params(("agent_id" = String, Path), ("session_id" = String, Path)),
     responses((status = 200, description = "`null`")))]
 pub async fn delete_session(
     State(stack): State<Arc<Stack>>,
@@ -171,10 +175,11 @@ async fn turn_reply(events: TurnStream, stream: bool) -> Result<Response, Classi
 }
 
 #[utoipa::path(post, path = "/v1/agents/{agent_id}/session/{session_id}/turn", tag = "agents",
+    params(("agent_id" = String, Path), ("session_id" = String, Path)),
     request_body = CreateTurnRequest,
     responses(
-        (status = 200, content_type = "text/event-stream", body = TurnStreamChunk),
-        (status = 200, description = "With `stream: false`, the turn", body = Turn)))]
+        (status = 200, description = "SSE of the turn's events, or with `stream: false` the turn",
+            content((TurnStreamChunk = "text/event-stream"), (Turn = "application/json")))))]
 pub async fn create_turn(
     State(stack): State<Arc<Stack>>,
     Path((agent_id, session_id)): Path<(String, String)>,
@@ -189,10 +194,10 @@ pub async fn create_turn(
 }
 
 #[utoipa::path(post, path = "/v1/agents/{agent_id}/session/{session_id}/turn/{turn_id}/resume",
-    tag = "agents", request_body = ResumeTurnRequest,
+    tag = "agents", params(("agent_id" = String, Path), ("session_id" = String, Path), ("turn_id" = String, Path)), request_body = ResumeTurnRequest,
     responses(
-        (status = 200, content_type = "text/event-stream", body = TurnStreamChunk),
-        (status = 200, description = "With `stream: false`, the turn", body = Turn)))]
+        (status = 200, description = "SSE of the turn's events, or with `stream: false` the turn",
+            content((TurnStreamChunk = "text/event-stream"), (Turn = "application/json")))))]
 pub async fn resume_turn(
     State(stack): State<Arc<Stack>>,
     Path((agent_id, session_id, turn_id)): Path<(String, String, String)>,
@@ -207,7 +212,7 @@ pub async fn resume_turn(
 }
 
 #[utoipa::path(get, path = "/v1/agents/{agent_id}/session/{session_id}/turn/{turn_id}",
-    tag = "agents", responses((status = 200, body = Turn)))]
+    tag = "agents", params(("agent_id" = String, Path), ("session_id" = String, Path), ("turn_id" = String, Path)), responses((status = 200, body = Turn)))]
 pub async fn get_turn(
     State(stack): State<Arc<Stack>>,
     Path((agent_id, session_id, turn_id)): Path<(String, String, String)>,
@@ -222,7 +227,7 @@ pub async fn get_turn(
 
 #[utoipa::path(get,
     path = "/v1/agents/{agent_id}/session/{session_id}/turn/{turn_id}/step/{step_id}",
-    tag = "agents", responses((status = 200, body = StepResponse)))]
+    tag = "agents", params(("agent_id" = String, Path), ("session_id" = String, Path), ("turn_id" = String, Path), ("step_id" = String, Path)), responses((status = 200, body = StepResponse)))]
 pub async fn get_step(
     State(stack): State<Arc<Stack>>,
     Path((agent_id, session_id, turn_id, step_id)): Path<(String, String, String, String)>,

@@ -127,6 +127,7 @@ pub struct UploadFileForm {
 
 /// `GET /v1/files` query parameters.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListFilesQuery {
     /// The `last_id` of the previous page.
     after: Option<String>,

@@ -21,8 +21,9 @@ use llama_stack_core::Api;
 #[utoipa::path(post, path = "/v1/inference/chat-completion", tag = "inference",
     request_body = ChatCompletionRequest,
     responses(
-        (status = 200, description = "A response, or with `stream: true` SSE of chunks", body = ChatCompletionResponse),
-        (status = 200, content_type = "text/event-stream", body = ChatCompletionResponseStreamChunk)))]
+        (status = 200, description = "A response, or with `stream: true` SSE of chunks",
+            content((ChatCompletionResponse = "application/json"),
+                (ChatCompletionResponseStreamChunk = "text/event-stream")))))]
 pub async fn chat_completion(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<ChatCompletionRequest, Classic>,
@@ -38,8 +39,9 @@ pub async fn chat_completion(
 #[utoipa::path(post, path = "/v1/inference/completion", tag = "inference",
     request_body = CompletionRequest,
     responses(
-        (status = 200, description = "A response, or with `stream: true` SSE of chunks", body = CompletionResponse),
-        (status = 200, content_type = "text/event-stream", body = CompletionResponseStreamChunk)))]
+        (status = 200, description = "A response, or with `stream: true` SSE of chunks",
+            content((CompletionResponse = "application/json"),
+                (CompletionResponseStreamChunk = "text/event-stream")))))]
 pub async fn completion(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<CompletionRequest, Classic>,

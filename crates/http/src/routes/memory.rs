@@ -185,6 +185,7 @@ pub async fn unregister_tool_group(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListToolsQuery {
     toolgroup_id: Option<String>,
 }

@@ -34,8 +34,9 @@ where
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
     request_body = OpenAiChatCompletionRequest,
     responses(
-        (status = 200, body = OpenAiChatCompletion),
-        (status = 200, content_type = "text/event-stream", body = OpenAiChatCompletionChunk)))]
+        (status = 200, description = "The completion, or with `stream: true` SSE of chunks",
+            content((OpenAiChatCompletion = "application/json"),
+                (OpenAiChatCompletionChunk = "text/event-stream")))))]
 pub async fn chat_completions(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<OpenAiChatCompletionRequest, OpenAi>,
@@ -48,8 +49,9 @@ pub async fn chat_completions(
 #[utoipa::path(post, path = "/v1/completions", tag = "openai",
     request_body = OpenAiCompletionRequest,
     responses(
-        (status = 200, body = OpenAiCompletion),
-        (status = 200, content_type = "text/event-stream", body = OpenAiCompletion)))]
+        (status = 200, description = "The completion, or with `stream: true` SSE of chunks",
+            content((OpenAiCompletion = "application/json"),
+                (OpenAiCompletion = "text/event-stream")))))]
 pub async fn completions(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<OpenAiCompletionRequest, OpenAi>,

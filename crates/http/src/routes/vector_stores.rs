@@ -16,7 +16,10 @@ use llama_stack_core::Api;
 type Body = ApiJson<Map<String, Value>, OpenAi>;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
     order: Option<String>,
     after: Option<String>,
