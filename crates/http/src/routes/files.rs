@@ -281,8 +281,9 @@ pub async fn remove(
 
 #[utoipa::path(get, path = "/v1/files/{file_id}/content", tag = "files",
     params(("file_id" = String, Path)),
-    responses((status = 200, description = "The raw bytes, typed by the file name",
-        content_type = "application/octet-stream")))]
+    responses((status = 200,
+        description = "The raw bytes, with the Content-Type the file name implies (`text/markdown`, `application/pdf`, ...; `application/octet-stream` when unknown)",
+        content_type = "*/*")))]
 pub async fn content(
     State(stack): State<Arc<Stack>>,
     Path(file_id): Path<String>,
