@@ -57,3 +57,14 @@ if ! "$venv07/bin/python" -c 'import importlib.metadata as md; assert md.version
   "$venv07/bin/python" -m pip install "${pip_quiet[@]}" --ignore-requires-python "llama-stack-client>=0.7,<0.8"
 fi
 "$venv07/bin/python" -c 'import importlib.metadata as md; print("setup-python: client 0.7 venv has llama-stack-client", md.version("llama-stack-client"))'
+
+# schemathesis fuzzes the server from docs/openapi.json (tests/e2e/test_fuzz.py); its own venv
+# keeps its dependencies (hypothesis, httpx, ...) away from the clients' pins.
+venvfuzz="${LLAMA_STACK_VENV_FUZZ:-$repo_root/.venv-fuzz}"
+if [ ! -x "$venvfuzz/bin/python" ]; then
+  "$python" -m venv "$venvfuzz"
+fi
+if ! "$venvfuzz/bin/python" -c 'import importlib.metadata as md; assert md.version("schemathesis").startswith("4.")' 2>/dev/null; then
+  "$venvfuzz/bin/python" -m pip install "${pip_quiet[@]}" "schemathesis>=4.3,<5"
+fi
+"$venvfuzz/bin/python" -c 'import importlib.metadata as md; print("setup-python: fuzz venv has schemathesis", md.version("schemathesis"))'
