@@ -31,6 +31,21 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, for tests that check each one is mapped and documented.
+    pub const ALL: [ErrorKind; 11] = [
+        ErrorKind::InvalidRequest,
+        ErrorKind::NotFound,
+        ErrorKind::Conflict,
+        ErrorKind::Unauthorized,
+        ErrorKind::Forbidden,
+        ErrorKind::RateLimited,
+        ErrorKind::Overloaded,
+        ErrorKind::Timeout,
+        ErrorKind::Upstream,
+        ErrorKind::Unsupported,
+        ErrorKind::Internal,
+    ];
+
     /// A stable snake_case tag used in error bodies and logs.
     pub fn as_str(self) -> &'static str {
         match self {

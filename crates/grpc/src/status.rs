@@ -79,23 +79,9 @@ pub(crate) fn status(err: Error) -> Status {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorKind; 11] = [
-        ErrorKind::InvalidRequest,
-        ErrorKind::NotFound,
-        ErrorKind::Conflict,
-        ErrorKind::Unauthorized,
-        ErrorKind::Forbidden,
-        ErrorKind::RateLimited,
-        ErrorKind::Overloaded,
-        ErrorKind::Timeout,
-        ErrorKind::Upstream,
-        ErrorKind::Unsupported,
-        ErrorKind::Internal,
-    ];
-
     #[test]
     fn every_kind_maps_to_an_error_code_with_its_tag() {
-        for kind in ALL {
+        for kind in ErrorKind::ALL {
             let status = to_status(&Error::new(kind, "m"));
             assert_ne!(status.code(), Code::Ok);
             assert_eq!(status.code(), code_for(kind));

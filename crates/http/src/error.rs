@@ -228,23 +228,9 @@ where
 mod tests {
     use super::*;
 
-    const ALL: [ErrorKind; 11] = [
-        ErrorKind::InvalidRequest,
-        ErrorKind::NotFound,
-        ErrorKind::Conflict,
-        ErrorKind::Unauthorized,
-        ErrorKind::Forbidden,
-        ErrorKind::RateLimited,
-        ErrorKind::Overloaded,
-        ErrorKind::Timeout,
-        ErrorKind::Upstream,
-        ErrorKind::Unsupported,
-        ErrorKind::Internal,
-    ];
-
     #[test]
     fn every_kind_maps_to_an_error_status() {
-        for kind in ALL {
+        for kind in ErrorKind::ALL {
             assert!(classic_status(kind).as_u16() >= 400);
             assert!(openai_status(kind).as_u16() >= 400);
         }

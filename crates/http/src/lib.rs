@@ -238,24 +238,10 @@ mod tests {
     /// Every operation documents every status an error kind maps to, on either error flavour.
     #[test]
     fn every_operation_documents_the_error_statuses() {
-        use llama_stack_core::ErrorKind::*;
-        let kinds = [
-            InvalidRequest,
-            NotFound,
-            Conflict,
-            Unauthorized,
-            Forbidden,
-            RateLimited,
-            Overloaded,
-            Timeout,
-            Upstream,
-            Unsupported,
-            Internal,
-        ];
         let doc = openapi();
         for (path, item) in &doc.paths.paths {
             for op in [&item.get, &item.post, &item.delete].into_iter().flatten() {
-                for kind in kinds {
+                for kind in llama_stack_core::ErrorKind::ALL {
                     for status in [error::classic_status(kind), error::openai_status(kind)] {
                         assert!(
                             op.responses.responses.contains_key(status.as_str()),
