@@ -52,7 +52,7 @@ pub(crate) async fn assemble(
     )
     .await?;
     let default_shield = loaded.config.safety.default_shield_id.clone();
-    let base = Services::over(&in_order(&built), store.clone(), default_shield.clone());
+    let base = Services::over(&in_order(&built), store.clone(), default_shield);
     let mut apis = base.handles();
     // Tool runtimes are built now; until then the handles name no tool runtime.
     apis.tools = None;
@@ -66,9 +66,9 @@ pub(crate) async fn assemble(
         &mut built,
     )
     .await?;
-    let with_tools = Services::over(&in_order(&built), store.clone(), default_shield);
+    let tools = Services::tools_over(&in_order(&built), store.clone());
     let apis = ApiHandles {
-        tools: Some(with_tools.tools.clone()),
+        tools: Some(tools.clone()),
         ..base.handles()
     };
 
@@ -87,7 +87,7 @@ pub(crate) async fn assemble(
             inference: base.inference,
             safety: base.safety,
             memory: base.memory,
-            tools: with_tools.tools,
+            tools,
             agents,
         },
     ))

@@ -94,13 +94,7 @@ impl Services {
             store.clone(),
             inference.clone(),
         ));
-        let tools = Arc::new(ToolsService::new(
-            instances(providers, |i| match i {
-                ProviderInstance::ToolRuntime(p) => Some(p.clone()),
-                _ => None,
-            }),
-            store,
-        ));
+        let tools = Services::tools_over(providers, store);
         let agents = providers.iter().find_map(|p| match &p.instance {
             ProviderInstance::Agents(a) => Some(a.clone()),
             _ => None,
@@ -112,6 +106,21 @@ impl Services {
             tools,
             agents,
         }
+    }
+
+    /// The tool runtime service over the tool runtimes among `providers`: the assembler builds
+    /// it once those runtimes exist, after the other services.
+    pub fn tools_over(
+        providers: &[ProviderHandle],
+        store: Arc<dyn RegistryStore>,
+    ) -> Arc<ToolsService> {
+        Arc::new(ToolsService::new(
+            instances(providers, |i| match i {
+                ProviderInstance::ToolRuntime(p) => Some(p.clone()),
+                _ => None,
+            }),
+            store,
+        ))
     }
 
     /// The handles a provider built after these services may call.
