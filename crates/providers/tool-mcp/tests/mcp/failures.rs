@@ -164,3 +164,43 @@ async fn private_endpoints_are_refused_by_default() {
             .is_ok()
     );
 }
+
+/// A redirect is not followed on either transport: it could lead past the address check, and
+/// the request carries the caller's credentials for the named server only.
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_uri = format!("http://{}/mcp", target.local_addr().unwrap());
+    let reached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = reached.clone();
+    let target_app = Router::new().fallback(move || {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { StatusCode::OK }
+    });
+    tokio::spawn(async move { axum::serve(target, target_app).await });
+
+    let redirecting = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("http://{}/mcp", redirecting.local_addr().unwrap());
+    let app = Router::new().fallback(move || {
+        let location = target_uri.clone();
+        async move {
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(axum::http::header::LOCATION, location)],
+            )
+        }
+    });
+    tokio::spawn(async move { axum::serve(redirecting, app).await });
+
+    let err = runtime(json!({}))
+        .await
+        .list_tools(&group(&uri))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Upstream, "{err}");
+    assert_eq!(
+        reached.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the redirect target was reached"
+    );
+}
