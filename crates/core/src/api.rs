@@ -10,6 +10,7 @@ pub enum Api {
     Safety,
     VectorIo,
     Agents,
+    Responses,
     ToolRuntime,
     Files,
     Telemetry,
@@ -20,11 +21,12 @@ pub enum Api {
 }
 
 impl Api {
-    pub const ALL: [Api; 11] = [
+    pub const ALL: [Api; 12] = [
         Api::Inference,
         Api::Safety,
         Api::VectorIo,
         Api::Agents,
+        Api::Responses,
         Api::ToolRuntime,
         Api::Files,
         Api::Telemetry,
@@ -40,6 +42,7 @@ impl Api {
             Api::Safety => "safety",
             Api::VectorIo => "vector_io",
             Api::Agents => "agents",
+            Api::Responses => "responses",
             Api::ToolRuntime => "tool_runtime",
             Api::Files => "files",
             Api::Telemetry => "telemetry",

@@ -110,6 +110,13 @@ impl Error {
         Self::new(ErrorKind::Overloaded, message).with_retry_after(retry_after)
     }
 
+    /// The same error with another kind, for a caller that knows better what it means (a
+    /// missing resource named in a request body is the request's problem, but still a 404).
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
     pub fn with_context(mut self, key: &'static str, value: impl Into<String>) -> Self {
         self.context.push((key, value.into()));
         self

@@ -32,6 +32,14 @@ impl ProviderData {
         self.0.get(key)
     }
 
+    /// A copy with `key` set to `value`, for a call that adds request-scoped data of its own
+    /// (an MCP server's headers given in a request body).
+    pub fn with(&self, key: &str, value: serde_json::Value) -> Self {
+        let mut map = (*self.0).clone();
+        map.insert(key.to_string(), value);
+        ProviderData::new(map)
+    }
+
     /// The keys present, for messages (values are secrets and never shown).
     pub fn keys(&self) -> Vec<&str> {
         self.0.keys().map(String::as_str).collect()
@@ -54,6 +62,13 @@ tokio::task_local! {
 /// Runs `future` with `data` as the request's provider data.
 pub async fn with_provider_data<F: Future>(data: ProviderData, future: F) -> F::Output {
     PROVIDER_DATA.scope(data, future).await
+}
+
+/// The current request's provider data (empty outside a request).
+pub fn current_provider_data() -> ProviderData {
+    PROVIDER_DATA
+        .try_with(|data| data.clone())
+        .unwrap_or_default()
 }
 
 /// A non-empty string value of the current request's provider data, if the request sent one.

@@ -27,7 +27,7 @@ impl Phase {
     fn of(api: Api) -> Phase {
         match api {
             Api::ToolRuntime => Phase::ToolRuntime,
-            Api::Agents => Phase::Agents,
+            Api::Agents | Api::Responses => Phase::Agents,
             _ => Phase::Base,
         }
     }
@@ -77,6 +77,10 @@ pub(crate) async fn assemble(
         ProviderInstance::Agents(a) => Some(a.clone()),
         _ => None,
     });
+    let responses = built.iter().find_map(|(_, h)| match &h.instance {
+        ProviderInstance::Responses(r) => Some(r.clone()),
+        _ => None,
+    });
 
     built.sort_by_key(|(index, _)| *index);
     let handles = built.into_iter().map(|(_, h)| h).collect();
@@ -89,6 +93,7 @@ pub(crate) async fn assemble(
             memory: base.memory,
             tools,
             agents,
+            responses,
         },
     ))
 }

@@ -91,6 +91,9 @@ pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
 
     register_memory_resources(&stack, &loaded).await?;
     register_shields(&stack, &loaded).await?;
+    if let Ok(responses) = stack.responses() {
+        responses.resume_background().await?;
+    }
 
     tokio::spawn(watch_upstreams(Arc::downgrade(&stack)));
 

@@ -20,7 +20,9 @@ use axum::routing::get;
 use llama_stack_core::Error;
 use llama_stack_stack::Stack;
 
-use routes::{agents, files, inference, inspect, memory, models, openai, safety, vector_stores};
+use routes::{
+    agents, files, inference, inspect, memory, models, openai, responses, safety, vector_stores,
+};
 pub use table::{RouteEntry, RouteTable};
 
 /// Largest request body accepted (a chat with long documents fits; a runaway upload does not).
@@ -37,6 +39,7 @@ fn table() -> RouteTable {
     let table = vector_stores::declare(table);
     let table = safety::declare(table);
     let table = agents::declare(table);
+    let table = responses::declare(table);
     files::declare(table)
 }
 

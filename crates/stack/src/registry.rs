@@ -11,6 +11,7 @@ use llama_stack_agents::Agents;
 use llama_stack_core::{Api, ConfigIssue, RegistryStore, Result};
 use llama_stack_inference::{InferenceApi, InferenceProvider};
 use llama_stack_memory::{FilesProvider, MemoryApi, VectorIoProvider};
+use llama_stack_responses::Responses;
 use llama_stack_safety::{SafetyApi, SafetyProvider};
 use llama_stack_tools::{ToolRuntimeProvider, ToolsApi};
 
@@ -23,6 +24,7 @@ pub enum ProviderInstance {
     Files(Arc<dyn FilesProvider>),
     ToolRuntime(Arc<dyn ToolRuntimeProvider>),
     Agents(Arc<dyn Agents>),
+    Responses(Arc<dyn Responses>),
 }
 
 impl ProviderInstance {
@@ -35,6 +37,7 @@ impl ProviderInstance {
             ProviderInstance::Files(_) => Api::Files,
             ProviderInstance::ToolRuntime(_) => Api::ToolRuntime,
             ProviderInstance::Agents(_) => Api::Agents,
+            ProviderInstance::Responses(_) => Api::Responses,
         }
     }
 }

@@ -9,6 +9,7 @@ use llama_stack_agents::Agents;
 use llama_stack_core::{Api, Error, RegistryStore, Result};
 use llama_stack_inference::InferenceService;
 use llama_stack_memory::MemoryService;
+use llama_stack_responses::Responses;
 use llama_stack_safety::SafetyService;
 use llama_stack_tools::ToolsService;
 use llama_stack_types::{HealthInfo, HealthStatus, ProviderInfo};
@@ -46,6 +47,8 @@ pub struct Stack {
     pub tools: Arc<ToolsService>,
     /// The agents provider, when run.yaml configures one.
     agents: Option<Arc<dyn Agents>>,
+    /// The responses provider, when run.yaml configures one.
+    responses: Option<Arc<dyn Responses>>,
 }
 
 /// The services of a stack, as the assembler built them.
@@ -55,6 +58,7 @@ pub struct Services {
     pub memory: Arc<MemoryService>,
     pub tools: Arc<ToolsService>,
     pub agents: Option<Arc<dyn Agents>>,
+    pub responses: Option<Arc<dyn Responses>>,
 }
 
 impl Services {
@@ -99,12 +103,17 @@ impl Services {
             ProviderInstance::Agents(a) => Some(a.clone()),
             _ => None,
         });
+        let responses = providers.iter().find_map(|p| match &p.instance {
+            ProviderInstance::Responses(r) => Some(r.clone()),
+            _ => None,
+        });
         Services {
             inference,
             safety,
             memory,
             tools,
             agents,
+            responses,
         }
     }
 
@@ -155,6 +164,7 @@ impl Stack {
             memory: services.memory,
             tools: services.tools,
             agents: services.agents,
+            responses: services.responses,
         }
     }
 
@@ -180,6 +190,15 @@ impl Stack {
         self.agents.clone().ok_or_else(|| {
             Error::unsupported(
                 "This distribution serves no agents API: add an inline::meta-reference provider under providers.agents in run.yaml",
+            )
+        })
+    }
+
+    /// The responses and conversations API, or an error that says how to switch it on.
+    pub fn responses(&self) -> Result<Arc<dyn Responses>> {
+        self.responses.clone().ok_or_else(|| {
+            Error::unsupported(
+                "This distribution serves no responses API: add an inline::builtin provider under providers.responses in run.yaml",
             )
         })
     }

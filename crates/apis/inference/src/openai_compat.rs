@@ -357,11 +357,52 @@ fn openai_tool_call(index: u32, call: &ToolCall) -> OpenAiToolCall {
 }
 
 /// Translates a classic chat stream into OpenAI chunks.
+/// Text that may be the start of a Llama tool call (JSON, the pythonic list, `<|python_tag|>`)
+/// is held back while tools are offered: a provider that formats tool calls as text streams it
+/// before parsing the call, and an OpenAI client must see a tool call, not its text.
+#[derive(Default)]
+struct HeldText {
+    text: String,
+    /// `Some(true)` once the text is known to be an answer, `Some(false)` once it may be a call.
+    streaming: Option<bool>,
+}
+
+impl HeldText {
+    /// What to send now of `piece`.
+    fn push(&mut self, piece: String) -> Option<String> {
+        match self.streaming {
+            Some(true) => return Some(piece),
+            Some(false) => {
+                self.text.push_str(&piece);
+                return None;
+            }
+            None => self.text.push_str(&piece),
+        }
+        let start = self.text.trim_start();
+        const TAG: &str = "<|python_tag|>";
+        if start.is_empty() || TAG.starts_with(start) {
+            return None;
+        }
+        if start.starts_with('{') || start.starts_with('[') || start.starts_with(TAG) {
+            self.streaming = Some(false);
+            return None;
+        }
+        self.streaming = Some(true);
+        Some(std::mem::take(&mut self.text))
+    }
+
+    /// What is left once the reply ends without a tool call.
+    fn rest(&mut self) -> Option<String> {
+        Some(std::mem::take(&mut self.text)).filter(|t| !t.is_empty())
+    }
+}
+
 fn chat_chunks(
     stream: ChatStream,
     model: String,
     include_usage: bool,
     top_logprobs: Option<usize>,
+    tools_offered: bool,
 ) -> OpenAiChatStream {
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4());
     let created = now();
@@ -386,6 +427,10 @@ fn chat_chunks(
             }
         };
     let mut tool_index = 0u32;
+    let mut held = HeldText {
+        streaming: (!tools_offered).then_some(true),
+        ..HeldText::default()
+    };
     stream
         .flat_map(move |item| {
             let out: Vec<Result<OpenAiChatCompletionChunk>> = match item {
@@ -412,11 +457,16 @@ fn chat_chunks(
                             None,
                         ))],
                         (ChatEventType::Progress, ContentDelta::Text { text }) => {
-                            let mut c = make(empty(Some(text)), None, None);
-                            if let Some(choice) = c.choices.first_mut() {
-                                choice.logprobs = logprobs;
+                            match held.push(text) {
+                                Some(text) => {
+                                    let mut c = make(empty(Some(text)), None, None);
+                                    if let Some(choice) = c.choices.first_mut() {
+                                        choice.logprobs = logprobs;
+                                    }
+                                    vec![Ok(c)]
+                                }
+                                None => vec![],
                             }
-                            vec![Ok(c)]
                         }
                         (
                             ChatEventType::Progress,
@@ -431,6 +481,8 @@ fn chat_chunks(
                                 tool_calls: Some(vec![openai_tool_call(tool_index, &call)]),
                             };
                             tool_index += 1;
+                            // The call's own text is not part of the answer.
+                            held.text.clear();
                             vec![Ok(make(delta, None, None))]
                         }
                         (ChatEventType::Progress, _) => vec![],
@@ -439,8 +491,11 @@ fn chat_chunks(
                                 .stop_reason
                                 .unwrap_or(StopReason::EndOfTurn)
                                 .openai_finish_reason(tool_index > 0);
-                            let mut out =
-                                vec![Ok(make(empty(None), Some(reason.to_string()), None))];
+                            let mut out = Vec::new();
+                            if let Some(rest) = held.rest() {
+                                out.push(Ok(make(empty(Some(rest)), None, None)));
+                            }
+                            out.push(Ok(make(empty(None), Some(reason.to_string()), None)));
                             if include_usage {
                                 let usage =
                                     Usage::from_metrics(chunk.metrics.as_deref().unwrap_or(&[]));
@@ -494,11 +549,14 @@ impl InferenceService {
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
         if request.stream.unwrap_or(false) {
+            let tools_offered = request.tools.as_ref().is_some_and(|t| !t.is_empty())
+                && request.tool_choice.as_ref().and_then(|c| c.as_str()) != Some("none");
             return Ok(OpenAiOutput::Stream(chat_chunks(
                 stream,
                 request.model.clone(),
                 include_usage,
                 top_logprobs,
+                tools_offered,
             )));
         }
         let response = crate::ops::collect_chat(stream).await?;

@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use llama_stack_core::{RegistryStore, Result};
+use llama_stack_types::openai::{OpenAiChatCompletion, OpenAiChatCompletionRequest};
 use llama_stack_types::{ChatCompletionRequest, EmbeddingsRequest, Model};
 use tokio::sync::RwLock;
 
+use crate::openai_compat::{OpenAiChatStream, OpenAiOutput};
 use crate::provider::{ChatStream, Embeddings, InferenceProvider};
 
 /// The inference API as the other APIs see it (safety's guard models, memory's embeddings,
@@ -23,6 +25,12 @@ pub trait InferenceApi: Send + Sync {
     async fn chat_completion(&self, request: ChatCompletionRequest) -> Result<ChatStream>;
     /// Embeddings of the request's contents by an embedding model.
     async fn embed(&self, request: EmbeddingsRequest) -> Result<Embeddings>;
+    /// An OpenAI chat completion (`POST /v1/chat/completions`): translated for providers that
+    /// speak the classic API, forwarded as it is to upstreams that speak OpenAI's.
+    async fn openai_chat_completion(
+        &self,
+        request: OpenAiChatCompletionRequest,
+    ) -> Result<OpenAiOutput<OpenAiChatCompletion, OpenAiChatStream>>;
 }
 
 /// The inference providers by id and the model registry over them.
@@ -85,5 +93,12 @@ impl InferenceApi for InferenceService {
 
     async fn embed(&self, request: EmbeddingsRequest) -> Result<Embeddings> {
         InferenceService::embed(self, request).await
+    }
+
+    async fn openai_chat_completion(
+        &self,
+        request: OpenAiChatCompletionRequest,
+    ) -> Result<OpenAiOutput<OpenAiChatCompletion, OpenAiChatStream>> {
+        InferenceService::openai_chat_completion(self, request).await
     }
 }

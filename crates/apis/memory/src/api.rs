@@ -34,6 +34,12 @@ pub trait MemoryApi: Send + Sync {
         query: &str,
         params: &QueryParams,
     ) -> Result<Vec<ScoredChunk>>;
+    /// `POST /v1/vector_stores/{id}/search`: a search page in the OpenAI shape.
+    async fn search_vector_store(
+        &self,
+        store_id: &str,
+        body: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<serde_json::Value>;
 }
 
 #[async_trait]
@@ -77,5 +83,13 @@ impl MemoryApi for MemoryService {
         params: &QueryParams,
     ) -> Result<Vec<ScoredChunk>> {
         self.search_store(store_id, query, params, None).await
+    }
+
+    async fn search_vector_store(
+        &self,
+        store_id: &str,
+        body: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        MemoryService::search_vector_store(self, store_id, body).await
     }
 }

@@ -30,6 +30,12 @@ pub trait ToolRuntimeProvider: Send + Sync {
         kwargs: &Map<String, Value>,
     ) -> Result<ToolInvocationResult>;
 
+    /// Whether this runtime talks to MCP servers, so that a server named in a request (a
+    /// Responses `mcp` tool) can be reached through it as an unregistered group.
+    fn serves_mcp(&self) -> bool {
+        false
+    }
+
     /// Whether this runtime serves the RAG tool (`rag-tool/insert` and `rag-tool/query`). Its
     /// groups' tools need no server round trip, so tool lookups try them first.
     fn serves_rag(&self) -> bool {

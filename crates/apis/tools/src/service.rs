@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use llama_stack_core::request_context::{ProviderData, current_provider_data, with_provider_data};
 use llama_stack_core::{Error, ErrorKind, RegistryStore, Result};
 use llama_stack_types::{
     InvokeToolRequest, RagInsertRequest, RagQueryRequest, RagQueryResult, RegisterToolGroupRequest,
@@ -35,6 +36,21 @@ pub trait ToolsApi: Send + Sync {
     ) -> Result<ToolInvocationResult>;
     /// How documents given by URL are loaded (the RAG runtime's limits, or the safe default).
     fn fetch_policy(&self) -> FetchPolicy;
+    /// The tools of the MCP server at `server_url`, named by a request rather than registered
+    /// as a group; `headers` go with every request to it.
+    async fn list_mcp_tools(
+        &self,
+        server_url: &str,
+        headers: &serde_json::Map<String, Value>,
+    ) -> Result<Vec<ToolDef>>;
+    /// Calls `tool` on the MCP server at `server_url`.
+    async fn invoke_mcp_tool(
+        &self,
+        server_url: &str,
+        headers: &serde_json::Map<String, Value>,
+        tool: &str,
+        arguments: &serde_json::Map<String, Value>,
+    ) -> Result<ToolInvocationResult>;
 }
 
 /// The tool runtimes by id and the tool groups registered over them.
@@ -377,5 +393,71 @@ impl ToolsApi for ToolsService {
 
     fn fetch_policy(&self) -> FetchPolicy {
         ToolsService::fetch_policy(self)
+    }
+
+    async fn list_mcp_tools(
+        &self,
+        server_url: &str,
+        headers: &serde_json::Map<String, Value>,
+    ) -> Result<Vec<ToolDef>> {
+        let (runtime, group) = self.mcp_group(server_url)?;
+        with_provider_data(mcp_scope(server_url, headers), runtime.list_tools(&group)).await
+    }
+
+    async fn invoke_mcp_tool(
+        &self,
+        server_url: &str,
+        headers: &serde_json::Map<String, Value>,
+        tool: &str,
+        arguments: &serde_json::Map<String, Value>,
+    ) -> Result<ToolInvocationResult> {
+        let (runtime, group) = self.mcp_group(server_url)?;
+        with_provider_data(
+            mcp_scope(server_url, headers),
+            runtime.invoke(&group, tool, arguments),
+        )
+        .await
+    }
+}
+
+/// The request's provider data with `headers` as the MCP headers of `server_url`, which is how
+/// the MCP runtime takes per-request headers.
+fn mcp_scope(server_url: &str, headers: &serde_json::Map<String, Value>) -> ProviderData {
+    let current = current_provider_data();
+    let mut by_url = match current.get("mcp_headers") {
+        Some(Value::Object(map)) => map.clone(),
+        // Some clients send the object JSON-encoded.
+        Some(Value::String(text)) => serde_json::from_str(text).unwrap_or_default(),
+        _ => serde_json::Map::new(),
+    };
+    if !headers.is_empty() {
+        by_url.insert(server_url.to_string(), Value::Object(headers.clone()));
+    }
+    current.with("mcp_headers", Value::Object(by_url))
+}
+
+impl ToolsService {
+    /// The MCP runtime and an unregistered group for the server at `server_url`, checked as a
+    /// registered group would be (the address policy included).
+    fn mcp_group(&self, server_url: &str) -> Result<(Arc<dyn ToolRuntimeProvider>, ToolGroup)> {
+        let (provider_id, runtime) = self
+            .runtimes
+            .iter()
+            .find(|(_, r)| r.serves_mcp())
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "The MCP server {server_url} cannot be reached: this distribution has no MCP tool runtime; add a remote::model-context-protocol provider under providers.tool_runtime in run.yaml"
+                ))
+            })?;
+        let group = ToolGroup {
+            identifier: format!("mcp::{server_url}"),
+            provider_resource_id: format!("mcp::{server_url}"),
+            provider_id: provider_id.clone(),
+            resource_type: "tool_group".into(),
+            mcp_endpoint: Some(json!({ "uri": server_url })),
+            args: None,
+        };
+        runtime.check_group(&group)?;
+        Ok((runtime.clone(), group))
     }
 }

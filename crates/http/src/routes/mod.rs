@@ -5,5 +5,6 @@ pub mod inspect;
 pub mod memory;
 pub mod models;
 pub mod openai;
+pub mod responses;
 pub mod safety;
 pub mod vector_stores;

@@ -46,6 +46,18 @@ impl InferenceApi for ScriptedInference {
         vec![]
     }
 
+    async fn openai_chat_completion(
+        &self,
+        _request: llama_stack_types::openai::OpenAiChatCompletionRequest,
+    ) -> Result<
+        llama_stack_inference::openai_compat::OpenAiOutput<
+            llama_stack_types::openai::OpenAiChatCompletion,
+            llama_stack_inference::openai_compat::OpenAiChatStream,
+        >,
+    > {
+        Err(Error::unsupported("the turn loop uses the classic API"))
+    }
+
     async fn chat_completion(&self, request: ChatCompletionRequest) -> Result<ChatStream> {
         self.requests.lock().unwrap().push(request);
         let reply = self
@@ -158,6 +170,24 @@ impl ToolsApi for Calculator {
     async fn invoke_tool(&self, request: InvokeToolRequest) -> Result<ToolInvocationResult> {
         self.invoke_group_tool(&calc_group(), &request.tool_name, &request.kwargs)
             .await
+    }
+
+    async fn list_mcp_tools(
+        &self,
+        _server_url: &str,
+        _headers: &Map<String, Value>,
+    ) -> Result<Vec<llama_stack_types::ToolDef>> {
+        Err(Error::unsupported("no MCP servers here"))
+    }
+
+    async fn invoke_mcp_tool(
+        &self,
+        _server_url: &str,
+        _headers: &Map<String, Value>,
+        _tool: &str,
+        _arguments: &Map<String, Value>,
+    ) -> Result<ToolInvocationResult> {
+        Err(Error::unsupported("no MCP servers here"))
     }
 
     async fn invoke_group_tool(

@@ -268,6 +268,10 @@ fn call_error(endpoint: &Endpoint, tool: &str, error: &ServiceError) -> Error {
 
 #[async_trait]
 impl ToolRuntimeProvider for McpToolRuntime {
+    fn serves_mcp(&self) -> bool {
+        true
+    }
+
     fn check_group(&self, group: &ToolGroup) -> Result<()> {
         let endpoint = endpoint(group)?;
         // An address written as an IP literal is refused when the group is registered; a host
