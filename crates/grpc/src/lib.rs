@@ -48,11 +48,12 @@ pub fn router(stack: Arc<Stack>) -> Routes {
     use pb::inspect_service_server::InspectServiceServer;
     use pb::models_service_server::ModelsServiceServer;
     use pb::rag_tool_service_server::RagToolServiceServer;
+    use pb::responses_service_server::ResponsesServiceServer;
     use pb::safety_service_server::SafetyServiceServer;
     use pb::vector_io_service_server::VectorIoServiceServer;
     use services::vector_io::{RagTool, VectorIo};
     use services::{agents::Agents, inference::Inference};
-    use services::{inspect::Inspect, models::Models, safety::Safety};
+    use services::{inspect::Inspect, models::Models, responses::Responses, safety::Safety};
 
     let limit = MAX_MESSAGE_BYTES;
     let mut routes = Routes::builder();
@@ -72,6 +73,7 @@ pub fn router(stack: Arc<Stack>) -> Routes {
     add!(VectorIoServiceServer, VectorIo(stack.clone()));
     add!(RagToolServiceServer, RagTool(stack.clone()));
     add!(AgentsServiceServer, Agents(stack.clone()));
+    add!(ResponsesServiceServer, Responses(stack.clone()));
 
     routes.add_service(health_service(&stack));
     match reflection_service() {

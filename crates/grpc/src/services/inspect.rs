@@ -58,6 +58,7 @@ pub(crate) fn service_api(service: &str) -> Option<Api> {
         "VectorIoService" => Some(Api::VectorIo),
         "RagToolService" => Some(Api::ToolRuntime),
         "AgentsService" => Some(Api::Agents),
+        "ResponsesService" => Some(Api::Responses),
         _ => None,
     }
 }

@@ -5,5 +5,6 @@ pub(crate) mod agents;
 pub(crate) mod inference;
 pub(crate) mod inspect;
 pub(crate) mod models;
+pub(crate) mod responses;
 pub(crate) mod safety;
 pub(crate) mod vector_io;

@@ -7,6 +7,7 @@ mod compat;
 mod inference;
 mod inspect;
 mod models;
+mod responses;
 mod safety;
 mod support;
 mod upstream;
