@@ -58,6 +58,17 @@ if ! "$venv07/bin/python" -c 'import importlib.metadata as md; assert md.version
 fi
 "$venv07/bin/python" -c 'import importlib.metadata as md; print("setup-python: client 0.7 venv has llama-stack-client", md.version("llama-stack-client"))'
 
+# The OpenAI Agents SDK drives the Responses API (tests/e2e/test_responses_clients.py); its own
+# venv, since it brings its own `openai` (and, from openai 3, httpx2) release.
+venvagents="${LLAMA_STACK_VENV_AGENTS:-$repo_root/.venv-agents}"
+if [ ! -x "$venvagents/bin/python" ]; then
+  "$python" -m venv "$venvagents"
+fi
+if ! "$venvagents/bin/python" -c 'import importlib.metadata as md; assert md.version("openai-agents").startswith("0.24.")' 2>/dev/null; then
+  "$venvagents/bin/python" -m pip install "${pip_quiet[@]}" "openai-agents>=0.24,<0.25"
+fi
+"$venvagents/bin/python" -c 'import importlib.metadata as md; print("setup-python: agents venv has openai-agents", md.version("openai-agents"), "| openai", md.version("openai"))'
+
 # schemathesis fuzzes the server from docs/openapi.json (tests/e2e/test_fuzz.py); its own venv
 # keeps its dependencies (hypothesis, httpx, ...) away from the clients' pins.
 venvfuzz="${LLAMA_STACK_VENV_FUZZ:-$repo_root/.venv-fuzz}"

@@ -4,7 +4,8 @@ one. Markers in the last message choose the reply:
 
 * `[[call]]` calls the client tool `get_weather`; `[[rag]]` calls `knowledge_search`;
 * `[[search]]`, `[[wolfram]]` and `[[mcp]]` call `brave_search`, `wolfram_alpha` and the MCP
-  tool `add`, each only when the request offers that tool;
+  tool `add`, and `[[fs]]` and `[[web]]` the Responses tools `file_search` and `web_search`,
+  each only when the request offers that tool;
 * `[[insecure]]` answers with code the code scanner flags; `[[long]]` stops with
   `finish_reason: length`; `[[slow]]` waits `slow_s` first;
 * after a tool result it answers "The weather is <result>."; otherwise it greets.
@@ -28,6 +29,8 @@ TOOL_MARKERS = {
     "[[search]]": ("brave_search", {"query": "llama stack"}),
     "[[wolfram]]": ("wolfram_alpha", {"query": "2+2"}),
     "[[mcp]]": ("add", {"a": 2, "b": 3}),
+    "[[fs]]": ("file_search", {"query": "boiling point"}),
+    "[[web]]": ("web_search", {"query": "llama stack"}),
 }
 
 
@@ -118,13 +121,17 @@ class ToolCallingUpstream:
 
 def agents_run_yaml(path, upstream_url: str, minilm, metadata_store: dict,
                     tool_runtime: list | None = None, tool_groups: list | None = None,
-                    rag_config: dict | None = None) -> str:
+                    rag_config: dict | None = None, files_dir=None) -> str:
     """A run.yaml serving the stub model, MiniLM, the code scanner, sqlite-vec, the RAG runtime
-    (plus `tool_runtime`/`tool_groups` entries) and the agents API."""
+    (plus `tool_runtime`/`tool_groups` entries), the agents API and the responses API; with
+    `files_dir`, the files API too."""
+    files = {"files": [{"provider_id": "localfs", "provider_type": "inline::localfs",
+                        "config": {"storage_dir": str(files_dir)}}]} if files_dir else {}
     path.write_text(yaml.safe_dump({
         "version": 2,
         "image_name": "agents-e2e",
-        "apis": ["inference", "safety", "agents", "vector_io", "tool_runtime"],
+        "apis": ["inference", "safety", "agents", "responses", "vector_io", "tool_runtime"]
+        + (["files"] if files_dir else []),
         "providers": {
             "inference": [
                 {"provider_id": "stub", "provider_type": "remote::openai-compat",
@@ -137,10 +144,13 @@ def agents_run_yaml(path, upstream_url: str, minilm, metadata_store: dict,
                         "config": {}}],
             "agents": [{"provider_id": "meta-reference", "provider_type": "inline::meta-reference",
                         "config": {}}],
+            "responses": [{"provider_id": "builtin", "provider_type": "inline::builtin",
+                           "config": {}}],
             "vector_io": [{"provider_id": "sqlite-vec", "provider_type": "inline::sqlite-vec",
                            "config": {"db_path": str(path.parent / "vec.db")}}],
             "tool_runtime": [{"provider_id": "rag-runtime", "provider_type": "inline::rag-runtime",
                               "config": rag_config or {}}] + (tool_runtime or []),
+            **files,
         },
         "metadata_store": metadata_store,
         "models": [

@@ -105,6 +105,7 @@ const EXPECTED: &[(&str, Pairs, Pairs)] = &[
             ("llama-guard", "inline::llama-guard"),
             ("code-scanner", "inline::code-scanner"),
             ("meta-reference", "inline::meta-reference"),
+            ("builtin", "inline::builtin"),
         ],
         &[
             ("meta-llama/Llama-3.2-1B-Instruct", "candle"),
@@ -141,6 +142,7 @@ const EXPECTED: &[(&str, Pairs, Pairs)] = &[
             ("pgvector", "remote::pgvector"),
             ("rag-runtime", "inline::rag-runtime"),
             ("localfs", "inline::localfs"),
+            ("builtin", "inline::builtin"),
         ],
         &[("all-MiniLM-L6-v2", "sentence-transformers")],
     ),
@@ -166,6 +168,7 @@ const EXPECTED: &[(&str, Pairs, Pairs)] = &[
             ("llama-guard", "inline::llama-guard"),
             ("code-scanner", "inline::code-scanner"),
             ("meta-reference", "inline::meta-reference"),
+            ("builtin", "inline::builtin"),
         ],
         &[],
     ),
@@ -351,7 +354,8 @@ fn local_defaults() {
             Api::ToolRuntime,
             Api::Files,
             Api::Safety,
-            Api::Agents
+            Api::Agents,
+            Api::Responses
         ]
     );
     assert_eq!(loaded.server.port, 8321);

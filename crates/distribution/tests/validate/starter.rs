@@ -79,6 +79,7 @@ fn nothing_set_enables_nothing_and_still_loads() {
             Api::Safety,
             Api::VectorIo,
             Api::Agents,
+            Api::Responses,
             Api::ToolRuntime,
             Api::Files
         ]
@@ -249,6 +250,7 @@ const MEMORY: &[(&str, &str)] = &[
     ("llama-guard", "inline::llama-guard"),
     ("code-scanner", "inline::code-scanner"),
     ("meta-reference", "inline::meta-reference"),
+    ("builtin", "inline::builtin"),
 ];
 
 /// The switchable (inference) providers a loaded starter enables.

@@ -9,11 +9,26 @@ use llama_stack_core::Result;
 pub(crate) struct Emitter {
     next: u64,
     tx: Option<UnboundedSender<Result<Value>>>,
+    /// Set by the run: upstream's item and content part events carry it, and
+    /// llama-stack-client 0.7 reads those events by it.
+    pub response_id: String,
 }
+
+/// The events that carry `response_id`.
+const WITH_RESPONSE_ID: &[&str] = &[
+    "response.output_item.added",
+    "response.output_item.done",
+    "response.content_part.added",
+    "response.content_part.done",
+];
 
 impl Emitter {
     pub(crate) fn new(tx: Option<UnboundedSender<Result<Value>>>) -> Self {
-        Emitter { next: 0, tx }
+        Emitter {
+            next: 0,
+            tx,
+            response_id: String::new(),
+        }
     }
 
     pub(crate) fn streaming(&self) -> bool {
@@ -30,6 +45,9 @@ impl Emitter {
         if let Some(obj) = event.as_object_mut() {
             obj.insert("type".into(), json!(kind));
             obj.insert("sequence_number".into(), json!(self.next));
+            if WITH_RESPONSE_ID.contains(&kind) {
+                obj.insert("response_id".into(), json!(self.response_id));
+            }
         }
         self.next += 1;
         let _ = tx.send(Ok(event));

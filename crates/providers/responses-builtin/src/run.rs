@@ -81,10 +81,11 @@ impl Run {
         req: CreateRequest,
         id: String,
         created_at: i64,
-        out: Emitter,
+        mut out: Emitter,
         messages: Vec<Value>,
         prior_items: Vec<Value>,
     ) -> Self {
+        out.response_id = id.clone();
         Run {
             svc,
             req,
