@@ -7,12 +7,14 @@
 pub mod api;
 pub mod config;
 pub mod error;
+mod memory_store;
 pub mod request_context;
 pub mod store;
 
 pub use api::Api;
 pub use config::{CheckedConfig, ConfigIssue, load_config, parse_config, validate_config};
 pub use error::{Error, ErrorKind, Result};
+pub use memory_store::MemoryStore;
 pub use store::RegistryStore;
 
 /// Now as upstream writes timestamps (ISO 8601, UTC, microseconds).

@@ -737,6 +737,24 @@ fn completion_chunks(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn text_that_may_be_a_tool_call_is_held_back() {
+        let mut held = HeldText::default();
+        assert_eq!(held.push(" ".into()), None);
+        assert_eq!(held.push("{\"name\"".into()), None);
+        assert_eq!(held.push(": 1}".into()), None);
+        assert_eq!(held.rest().as_deref(), Some(" {\"name\": 1}"));
+        let mut tag = HeldText::default();
+        assert_eq!(tag.push("<|python".into()), None);
+        assert_eq!(tag.push("_tag|>x".into()), None);
+        let mut answer = HeldText::default();
+        assert_eq!(answer.push("\n".into()), None);
+        assert_eq!(answer.push("Hi".into()).as_deref(), Some("\nHi"));
+        assert_eq!(answer.push(" there".into()).as_deref(), Some(" there"));
+        assert_eq!(answer.rest(), None);
+    }
+
     use super::*;
 
     fn request(json: serde_json::Value) -> OpenAiChatCompletionRequest {

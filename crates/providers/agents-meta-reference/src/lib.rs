@@ -8,7 +8,6 @@
 
 mod agent_config;
 mod api;
-mod memory_store;
 mod messages;
 mod store;
 mod turn;
@@ -33,7 +32,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-pub use memory_store::MemoryStore;
+pub use llama_stack_core::MemoryStore;
 
 /// The meta-reference agents provider.
 pub struct MetaReferenceAgents {

@@ -14,8 +14,12 @@ mod events;
 mod input;
 mod request;
 mod run;
+mod run_steps;
 mod store;
 mod tools;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,11 +1,11 @@
-//! A [`RegistryStore`] in memory, for agent sessions that are not persisted.
+//! A [`RegistryStore`] in memory: for agent sessions that are not persisted, and for tests.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use tokio::sync::RwLock;
 
-use llama_stack_core::{RegistryStore, Result};
+use crate::{RegistryStore, Result};
 
 #[derive(Default)]
 pub struct MemoryStore {
