@@ -54,8 +54,16 @@ impl BuiltinResponses {
     async fn check_request(&self, req: &CreateRequest) -> Result<()> {
         self.inference.get_model(&req.model).await.map_err(|e| {
             if e.kind() == ErrorKind::NotFound {
-                field_error(&["model".into()], e.message().to_string())
-                    .with_kind(ErrorKind::NotFound)
+                // Upstream's wording first, then which models there are.
+                let known = e.message().split_once(". ").map(|(_, rest)| rest).unwrap_or("");
+                field_error(
+                    &["model".into()],
+                    format!(
+                        "Model '{}' not found. Use 'client.models.list()' to list available Models. {known}",
+                        req.model
+                    ),
+                )
+                .with_kind(ErrorKind::NotFound)
             } else {
                 e
             }
@@ -545,7 +553,9 @@ impl Responses for BuiltinResponses {
             .into_iter()
             .find(|i| i["id"] == item_id)
             .ok_or_else(|| {
-                Error::not_found(format!("Item {item_id} not found in conversation {id}"))
+                Error::not_found(format!(
+                    "Conversation item '{item_id}' not found in conversation '{id}'. Use 'client.conversations.items.list(\"{id}\")' to list available conversation items."
+                ))
             })
     }
 

@@ -183,7 +183,7 @@ impl BuiltinResponses {
         stored.items.retain(|i| i["id"] != item_id);
         if stored.items.len() == before {
             return Err(Error::not_found(format!(
-                "Item {item_id} not found in conversation {id}"
+                "Conversation item '{item_id}' not found in conversation '{id}'. Use 'client.conversations.items.list(\"{id}\")' to list available conversation items."
             )));
         }
         stored.messages = rebuild_messages(&stored.items);

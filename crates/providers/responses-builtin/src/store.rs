@@ -84,7 +84,9 @@ pub(crate) async fn get_response(store: &dyn RegistryStore, id: &str) -> Result<
         .await?
         .and_then(|v| serde_json::from_value(v).ok())
         .ok_or_else(|| {
-            Error::not_found(format!("Response with id '{id}' not found"))
+            Error::not_found(format!(
+                "Response '{id}' not found. Use 'client.responses.list()' to list available Responses."
+            ))
                 .with_location(vec!["path".into(), "response_id".into()])
         })
 }
@@ -107,7 +109,7 @@ pub(crate) async fn get_conversation(
         .get(CONVERSATION_KIND, id)
         .await?
         .and_then(|v| serde_json::from_value(v).ok())
-        .ok_or_else(|| Error::not_found(format!("Conversation {id} not found")))
+        .ok_or_else(|| Error::not_found(format!("Conversation '{id}' not found.")))
 }
 
 pub(crate) async fn get_items(store: &dyn RegistryStore, id: &str) -> Result<ConversationItems> {

@@ -122,6 +122,13 @@ fn parse_tool(index: usize, tool: &Value) -> Result<ToolSpec> {
     })?;
     match kind.as_str() {
         "function" => {
+            // Chat Completions nests the function; accept that shape too.
+            let tool = match tool.get("function") {
+                Some(inner @ Value::Object(_)) if tool.get("name").is_none() => inner,
+                _ => tool,
+            };
+            let str_field =
+                |field: &str| tool.get(field).and_then(Value::as_str).map(str::to_string);
             let name = str_field("name").filter(|n| !n.is_empty()).ok_or_else(|| {
                 field_error(
                     &tool_path(index, "name"),
