@@ -15,7 +15,7 @@ import requests
 
 from agents_support import GREETING, MODEL, ToolCallingUpstream, agents_run_yaml
 from e2e_support import HTTP_TIMEOUT_S, SERVED_MODEL, Server
-from memory_support import fetch_minilm
+from memory_support import fetch_minilm, postgres_database
 from test_agent_tools import McpServer, ToolApis, search_providers
 
 WEATHER_TOOL = {
@@ -295,6 +295,23 @@ def test_background_responses_are_polled_and_cancelled(oa, upstream):
     assert oa.responses.retrieve(slow.id).status == "cancelled"
 
 
+def test_a_streamed_response_runs_to_its_end_when_the_client_hangs_up(stub_server, upstream):
+    upstream.slow_s = 2.0
+    with requests.post(f"{stub_server.url}/v1/responses", stream=True, timeout=30,
+                       json={"model": MODEL, "input": "Hi [[slow]]", "stream": True}) as resp:
+        first = next(line for line in resp.iter_lines() if line.startswith(b"data: "))
+    response_id = json.loads(first[len(b"data: "):])["response"]["id"]
+    deadline = time.monotonic() + 30
+    while True:
+        got = requests.get(f"{stub_server.url}/v1/responses/{response_id}")
+        if got.status_code == 200:
+            break
+        assert got.status_code == 404 and time.monotonic() < deadline, got.text
+        time.sleep(0.2)
+    assert got.json()["status"] == "completed"
+    assert got.json()["output"][0]["content"][0]["text"] == GREETING
+
+
 def test_a_background_response_survives_a_kill(server_factory, tmp_path_factory, upstream, apis):
     srv = server_factory("responses-kill", run_config=stub_run_yaml(
         tmp_path_factory, upstream, apis, "responses-kill")).start()
@@ -312,6 +329,29 @@ def test_a_background_response_survives_a_kill(server_factory, tmp_path_factory,
         time.sleep(0.2)
         r = oa.responses.retrieve(queued.id)
     assert r.status == "completed" and r.output_text == GREETING
+    srv.stop()
+
+
+def test_responses_and_conversations_persist_on_postgresql(server_factory, tmp_path_factory,
+                                                           upstream):
+    db = postgres_database("responses_e2e")
+    path = tmp_path_factory.mktemp("responses-pg") / "run.yaml"
+    store = {"type": "postgres", "host": db["POSTGRES_HOST"], "port": int(db["POSTGRES_PORT"]),
+             "db": db["POSTGRES_DB"], "user": db["POSTGRES_USER"],
+             "password": db["POSTGRES_PASSWORD"]}
+    srv = server_factory("responses-pg", run_config=agents_run_yaml(
+        path, upstream.url, fetch_minilm(), store)).start()
+    oa = openai.OpenAI(base_url=srv.url + "/v1", api_key="none", max_retries=0)
+    conv = oa.conversations.create(metadata={"db": "pg"})
+    first = oa.responses.create(model=MODEL, conversation=conv.id, input="Hi")
+    srv.restart()
+    oa = openai.OpenAI(base_url=srv.url + "/v1", api_key="none", max_retries=0)
+    assert oa.responses.retrieve(first.id).output_text == GREETING
+    second = oa.responses.create(model=MODEL, previous_response_id=first.id, input="Again")
+    assert second.output_text == GREETING
+    items = oa.conversations.items.list(conv.id, order="asc").data
+    assert [(i.type, i.role) for i in items] == [("message", "user"), ("message", "assistant")]
+    assert oa.conversations.retrieve(conv.id).metadata == {"db": "pg"}
     srv.stop()
 
 

@@ -4,7 +4,7 @@
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
-/// What every `/v1/chat/completions` request gets back, whatever it asked for.
+/// What a `/v1/chat/completions` request gets back.
 #[derive(Clone)]
 pub enum ChatReply {
     /// A whole `chat.completion` object.
@@ -38,17 +38,32 @@ impl IntoResponse for ChatReply {
 /// routes in `extra`; returns the base URL. It runs on its own thread and single-threaded
 /// runtime, so it takes no worker from the load generator's runtime.
 pub fn start_upstream(model: &str, chat: ChatReply, extra: axum::Router) -> String {
+    start_upstream_with(model, move |_| chat.clone(), extra)
+}
+
+/// [`start_upstream`] with the reply to each chat completion chosen by `chat` from the
+/// request body (`Null` when the body is not JSON), e.g. a tool call first and text once the
+/// last message is a tool result.
+pub fn start_upstream_with(
+    model: &str,
+    chat: impl Fn(&serde_json::Value) -> ChatReply + Send + Sync + 'static,
+    extra: axum::Router,
+) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let models = serde_json::json!({"object": "list", "data": [
         {"id": model, "object": "model", "created": 0, "owned_by": "stub"}]});
+    let chat = std::sync::Arc::new(chat);
     let app = axum::Router::new()
         .route(
             "/v1/chat/completions",
-            axum::routing::post(move || {
+            axum::routing::post(move |body: axum::body::Bytes| {
                 let chat = chat.clone();
-                async move { chat }
+                async move {
+                    let request = serde_json::from_slice(&body).unwrap_or_default();
+                    chat(&request)
+                }
             }),
         )
         .route(
