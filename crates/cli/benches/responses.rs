@@ -331,7 +331,14 @@ fn main() {
     // 1. One client: the chat completion a response makes, then the two kinds of response.
     let plain = start_plain(&work.path().join("plain"), &upstream);
     let base = plain.base.clone();
-    let chat = op(&http, &base, "/v1/chat/completions", chat_body, "[DONE]");
+    // The server's SSE ends without `[DONE]`: the usage chunk is the last.
+    let chat = op(
+        &http,
+        &base,
+        "/v1/chat/completions",
+        chat_body,
+        "total_tokens",
+    );
     let stored = op(&http, &base, "/v1/responses", stored_body, "Hello there.");
     let streamed = op(
         &http,
@@ -489,9 +496,7 @@ fn main() {
                     let streamed = streamed.clone();
                     tokio::spawn(async move {
                         let t = Instant::now();
-                        streamed()
-                            .await
-                            .then(|| t.elapsed().as_secs_f64() * 1000.0)
+                        streamed().await.then(|| t.elapsed().as_secs_f64() * 1000.0)
                     })
                 })
                 .collect();
