@@ -5,6 +5,7 @@
 mod model_cmd;
 mod model_hub;
 mod recipe;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use futures::StreamExt;
 use tower::Layer;
 
 #[derive(Parser)]
@@ -274,34 +276,77 @@ async fn serve(
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
+    let tls = built.server.tls.clone();
+    // Configs are read before anything is served, so a bad file stops the start.
+    let (http_tls, grpc_tls) = match &tls {
+        Some(files) => (
+            Some(tls::server_config(files, &[b"h2", b"http/1.1"])?),
+            Some(tls::server_config(files, &[b"h2"])?),
+        ),
+        None => (None, None),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let grpc = grpc_listener.map(|grpc_listener| {
         tracing::info!(
             address = %grpc_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            tls = grpc_tls.is_some(),
             "Serving gRPC"
         );
-        tokio::spawn(llama_stack_grpc::serve(
-            grpc_listener,
-            built.stack.clone(),
-            stopped(),
-        ))
+        match grpc_tls {
+            Some(config) => {
+                let ready = tls::accept(grpc_listener, config);
+                let incoming = tokio_stream::wrappers::ReceiverStream::new(ready)
+                    .map(|(stream, _)| Ok::<_, std::io::Error>(tls::GrpcTlsStream(stream)));
+                tokio::spawn(llama_stack_grpc::serve_incoming(
+                    incoming,
+                    built.stack.clone(),
+                    stopped(),
+                ))
+            }
+            None => tokio::spawn(llama_stack_grpc::serve(
+                grpc_listener,
+                built.stack.clone(),
+                stopped(),
+            )),
+        }
     });
+    let local = listener
+        .local_addr()
+        .context("the HTTP listener's address")?;
     tracing::info!(
-        address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        address = %local,
+        scheme,
+        mutual_tls = tls.as_ref().is_some_and(|t| t.cafile.is_some()),
         distribution = %built.stack.info.image_name,
         startup_ms = started.elapsed().as_millis() as u64,
         "Serving Llama Stack"
     );
-    // Streams are many small writes; without TCP_NODELAY each one can wait on a delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "Could not set TCP_NODELAY");
+    let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+    let http = async {
+        match http_tls {
+            Some(config) => {
+                let listener = tls::TlsListener {
+                    ready: tls::accept(listener, config),
+                    local,
+                };
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(stopped())
+                    .await
+            }
+            None => {
+                // Streams are many small writes; without TCP_NODELAY each one can wait on a
+                // delayed ACK.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    if let Err(err) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %err, "Could not set TCP_NODELAY");
+                    }
+                });
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(stopped())
+                    .await
+            }
         }
-    });
-    let http = axum::serve(
-        listener,
-        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
-    )
-    .with_graceful_shutdown(stopped());
+    };
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);

@@ -221,6 +221,17 @@ pub struct ServerSettings {
     pub port: u16,
     /// The gRPC port; 0 when gRPC is off.
     pub grpc_port: u16,
+    /// TLS on both listeners, when configured.
+    pub tls: Option<TlsSettings>,
+}
+
+/// `server.tls_certfile`, `server.tls_keyfile` and `server.tls_cafile`, checked to exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub certfile: String,
+    pub keyfile: String,
+    /// Clients must present a certificate signed by one of these CAs (mutual TLS).
+    pub cafile: Option<String>,
 }
 
 /// One problem in a run.yaml.

@@ -285,13 +285,14 @@ pub struct ServerConfig {
     /// Port of the gRPC API (same host), 1024 to 65535; `0` turns gRPC off. Default 8322.
     #[serde(default = "default_grpc_port", deserialize_with = "grpc_port")]
     pub grpc_port: u16,
-    /// TLS certificate (not implemented yet).
+    /// TLS certificate chain (PEM) for both listeners; with `tls_keyfile`, the server speaks
+    /// HTTPS and gRPC over TLS.
     #[serde(default, deserialize_with = "lenient::opt_string")]
     pub tls_certfile: Option<String>,
-    /// TLS private key (not implemented yet).
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
     #[serde(default, deserialize_with = "lenient::opt_string")]
     pub tls_keyfile: Option<String>,
-    /// CA bundle for mutual TLS (not implemented yet).
+    /// CA certificates (PEM) for mutual TLS: clients must present a certificate they signed.
     #[serde(default, deserialize_with = "lenient::opt_string")]
     pub tls_cafile: Option<String>,
     /// Authentication (not implemented yet).

@@ -99,6 +99,28 @@ pub async fn serve(
         .await
 }
 
+/// Serves [`router`] on connections accepted elsewhere (TLS streams whose handshake is done),
+/// until `shutdown` resolves.
+pub async fn serve_incoming<S, IO>(
+    incoming: S,
+    stack: Arc<Stack>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error>
+where
+    S: futures::Stream<Item = Result<IO, std::io::Error>> + Send + 'static,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+{
+    tonic::transport::Server::builder()
+        .add_routes(router(stack))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
 /// `grpc.health.v1.Health`: the server (`""`) is serving; each API service is serving when
 /// the distribution serves its API, and not serving otherwise.
 fn health_service(

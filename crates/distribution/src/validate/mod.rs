@@ -278,10 +278,19 @@ impl Checker<'_> {
         let image_name = image_name?;
         let registry_db_path = self.registry_db_path(&image_name, metadata_store.as_ref());
         let server = server?;
+        let tls = match (&server.tls_certfile, &server.tls_keyfile) {
+            (Some(certfile), Some(keyfile)) => Some(crate::TlsSettings {
+                certfile: certfile.clone(),
+                keyfile: keyfile.clone(),
+                cafile: server.tls_cafile.clone(),
+            }),
+            _ => None,
+        };
         let settings = ServerSettings {
             host: server.host.clone(),
             port: server.port,
             grpc_port: server.grpc_port,
+            tls,
         };
         let (models, model_plans): (Vec<_>, Vec<_>) = models.into_iter().unzip();
         let mut take = |key: &str| other_lists.remove(key).unwrap_or_default();
@@ -519,20 +528,9 @@ impl Checker<'_> {
             None | Some(Value::Null) => return Some(ServerConfig::default()),
             Some(value) => self.parse("server", value)?,
         };
+        self.check_tls(&server);
         // A server that cannot honour these must not start: it would serve every request
-        // unauthenticated, unlimited or in plain HTTP while the file asks otherwise.
-        for (key, value) in [
-            ("tls_certfile", &server.tls_certfile),
-            ("tls_keyfile", &server.tls_keyfile),
-            ("tls_cafile", &server.tls_cafile),
-        ] {
-            if value.is_some() {
-                self.problem(
-                    format!("server.{key}"),
-                    "TLS is not built yet and the server would listen on plain HTTP; terminate TLS in a reverse proxy in front of it and remove this key",
-                );
-            }
-        }
+        // unauthenticated or unlimited while the file asks otherwise.
         if server.auth.is_some() {
             self.problem(
                 "server.auth",
@@ -546,6 +544,43 @@ impl Checker<'_> {
             );
         }
         Some(server)
+    }
+}
+
+impl Checker<'_> {
+    /// TLS needs a certificate and its key together, and a client CA only with them; each
+    /// file must be there (what is in them is read when the server starts).
+    fn check_tls(&mut self, server: &ServerConfig) {
+        let given = [
+            ("tls_certfile", &server.tls_certfile),
+            ("tls_keyfile", &server.tls_keyfile),
+            ("tls_cafile", &server.tls_cafile),
+        ];
+        match (&server.tls_certfile, &server.tls_keyfile) {
+            (Some(_), None) => self.problem(
+                "server.tls_keyfile",
+                "is missing: server.tls_certfile needs its private key (a PEM file)",
+            ),
+            (None, Some(_)) => self.problem(
+                "server.tls_certfile",
+                "is missing: server.tls_keyfile needs its certificate chain (a PEM file)",
+            ),
+            (None, None) if server.tls_cafile.is_some() => self.problem(
+                "server.tls_cafile",
+                "mutual TLS needs server.tls_certfile and server.tls_keyfile too",
+            ),
+            _ => {}
+        }
+        for (key, value) in given {
+            if let Some(path) = value
+                && !std::path::Path::new(path).is_file()
+            {
+                self.problem(
+                    format!("server.{key}"),
+                    format!("{path} is not a readable file"),
+                );
+            }
+        }
     }
 }
 

@@ -27,20 +27,30 @@ fn unknown_provider_type_lists_the_known_types() {
     assert_eq!(errors.problems.len(), 1, "{errors}");
 }
 
-/// A server that cannot honour authentication, quotas or TLS must not start open, unlimited or
-/// in plain HTTP while the file asks otherwise.
+/// A server that cannot honour authentication or quotas must not start open or unlimited while
+/// the file asks otherwise; TLS files that are not there stop it too.
 #[test]
-fn auth_quota_and_tls_stop_the_start_with_their_paths() {
+fn auth_quota_and_missing_tls_files_stop_the_start_with_their_paths() {
     let errors = errors("server_unhonoured.yaml");
     for (path, words) in [
         ("server.auth", &["authentication", "every request"][..]),
         ("server.quota", &["quota"][..]),
-        ("server.tls_certfile", &["TLS", "plain HTTP"][..]),
-        ("server.tls_keyfile", &["TLS"][..]),
+        (
+            "server.tls_certfile",
+            &["/etc/ssl/server.pem", "not a readable file"][..],
+        ),
+        ("server.tls_keyfile", &["/etc/ssl/server.key"][..]),
     ] {
         expect(&errors, path, words);
     }
     assert_eq!(errors.problems.len(), 4, "{errors}");
+}
+
+#[test]
+fn tls_needs_a_certificate_and_its_key_together() {
+    let errors = errors("tls_half.yaml");
+    expect(&errors, "server.tls_keyfile", &["missing", "private key"]);
+    assert_eq!(errors.problems.len(), 1, "{errors}");
 }
 
 #[test]
