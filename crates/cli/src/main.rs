@@ -267,7 +267,10 @@ async fn serve(
                 })?,
         )
     };
-    let app = llama_stack_http::router(built.stack.clone());
+    let mut app = llama_stack_http::router(built.stack.clone());
+    if let Some(quota) = &built.quota {
+        app = llama_stack_http::with_quota(app, quota.clone());
+    }
     let app = tower::util::MapRequestLayer::new(llama_stack_http::normalize_path).layer(app);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -300,14 +303,20 @@ async fn serve(
                 tokio::spawn(llama_stack_grpc::serve_incoming(
                     incoming,
                     built.stack.clone(),
+                    built.quota.clone(),
                     stopped(),
                 ))
             }
-            None => tokio::spawn(llama_stack_grpc::serve(
-                grpc_listener,
-                built.stack.clone(),
-                stopped(),
-            )),
+            None => {
+                let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener)
+                    .with_nodelay(Some(true));
+                tokio::spawn(llama_stack_grpc::serve_incoming(
+                    incoming,
+                    built.stack.clone(),
+                    built.quota.clone(),
+                    stopped(),
+                ))
+            }
         }
     });
     let local = listener
@@ -321,7 +330,10 @@ async fn serve(
         startup_ms = started.elapsed().as_millis() as u64,
         "Serving Llama Stack"
     );
-    let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+    // The peer's address reaches handlers: quotas count unauthenticated clients by it.
+    let service = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+        llama_stack_http::PeerAddr,
+    >(app);
     let http = async {
         match http_tls {
             Some(config) => {
@@ -329,18 +341,15 @@ async fn serve(
                     ready: tls::accept(listener, config),
                     local,
                 };
+                // Through TapIo, whose connect info is the listener's own address type.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
                 axum::serve(listener, service)
                     .with_graceful_shutdown(stopped())
                     .await
             }
             None => {
-                // Streams are many small writes; without TCP_NODELAY each one can wait on a
-                // delayed ACK.
-                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                    if let Err(err) = tcp.set_nodelay(true) {
-                        tracing::debug!(error = %err, "Could not set TCP_NODELAY");
-                    }
-                });
+                let listener =
+                    axum::serve::ListenerExt::tap_io(tls::PlainListener(listener), |_| {});
                 axum::serve(listener, service)
                     .with_graceful_shutdown(stopped())
                     .await

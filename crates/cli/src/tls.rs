@@ -20,6 +20,8 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use llama_stack_http::PeerAddr;
+
 /// A client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Finished handshakes waiting for the server to take them.
@@ -133,18 +135,39 @@ pub struct TlsListener {
 
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
+    type Addr = PeerAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.ready.recv().await {
-            Some(accepted) => accepted,
+            Some((stream, peer)) => (stream, PeerAddr(peer)),
             // The accept loop only ends with the listener; nothing more will come.
             None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
+        Ok(PeerAddr(self.local))
+    }
+}
+
+/// The plain HTTP listener: TCP with `TCP_NODELAY` (streams are many small writes, which
+/// would otherwise wait on delayed ACKs), addresses as [`PeerAddr`].
+pub struct PlainListener(pub TcpListener);
+
+impl axum::serve::Listener for PlainListener {
+    type Io = TcpStream;
+    type Addr = PeerAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (tcp, peer) = axum::serve::Listener::accept(&mut self.0).await;
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "Could not set TCP_NODELAY");
+        }
+        (tcp, PeerAddr(peer))
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr().map(PeerAddr)
     }
 }
 
@@ -152,8 +175,11 @@ impl axum::serve::Listener for TlsListener {
 pub struct GrpcTlsStream(pub TlsStream<TcpStream>);
 
 impl tonic::transport::server::Connected for GrpcTlsStream {
-    type ConnectInfo = ();
-    fn connect_info(&self) -> Self::ConnectInfo {}
+    // The TCP addresses, as plain gRPC connections give them: quotas count by address.
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.0.get_ref().0.connect_info()
+    }
 }
 
 impl AsyncRead for GrpcTlsStream {

@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 mod memory_store;
+pub mod quota;
 pub mod request_context;
 pub mod store;
 

@@ -16,4 +16,24 @@ pub trait RegistryStore: Send + Sync {
     async fn get(&self, kind: &str, identifier: &str) -> Result<Option<serde_json::Value>>;
     /// Every object of a kind, ordered by identifier.
     async fn list(&self, kind: &str) -> Result<Vec<serde_json::Value>>;
+    /// Adds one to the counter `key` and answers its new value; a counter last counted in
+    /// another `window` starts again from one. The SQL stores do it in one statement, so
+    /// processes sharing a database share the count; this default suits a store in memory.
+    async fn increment(&self, key: &str, window: &str) -> Result<u64> {
+        let current = self.get(COUNTER_KIND, key).await?;
+        let count = match current {
+            Some(v) if v["window"] == window => v["count"].as_u64().unwrap_or(0) + 1,
+            _ => 1,
+        };
+        self.put(
+            COUNTER_KIND,
+            key,
+            &serde_json::json!({"window": window, "count": count}),
+        )
+        .await?;
+        Ok(count)
+    }
 }
+
+/// Where the default [`RegistryStore::increment`] keeps its counters.
+const COUNTER_KIND: &str = "counter";

@@ -19,6 +19,8 @@ pub struct Built {
     pub server: ServerSettings,
     /// Copied from [`LoadedConfig::not_implemented`], for the startup log.
     pub not_implemented: Vec<String>,
+    /// `server.quota`, counting in the registry store.
+    pub quota: Option<Arc<llama_stack_core::quota::Quota>>,
 }
 
 /// Opens the registry store, builds every provider, restores the models registered by earlier
@@ -97,10 +99,17 @@ pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
 
     tokio::spawn(watch_upstreams(Arc::downgrade(&stack)));
 
+    let quota = loaded.server.quota.clone().map(|settings| {
+        Arc::new(llama_stack_core::quota::Quota::new(
+            settings,
+            registry.store.clone(),
+        ))
+    });
     Ok(Built {
         stack,
         server: loaded.server.clone(),
         not_implemented: loaded.not_implemented.clone(),
+        quota,
     })
 }
 

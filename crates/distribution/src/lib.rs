@@ -223,6 +223,8 @@ pub struct ServerSettings {
     pub grpc_port: u16,
     /// TLS on both listeners, when configured.
     pub tls: Option<TlsSettings>,
+    /// `server.quota`, when configured.
+    pub quota: Option<llama_stack_core::quota::QuotaSettings>,
 }
 
 /// `server.tls_certfile`, `server.tls_keyfile` and `server.tls_cafile`, checked to exist.

@@ -298,7 +298,8 @@ pub struct ServerConfig {
     /// Authentication (not implemented yet).
     #[serde(default)]
     pub auth: Option<Value>,
-    /// Request quotas (not implemented yet).
+    /// Request quotas: a budget per client per period (`anonymous_max_requests`,
+    /// `authenticated_max_requests`, `period`), counted in the metadata store.
     #[serde(default)]
     pub quota: Option<Value>,
 }

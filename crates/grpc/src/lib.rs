@@ -10,6 +10,7 @@
 
 mod convert;
 mod provider_data;
+mod quota;
 mod services;
 pub mod status;
 mod stream;
@@ -93,21 +94,20 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .add_routes(router(stack))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+    serve_incoming(incoming, stack, None, shutdown).await
 }
 
-/// Serves [`router`] on connections accepted elsewhere (TLS streams whose handshake is done),
-/// until `shutdown` resolves.
-pub async fn serve_incoming<S, IO>(
+/// Serves [`router`] on connections accepted elsewhere (plain TCP, or TLS streams whose
+/// handshake is done), counting each call against `quota`, until `shutdown` resolves.
+pub async fn serve_incoming<S, IO, E>(
     incoming: S,
     stack: Arc<Stack>,
+    quota: Option<Arc<llama_stack_core::quota::Quota>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error>
 where
-    S: futures::Stream<Item = Result<IO, std::io::Error>> + Send + 'static,
+    S: futures::Stream<Item = Result<IO, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
     IO: tokio::io::AsyncRead
         + tokio::io::AsyncWrite
         + tonic::transport::server::Connected
@@ -116,6 +116,7 @@ where
         + 'static,
 {
     tonic::transport::Server::builder()
+        .layer(tower::util::option_layer(quota.map(quota::QuotaLayer)))
         .add_routes(router(stack))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

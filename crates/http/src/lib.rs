@@ -18,6 +18,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use llama_stack_core::Error;
+use llama_stack_core::quota::{self, Quota, QuotaClient};
 use llama_stack_stack::Stack;
 
 use routes::{
@@ -106,6 +107,36 @@ pub fn router(stack: Arc<Stack>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(stack)
+}
+
+/// The client's address. A listener whose `Addr` is `PeerAddr` (plain or TLS) hands it to
+/// handlers through `into_make_service_with_connect_info::<PeerAddr>`.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// `router` with every request but the health and version checks counted against `quota`
+/// first; over the budget the answer is 429 with `Retry-After`.
+pub fn with_quota(router: Router, quota: Arc<Quota>) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(quota, count_request))
+}
+
+async fn count_request(
+    axum::extract::State(quota): axum::extract::State<Arc<Quota>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if quota::exempt(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let ip = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<PeerAddr>>()
+        .map(|info| info.0.0.ip())
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    match quota.admit(&QuotaClient::Anonymous(ip)).await {
+        Ok(()) => next.run(request).await,
+        Err(err) => error::OpenAiError::from(err).into_response(),
+    }
 }
 
 /// Collapses repeated slashes, so a client base URL ending in `/` (`//v1/models`) still routes.

@@ -70,6 +70,22 @@ impl SqliteRegistryStore {
 
 #[async_trait]
 impl RegistryStore for SqliteRegistryStore {
+    async fn increment(&self, key: &str, window: &str) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar(
+            "INSERT INTO counters (key, window, count) VALUES (?1, ?2, 1)
+             ON CONFLICT (key) DO UPDATE SET
+               count = CASE WHEN counters.window = excluded.window THEN counters.count + 1 ELSE 1 END,
+               window = excluded.window
+             RETURNING count",
+        )
+        .bind(key)
+        .bind(window)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| db_error("counting a request", e))?;
+        Ok(count.max(0) as u64)
+    }
+
     async fn put(&self, kind: &str, identifier: &str, value: &serde_json::Value) -> Result<()> {
         sqlx::query(
             "INSERT INTO registry (kind, identifier, body) VALUES (?1, ?2, ?3)
@@ -163,6 +179,29 @@ mod tests {
         );
         assert_eq!(store.get("model", "b").await.unwrap(), None);
         assert_eq!(store.get("shield", "a").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn increments_count_per_key_and_restart_with_a_new_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteRegistryStore::open(&dir.path().join("r.db"))
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.increment("k", "w1").await.unwrap() })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        for t in tasks {
+            seen.push(t.await.unwrap());
+        }
+        seen.sort();
+        assert_eq!(seen, (1..=20).collect::<Vec<u64>>());
+        assert_eq!(store.increment("k", "w2").await.unwrap(), 1);
+        assert_eq!(store.increment("k", "w2").await.unwrap(), 2);
+        assert_eq!(store.increment("j", "w2").await.unwrap(), 1);
     }
 
     #[tokio::test]

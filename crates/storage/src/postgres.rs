@@ -190,6 +190,23 @@ impl PostgresRegistryStore {
 
 #[async_trait]
 impl RegistryStore for PostgresRegistryStore {
+    async fn increment(&self, key: &str, window: &str) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar(
+            "INSERT INTO llama_stack_counters (key, window_id, count) VALUES ($1, $2, 1)
+             ON CONFLICT (key) DO UPDATE SET
+               count = CASE WHEN llama_stack_counters.window_id = EXCLUDED.window_id
+                            THEN llama_stack_counters.count + 1 ELSE 1 END,
+               window_id = EXCLUDED.window_id
+             RETURNING count",
+        )
+        .bind(key)
+        .bind(window)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| db_error("counting a request", e))?;
+        Ok(count.max(0) as u64)
+    }
+
     async fn put(&self, kind: &str, identifier: &str, value: &serde_json::Value) -> Result<()> {
         sqlx::query(
             "INSERT INTO llama_stack_registry (kind, identifier, body) VALUES ($1, $2, $3::json)
@@ -302,6 +319,31 @@ mod tests {
         );
         assert_eq!(store.get("model", "b").await.unwrap(), None);
         assert_eq!(store.get("shield", "B").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn concurrent_increments_are_all_counted_and_windows_restart() {
+        let Some(db) = llama_stack_pg_test_server::database("registry_counters") else {
+            return;
+        };
+        let settings = settings_for(&db);
+        // Two pools, as two replicas would hold.
+        let a = PostgresRegistryStore::connect(&settings).await.unwrap();
+        let b = PostgresRegistryStore::connect(&settings).await.unwrap();
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move { store.increment("k", "w1").await.unwrap() })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        for t in tasks {
+            seen.push(t.await.unwrap());
+        }
+        seen.sort();
+        assert_eq!(seen, (1..=40).collect::<Vec<u64>>());
+        assert_eq!(a.increment("k", "w2").await.unwrap(), 1);
+        assert_eq!(b.increment("other", "w2").await.unwrap(), 1);
     }
 
     #[tokio::test]

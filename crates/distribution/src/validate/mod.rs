@@ -18,6 +18,7 @@ use crate::schema::{
     TOP_LEVEL_KEYS,
 };
 use crate::{PlannedModel, PlannedProvider, Problem, ServerSettings};
+use llama_stack_core::quota::{Period, QuotaSettings};
 
 mod memory;
 mod references;
@@ -286,11 +287,13 @@ impl Checker<'_> {
             }),
             _ => None,
         };
+        let quota = self.check_quota(server.quota.as_ref());
         let settings = ServerSettings {
             host: server.host.clone(),
             port: server.port,
             grpc_port: server.grpc_port,
             tls,
+            quota,
         };
         let (models, model_plans): (Vec<_>, Vec<_>) = models.into_iter().unzip();
         let mut take = |key: &str| other_lists.remove(key).unwrap_or_default();
@@ -529,18 +532,12 @@ impl Checker<'_> {
             Some(value) => self.parse("server", value)?,
         };
         self.check_tls(&server);
-        // A server that cannot honour these must not start: it would serve every request
-        // unauthenticated or unlimited while the file asks otherwise.
+        // A server that cannot honour this must not start: it would serve every request
+        // unauthenticated while the file asks otherwise.
         if server.auth.is_some() {
             self.problem(
                 "server.auth",
                 "authentication is not built yet and every request would be served unauthenticated; put an authenticating reverse proxy in front of the server and remove this block",
-            );
-        }
-        if server.quota.is_some() {
-            self.problem(
-                "server.quota",
-                "request quotas are not built yet and requests would not be limited; enforce the quota in a reverse proxy and remove this block",
             );
         }
         Some(server)
@@ -548,6 +545,71 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
+    /// `server.quota` as upstream writes it: `anonymous_max_requests` (default 100),
+    /// `authenticated_max_requests` (default 1000), `period` (`day`, or `hour` and `minute`),
+    /// and `kvstore`, accepted and unused since counts live in the metadata store.
+    fn check_quota(&mut self, quota: Option<&Value>) -> Option<QuotaSettings> {
+        let quota = quota.filter(|q| !q.is_null())?;
+        let Some(map) = quota.as_object() else {
+            self.problem("server.quota", format!("must be a mapping, got {quota}"));
+            return None;
+        };
+        let mut ok = true;
+        for key in map.keys() {
+            if ![
+                "kvstore",
+                "anonymous_max_requests",
+                "authenticated_max_requests",
+                "period",
+            ]
+            .contains(&key.as_str())
+            {
+                self.problem(
+                    format!("server.quota.{key}"),
+                    "unknown field; known: anonymous_max_requests, authenticated_max_requests, period, kvstore",
+                );
+                ok = false;
+            }
+        }
+        let mut count = |key: &str, default: u64| match map.get(key) {
+            None | Some(Value::Null) => Some(default),
+            Some(v) => match v
+                .as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            {
+                Some(n) if n >= 1 => Some(n),
+                _ => {
+                    self.problem(
+                        format!("server.quota.{key}"),
+                        format!("must be a whole number of requests, at least 1; got {v}"),
+                    );
+                    None
+                }
+            },
+        };
+        let anonymous = count("anonymous_max_requests", 100);
+        let authenticated = count("authenticated_max_requests", 1000);
+        let period = match map.get("period") {
+            None | Some(Value::Null) => Some(Period::Day),
+            Some(v) => {
+                let found = v.as_str().and_then(Period::parse);
+                if found.is_none() {
+                    self.problem(
+                        "server.quota.period",
+                        format!("must be day, hour or minute; got {v}"),
+                    );
+                }
+                found
+            }
+        };
+        Some(QuotaSettings {
+            anonymous_max_requests: anonymous?,
+            authenticated_max_requests: authenticated?,
+            period: period?,
+        })
+        .filter(|_| ok)
+    }
+
     /// TLS needs a certificate and its key together, and a client CA only with them; each
     /// file must be there (what is in them is read when the server starts).
     fn check_tls(&mut self, server: &ServerConfig) {

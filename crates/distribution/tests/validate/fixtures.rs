@@ -27,14 +27,13 @@ fn unknown_provider_type_lists_the_known_types() {
     assert_eq!(errors.problems.len(), 1, "{errors}");
 }
 
-/// A server that cannot honour authentication or quotas must not start open or unlimited while
-/// the file asks otherwise; TLS files that are not there stop it too.
+/// A server that cannot honour authentication must not start open while the file asks for it;
+/// TLS files that are not there stop it too. The (upstream-shaped) quota is fine.
 #[test]
-fn auth_quota_and_missing_tls_files_stop_the_start_with_their_paths() {
+fn auth_and_missing_tls_files_stop_the_start_with_their_paths() {
     let errors = errors("server_unhonoured.yaml");
     for (path, words) in [
         ("server.auth", &["authentication", "every request"][..]),
-        ("server.quota", &["quota"][..]),
         (
             "server.tls_certfile",
             &["/etc/ssl/server.pem", "not a readable file"][..],
@@ -43,7 +42,24 @@ fn auth_quota_and_missing_tls_files_stop_the_start_with_their_paths() {
     ] {
         expect(&errors, path, words);
     }
-    assert_eq!(errors.problems.len(), 4, "{errors}");
+    assert_eq!(errors.problems.len(), 3, "{errors}");
+}
+
+#[test]
+fn a_bad_quota_is_reported_field_by_field() {
+    let errors = errors("quota_bad.yaml");
+    expect(
+        &errors,
+        "server.quota.anonymous_max_requests",
+        &["at least 1"],
+    );
+    expect(
+        &errors,
+        "server.quota.period",
+        &["day, hour or minute", "fortnight"],
+    );
+    expect(&errors, "server.quota.burst", &["unknown field"]);
+    assert_eq!(errors.problems.len(), 3, "{errors}");
 }
 
 #[test]
