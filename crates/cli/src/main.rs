@@ -267,7 +267,7 @@ async fn serve(
                 })?,
         )
     };
-    let mut app = llama_stack_http::router(built.stack.clone());
+    let mut app = llama_stack_http::router_with(built.stack.clone(), &built.server.limits);
     if let Some(quota) = &built.quota {
         app = llama_stack_http::with_quota(app, quota.clone());
     }

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod limits;
 mod memory_store;
 pub mod quota;
 pub mod request_context;

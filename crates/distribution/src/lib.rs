@@ -225,6 +225,8 @@ pub struct ServerSettings {
     pub tls: Option<TlsSettings>,
     /// `server.quota`, when configured.
     pub quota: Option<llama_stack_core::quota::QuotaSettings>,
+    /// `server.limits`, over the defaults.
+    pub limits: llama_stack_core::limits::RequestLimits,
 }
 
 /// `server.tls_certfile`, `server.tls_keyfile` and `server.tls_cafile`, checked to exist.

@@ -298,6 +298,10 @@ pub struct ServerConfig {
     /// Authentication (not implemented yet).
     #[serde(default)]
     pub auth: Option<Value>,
+    /// Request size limits: `max_body_bytes`, `max_upload_bytes`, `max_json_depth`,
+    /// `max_tokens`, `max_embedding_inputs` (each optional, with a default).
+    #[serde(default)]
+    pub limits: Option<Value>,
     /// Request quotas: a budget per client per period (`anonymous_max_requests`,
     /// `authenticated_max_requests`, `period`), counted in the metadata store.
     #[serde(default)]
@@ -316,6 +320,7 @@ impl fmt::Debug for ServerConfig {
             .field("tls_cafile", &self.tls_cafile)
             .field("auth", &redacted(&self.auth))
             .field("quota", &redacted(&self.quota))
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -331,6 +336,7 @@ impl Default for ServerConfig {
             tls_cafile: None,
             auth: None,
             quota: None,
+            limits: None,
         }
     }
 }

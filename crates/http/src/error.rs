@@ -7,6 +7,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use llama_stack_core::limits::RequestLimits;
 use llama_stack_core::{Error, ErrorKind};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -163,12 +164,20 @@ where
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limits = req
+            .extensions()
+            .get::<std::sync::Arc<RequestLimits>>()
+            .cloned()
+            .unwrap_or_default();
         let bytes = match Bytes::from_request(req, state).await {
             Ok(b) => b,
             Err(rejection) => {
                 let status = rejection.status();
                 let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "The request body is larger than the server accepts".to_string()
+                    format!(
+                        "The request body is larger than the server accepts ({} bytes, server.limits.max_body_bytes)",
+                        limits.max_body_bytes
+                    )
                 } else {
                     rejection.body_text()
                 };
@@ -177,6 +186,9 @@ where
                 return Err(response);
             }
         };
+        if let Err(err) = crate::limits::check_body(&bytes, &limits) {
+            return Err(F::response(&err));
+        }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize::<_, T>(&mut de) {
             Ok(value) => Ok(ApiJson(value, PhantomData)),

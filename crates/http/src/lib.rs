@@ -5,6 +5,7 @@
 //! core traits and types: it must never name a provider or the distribution assembler.
 
 pub mod error;
+mod limits;
 mod provider_data;
 mod routes;
 mod sse;
@@ -18,6 +19,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use llama_stack_core::Error;
+use llama_stack_core::limits::RequestLimits;
 use llama_stack_core::quota::{self, Quota, QuotaClient};
 use llama_stack_stack::Stack;
 
@@ -26,7 +28,8 @@ use routes::{
 };
 pub use table::{RouteEntry, RouteTable};
 
-/// Largest request body accepted (a chat with long documents fits; a runaway upload does not).
+/// Largest request body accepted by default (`server.limits.max_body_bytes`): a chat with long
+/// documents fits; a runaway upload does not.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Every API's routes, in the order `/v1/inspect/routes` lists them.
@@ -97,14 +100,21 @@ async fn serve_openapi() -> Response {
         .into_response()
 }
 
-/// The application router over a built stack.
+/// The application router over a built stack, with the default request limits.
 pub fn router(stack: Arc<Stack>) -> Router {
+    router_with(stack, &RequestLimits::default())
+}
+
+/// The application router with run.yaml's `server.limits`.
+pub fn router_with(stack: Arc<Stack>, limits: &RequestLimits) -> Router {
     table()
-        .into_router()
+        .into_router(limits.max_upload_bytes)
         .route("/openapi.json", get(serve_openapi))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(provider_data::scope))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        // Body extractors read the other limits from here.
+        .layer(axum::Extension(Arc::new(limits.clone())))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(stack)
 }

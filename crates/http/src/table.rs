@@ -118,12 +118,13 @@ impl RouteTable {
         entries
     }
 
-    pub fn into_router(self) -> Router<Arc<Stack>> {
+    /// The router; routes that declared a body limit of their own (uploads) get `upload_limit`.
+    pub fn into_router(self, upload_limit: usize) -> Router<Arc<Stack>> {
         let mut router = Router::new();
         for (_, form, declared) in self.declared {
             let mut methods = (declared.router)();
-            if let Some(bytes) = declared.body_limit {
-                methods = methods.layer(DefaultBodyLimit::max(bytes));
+            if declared.body_limit.is_some() {
+                methods = methods.layer(DefaultBodyLimit::max(upload_limit));
             }
             for path in documented_paths(&(declared.path)(), form) {
                 let served = match form {

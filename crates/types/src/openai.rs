@@ -309,6 +309,21 @@ pub enum OpenAiEmbeddingInput {
     TokenLists(Vec<Vec<u32>>),
 }
 
+impl OpenAiEmbeddingInput {
+    /// How many inputs there are to embed.
+    pub fn len(&self) -> usize {
+        match self {
+            OpenAiEmbeddingInput::Text(_) | OpenAiEmbeddingInput::Tokens(_) => 1,
+            OpenAiEmbeddingInput::Texts(t) => t.len(),
+            OpenAiEmbeddingInput::TokenLists(t) => t.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// `POST /v1/embeddings`. Fields not listed are accepted and ignored.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OpenAiEmbeddingsRequest {

@@ -18,6 +18,7 @@ use crate::schema::{
     TOP_LEVEL_KEYS,
 };
 use crate::{PlannedModel, PlannedProvider, Problem, ServerSettings};
+use llama_stack_core::limits::RequestLimits;
 use llama_stack_core::quota::{Period, QuotaSettings};
 
 mod memory;
@@ -288,12 +289,14 @@ impl Checker<'_> {
             _ => None,
         };
         let quota = self.check_quota(server.quota.as_ref());
+        let limits = self.check_limits(server.limits.as_ref());
         let settings = ServerSettings {
             host: server.host.clone(),
             port: server.port,
             grpc_port: server.grpc_port,
             tls,
             quota,
+            limits,
         };
         let (models, model_plans): (Vec<_>, Vec<_>) = models.into_iter().unzip();
         let mut take = |key: &str| other_lists.remove(key).unwrap_or_default();
@@ -545,6 +548,39 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
+    /// `server.limits`: each key one of [`RequestLimits::KEYS`], a whole number at least 1.
+    fn check_limits(&mut self, limits: Option<&Value>) -> RequestLimits {
+        let mut out = RequestLimits::default();
+        let Some(limits) = limits.filter(|l| !l.is_null()) else {
+            return out;
+        };
+        let Some(map) = limits.as_object() else {
+            self.problem("server.limits", format!("must be a mapping, got {limits}"));
+            return out;
+        };
+        for (key, value) in map {
+            let path = format!("server.limits.{key}");
+            let Some(n) = value
+                .as_u64()
+                .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+                .filter(|n| *n >= 1)
+            else {
+                self.problem(
+                    path,
+                    format!("must be a whole number, at least 1; got {value}"),
+                );
+                continue;
+            };
+            if !out.set(key, n) {
+                self.problem(
+                    path,
+                    format!("unknown limit; known: {}", RequestLimits::KEYS.join(", ")),
+                );
+            }
+        }
+        out
+    }
+
     /// `server.quota` as upstream writes it: `anonymous_max_requests` (default 100),
     /// `authenticated_max_requests` (default 1000), `period` (`day`, or `hour` and `minute`),
     /// and `kvstore`, accepted and unused since counts live in the metadata store.

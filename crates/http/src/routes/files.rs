@@ -23,6 +23,7 @@ use crate::error::{ErrorFlavor, OpenAi, OpenAiError};
 use crate::table::{Form, RouteTable, declared};
 
 /// Largest upload `POST /v1/files` accepts; other routes keep the server-wide limit.
+/// The default of `server.limits.max_upload_bytes`; the route table applies the configured one.
 pub const MAX_UPLOAD_BYTES: usize = 512 * 1024 * 1024;
 
 /// The routes of the files API; see [`crate::table`]. Uploads get their own body limit.
@@ -148,7 +149,7 @@ fn invalid_at(location: &[&str], message: String) -> OpenAiError {
 /// A multipart problem keeps its status (413 for an upload over the limit).
 fn multipart_problem(status: StatusCode, detail: String) -> Response {
     let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        format!("The upload is larger than the server accepts ({MAX_UPLOAD_BYTES} bytes)")
+        "The upload is larger than the server accepts (server.limits.max_upload_bytes)".to_string()
     } else {
         format!("The upload must be multipart/form-data with the fields file and purpose: {detail}")
     };

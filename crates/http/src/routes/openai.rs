@@ -16,6 +16,7 @@ use crate::error::{ApiJson, OpenAi, OpenAiError};
 use crate::sse::sse_response;
 use crate::table::{Form, RouteTable, declared};
 use llama_stack_core::Api;
+use llama_stack_core::limits::RequestLimits;
 
 fn respond<T, S, I>(output: OpenAiOutput<T, S>) -> Response
 where
@@ -64,8 +65,11 @@ pub async fn completions(
     responses((status = 200, body = OpenAiEmbeddingsResponse)))]
 pub async fn embeddings(
     State(stack): State<Arc<Stack>>,
+    limits: Option<axum::Extension<Arc<RequestLimits>>>,
     ApiJson(request, ..): ApiJson<OpenAiEmbeddingsRequest, OpenAi>,
 ) -> Result<Json<OpenAiEmbeddingsResponse>, OpenAiError> {
+    let limits = limits.map(|l| l.0).unwrap_or_default();
+    crate::limits::check_embedding_inputs(request.input.len(), &limits)?;
     Ok(Json(stack.inference.openai_embeddings(request).await?))
 }
 

@@ -109,6 +109,9 @@ pub(crate) struct EngineHandle {
     vocabulary: Arc<std::sync::OnceLock<std::result::Result<Arc<Vocabulary>, String>>>,
     pub prompt: Arc<PromptTokenizer>,
     pub max_seq_len: usize,
+    /// The longest text one token stands for, in bytes: a prompt longer than
+    /// `max_seq_len` times this cannot fit, and is refused before it is tokenized.
+    pub max_token_bytes: usize,
 }
 
 impl EngineHandle {
@@ -248,6 +251,14 @@ pub(crate) fn start(
         ))
     })?;
     let tokenizer = Arc::new(tokenizer);
+    // Byte-level BPE spells each byte as one character, so characters count bytes.
+    let max_token_bytes = tokenizer
+        .get_vocab(true)
+        .keys()
+        .map(|t| t.chars().count())
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let model = load_model(files, &device, precision, limits.max_seq_len, progress)?;
     let max_seq_len = model.max_seq_len;
     let (queue, jobs) = mpsc::channel::<Job>(limits.max_queue);
@@ -266,6 +277,7 @@ pub(crate) fn start(
         tokenizer,
         vocabulary: Arc::new(std::sync::OnceLock::new()),
         max_seq_len,
+        max_token_bytes,
     })
 }
 

@@ -153,6 +153,21 @@ impl CandleProvider {
         TextAssembler,
         usize,
     )> {
+        // Tokenizing megabytes takes seconds of CPU; a prompt with more bytes than the context
+        // could hold even at the longest token is refused without it.
+        let prompt_bytes: usize = pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.len(),
+                Piece::Special(_) => 0,
+            })
+            .sum();
+        if prompt_bytes > engine.max_seq_len.saturating_mul(engine.max_token_bytes) {
+            return Err(Error::invalid(format!(
+                "the prompt is {prompt_bytes} bytes, more than this model's {} tokens of context can hold; shorten it",
+                engine.max_seq_len
+            )));
+        }
         let prompt = engine.prompt.encode(pieces)?;
         let prompt_len = prompt.len();
         let sampling = SamplingSettings::from_strategy(
