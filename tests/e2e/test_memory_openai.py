@@ -256,3 +256,69 @@ def test_openai_v1_prefix_spelling(stack, uploaded, provider):
     )
     hits = search(legacy, store.id, "moon orbit")
     assert hits[0].file_id == uploaded["space.txt"]
+
+
+# --- what upstream's own v0.2.14 tests rely on -----------------------------------------------
+
+
+def test_numbers_sent_as_strings_register_a_vector_db(stack, provider):
+    import requests
+
+    resp = requests.post(f"{stack.url}/v1/vector-dbs", json={
+        "vector_db_id": f"strings-{provider}", "embedding_model": EMBEDDING_MODEL,
+        "embedding_dimension": str(EMBEDDING_DIMENSION), "provider_id": provider})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["embedding_dimension"] == EMBEDDING_DIMENSION
+    bad = requests.post(f"{stack.url}/v1/vector-dbs", json={
+        "vector_db_id": "bad", "embedding_model": EMBEDDING_MODEL,
+        "embedding_dimension": "many", "provider_id": provider})
+    assert bad.status_code == 400 and "embedding_dimension" in bad.text
+
+
+def test_files_read_back_their_chunking_strategy_and_text(oai, uploaded, provider):
+    store = oai.vector_stores.create(name="auto", file_ids=[uploaded["space.txt"]],
+                                     extra_body=store_body(provider))
+    files = oai.vector_stores.files.list(store.id).data
+    assert files[0].chunking_strategy.type == "auto"
+    # The file's text, in OpenAI's page shape and upstream 0.2's.
+    import requests
+
+    for prefix in ("/v1", "/v1/openai/v1"):
+        content = requests.get(
+            f"{oai.base_url.scheme}://{oai.base_url.host}:{oai.base_url.port}{prefix}"
+            f"/vector_stores/{store.id}/files/{uploaded['space.txt']}/content").json()
+        assert content["data"][0]["text"] == FILES["space.txt"]
+        assert content["content"][0]["type"] == "text"
+        assert content["filename"] == "space.txt"
+    oai.vector_stores.delete(store.id)
+
+
+def test_a_missing_file_fails_alone_when_a_store_is_created(oai, uploaded, provider):
+    store = oai.vector_stores.create(name="partial",
+                                     file_ids=[uploaded["fruit.txt"], "file-does-not-exist"],
+                                     extra_body=store_body(provider))
+    assert store.file_counts.completed == 1 and store.file_counts.failed == 1
+    failed = [f for f in oai.vector_stores.files.list(store.id).data if f.status == "failed"]
+    assert failed[0].id == "file-does-not-exist" and failed[0].last_error.code == "invalid_file"
+    oai.vector_stores.delete(store.id)
+
+
+def test_listing_the_files_of_an_unknown_store_is_a_400(oai):
+    with pytest.raises(openai.BadRequestError):
+        oai.vector_stores.files.list("vs_missing")
+
+
+def test_plain_map_filters_and_the_search_query_shape_of_each_prefix(stack, oai, uploaded,
+                                                                     provider):
+    store = oai.vector_stores.create(name="filters", extra_body=store_body(provider))
+    oai.vector_stores.files.create(store.id, file_id=uploaded["fruit.txt"],
+                                   attributes={"topic": "food"})
+    oai.vector_stores.files.create(store.id, file_id=uploaded["space.txt"],
+                                   attributes={"topic": "science"})
+    hits = search(oai, store.id, "what orbits the earth", filters={"topic": "food"})
+    assert hits and all(h.attributes["topic"] == "food" for h in hits)
+    # /v1 answers OpenAI's list; the 0.2-era prefix answers the string 0.2 clients read.
+    assert oai.vector_stores.search(store.id, query="moon").search_query == ["moon"]
+    legacy = openai_client(stack, "/v1/openai/v1")
+    assert legacy.vector_stores.search(store.id, query="moon").search_query == "moon"
+    oai.vector_stores.delete(store.id)

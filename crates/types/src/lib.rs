@@ -7,6 +7,7 @@ pub mod agents;
 pub mod content;
 pub mod inference;
 pub mod inspect;
+pub mod lenient;
 pub mod memory;
 pub mod models;
 pub mod openai;

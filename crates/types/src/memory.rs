@@ -27,7 +27,8 @@ pub struct VectorDb {
 pub struct RegisterVectorDbRequest {
     pub vector_db_id: String,
     pub embedding_model: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lenient::opt_u32")]
+    #[schema(value_type = Option<u32>)]
     pub embedding_dimension: Option<u32>,
     #[serde(default)]
     pub provider_id: Option<String>,

@@ -150,6 +150,27 @@ impl Filter {
         let obj = value
             .as_object()
             .ok_or_else(|| bad(format!("expected an object, got {value}")))?;
+        let typed = obj.get("type").is_some_and(Value::is_string)
+            && (obj.contains_key("key") || obj.contains_key("filters"));
+        if !typed {
+            // A plain map (`{"topic": "ai"}`), as 0.2-era clients send: equality on each key.
+            if obj.is_empty() {
+                return Err(bad("an empty filter".into()));
+            }
+            let all: Vec<Filter> = obj
+                .iter()
+                .map(|(key, value)| Filter::Compare {
+                    key: key.clone(),
+                    op: CompareOp::Eq,
+                    value: value.clone(),
+                })
+                .collect();
+            return Ok(if all.len() == 1 {
+                all.into_iter().next().unwrap_or(Filter::And(Vec::new()))
+            } else {
+                Filter::And(all)
+            });
+        }
         let kind = obj
             .get("type")
             .and_then(Value::as_str)
@@ -273,6 +294,19 @@ mod tests {
             {"type": "eq", "key": "author", "value": "bob"},
             {"type": "gt", "key": "year", "value": 2000}]}));
         assert!(either.matches(&a));
+    }
+
+    #[test]
+    fn a_plain_map_is_equality_on_each_key() {
+        let a = attrs(json!({"topic": "ai", "year": 2021, "type": "doc"}));
+        let f = |v: Value| Filter::parse(&v, "filters").unwrap();
+        assert!(f(json!({"topic": "ai"})).matches(&a));
+        assert!(!f(json!({"topic": "food"})).matches(&a));
+        assert!(f(json!({"topic": "ai", "year": 2021})).matches(&a));
+        assert!(!f(json!({"topic": "ai", "year": 2020})).matches(&a));
+        // `type` without `key` or `filters` is an attribute, not an operator.
+        assert!(f(json!({"type": "doc"})).matches(&a));
+        assert!(Filter::parse(&json!({}), "filters").is_err());
     }
 
     #[test]

@@ -92,6 +92,27 @@ impl MemoryService {
             .await
     }
 
+    /// Records a file that could not be found as failed in `store`.
+    pub(crate) async fn record_missing_file(
+        &self,
+        store: &StoreRecord,
+        file_id: &str,
+        chunking_strategy: Option<Value>,
+        err: &Error,
+    ) -> Result<()> {
+        let record = StoreFileRecord {
+            id: file_id.to_string(),
+            vector_store_id: store.identifier.clone(),
+            attributes: Map::new(),
+            chunking_strategy: chunking_strategy.unwrap_or_else(|| json!({"type": "auto"})),
+            created_at: now_secs(),
+            last_error: Some(json!({"code": "invalid_file", "message": err.message()})),
+            status: "failed".into(),
+            usage_bytes: 0,
+        };
+        self.save_file_record(&record).await
+    }
+
     /// Ingests one file into a store. A file that cannot be read or embedded is recorded as
     /// `failed` with the reason; the attachment itself succeeds.
     pub(crate) async fn attach_file(
@@ -103,9 +124,8 @@ impl MemoryService {
         (size, overlap): (usize, usize),
     ) -> Result<StoreFileRecord> {
         let file = self.get_file(file_id).await?;
-        let strategy = chunking_strategy.unwrap_or_else(|| {
-            json!({"type": "static", "static": {"max_chunk_size_tokens": size, "chunk_overlap_tokens": overlap}})
-        });
+        // Without one the file is chunked as `auto` is (800/400 tokens), and reads back so.
+        let strategy = chunking_strategy.unwrap_or_else(|| json!({"type": "auto"}));
         let mut record = StoreFileRecord {
             id: file_id.to_string(),
             vector_store_id: store.identifier.clone(),
@@ -210,7 +230,16 @@ impl MemoryService {
         query: &PageQuery,
         status: Option<&str>,
     ) -> Result<Value> {
-        self.resolve_store(store_id).await?;
+        // An unknown store is the request's mistake here: upstream answers 400, and its tests
+        // pin it.
+        self.resolve_store(store_id).await.map_err(|e| {
+            if e.kind() == llama_stack_core::ErrorKind::NotFound {
+                e.with_kind(llama_stack_core::ErrorKind::InvalidRequest)
+                    .with_location(vec!["path".into(), "vector_store_id".into()])
+            } else {
+                e
+            }
+        })?;
         let items = self
             .store_file_records(store_id)
             .await?
@@ -236,6 +265,33 @@ impl MemoryService {
 
     pub async fn get_vector_store_file(&self, store_id: &str, file_id: &str) -> Result<Value> {
         Ok(self.store_file(store_id, file_id).await?.to_object())
+    }
+
+    /// `GET /v1/vector_stores/{id}/files/{file_id}/content`: the file's text as it was read for
+    /// the store. The answer has both shapes: OpenAI's page (`data`) and upstream's
+    /// `file_id`/`filename`/`attributes`/`content`.
+    pub async fn vector_store_file_content(&self, store_id: &str, file_id: &str) -> Result<Value> {
+        let record = self.store_file(store_id, file_id).await?;
+        let file = self.get_file(file_id).await?;
+        let bytes = self.file_content(file_id).await?;
+        let name = file.filename.clone();
+        let text = tokio::task::spawn_blocking(move || {
+            llama_stack_documents::extract_text(&bytes, None, Some(&name))
+        })
+        .await
+        .map_err(|e| Error::internal(format!("reading file {file_id} failed: {e}")))?
+        .map_err(|e| Error::invalid(format!("file {file_id} cannot be read as text: {e}")))?;
+        let content = vec![json!({"type": "text", "text": text})];
+        Ok(json!({
+            "object": "vector_store.file_content.page",
+            "data": content,
+            "has_more": false,
+            "next_page": null,
+            "file_id": file_id,
+            "filename": file.filename,
+            "attributes": record.attributes,
+            "content": content,
+        }))
     }
 
     /// `POST /v1/vector_stores/{id}/files/{file_id}`: new attributes, applied by ingesting the

@@ -177,8 +177,20 @@ impl MemoryService {
         for (i, file_id) in file_ids.iter().enumerate() {
             tracing::info!(store = %record.identifier, file = %file_id,
                 progress = %format!("{}/{total}", i + 1), "Attaching file");
-            self.attach_file(&record, file_id, Map::new(), chunking.clone(), chunk_sizes)
-                .await?;
+            match self
+                .attach_file(&record, file_id, Map::new(), chunking.clone(), chunk_sizes)
+                .await
+            {
+                // The store is made with the files that exist; one that does not is recorded
+                // as failed, as upstream does, rather than failing the whole creation.
+                Err(err) if err.kind() == llama_stack_core::ErrorKind::NotFound => {
+                    self.record_missing_file(&record, file_id, chunking.clone(), &err)
+                        .await?;
+                }
+                other => {
+                    other?;
+                }
+            }
         }
         self.vector_store_object(&record).await
     }

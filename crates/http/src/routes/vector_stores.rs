@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiJson, OpenAi, OpenAiError};
-use crate::table::{Form, RouteTable, declared};
+use crate::table::{Form, OPENAI_PREFIX, RouteTable, declared};
 use llama_stack_core::Api;
 
 type Body = ApiJson<Map<String, Value>, OpenAi>;
@@ -92,9 +92,19 @@ pub async fn delete(
 pub async fn search(
     State(stack): State<Arc<Stack>>,
     Path(id): Path<String>,
+    uri: axum::http::Uri,
     ApiJson(body, ..): Body,
 ) -> Result<Json<Value>, OpenAiError> {
-    Ok(Json(stack.memory.search_vector_store(&id, body).await?))
+    let mut page = stack.memory.search_vector_store(&id, body).await?;
+    // 0.2-era clients (under the /v1/openai/v1 prefix) read `search_query` as the string they
+    // sent; OpenAI and current upstream answer a list.
+    if uri.path().starts_with(OPENAI_PREFIX)
+        && let Some(Value::Array(queries)) = page.get("search_query")
+    {
+        let joined: Vec<&str> = queries.iter().filter_map(Value::as_str).collect();
+        page["search_query"] = Value::String(joined.join(" "));
+    }
+    Ok(Json(page))
 }
 
 #[utoipa::path(post, path = "/v1/vector_stores/{vector_store_id}/files", tag = "vector_stores",
@@ -166,6 +176,22 @@ pub async fn delete_file(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/vector_stores/{vector_store_id}/files/{file_id}/content",
+    tag = "vector_stores",
+    params(("vector_store_id" = String, Path), ("file_id" = String, Path)),
+    responses((status = 200, description = "The file's text: `data` (OpenAI) and `content` (upstream 0.2)")))]
+pub async fn file_content(
+    State(stack): State<Arc<Stack>>,
+    Path((id, file_id)): Path<(String, String)>,
+) -> Result<Json<Value>, OpenAiError> {
+    Ok(Json(
+        stack
+            .memory
+            .vector_store_file_content(&id, &file_id)
+            .await?,
+    ))
+}
+
 /// The routes of this API; see [`crate::table`].
 pub(crate) fn declare(table: RouteTable) -> RouteTable {
     table
@@ -189,5 +215,10 @@ pub(crate) fn declare(table: RouteTable) -> RouteTable {
             Some(Api::VectorIo),
             Form::AlsoOpenAi,
             declared!(get_file, update_file, delete_file),
+        )
+        .add(
+            Some(Api::VectorIo),
+            Form::AlsoOpenAi,
+            declared!(file_content),
         )
 }
