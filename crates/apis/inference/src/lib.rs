@@ -15,6 +15,7 @@ pub mod provider;
 mod provider_models;
 pub mod resilience;
 mod service;
+mod stored;
 
 pub use models::RestoredModels;
 pub use provider::{
@@ -23,3 +24,4 @@ pub use provider::{
 };
 pub use provider_models::RefreshOutcome;
 pub use service::{InferenceApi, InferenceService};
+pub use stored::CompletionQuery;

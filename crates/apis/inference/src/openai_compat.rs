@@ -522,8 +522,37 @@ pub enum OpenAiOutput<T, S> {
 }
 
 impl InferenceService {
-    /// `POST /v1/chat/completions`.
+    /// `POST /v1/chat/completions`; with `store: true` the answer is kept (see `stored`).
     pub async fn openai_chat_completion(
+        &self,
+        request: OpenAiChatCompletionRequest,
+    ) -> Result<OpenAiOutput<OpenAiChatCompletion, OpenAiChatStream>> {
+        if !crate::stored::wants_store(&request) {
+            return self.openai_chat_completion_unstored(request).await;
+        }
+        crate::stored::check_metadata(&request)?;
+        let kept = request.clone();
+        let store = self.store.clone();
+        Ok(match self.openai_chat_completion_unstored(request).await? {
+            OpenAiOutput::Complete(c) => {
+                let value = serde_json::to_value(&c).map_err(|e| Error::internal(e.to_string()))?;
+                crate::stored::store_completion(store.as_ref(), value, &kept).await?;
+                OpenAiOutput::Complete(c)
+            }
+            OpenAiOutput::Forwarded(value) => {
+                crate::stored::store_completion(store.as_ref(), value.clone(), &kept).await?;
+                OpenAiOutput::Forwarded(value)
+            }
+            OpenAiOutput::Stream(s) => {
+                OpenAiOutput::Stream(crate::stored::storing_stream(store, s, kept))
+            }
+            OpenAiOutput::ForwardedStream(s) => {
+                OpenAiOutput::ForwardedStream(crate::stored::storing_stream(store, s, kept))
+            }
+        })
+    }
+
+    async fn openai_chat_completion_unstored(
         &self,
         request: OpenAiChatCompletionRequest,
     ) -> Result<OpenAiOutput<OpenAiChatCompletion, OpenAiChatStream>> {
