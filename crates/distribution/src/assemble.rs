@@ -92,6 +92,7 @@ pub(crate) async fn assemble(
             safety: base.safety,
             memory: base.memory,
             tools,
+            prompts: base.prompts,
             agents,
             responses,
         },

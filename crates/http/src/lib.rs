@@ -24,7 +24,8 @@ use llama_stack_core::quota::{self, Quota, QuotaClient};
 use llama_stack_stack::Stack;
 
 use routes::{
-    agents, files, inference, inspect, memory, models, openai, responses, safety, vector_stores,
+    agents, files, inference, inspect, memory, models, openai, prompts, responses, safety,
+    vector_stores,
 };
 pub use table::{RouteEntry, RouteTable};
 
@@ -44,6 +45,7 @@ fn table() -> RouteTable {
     let table = safety::declare(table);
     let table = agents::declare(table);
     let table = responses::declare(table);
+    let table = prompts::declare(table);
     files::declare(table)
 }
 

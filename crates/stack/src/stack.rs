@@ -9,6 +9,7 @@ use llama_stack_agents::Agents;
 use llama_stack_core::{Api, Error, RegistryStore, Result};
 use llama_stack_inference::InferenceService;
 use llama_stack_memory::MemoryService;
+use llama_stack_prompts::PromptsService;
 use llama_stack_responses::Responses;
 use llama_stack_safety::SafetyService;
 use llama_stack_tools::ToolsService;
@@ -45,6 +46,8 @@ pub struct Stack {
     pub safety: Arc<SafetyService>,
     pub memory: Arc<MemoryService>,
     pub tools: Arc<ToolsService>,
+    /// Prompt templates; they need only the metadata store, so every stack has them.
+    pub prompts: Arc<PromptsService>,
     /// The agents provider, when run.yaml configures one.
     agents: Option<Arc<dyn Agents>>,
     /// The responses provider, when run.yaml configures one.
@@ -57,6 +60,7 @@ pub struct Services {
     pub safety: Arc<SafetyService>,
     pub memory: Arc<MemoryService>,
     pub tools: Arc<ToolsService>,
+    pub prompts: Arc<PromptsService>,
     pub agents: Option<Arc<dyn Agents>>,
     pub responses: Option<Arc<dyn Responses>>,
 }
@@ -98,7 +102,8 @@ impl Services {
             store.clone(),
             inference.clone(),
         ));
-        let tools = Services::tools_over(providers, store);
+        let tools = Services::tools_over(providers, store.clone());
+        let prompts = Arc::new(PromptsService::new(store));
         let agents = providers.iter().find_map(|p| match &p.instance {
             ProviderInstance::Agents(a) => Some(a.clone()),
             _ => None,
@@ -112,6 +117,7 @@ impl Services {
             safety,
             memory,
             tools,
+            prompts,
             agents,
             responses,
         }
@@ -163,6 +169,7 @@ impl Stack {
             safety: services.safety,
             memory: services.memory,
             tools: services.tools,
+            prompts: services.prompts,
             agents: services.agents,
             responses: services.responses,
         }

@@ -5,6 +5,7 @@ pub mod inspect;
 pub mod memory;
 pub mod models;
 pub mod openai;
+pub mod prompts;
 pub mod responses;
 pub mod safety;
 pub mod vector_stores;
