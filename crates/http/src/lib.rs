@@ -184,6 +184,8 @@ mod tests {
             for (method, op) in [
                 ("GET", &item.get),
                 ("POST", &item.post),
+                ("PUT", &item.put),
+                ("PATCH", &item.patch),
                 ("DELETE", &item.delete),
             ] {
                 if op.is_some() {
@@ -286,7 +288,10 @@ mod tests {
     fn every_operation_documents_the_error_statuses() {
         let doc = openapi();
         for (path, item) in &doc.paths.paths {
-            for op in [&item.get, &item.post, &item.delete].into_iter().flatten() {
+            for op in [&item.get, &item.post, &item.put, &item.delete]
+                .into_iter()
+                .flatten()
+            {
                 for kind in llama_stack_core::ErrorKind::ALL {
                     for status in [error::classic_status(kind), error::openai_status(kind)] {
                         assert!(
