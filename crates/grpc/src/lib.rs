@@ -84,6 +84,14 @@ pub fn router(stack: Arc<Stack>) -> Routes {
         // Only a broken build gets here; serving without reflection beats not serving.
         Err(err) => tracing::error!(error = %err, "Server reflection is off"),
     }
+    // The older v1alpha protocol too: Python's grpcio-reflection, Postman and older grpcurl
+    // speak only that.
+    match reflection_builder().build_v1alpha() {
+        Ok(reflection) => {
+            routes.add_service(reflection);
+        }
+        Err(err) => tracing::error!(error = %err, "Server reflection v1alpha is off"),
+    }
     routes.routes()
 }
 
@@ -155,8 +163,11 @@ fn reflection_service() -> Result<
     >,
     tonic_reflection::server::Error,
 > {
+    reflection_builder().build_v1()
+}
+
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
 }

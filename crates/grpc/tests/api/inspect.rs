@@ -167,6 +167,41 @@ async fn reflection_lists_the_services_and_describes_them() {
 }
 
 #[tokio::test]
+async fn reflection_also_speaks_v1alpha() {
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as Alpha;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as AlphaResponse;
+
+    let h = support::start().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", h.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(AlphaRequest::ListServices(String::new())),
+    };
+    let mut replies = Alpha::new(channel)
+        .server_reflection_info(futures::stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(AlphaResponse::ListServicesResponse(list)) =
+        replies.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("the answer lists services");
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "llama_stack.v1.ResponsesService"),
+        "{:?}",
+        list.service
+    );
+}
+
+#[tokio::test]
 async fn serve_stops_when_its_shutdown_future_resolves() {
     let h = support::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
