@@ -507,3 +507,55 @@ def test_stores_survive_sigkill(provider, server_factory, tmp_path_factory, mini
     rag = client.tool_runtime.rag_tool.query(content="capital of Japan", vector_db_ids=["durable"])
     assert rag.metadata["document_ids"][0] == "rag-tokyo"
     server.stop()
+
+
+def test_inline_html_is_read_as_a_page(client, vector_db):
+    client.tool_runtime.rag_tool.insert(
+        vector_db_id=vector_db, chunk_size_in_tokens=512,
+        documents=[{"document_id": "inline-html", "content": HTML_PAGE,
+                    "mime_type": "text/html", "metadata": {}}])
+    found = client.vector_io.query(vector_db_id=vector_db, query="glaciers",
+                                   params={"max_chunks": 10})
+    texts = [c.content for c in found.chunks if c.metadata["document_id"] == "inline-html"]
+    assert texts and "Glaciers are slow rivers of ice" in texts[0]
+    assert "SCRIPT-SHOULD-NOT-BE-INDEXED" not in texts[0] and "<p>" not in texts[0]
+
+
+def minimal_pdf(text: str) -> bytes:
+    """A one-page PDF showing `text` in Helvetica, with a correct cross-reference table."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    for offset in offsets:
+        out += f"{offset:010d} 00000 n \n".encode()
+    out += (f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n"
+            .encode())
+    return bytes(out)
+
+
+def test_an_inline_pdf_data_url_is_read_as_a_pdf(client, vector_db):
+    import base64
+
+    pdf = base64.b64encode(minimal_pdf("Basalt forms when lava cools quickly")).decode()
+    client.tool_runtime.rag_tool.insert(
+        vector_db_id=vector_db, chunk_size_in_tokens=512,
+        documents=[{"document_id": "inline-pdf", "content": f"data:application/pdf;base64,{pdf}",
+                    "mime_type": "application/pdf", "metadata": {}}])
+    found = client.vector_io.query(vector_db_id=vector_db, query="basalt lava",
+                                   params={"max_chunks": 10})
+    texts = [c.content for c in found.chunks if c.metadata["document_id"] == "inline-pdf"]
+    assert texts and "Basalt forms when lava cools quickly" in texts[0], texts
+    assert "%PDF" not in texts[0]

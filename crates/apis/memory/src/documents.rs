@@ -45,7 +45,21 @@ pub async fn document_text(doc: &RagDocument, policy: &FetchPolicy) -> Result<St
                     doc.document_id
                 ))
             })?;
-        return Ok(content.as_text(" "));
+        let text = content.as_text(" ");
+        // Inline markup says what it is through mime_type; read it as a fetched page would be,
+        // so tags and scripts stay out of the chunks.
+        return match doc.mime_type.as_deref() {
+            Some(mime) if mime.to_ascii_lowercase().contains("html") => {
+                let (mime, id) = (mime.to_string(), doc.document_id.clone());
+                tokio::task::spawn_blocking(move || {
+                    llama_stack_documents::extract_text(text.as_bytes(), Some(&mime), None)
+                        .map_err(|e| document_error(&id, e))
+                })
+                .await
+                .map_err(|e| Error::internal(format!("text extraction task failed: {e}")))?
+            }
+            _ => Ok(text),
+        };
     };
     let loaded = llama_stack_documents::load_uri(&uri, policy)
         .await
