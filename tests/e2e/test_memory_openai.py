@@ -322,3 +322,33 @@ def test_plain_map_filters_and_the_search_query_shape_of_each_prefix(stack, oai,
     legacy = openai_client(stack, "/v1/openai/v1")
     assert legacy.vector_stores.search(store.id, query="moon").search_query == "moon"
     oai.vector_stores.delete(store.id)
+
+
+def test_a_file_batch_attaches_its_files_in_the_background(oai, uploaded, provider):
+    store = oai.vector_stores.create(name="batched", extra_body=store_body(provider))
+    ids = [uploaded["fruit.txt"], uploaded["ocean.txt"], "file-missing"]
+    batch = oai.vector_stores.file_batches.create(store.id, file_ids=ids,
+                                                  attributes={"source": "batch"})
+    assert batch.object == "vector_store.files_batch" and batch.file_counts.total == 3
+    import time
+
+    deadline = time.monotonic() + 60
+    while batch.status == "in_progress":
+        assert time.monotonic() < deadline, "the batch never finished"
+        time.sleep(0.2)
+        batch = oai.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id)
+    assert batch.status == "completed"
+    assert (batch.file_counts.completed, batch.file_counts.failed) == (2, 1)
+    files = oai.vector_stores.file_batches.list_files(batch.id, vector_store_id=store.id).data
+    assert {f.id for f in files} == set(ids)
+    done = [f for f in files if f.status == "completed"]
+    assert all(f.attributes == {"source": "batch"} for f in done)
+    assert search(oai, store.id, "coral reefs")[0].file_id == uploaded["ocean.txt"]
+    # A finished batch stays as it ended.
+    cancelled = oai.vector_stores.file_batches.cancel(batch.id, vector_store_id=store.id)
+    assert cancelled.status == "completed"
+    with pytest.raises(openai.NotFoundError):
+        oai.vector_stores.file_batches.retrieve("vsfb_missing", vector_store_id=store.id)
+    with pytest.raises(openai.BadRequestError):
+        oai.vector_stores.file_batches.create(store.id, file_ids=[])
+    oai.vector_stores.delete(store.id)

@@ -93,6 +93,7 @@ pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
 
     register_memory_resources(&stack, &loaded).await?;
     register_shields(&stack, &loaded).await?;
+    stack.memory.resume_file_batches().await?;
     if let Ok(responses) = stack.responses() {
         responses.resume_background().await?;
     }

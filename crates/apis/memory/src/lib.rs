@@ -11,6 +11,7 @@
 mod api;
 mod chunks;
 mod documents;
+mod file_batches;
 pub mod files;
 pub mod files_ops;
 mod service;

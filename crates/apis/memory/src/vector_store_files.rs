@@ -31,7 +31,7 @@ pub struct StoreFileRecord {
 }
 
 impl StoreFileRecord {
-    fn to_object(&self) -> Value {
+    pub(crate) fn to_object(&self) -> Value {
         json!({
             "id": self.id,
             "object": "vector_store.file",
@@ -50,7 +50,7 @@ pub(crate) fn file_key(store_id: &str, file_id: &str) -> String {
     format!("{store_id}/{file_id}")
 }
 
-fn attributes_from(body: &Map<String, Value>) -> Result<Map<String, Value>> {
+pub(crate) fn attributes_from(body: &Map<String, Value>) -> Result<Map<String, Value>> {
     match body.get("attributes") {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(m)) => {

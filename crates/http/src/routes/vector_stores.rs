@@ -192,8 +192,57 @@ pub async fn file_content(
     ))
 }
 
+#[utoipa::path(post, path = "/v1/vector_stores/{vector_store_id}/file_batches", tag = "vector_stores",
+    params(("vector_store_id" = String, Path)), request_body = Object,
+    responses((status = 200, description = "vector_store.files_batch object, in_progress")))]
+pub async fn create_file_batch(
+    State(stack): State<Arc<Stack>>,
+    Path(id): Path<String>,
+    ApiJson(body, ..): Body,
+) -> Result<Json<Value>, OpenAiError> {
+    Ok(Json(stack.memory.create_file_batch(&id, body).await?))
+}
+
+#[utoipa::path(get, path = "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}",
+    tag = "vector_stores", params(("vector_store_id" = String, Path), ("batch_id" = String, Path)),
+    responses((status = 200, description = "vector_store.files_batch object")))]
+pub async fn get_file_batch(
+    State(stack): State<Arc<Stack>>,
+    Path((id, batch_id)): Path<(String, String)>,
+) -> Result<Json<Value>, OpenAiError> {
+    Ok(Json(stack.memory.get_file_batch(&id, &batch_id).await?))
+}
+
+#[utoipa::path(post, path = "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/cancel",
+    tag = "vector_stores", params(("vector_store_id" = String, Path), ("batch_id" = String, Path)),
+    responses((status = 200, description = "vector_store.files_batch object")))]
+pub async fn cancel_file_batch(
+    State(stack): State<Arc<Stack>>,
+    Path((id, batch_id)): Path<(String, String)>,
+) -> Result<Json<Value>, OpenAiError> {
+    Ok(Json(stack.memory.cancel_file_batch(&id, &batch_id).await?))
+}
+
+#[utoipa::path(get, path = "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/files",
+    tag = "vector_stores",
+    params(("vector_store_id" = String, Path), ("batch_id" = String, Path), ListQuery),
+    responses((status = 200, description = "list of the batch's vector_store.file objects")))]
+pub async fn list_file_batch_files(
+    State(stack): State<Arc<Stack>>,
+    Path((id, batch_id)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, OpenAiError> {
+    Ok(Json(
+        stack
+            .memory
+            .list_file_batch_files(&id, &batch_id, &q.page(), q.filter.as_deref())
+            .await?,
+    ))
+}
+
 /// The routes of this API; see [`crate::table`].
 pub(crate) fn declare(table: RouteTable) -> RouteTable {
+    let api = Some(Api::VectorIo);
     table
         .add(
             Some(Api::VectorIo),
@@ -221,4 +270,8 @@ pub(crate) fn declare(table: RouteTable) -> RouteTable {
             Form::AlsoOpenAi,
             declared!(file_content),
         )
+        .add(api, Form::AlsoOpenAi, declared!(create_file_batch))
+        .add(api, Form::AlsoOpenAi, declared!(get_file_batch))
+        .add(api, Form::AlsoOpenAi, declared!(cancel_file_batch))
+        .add(api, Form::AlsoOpenAi, declared!(list_file_batch_files))
 }

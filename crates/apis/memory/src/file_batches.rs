@@ -1,0 +1,224 @@
+//! Vector store file batches (`/v1/vector_stores/{id}/file_batches`): several files attached
+//! in the background, one after another, with counts that follow their store file records. A
+//! batch is a record in the metadata store; one still running when the server stopped goes on
+//! with the files it had not reached when the server starts again.
+
+use std::sync::Arc;
+
+use llama_stack_core::{Error, ErrorKind, Result, now_secs};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::service::MemoryService;
+use crate::vector_store_files::attributes_from;
+use crate::vector_stores::{PageQuery, chunking_sizes, page};
+
+const BATCH_KIND: &str = "vector_store_file_batch";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BatchRecord {
+    id: String,
+    vector_store_id: String,
+    file_ids: Vec<String>,
+    attributes: Map<String, Value>,
+    chunking_strategy: Option<Value>,
+    created_at: i64,
+    /// `in_progress`, `completed` or `cancelled`.
+    status: String,
+}
+
+fn body_error(field: &str, message: impl Into<String>) -> Error {
+    Error::invalid(message).with_location(vec!["body".into(), field.into()])
+}
+
+impl MemoryService {
+    async fn batch(&self, store_id: &str, batch_id: &str) -> Result<BatchRecord> {
+        self.store
+            .get(BATCH_KIND, batch_id)
+            .await?
+            .and_then(|v| serde_json::from_value::<BatchRecord>(v).ok())
+            .filter(|b| b.vector_store_id == store_id)
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "File batch '{batch_id}' not found in vector store '{store_id}'"
+                ))
+            })
+    }
+
+    async fn save_batch(&self, batch: &BatchRecord) -> Result<()> {
+        let value = serde_json::to_value(batch).map_err(|e| Error::internal(e.to_string()))?;
+        self.store.put(BATCH_KIND, &batch.id, &value).await
+    }
+
+    /// The batch object, its counts read from the store file records.
+    async fn batch_object(&self, batch: &BatchRecord) -> Result<Value> {
+        let records = self.store_file_records(&batch.vector_store_id).await?;
+        let (mut done, mut failed, mut cancelled, mut running) = (0, 0, 0, 0);
+        for id in &batch.file_ids {
+            match records
+                .iter()
+                .find(|r| &r.id == id)
+                .map(|r| r.status.as_str())
+            {
+                Some("completed") => done += 1,
+                Some("failed") => failed += 1,
+                Some("cancelled") => cancelled += 1,
+                Some(_) => running += 1,
+                None if batch.status == "cancelled" => cancelled += 1,
+                None => running += 1,
+            }
+        }
+        Ok(json!({
+            "id": batch.id,
+            "object": "vector_store.files_batch",
+            "created_at": batch.created_at,
+            "vector_store_id": batch.vector_store_id,
+            "status": batch.status,
+            "file_counts": {"in_progress": running, "completed": done, "failed": failed,
+                            "cancelled": cancelled, "total": batch.file_ids.len()},
+        }))
+    }
+
+    /// `POST /v1/vector_stores/{id}/file_batches`: answers at once, `in_progress`.
+    pub async fn create_file_batch(
+        self: &Arc<Self>,
+        store_id: &str,
+        body: Map<String, Value>,
+    ) -> Result<Value> {
+        self.resolve_store(store_id).await?;
+        let file_ids: Vec<String> = match body.get("file_ids") {
+            Some(Value::Array(ids)) if !ids.is_empty() => ids
+                .iter()
+                .map(|v| {
+                    v.as_str().map(str::to_string).ok_or_else(|| {
+                        body_error("file_ids", format!("file_ids must be file ids, got {v}"))
+                    })
+                })
+                .collect::<Result<_>>()?,
+            _ => {
+                return Err(body_error(
+                    "file_ids",
+                    "file_ids is required: a non-empty list of file ids",
+                ));
+            }
+        };
+        let strategy = body
+            .get("chunking_strategy")
+            .cloned()
+            .filter(|v| !v.is_null());
+        chunking_sizes(strategy.as_ref())?;
+        let batch = BatchRecord {
+            id: format!("vsfb_{}", uuid::Uuid::new_v4().simple()),
+            vector_store_id: store_id.to_string(),
+            file_ids,
+            attributes: attributes_from(&body)?,
+            chunking_strategy: strategy,
+            created_at: now_secs(),
+            status: "in_progress".into(),
+        };
+        self.save_batch(&batch).await?;
+        let object = self.batch_object(&batch).await?;
+        self.spawn_batch(batch);
+        Ok(object)
+    }
+
+    fn spawn_batch(self: &Arc<Self>, batch: BatchRecord) {
+        let svc = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = svc.run_batch(batch.clone()).await {
+                tracing::error!(batch = %batch.id, error = %err, "File batch stopped");
+            }
+        });
+    }
+
+    async fn run_batch(&self, batch: BatchRecord) -> Result<()> {
+        let (store, _) = self.resolve_store(&batch.vector_store_id).await?;
+        let sizes = chunking_sizes(batch.chunking_strategy.as_ref())?;
+        for file_id in &batch.file_ids {
+            // A cancel between two files stops the rest.
+            if self.batch(&batch.vector_store_id, &batch.id).await?.status != "in_progress" {
+                return Ok(());
+            }
+            let finished = self
+                .store_file_records(&batch.vector_store_id)
+                .await?
+                .into_iter()
+                .any(|r| &r.id == file_id && (r.status == "completed" || r.status == "failed"));
+            if finished {
+                continue;
+            }
+            let attached = self
+                .attach_file(
+                    &store,
+                    file_id,
+                    batch.attributes.clone(),
+                    batch.chunking_strategy.clone(),
+                    sizes,
+                )
+                .await;
+            if let Err(err) = attached {
+                if err.kind() != ErrorKind::NotFound {
+                    return Err(err);
+                }
+                self.record_missing_file(&store, file_id, batch.chunking_strategy.clone(), &err)
+                    .await?;
+            }
+        }
+        let mut current = self.batch(&batch.vector_store_id, &batch.id).await?;
+        if current.status == "in_progress" {
+            current.status = "completed".into();
+            self.save_batch(&current).await?;
+        }
+        Ok(())
+    }
+
+    /// Picks up the batches an earlier process left running.
+    pub async fn resume_file_batches(self: &Arc<Self>) -> Result<()> {
+        for value in self.store.list(BATCH_KIND).await? {
+            if let Ok(batch) = serde_json::from_value::<BatchRecord>(value)
+                && batch.status == "in_progress"
+            {
+                tracing::info!(batch = %batch.id, "Resuming a vector store file batch");
+                self.spawn_batch(batch);
+            }
+        }
+        Ok(())
+    }
+
+    /// `GET /v1/vector_stores/{id}/file_batches/{batch_id}`.
+    pub async fn get_file_batch(&self, store_id: &str, batch_id: &str) -> Result<Value> {
+        let batch = self.batch(store_id, batch_id).await?;
+        self.batch_object(&batch).await
+    }
+
+    /// `POST /v1/vector_stores/{id}/file_batches/{batch_id}/cancel`: files not yet reached
+    /// are not attached.
+    pub async fn cancel_file_batch(&self, store_id: &str, batch_id: &str) -> Result<Value> {
+        let mut batch = self.batch(store_id, batch_id).await?;
+        if batch.status == "in_progress" {
+            batch.status = "cancelled".into();
+            self.save_batch(&batch).await?;
+        }
+        self.batch_object(&batch).await
+    }
+
+    /// `GET /v1/vector_stores/{id}/file_batches/{batch_id}/files`.
+    pub async fn list_file_batch_files(
+        &self,
+        store_id: &str,
+        batch_id: &str,
+        query: &PageQuery,
+        status: Option<&str>,
+    ) -> Result<Value> {
+        let batch = self.batch(store_id, batch_id).await?;
+        let items = self
+            .store_file_records(store_id)
+            .await?
+            .into_iter()
+            .filter(|r| batch.file_ids.contains(&r.id))
+            .filter(|r| status.is_none_or(|s| r.status == s))
+            .map(|r| r.to_object())
+            .collect();
+        page(items, query)
+    }
+}
