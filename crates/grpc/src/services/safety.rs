@@ -19,6 +19,42 @@ fn id(raw: &str) -> &str {
 
 #[tonic::async_trait]
 impl SafetyService for Safety {
+    async fn moderate(
+        &self,
+        request: Request<pb::ModerateRequest>,
+    ) -> Result<Response<pb::ModerateResponse>, Status> {
+        use crate::convert::json::map_to_struct;
+        let request = request.into_inner();
+        let moderation = llama_stack_types::ModerationRequest {
+            input: llama_stack_types::ModerationInput::Many(request.input),
+            model: Some(request.model).filter(|m| !m.is_empty()),
+        };
+        let object = self
+            .0
+            .safety
+            .run_moderation(moderation)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ModerateResponse {
+            id: object.id,
+            model: object.model,
+            results: object
+                .results
+                .into_iter()
+                .map(|r| pb::ModerationResult {
+                    flagged: r.flagged,
+                    categories: Some(map_to_struct(&r.categories)),
+                    category_scores: Some(map_to_struct(&r.category_scores)),
+                    category_applied_input_types: Some(map_to_struct(
+                        &r.category_applied_input_types,
+                    )),
+                    user_message: r.user_message,
+                    metadata: Some(map_to_struct(&r.metadata)),
+                })
+                .collect(),
+        }))
+    }
+
     async fn run_shield(
         &self,
         request: Request<pb::RunShieldRequest>,

@@ -122,3 +122,41 @@ async fn shields_list_get_register_and_unregister() {
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
 }
+
+#[tokio::test]
+async fn moderations_match_http() {
+    let h = support::start().await;
+    let mut safety = pb::safety_service_client::SafetyServiceClient::new(h.channel.clone());
+    let grpc = safety
+        .moderate(pb::ModerateRequest {
+            input: vec![INSECURE.into(), "print(1)".into()],
+            model: "CodeScanner".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (status, http) = h
+        .post(
+            "/v1/moderations",
+            json!({"model": "CodeScanner", "input": [INSECURE, "print(1)"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{http}");
+    let flagged: Vec<bool> = grpc.results.iter().map(|r| r.flagged).collect();
+    assert_eq!(flagged, [true, false]);
+    assert_eq!(http["results"][0]["flagged"], true);
+    assert_eq!(http["results"][1]["flagged"], false);
+    assert_eq!(grpc.model, http["model"].as_str().unwrap());
+    assert_eq!(
+        grpc.results[0].user_message.as_deref(),
+        http["results"][0]["user_message"].as_str()
+    );
+    let err = safety
+        .moderate(pb::ModerateRequest {
+            input: vec!["hi".into()],
+            model: "no-such-shield".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_ne!(err.code(), Code::Ok);
+}
