@@ -51,7 +51,9 @@ pub fn router(stack: Arc<Stack>) -> Routes {
     use pb::rag_tool_service_server::RagToolServiceServer;
     use pb::responses_service_server::ResponsesServiceServer;
     use pb::safety_service_server::SafetyServiceServer;
+    use pb::tool_groups_service_server::ToolGroupsServiceServer;
     use pb::vector_io_service_server::VectorIoServiceServer;
+    use services::tools::ToolGroups;
     use services::vector_io::{RagTool, VectorIo};
     use services::{agents::Agents, inference::Inference};
     use services::{inspect::Inspect, models::Models, responses::Responses, safety::Safety};
@@ -75,6 +77,7 @@ pub fn router(stack: Arc<Stack>) -> Routes {
     add!(RagToolServiceServer, RagTool(stack.clone()));
     add!(AgentsServiceServer, Agents(stack.clone()));
     add!(ResponsesServiceServer, Responses(stack.clone()));
+    add!(ToolGroupsServiceServer, ToolGroups(stack.clone()));
 
     routes.add_service(health_service(&stack));
     match reflection_service() {

@@ -59,6 +59,7 @@ pub(crate) fn service_api(service: &str) -> Option<Api> {
         "RagToolService" => Some(Api::ToolRuntime),
         "AgentsService" => Some(Api::Agents),
         "ResponsesService" => Some(Api::Responses),
+        "ToolGroupsService" => Some(Api::ToolRuntime),
         _ => None,
     }
 }

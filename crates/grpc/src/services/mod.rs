@@ -7,4 +7,5 @@ pub(crate) mod inspect;
 pub(crate) mod models;
 pub(crate) mod responses;
 pub(crate) mod safety;
+pub(crate) mod tools;
 pub(crate) mod vector_io;

@@ -10,5 +10,6 @@ mod models;
 mod responses;
 mod safety;
 mod support;
+mod tools;
 mod upstream;
 mod vector_io;
