@@ -23,17 +23,19 @@ pip_quiet=(--quiet --disable-pip-version-check)
 
 if "$vpy" - <<'PY' 2>/dev/null
 import importlib.metadata as md
-import llama_stack_client, openai, pytest, requests, tokenizers, yaml  # noqa: F401
+import anthropic, llama_stack_client, openai, pytest, requests, tokenizers, yaml  # noqa: F401
 from mcp.server.fastmcp import FastMCP  # noqa: F401
 assert md.version("llama-stack-client") == "0.2.23", md.version("llama-stack-client")
 PY
 then
-  echo "setup-python: $venv already has llama-stack-client 0.2.23, openai, pytest, requests, tokenizers and mcp"
+  echo "setup-python: $venv already has llama-stack-client 0.2.23, openai, anthropic, pytest, requests, tokenizers and mcp"
 else
   "$vpy" -m pip install "${pip_quiet[@]}" --upgrade pip
   "$vpy" -m pip install "${pip_quiet[@]}" "numpy<2.3" "pandas<3" pytest requests pyyaml tokenizers
   "$vpy" -m pip install "${pip_quiet[@]}" --ignore-requires-python "llama-stack-client==0.2.23"
   "$vpy" -m pip install "${pip_quiet[@]}" openai
+  # The Messages API tests drive the server with the official anthropic SDK.
+  "$vpy" -m pip install "${pip_quiet[@]}" anthropic
   # The official MCP SDK serves the MCP tool servers of the agent tests; 1.x keeps FastMCP.
   "$vpy" -m pip install "${pip_quiet[@]}" "mcp>=1.9,<2"
 fi

@@ -126,6 +126,30 @@ impl ErrorFlavor for OpenAi {
     }
 }
 
+/// Anthropic's Messages routes: `{"type":"error","error":{"type","message"}}`.
+pub struct Anthropic;
+
+impl ErrorFlavor for Anthropic {
+    fn response(err: &Error) -> Response {
+        let status = openai_status(err.kind());
+        log(err, status);
+        let kind = match err.kind() {
+            ErrorKind::InvalidRequest | ErrorKind::Conflict | ErrorKind::Unsupported => {
+                "invalid_request_error"
+            }
+            ErrorKind::NotFound => "not_found_error",
+            ErrorKind::Unauthorized => "authentication_error",
+            ErrorKind::Forbidden => "permission_error",
+            ErrorKind::RateLimited => "rate_limit_error",
+            ErrorKind::Overloaded => "overloaded_error",
+            ErrorKind::Timeout | ErrorKind::Upstream | ErrorKind::Internal => "api_error",
+        };
+        let body = json!({"type": "error",
+                          "error": {"type": kind, "message": public_message(err)}});
+        with_retry_after((status, axum::Json(body)).into_response(), err)
+    }
+}
+
 /// A handler error rendered in the flavor `F`.
 pub struct ApiError<F: ErrorFlavor>(pub Error, PhantomData<F>);
 

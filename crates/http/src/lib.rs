@@ -24,8 +24,8 @@ use llama_stack_core::quota::{self, Quota, QuotaClient};
 use llama_stack_stack::Stack;
 
 use routes::{
-    agents, files, inference, inspect, memory, models, openai, prompts, responses, safety,
-    vector_stores,
+    agents, anthropic, files, inference, inspect, memory, models, openai, prompts, responses,
+    safety, vector_stores,
 };
 pub use table::{RouteEntry, RouteTable};
 
@@ -40,6 +40,7 @@ fn table() -> RouteTable {
     let table = models::declare(table);
     let table = inference::declare(table);
     let table = openai::declare(table);
+    let table = anthropic::declare(table);
     let table = memory::declare(table);
     let table = vector_stores::declare(table);
     let table = safety::declare(table);

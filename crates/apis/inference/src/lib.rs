@@ -6,6 +6,7 @@
 //! Depends on `llama-stack-core` and the wire types only. Other APIs reach it through
 //! [`InferenceApi`]; it never depends on them, on a provider or on a transport.
 
+pub mod anthropic;
 mod models;
 pub mod openai_compat;
 mod openai_embeddings;

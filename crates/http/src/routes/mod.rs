@@ -1,4 +1,5 @@
 pub mod agents;
+pub mod anthropic;
 pub mod files;
 pub mod inference;
 pub mod inspect;
