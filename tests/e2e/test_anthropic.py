@@ -49,6 +49,10 @@ def test_bad_requests_are_anthropic_errors(local):
     with pytest.raises(anthropic.NotFoundError):
         local.messages.create(model="no-such-model", max_tokens=2,
                               messages=[{"role": "user", "content": "Hi"}])
+    import requests
+
+    missing = requests.post(f"{local.base_url}/v1/messages".replace("//v1", "/v1"), json={})
+    assert missing.status_code == 400 and "model" in missing.json()["error"]["message"]
 
 
 def test_tool_use_round_trip_on_a_remote_upstream(server_factory, tmp_path_factory):

@@ -124,8 +124,9 @@ fn message_to_openai(index: usize, message: &Value, out: &mut Vec<Value>) -> Res
 
 /// The OpenAI chat request a Messages request amounts to.
 pub fn to_openai(body: &Map<String, Value>, stream: bool) -> Result<OpenAiChatCompletionRequest> {
-    let model = body["model"]
-        .as_str()
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
         .filter(|m| !m.is_empty())
         .ok_or_else(|| bad("model", "model is required"))?;
     let mut messages = Vec::new();
@@ -174,7 +175,8 @@ pub fn to_openai(body: &Map<String, Value>, stream: bool) -> Result<OpenAiChatCo
             Some(Value::String(t)) if t == "any" => json!("required"),
             Some(Value::String(t)) if t == "none" => json!("none"),
             Some(Value::String(t)) if t == "tool" => {
-                json!({"type": "function", "function": {"name": body["tool_choice"]["name"]}})
+                let name = body.get("tool_choice").map(|c| c["name"].clone());
+                json!({"type": "function", "function": {"name": name}})
             }
             _ => json!("auto"),
         };
