@@ -1,5 +1,9 @@
 //! Vector store benchmark: insert throughput, query latency and recall@10 against exact
-//! search, on clustered unit vectors shaped like sentence embeddings (fixed seed).
+//! search, on clustered unit vectors shaped like sentence embeddings (fixed seed); then
+//! keyword and hybrid (vector and keyword searches run together, as the stack does) query
+//! latency on the same store. Chunk texts are word salads from a fixed vocabulary in which
+//! "the" is in about 95% of chunks, so every keyword query (a common word plus a rarer one)
+//! matches most of the store: the worst case for full-text ranking.
 //!
 //! `cargo bench -p llama-stack-vector-conformance --bench vector_stores`
 //!
@@ -14,11 +18,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use llama_stack_memory::{
-    vector_io::StoreSpec, vector_io::StoredChunk, vector_io::VectorIoProvider,
+    vector_io::SearchRequest, vector_io::StoreSpec, vector_io::StoredChunk,
+    vector_io::VectorIoProvider,
 };
 use llama_stack_provider_vector_pgvector::{PgVectorConfig, PgVectorProvider};
 use llama_stack_provider_vector_sqlite::{SqliteVecConfig, SqliteVecProvider};
-use llama_stack_vector_conformance::data::{ClusteredVectors, chunk, vector_query};
+use llama_stack_vector_conformance::data::{
+    ClusteredVectors, SeededRng, chunk, keyword_query, vector_query,
+};
 
 const DIMENSION: usize = 384;
 const K: usize = 10;
@@ -29,11 +36,66 @@ const CLUSTERS: usize = 100;
 const SPREAD: f32 = 0.8;
 const SEED: u64 = 20_250_101;
 
-/// Vectors, held-out queries from the same mixture, and each query's exact top 10.
+/// Common English words: each chunk draws most of its words from these.
+const COMMON: &[&str] = &[
+    "a", "about", "after", "all", "also", "and", "any", "are", "as", "at", "be", "because", "been",
+    "but", "by", "can", "could", "data", "day", "do", "each", "even", "file", "first", "for",
+    "from", "get", "give", "good", "has", "have", "he", "her", "his", "how", "if", "in", "into",
+    "is", "it", "its", "just", "know", "like", "look", "make", "many", "more", "most", "new", "no",
+    "not", "now", "of", "on", "one", "only", "or", "other", "our", "out", "over", "people", "say",
+    "see", "she", "so", "some", "system", "take", "than", "that", "their", "them", "then", "there",
+    "these", "they", "think", "this", "time", "to", "two", "up", "use", "used", "user", "very",
+    "want", "way", "we", "well", "what", "when", "which", "who", "will", "with", "work", "would",
+    "year", "you", "your",
+];
+/// Syllables of the rarer topic words (12^3 = 1728 of them, each in roughly 1 chunk of 350).
+const SYLLABLES: &[&str] = &[
+    "ka", "lo", "mer", "vin", "dra", "sel", "tor", "pha", "gen", "bru", "quo", "zan",
+];
+
+fn rare_word(i: usize) -> String {
+    let n = SYLLABLES.len();
+    format!(
+        "{}{}{}",
+        SYLLABLES[i % n],
+        SYLLABLES[(i / n) % n],
+        SYLLABLES[(i / n / n) % n]
+    )
+}
+
+/// A chunk text of 40 to 80 words: "the" (in 95% of chunks), common words and 2 rare words.
+fn chunk_text(rng: &mut SeededRng) -> String {
+    let rare_words = SYLLABLES.len().pow(3);
+    let mut words: Vec<String> = Vec::new();
+    if rng.uniform() < 0.95 {
+        words.push("the".to_string());
+    }
+    for _ in 0..40 + rng.below(41) {
+        words.push(COMMON[rng.below(COMMON.len())].to_string());
+    }
+    for _ in 0..2 {
+        let at = rng.below(words.len() + 1);
+        words.insert(at, rare_word(rng.below(rare_words)));
+    }
+    words.join(" ")
+}
+
+/// Keyword queries: the common "the" plus one rare word, phrased like a question.
+fn keyword_text(rng: &mut SeededRng) -> String {
+    format!(
+        "what is the {} used for",
+        rare_word(rng.below(SYLLABLES.len().pow(3)))
+    )
+}
+
+/// Vectors, held-out queries from the same mixture, and each query's exact top 10; chunk
+/// texts and keyword query texts.
 struct Dataset {
     vectors: Vec<Vec<f32>>,
     queries: Vec<Vec<f32>>,
     truth: Vec<Vec<usize>>,
+    texts: Vec<String>,
+    keyword_queries: Vec<String>,
 }
 
 /// One line of the table.
@@ -44,7 +106,16 @@ struct Row {
     p50_ms: f64,
     p99_ms: f64,
     recall: f64,
+    keyword: Latency,
+    hybrid: Latency,
     note: String,
+}
+
+/// p50 and p99 in ms.
+#[derive(Clone, Copy)]
+struct Latency {
+    p50_ms: f64,
+    p99_ms: f64,
 }
 
 fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
@@ -106,10 +177,15 @@ fn dataset(n: usize, queries: usize) -> Dataset {
     let vectors = generator.take(n);
     let queries = generator.take(queries);
     let truth = ground_truth(&vectors, &queries);
+    let mut rng = SeededRng::new(SEED ^ 0x7e57);
+    let texts = (0..n).map(|_| chunk_text(&mut rng)).collect();
+    let keyword_queries = (0..queries.len()).map(|_| keyword_text(&mut rng)).collect();
     Dataset {
         vectors,
         queries,
         truth,
+        texts,
+        keyword_queries,
     }
 }
 
@@ -140,7 +216,7 @@ async fn bench_provider(label: &str, provider: Arc<dyn VectorIoProvider>, data: 
                 .enumerate()
                 .map(|(i, v)| {
                     let id = b * BATCH + i;
-                    chunk(&format!("{id}"), &format!("chunk number {id}"), v.clone())
+                    chunk(&format!("{id}"), &data.texts[id], v.clone())
                 })
                 .collect()
         })
@@ -152,6 +228,11 @@ async fn bench_provider(label: &str, provider: Arc<dyn VectorIoProvider>, data: 
     let inserts_per_second = n as f64 / started.elapsed().as_secs_f64();
 
     let (p50_ms, p99_ms, recall) = measure_queries(provider.as_ref(), &store, data).await;
+    let (keyword, hybrid) = measure_text_queries(provider.as_ref(), &store, data).await;
+    eprintln!(
+        "n = {n}: {label} keyword p50 {:.2} ms p99 {:.2} ms, hybrid p50 {:.2} ms p99 {:.2} ms",
+        keyword.p50_ms, keyword.p99_ms, hybrid.p50_ms, hybrid.p99_ms
+    );
     Row {
         provider: label.to_string(),
         n,
@@ -159,8 +240,75 @@ async fn bench_provider(label: &str, provider: Arc<dyn VectorIoProvider>, data: 
         p50_ms,
         p99_ms,
         recall,
+        keyword,
+        hybrid,
         note: String::new(),
     }
+}
+
+fn latency(mut samples: Vec<Duration>) -> Latency {
+    samples.sort();
+    Latency {
+        p50_ms: percentile(&samples, 0.5),
+        p99_ms: percentile(&samples, 0.99),
+    }
+}
+
+/// Keyword queries (k = 10), then hybrid ones (the vector and the keyword search of the same
+/// query run together, as the stack runs them before fusing), each after 20 warm-up queries.
+/// Every keyword query must find something (each rare word is in some chunk, "the" in most).
+async fn measure_text_queries(
+    provider: &dyn VectorIoProvider,
+    store: &str,
+    data: &Dataset,
+) -> (Latency, Latency) {
+    let requests: Vec<(SearchRequest, SearchRequest)> = data
+        .queries
+        .iter()
+        .zip(&data.keyword_queries)
+        .map(|(q, text)| (vector_query(q.clone(), K), keyword_query(text, K)))
+        .collect();
+    for (_, keyword) in requests.iter().take(20) {
+        provider
+            .search(store, keyword)
+            .await
+            .expect("warm-up keyword search");
+    }
+    let mut keyword_times = Vec::with_capacity(requests.len());
+    for (_, keyword) in &requests {
+        let started = Instant::now();
+        let hits = provider
+            .search(store, keyword)
+            .await
+            .expect("keyword search");
+        keyword_times.push(started.elapsed());
+        assert_eq!(
+            hits.len(),
+            K.min(data.vectors.len()),
+            "keyword hits for {:?}",
+            keyword.text
+        );
+    }
+    for (vector, keyword) in requests.iter().take(20) {
+        let (v, kw) = tokio::join!(
+            provider.search(store, vector),
+            provider.search(store, keyword)
+        );
+        v.expect("warm-up hybrid vector search");
+        kw.expect("warm-up hybrid keyword search");
+    }
+    let mut hybrid_times = Vec::with_capacity(requests.len());
+    for (vector, keyword) in &requests {
+        let started = Instant::now();
+        let (v, kw) = tokio::join!(
+            provider.search(store, vector),
+            provider.search(store, keyword)
+        );
+        hybrid_times.push(started.elapsed());
+        v.expect("hybrid vector search");
+        kw.expect("hybrid keyword search");
+    }
+    (latency(keyword_times), latency(hybrid_times))
 }
 
 /// Runs every query once (k = 10) after 20 warm-up queries: p50 and p99 latency in ms, and
@@ -314,6 +462,7 @@ async fn bench_pgvector(target: &PgVectorTarget, data: &Dataset) -> Vec<Row> {
             .await
             .expect("connect remote::pgvector");
         let (p50_ms, p99_ms, recall) = measure_queries(&provider, &store, data).await;
+        let (keyword, hybrid) = (rows[0].keyword, rows[0].hybrid);
         let inserts_per_second = rows[0].inserts_per_second;
         rows.push(Row {
             provider: "remote::pgvector".to_string(),
@@ -322,7 +471,9 @@ async fn bench_pgvector(target: &PgVectorTarget, data: &Dataset) -> Vec<Row> {
             p50_ms,
             p99_ms,
             recall,
-            note: format!("same index, ef_search={ef_search}"),
+            keyword,
+            hybrid,
+            note: format!("same index, ef_search={ef_search}; keyword and hybrid as above"),
         });
     }
     rows
@@ -372,10 +523,23 @@ fn main() {
         "| provider | N | insert (chunks/s) | query p50 (ms) | query p99 (ms) | recall@10 | notes |"
     );
     println!("|---|---:|---:|---:|---:|---:|---|");
-    for r in rows {
+    for r in &rows {
         println!(
             "| {} | {} | {:.0} | {:.2} | {:.2} | {:.3} | {} |",
             r.provider, r.n, r.inserts_per_second, r.p50_ms, r.p99_ms, r.recall, r.note
+        );
+    }
+    println!(
+        "\nKeyword and hybrid queries (\"what is the <rare word> used for\"; \"the\" is in ~95% of chunks), k = {K}\n"
+    );
+    println!(
+        "| provider | N | keyword p50 (ms) | keyword p99 (ms) | hybrid p50 (ms) | hybrid p99 (ms) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for r in rows.iter().filter(|r| !r.note.starts_with("same index")) {
+        println!(
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            r.provider, r.n, r.keyword.p50_ms, r.keyword.p99_ms, r.hybrid.p50_ms, r.hybrid.p99_ms
         );
     }
 }

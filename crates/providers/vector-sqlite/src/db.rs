@@ -504,12 +504,16 @@ impl Database {
     ) -> Result<Vec<(ChunkRow, f32)>> {
         // Without a filter SQLite stops at k; with one, rows stream until k pass.
         let limit = if filter.is_some() { -1 } else { k as i64 };
+        // The FTS index must drive: one pass over the MATCH hits, each looked up in
+        // vec_chunks by primary key. Left to itself SQLite may loop over the store's rows and
+        // re-run the full-text query for each one (quadratic in the store size); CROSS JOIN
+        // pins the FTS table as the outer loop. Ties in rank go by row id.
         let mut rows = sqlx::query(
             "SELECT c.id, c.chunk_id, c.document, c.attributes, c.file_id, bm25(vec_chunks_fts) AS rank
-             FROM vec_chunks_fts JOIN vec_chunks c ON c.id = vec_chunks_fts.rowid
+             FROM vec_chunks_fts CROSS JOIN vec_chunks c ON c.id = vec_chunks_fts.rowid
              WHERE vec_chunks_fts MATCH ?1 AND c.store_key = ?2
                AND (c.expires_at IS NULL OR c.expires_at > ?3)
-             ORDER BY rank LIMIT ?4",
+             ORDER BY rank, c.id LIMIT ?4",
         )
         .bind(query)
         .bind(key)
