@@ -99,7 +99,10 @@ def test_file_upload_list_content_delete(oai):
 
     got = oai.files.retrieve(created.id)
     assert (got.id, got.bytes, got.filename) == (created.id, len(payload), "raw.bin")
-    assert oai.files.content(created.id).content == payload
+    content = oai.files.content(created.id)
+    assert content.content == payload
+    # Served as a download a browser never sniffs into something it would run.
+    assert content.response.headers["x-content-type-options"] == "nosniff"
 
     deleted = oai.files.delete(created.id)
     assert deleted.deleted is True and deleted.id == created.id

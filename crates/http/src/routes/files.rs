@@ -299,6 +299,11 @@ pub async fn content(
     if let Ok(value) = HeaderValue::from_str(&content_disposition(&download.filename)) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
+    // An uploaded page must not be sniffed into something a browser would run.
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     Ok(response)
 }
 
