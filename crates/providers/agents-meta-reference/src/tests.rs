@@ -358,3 +358,52 @@ async fn a_passing_shield_lets_the_model_answer() {
     assert_eq!(steps, ["shield_call", "inference", "shield_call"]);
     assert_eq!(turn.output_message.content.as_text(""), "Hello!");
 }
+
+#[tokio::test]
+async fn two_turns_started_together_see_each_other_in_order() {
+    let h = harness(vec![
+        Reply::Text("First answer."),
+        Reply::Text("Second answer."),
+    ]);
+    let agent = h
+        .agents
+        .create_agent(serde_json::from_value(json!({"model": "m", "instructions": ""})).unwrap())
+        .await
+        .unwrap();
+    let session = h
+        .agents
+        .create_agent_session(&agent.agent_id, "together".into())
+        .await
+        .unwrap();
+    let turn = |text: &str| -> CreateTurnRequest {
+        serde_json::from_value(json!({"messages": [{"role": "user", "content": text}],
+                                      "stream": true}))
+        .unwrap()
+    };
+    // Both start before either runs: the second's history must still hold the first turn.
+    let first = h
+        .agents
+        .clone()
+        .create_agent_turn(&agent.agent_id, &session.session_id, turn("one"))
+        .await
+        .unwrap();
+    let second = h
+        .agents
+        .clone()
+        .create_agent_turn(&agent.agent_id, &session.session_id, turn("two"))
+        .await
+        .unwrap();
+    let _: Vec<_> = first.collect().await;
+    let _: Vec<_> = second.collect().await;
+    let requests = h.inference.requests.lock().unwrap();
+    assert_eq!(requests.len(), 2);
+    let texts: Vec<String> = requests[1]
+        .messages
+        .iter()
+        .map(|m| serde_json::to_value(m).unwrap()["content"].to_string())
+        .collect();
+    assert!(
+        texts.iter().any(|t| t.contains("First answer.")),
+        "the second turn did not see the first: {texts:?}"
+    );
+}

@@ -187,12 +187,12 @@ impl MetaReferenceAgents {
         let tools = self
             .turn_tools(&agent, request.toolgroups.as_deref())
             .await?;
-        let history = history(&self.turn_records(&agent, session_id).await?);
         let mut input = request.messages.clone();
         self.attach_documents(&mut input, request.documents.as_deref())
             .await?;
-        let mut messages = history;
-        messages.extend(input.iter().cloned());
+        // The history is read once the session's lock is held (see `TurnRun::spawn`), so a
+        // turn started while another runs builds on it.
+        let messages = Vec::new();
         let turn_id = uuid::Uuid::new_v4().to_string();
         let run = TurnRun {
             stack: self.clone(),
@@ -299,6 +299,19 @@ impl TurnRun {
                 locks.entry(self.session_id.clone()).or_default().clone()
             };
             let _guard = lock.lock().await;
+            if matches!(start, Start::Fresh) {
+                match self.stack.turn_records(&self.agent, &self.session_id).await {
+                    Ok(records) => {
+                        let mut messages = history(&records);
+                        messages.extend(self.turn.input_messages.iter().cloned());
+                        self.messages = messages;
+                    }
+                    Err(err) => {
+                        let _ = tx.send(Err(err)).await;
+                        return;
+                    }
+                }
+            }
             if let Err(err) = self.run(start).await {
                 tracing::warn!(turn = %self.turn.turn_id, error = %err, "Agent turn failed");
                 let _ = tx.send(Err(err)).await;
