@@ -8,6 +8,7 @@
 
 pub mod anthropic;
 mod models;
+mod openai_chunks;
 pub mod openai_compat;
 mod openai_embeddings;
 mod openai_forward;
