@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod limits;
 mod memory_store;
+pub mod paging;
 pub mod quota;
 pub mod request_context;
 pub mod store;
@@ -30,6 +31,22 @@ pub fn now_secs() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// Now in nanoseconds since the epoch: creation order finer than `now_secs`.
+pub fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// A new id: `prefix_` and 48 lowercase hex digits, the shape upstream gives conversations and
+/// prompts (and checks conversation ids against).
+pub fn hex_id(prefix: &str) -> String {
+    let a = uuid::Uuid::new_v4().simple().to_string();
+    let b = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}_{a}{}", &b[..16])
 }
 
 /// Ids joined for an error message that lists the known ones, or `(none)`.

@@ -119,13 +119,6 @@ impl Assembled {
     }
 }
 
-fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 fn not_found(id: &str) -> Error {
     Error::not_found(format!(
         "Chat completion '{id}' not found; only completions created with store: true are kept"
@@ -134,43 +127,14 @@ fn not_found(id: &str) -> Error {
 }
 
 fn page(items: Vec<Value>, query: &CompletionQuery) -> Result<Value> {
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(
-            Error::invalid(format!("limit must be between 1 and 100, got {limit}"))
-                .with_location(vec!["query".into(), "limit".into()]),
-        );
-    }
-    let mut items = items;
-    match query.order.as_deref().unwrap_or("asc") {
-        "asc" => {}
-        "desc" => items.reverse(),
-        other => {
-            return Err(
-                Error::invalid(format!("order must be 'asc' or 'desc', got '{other}'"))
-                    .with_location(vec!["query".into(), "order".into()]),
-            );
-        }
-    }
-    if let Some(after) = &query.after {
-        let at = items
-            .iter()
-            .position(|v| v["id"].as_str() == Some(after))
-            .ok_or_else(|| {
-                Error::invalid(format!("after names no item: '{after}'"))
-                    .with_location(vec!["query".into(), "after".into()])
-            })?;
-        items.drain(..=at);
-    }
-    let has_more = items.len() > limit;
-    items.truncate(limit);
-    Ok(json!({
-        "object": "list",
-        "first_id": items.first().map(|v| v["id"].clone()),
-        "last_id": items.last().map(|v| v["id"].clone()),
-        "has_more": has_more,
-        "data": items,
-    }))
+    let request = llama_stack_core::paging::PageRequest {
+        limit: query.limit,
+        order: query.order.as_deref(),
+        after: query.after.as_deref(),
+        before: None,
+    };
+    // Oldest first by default, as OpenAI lists stored completions.
+    llama_stack_core::paging::page(items, request, 20, "asc")
 }
 
 /// Keeps an answer with the request's messages.
@@ -199,7 +163,7 @@ pub(crate) async fn store_completion(
     let record = StoredCompletion {
         completion,
         input_messages,
-        seq: now_nanos(),
+        seq: llama_stack_core::now_nanos(),
     };
     let value = serde_json::to_value(&record).map_err(|e| Error::internal(e.to_string()))?;
     store.put(KIND, &id, &value).await

@@ -155,15 +155,10 @@ impl PromptsService {
     /// `POST /v1/prompts`.
     pub async fn create_prompt(&self, body: Map<String, Value>) -> Result<Prompt> {
         let (prompt, variables) = text_and_variables(&body)?;
-        let hex = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            &uuid::Uuid::new_v4().simple().to_string()[..16]
-        );
         let version = Prompt {
             prompt: Some(prompt),
             version: 1,
-            prompt_id: format!("pmpt_{hex}"),
+            prompt_id: llama_stack_core::hex_id("pmpt"),
             variables,
             is_default: true,
         };
