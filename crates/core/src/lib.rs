@@ -4,6 +4,7 @@
 //! Depends only on `llama-stack-types`. Every API crate (`crates/apis/*`), provider, transport
 //! and the distribution assembler depend on this crate; it depends on none of them.
 
+pub mod access;
 pub mod api;
 pub mod config;
 pub mod error;

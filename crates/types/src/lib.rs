@@ -12,6 +12,7 @@ pub mod memory;
 pub mod models;
 pub mod openai;
 pub mod safety;
+pub mod user;
 
 pub use agents::*;
 pub use content::*;
@@ -20,3 +21,4 @@ pub use inspect::*;
 pub use memory::*;
 pub use models::*;
 pub use safety::*;
+pub use user::User;
