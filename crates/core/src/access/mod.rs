@@ -5,7 +5,12 @@
 //! threaded through. When `server.auth` configures no authentication, no caller is ever set
 //! and every check passes, as upstream behaves. When it does, code that runs outside a
 //! request (a spawned task that lost its scope) is denied: background work re-enters a scope
-//! with [`current`] / [`within`], or runs as the resource's owner with [`as_user`].
+//! with [`current`] / [`within`], or runs as the resource's owner with [`as_user`]; a stream
+//! polled after its handler returned is wrapped in [`scoped_stream`].
+//!
+//! Resource types, as policies name them (`model::*`): `model`, `shield`, `vector_db`,
+//! `vector_store`, `file`, `tool_group`, `agent`, `session`, `response`, `conversation`,
+//! `prompt`, `chat_completion`.
 
 mod policy;
 
@@ -67,6 +72,22 @@ pub async fn as_user<F: Future>(owner: Option<User>, future: F) -> F::Output {
         None => Caller::System,
     };
     CALLER.scope(caller, future).await
+}
+
+/// `stream` polled as `caller`: for answers streamed after the handler returned, whose polls
+/// run outside the request's scope.
+pub fn scoped_stream<S>(
+    caller: Option<Caller>,
+    stream: S,
+) -> impl futures::Stream<Item = S::Item> + Send + 'static
+where
+    S: futures::Stream + Send + 'static,
+{
+    let mut stream = Box::pin(stream);
+    futures::stream::poll_fn(move |cx| match &caller {
+        Some(caller) => CALLER.sync_scope(caller.clone(), || stream.as_mut().poll_next(cx)),
+        None => stream.as_mut().poll_next(cx),
+    })
 }
 
 /// The caller of the current task, for spawned work to carry along.

@@ -155,3 +155,15 @@ async fn checks_hide_unreadable_resources_and_refuse_unpermitted_writes() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_scoped_stream_sees_its_caller_on_every_poll() {
+    use futures::StreamExt;
+    let caller = Some(Caller::User(User::new("dora")));
+    let stream = scoped_stream(
+        caller,
+        futures::stream::iter(0..2).map(|_| current_user().map(|u| u.principal)),
+    );
+    let seen: Vec<_> = stream.collect().await;
+    assert_eq!(seen, [Some("dora".to_string()), Some("dora".to_string())]);
+}
