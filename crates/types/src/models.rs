@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::User;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelType {
@@ -33,6 +35,9 @@ pub struct Model {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub model_type: ModelType,
+    /// Who registered it; `None` for models from run.yaml or a provider's listing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<User>,
 }
 
 fn model_type_tag() -> String {

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::User;
+
 type JsonMap = serde_json::Map<String, serde_json::Value>;
 
 /// A registered shield: a named safety check served by one safety provider.
@@ -19,6 +21,9 @@ pub struct Shield {
     /// Provider-specific settings; `{}` when none were given.
     #[schema(value_type = Option<Object>)]
     pub params: Option<JsonMap>,
+    /// Who registered it; `None` for shields from run.yaml.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<User>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

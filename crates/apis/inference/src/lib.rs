@@ -6,6 +6,8 @@
 //! Depends on `llama-stack-core` and the wire types only. Other APIs reach it through
 //! [`InferenceApi`]; it never depends on them, on a provider or on a transport.
 
+#[cfg(test)]
+mod access_tests;
 pub mod anthropic;
 mod models;
 mod openai_chunks;

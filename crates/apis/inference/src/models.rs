@@ -6,9 +6,14 @@ use llama_stack_types::{Model, ModelListItem, ModelType, RegisterModelRequest};
 
 use crate::provider::InferenceProvider;
 use crate::service::InferenceService;
-use llama_stack_core::{Error, ErrorKind, Result};
+use llama_stack_core::access::{self, Action};
+use llama_stack_core::{Error, ErrorKind, Result, list_or_none};
 
 const MODEL_KIND: &str = "model";
+
+fn readable(model: &Model) -> bool {
+    access::can_read(MODEL_KIND, &model.identifier, model.owner.as_ref())
+}
 
 /// What [`InferenceService::restore_models`] did.
 #[derive(Debug, Default)]
@@ -54,8 +59,15 @@ impl InferenceService {
         Ok(outcome)
     }
 
+    /// The models the caller may read.
     pub async fn list_models(&self) -> Vec<Model> {
-        self.models.read().await.values().cloned().collect()
+        self.models
+            .read()
+            .await
+            .values()
+            .filter(|m| readable(m))
+            .cloned()
+            .collect()
     }
 
     /// `GET /v1/models` items: classic and OpenAI fields together.
@@ -78,21 +90,20 @@ impl InferenceService {
             .collect()
     }
 
-    /// Finds a model by identifier, then by a unique `provider_resource_id`.
+    /// Finds a model by identifier, then by a unique `provider_resource_id`. Models the caller
+    /// may not read are not there for them: not found, and left out of the error's list.
     pub async fn get_model(&self, model_id: &str) -> Result<Model> {
         let models = self.models.read().await;
-        if let Some(m) = models.get(model_id) {
+        if let Some(m) = models.get(model_id).filter(|m| readable(m)) {
             return Ok(m.clone());
         }
-        let mut by_resource = models
-            .values()
-            .filter(|m| m.provider_resource_id == model_id);
+        let visible = || models.values().filter(|m| readable(m));
+        let mut by_resource = visible().filter(|m| m.provider_resource_id == model_id);
         match (by_resource.next(), by_resource.next()) {
             (Some(m), None) => Ok(m.clone()),
             (Some(_), Some(_)) => Err(Error::invalid(format!(
                 "Model '{model_id}' is ambiguous: several providers serve it. Use one of: {}",
-                models
-                    .values()
+                visible()
                     .filter(|m| m.provider_resource_id == model_id)
                     .map(|m| m.identifier.as_str())
                     .collect::<Vec<_>>()
@@ -100,11 +111,7 @@ impl InferenceService {
             ))),
             (None, _) => Err(Error::not_found(format!(
                 "Model '{model_id}' not found. Registered models: {}",
-                if models.is_empty() {
-                    "(none)".to_string()
-                } else {
-                    models.keys().cloned().collect::<Vec<_>>().join(", ")
-                }
+                list_or_none(visible().map(|m| &m.identifier))
             ))),
         }
     }
@@ -162,6 +169,7 @@ impl InferenceService {
         } else {
             request.model_id.clone()
         };
+        access::check_create(MODEL_KIND, &identifier)?;
         let model_type = request.model_type.unwrap_or_default();
         let mut metadata = request.metadata.unwrap_or_default();
         if model_type == ModelType::Embedding {
@@ -182,6 +190,7 @@ impl InferenceService {
                 }
             }
         }
+        let listed = self.listed.read().await.contains(&identifier);
         let model = Model {
             identifier: identifier.clone(),
             provider_resource_id: provider_model_id,
@@ -189,8 +198,14 @@ impl InferenceService {
             resource_type: "model".into(),
             metadata,
             model_type,
+            // A model its provider lists is everyone's: registering it for good must not take
+            // it away from the other users.
+            owner: if listed {
+                None
+            } else {
+                access::owner_for_new()
+            },
         };
-        let listed = self.listed.read().await.contains(&identifier);
         // A model a provider lists may be registered for good under the same identifier.
         if let Some(existing) = self
             .models
@@ -199,8 +214,14 @@ impl InferenceService {
             .get(&identifier)
             .filter(|_| !listed)
         {
-            if existing == &model {
-                return Ok(model);
+            // The same model again is the one already there, whoever registered it first, for
+            // those who may see it.
+            let same = Model {
+                owner: existing.owner.clone(),
+                ..model.clone()
+            } == *existing;
+            if same && readable(existing) {
+                return Ok(existing.clone());
             }
             return Err(Error::new(
                 ErrorKind::Conflict,
@@ -228,6 +249,13 @@ impl InferenceService {
 
     pub async fn unregister_model(&self, model_id: &str) -> Result<()> {
         let model = self.get_model(model_id).await?;
+        access::check(
+            Action::Delete,
+            MODEL_KIND,
+            &model.identifier,
+            model.owner.as_ref(),
+            || Error::not_found(format!("Model '{model_id}' not found")),
+        )?;
         self.store.delete(MODEL_KIND, &model.identifier).await?;
         self.models.write().await.remove(&model.identifier);
         self.listed.write().await.remove(&model.identifier);

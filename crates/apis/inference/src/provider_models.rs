@@ -59,10 +59,11 @@ impl InferenceService {
                 listed.remove(&id);
             }
             // What registrations of this provider already serve, under any identifier: listing
-            // it again would make its short id ambiguous.
+            // it again would make its short id ambiguous. A user's own registration does not
+            // count, or it would take the listed model away from everyone else.
             let registered: BTreeSet<String> = served
                 .values()
-                .filter(|m| m.provider_id == provider_id)
+                .filter(|m| m.provider_id == provider_id && m.owner.is_none())
                 .map(|m| m.provider_resource_id.clone())
                 .collect();
             let mut count = 0;
@@ -80,6 +81,7 @@ impl InferenceService {
                     resource_type: "model".into(),
                     metadata: offered.metadata,
                     model_type: offered.model_type,
+                    owner: None,
                 };
                 served.insert(identifier.clone(), model);
                 listed.insert(identifier);

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use llama_stack_core::access::{self, Action, User};
 use llama_stack_core::{Error, Result};
 use llama_stack_types::openai::OpenAiChatCompletionRequest;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,19 @@ struct StoredCompletion {
     input_messages: Vec<Value>,
     /// Creation order, finer than `created`.
     seq: u64,
+    /// The authenticated caller that created it; `None` while auth is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<User>,
+}
+
+impl StoredCompletion {
+    fn id(&self) -> &str {
+        self.completion["id"].as_str().unwrap_or_default()
+    }
+
+    fn readable(&self) -> bool {
+        access::can_read(KIND, self.id(), self.owner.as_ref())
+    }
 }
 
 /// Paging of the list routes.
@@ -164,6 +178,7 @@ pub(crate) async fn store_completion(
         completion,
         input_messages,
         seq: llama_stack_core::now_nanos(),
+        owner: access::owner_for_new(),
     };
     let value = serde_json::to_value(&record).map_err(|e| Error::internal(e.to_string()))?;
     store.put(KIND, &id, &value).await
@@ -185,13 +200,16 @@ pub(crate) fn storing_stream<T: Serialize + Send + 'static>(
             a.add(&value);
         }
     });
-    let finish = futures::stream::once(async move {
+    // The stream ends after the handler returned: the answer belongs to the request's caller,
+    // whatever scope the last poll runs in.
+    let caller = access::current();
+    let finish = futures::stream::once(access::within(caller, async move {
         let done = std::mem::take(&mut *assembled.lock().unwrap_or_else(|p| p.into_inner()));
         let completion = done.completion(&request.model);
         if let Err(e) = store_completion(store.as_ref(), completion, &request).await {
             tracing::error!(error = %e, "Cannot store a chat completion");
         }
-    })
+    }))
     .filter_map(|()| async { None });
     tapped.chain(finish).boxed()
 }
@@ -215,6 +233,7 @@ impl InferenceService {
             .stored()
             .await?
             .into_iter()
+            .filter(StoredCompletion::readable)
             .filter(|r| {
                 query
                     .model
@@ -230,17 +249,21 @@ impl InferenceService {
         page(items, query)
     }
 
-    async fn stored_one(&self, id: &str) -> Result<StoredCompletion> {
-        self.store
+    /// A stored completion the caller may do `action` to; one they may not read is not found.
+    async fn stored_one(&self, id: &str, action: Action) -> Result<StoredCompletion> {
+        let record: StoredCompletion = self
+            .store
             .get(KIND, id)
             .await?
             .and_then(|v| serde_json::from_value(v).ok())
-            .ok_or_else(|| not_found(id))
+            .ok_or_else(|| not_found(id))?;
+        access::check(action, KIND, id, record.owner.as_ref(), || not_found(id))?;
+        Ok(record)
     }
 
     /// `GET /v1/chat/completions/{id}`.
     pub async fn get_chat_completion(&self, id: &str) -> Result<Value> {
-        let record = self.stored_one(id).await?;
+        let record = self.stored_one(id, Action::Read).await?;
         let mut c = record.completion;
         c["input_messages"] = Value::Array(record.input_messages);
         Ok(c)
@@ -252,11 +275,15 @@ impl InferenceService {
         id: &str,
         query: &CompletionQuery,
     ) -> Result<Value> {
-        page(self.stored_one(id).await?.input_messages, query)
+        page(
+            self.stored_one(id, Action::Read).await?.input_messages,
+            query,
+        )
     }
 
     /// `DELETE /v1/chat/completions/{id}`.
     pub async fn delete_chat_completion(&self, id: &str) -> Result<Value> {
+        self.stored_one(id, Action::Delete).await?;
         if !self.store.delete(KIND, id).await? {
             return Err(not_found(id));
         }

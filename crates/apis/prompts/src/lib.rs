@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use llama_stack_core::access::{self, Action, User};
 use llama_stack_core::{Error, RegistryStore, Result};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -27,9 +28,9 @@ struct PromptRecord {
     /// Every version, oldest first; `is_default` is kept in `default`, not in the versions.
     versions: Vec<Prompt>,
     default: u32,
-    /// The authenticated principal that created it; `None` while auth is off.
+    /// The authenticated caller that created it; `None` while auth is off.
     #[serde(default)]
-    owner: Option<String>,
+    owner: Option<User>,
 }
 
 impl PromptRecord {
@@ -139,12 +140,18 @@ impl PromptsService {
         }
     }
 
-    async fn record(&self, id: &str) -> Result<PromptRecord> {
-        self.store
+    /// A prompt the caller may do `action` to; one they may not read is not found.
+    async fn record(&self, id: &str, action: Action) -> Result<PromptRecord> {
+        let record: PromptRecord = self
+            .store
             .get(KIND, id)
             .await?
             .and_then(|v| serde_json::from_value(v).ok())
-            .ok_or_else(|| not_found(id, None))
+            .ok_or_else(|| not_found(id, None))?;
+        access::check(action, KIND, id, record.owner.as_ref(), || {
+            not_found(id, None)
+        })?;
+        Ok(record)
     }
 
     async fn save(&self, id: &str, record: &PromptRecord) -> Result<()> {
@@ -155,17 +162,19 @@ impl PromptsService {
     /// `POST /v1/prompts`.
     pub async fn create_prompt(&self, body: Map<String, Value>) -> Result<Prompt> {
         let (prompt, variables) = text_and_variables(&body)?;
+        let prompt_id = llama_stack_core::hex_id("pmpt");
+        access::check_create(KIND, &prompt_id)?;
         let version = Prompt {
             prompt: Some(prompt),
             version: 1,
-            prompt_id: llama_stack_core::hex_id("pmpt"),
+            prompt_id,
             variables,
             is_default: true,
         };
         let record = PromptRecord {
             versions: vec![version.clone()],
             default: 1,
-            owner: None,
+            owner: access::owner_for_new(),
         };
         self.save(&version.prompt_id, &record).await?;
         Ok(version)
@@ -173,7 +182,7 @@ impl PromptsService {
 
     /// `GET /v1/prompts/{id}`: the default version, or `version`.
     pub async fn get_prompt(&self, id: &str, version: Option<u32>) -> Result<Prompt> {
-        let record = self.record(id).await?;
+        let record = self.record(id, Action::Read).await?;
         let wanted = version.unwrap_or(record.default);
         record
             .versions
@@ -191,6 +200,11 @@ impl PromptsService {
             .await?
             .into_iter()
             .filter_map(|v| serde_json::from_value::<PromptRecord>(v).ok())
+            .filter(|r| {
+                r.versions
+                    .first()
+                    .is_some_and(|v| access::can_read(KIND, &v.prompt_id, r.owner.as_ref()))
+            })
             .filter_map(|r| {
                 r.versions
                     .iter()
@@ -203,7 +217,7 @@ impl PromptsService {
 
     /// `GET /v1/prompts/{id}/versions`.
     pub async fn list_prompt_versions(&self, id: &str) -> Result<Value> {
-        let record = self.record(id).await?;
+        let record = self.record(id, Action::Read).await?;
         let data: Vec<Prompt> = record.versions.iter().map(|v| record.shown(v)).collect();
         Ok(json!({"data": data}))
     }
@@ -217,7 +231,7 @@ impl PromptsService {
             .and_then(Value::as_bool)
             .unwrap_or(true);
         let _guard = self.writes.lock().await;
-        let mut record = self.record(id).await?;
+        let mut record = self.record(id, Action::Update).await?;
         let latest = record.versions.iter().map(|v| v.version).max().unwrap_or(0);
         if current != latest {
             return Err(body_error(
@@ -246,7 +260,7 @@ impl PromptsService {
     pub async fn set_default_version(&self, id: &str, body: Map<String, Value>) -> Result<Prompt> {
         let wanted = version_field(&body, "version")?;
         let _guard = self.writes.lock().await;
-        let mut record = self.record(id).await?;
+        let mut record = self.record(id, Action::Update).await?;
         let Some(version) = record
             .versions
             .iter()
@@ -262,6 +276,8 @@ impl PromptsService {
 
     /// `DELETE /v1/prompts/{id}`, with every version.
     pub async fn delete_prompt(&self, id: &str) -> Result<()> {
+        let _guard = self.writes.lock().await;
+        self.record(id, Action::Delete).await?;
         if !self.store.delete(KIND, id).await? {
             return Err(not_found(id, None));
         }
@@ -318,5 +334,71 @@ mod tests {
         assert_eq!(svc.list_prompts().await.unwrap()["data"][0]["version"], 2);
         svc.delete_prompt(&p.prompt_id).await.unwrap();
         assert!(svc.get_prompt(&p.prompt_id, None).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_users_prompt_is_hidden_from_others() {
+        use llama_stack_core::ErrorKind;
+        use llama_stack_core::access::Caller;
+        let user = |name: &str| Caller::User(User::new(name));
+        let store = Arc::new(MemoryStore::default());
+        let svc = PromptsService::new(store.clone());
+        // Records written before owners were users have `"owner": null`.
+        store
+            .put(
+                KIND,
+                "pmpt_old",
+                &json!({"versions": [{"prompt": "Hi", "version": 1, "prompt_id": "pmpt_old",
+                    "variables": [], "is_default": true}], "default": 1, "owner": null}),
+            )
+            .await
+            .unwrap();
+        let p = access::with_caller(
+            user("alice"),
+            svc.create_prompt(body(json!({"prompt": "Hi"}))),
+        )
+        .await
+        .unwrap();
+        let id = p.prompt_id.as_str();
+        let update = || body(json!({"prompt": "Hello", "version": 1}));
+        access::with_caller(user("bob"), async {
+            let listed = svc.list_prompts().await.unwrap();
+            assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+            assert_eq!(listed["data"][0]["prompt_id"], "pmpt_old");
+            let hidden = svc.get_prompt(id, None).await.unwrap_err();
+            let missing = svc.get_prompt("pmpt_none", None).await.unwrap_err();
+            assert_eq!(hidden.kind(), ErrorKind::NotFound);
+            assert_eq!(hidden.message().replace(id, "pmpt_none"), missing.message());
+            for err in [
+                svc.list_prompt_versions(id).await.unwrap_err(),
+                svc.update_prompt(id, update()).await.unwrap_err(),
+                svc.set_default_version(id, body(json!({"version": 1})))
+                    .await
+                    .unwrap_err(),
+                svc.delete_prompt(id).await.unwrap_err(),
+            ] {
+                assert_eq!(err.kind(), ErrorKind::NotFound, "{}", err.message());
+            }
+            // An unowned prompt is everyone's.
+            svc.update_prompt("pmpt_old", update()).await.unwrap();
+        })
+        .await;
+        access::with_caller(user("alice"), async {
+            assert_eq!(
+                svc.list_prompts().await.unwrap()["data"]
+                    .as_array()
+                    .unwrap()
+                    .len(),
+                2
+            );
+            assert_eq!(svc.update_prompt(id, update()).await.unwrap().version, 2);
+            svc.set_default_version(id, body(json!({"version": 1})))
+                .await
+                .unwrap();
+            assert_eq!(svc.get_prompt(id, None).await.unwrap().version, 1);
+            svc.delete_prompt(id).await.unwrap();
+        })
+        .await;
+        assert!(svc.get_prompt(id, None).await.is_err());
     }
 }

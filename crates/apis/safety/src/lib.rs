@@ -6,6 +6,8 @@
 //! `InferenceApi` handle given at assembly. Depends on core, the wire types and the inference
 //! API's handle; never on a provider or a transport.
 
+#[cfg(test)]
+mod access_tests;
 pub mod provider;
 mod shields;
 

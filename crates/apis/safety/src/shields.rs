@@ -13,6 +13,7 @@ use llama_stack_types::{
 
 use llama_stack_types::openai::OpenAiMessage;
 
+use llama_stack_core::access::{self, Action};
 use llama_stack_core::{Error, ErrorKind, RegistryStore, Result, list_or_none};
 use llama_stack_inference::InferenceApi;
 use llama_stack_inference::openai_compat::message_to_classic;
@@ -22,6 +23,10 @@ use tokio::sync::RwLock;
 use crate::provider::{GuardInference, SafetyProvider};
 
 const SHIELD_KIND: &str = "shield";
+
+fn readable(shield: &Shield) -> bool {
+    access::can_read(SHIELD_KIND, &shield.identifier, shield.owner.as_ref())
+}
 
 /// Enough for `unsafe` and all fourteen category codes.
 const GUARD_MAX_TOKENS: u32 = 64;
@@ -114,18 +119,35 @@ impl SafetyService {
         Ok(outcome)
     }
 
+    /// The shields the caller may read.
     pub async fn list_shields(&self) -> Vec<Shield> {
-        self.shields.read().await.values().cloned().collect()
+        self.shields
+            .read()
+            .await
+            .values()
+            .filter(|s| readable(s))
+            .cloned()
+            .collect()
     }
 
+    /// A shield the caller may read; others are not found, and not listed in the error.
     pub async fn get_shield(&self, identifier: &str) -> Result<Shield> {
         let shields = self.shields.read().await;
-        shields.get(identifier).cloned().ok_or_else(|| {
-            Error::not_found(format!(
-                "Shield '{identifier}' not found. Registered shields: {}",
-                list_or_none(shields.keys())
-            ))
-        })
+        shields
+            .get(identifier)
+            .filter(|s| readable(s))
+            .cloned()
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "Shield '{identifier}' not found. Registered shields: {}",
+                    list_or_none(
+                        shields
+                            .values()
+                            .filter(|s| readable(s))
+                            .map(|s| &s.identifier)
+                    )
+                ))
+            })
     }
 
     /// `POST /v1/shields`: registers and persists a shield. Registering the same shield again
@@ -159,6 +181,7 @@ impl SafetyService {
                 }
             },
         };
+        access::check_create(SHIELD_KIND, &request.shield_id)?;
         let shield = Shield {
             provider_resource_id: request
                 .provider_shield_id
@@ -168,10 +191,17 @@ impl SafetyService {
             provider_id,
             resource_type: "shield".into(),
             params: Some(request.params.unwrap_or_default()),
+            owner: access::owner_for_new(),
         };
         if let Some(existing) = self.shields.read().await.get(&shield.identifier) {
-            if existing == &shield {
-                return Ok(shield);
+            // The same shield again is the one already there, whoever registered it first, for
+            // those who may see it.
+            let same = Shield {
+                owner: existing.owner.clone(),
+                ..shield.clone()
+            } == *existing;
+            if same && readable(existing) {
+                return Ok(existing.clone());
             }
             return Err(Error::new(
                 ErrorKind::Conflict,
@@ -203,6 +233,13 @@ impl SafetyService {
 
     pub async fn unregister_shield(&self, identifier: &str) -> Result<()> {
         let shield = self.get_shield(identifier).await?;
+        access::check(
+            Action::Delete,
+            SHIELD_KIND,
+            &shield.identifier,
+            shield.owner.as_ref(),
+            || Error::not_found(format!("Shield '{identifier}' not found")),
+        )?;
         self.store.delete(SHIELD_KIND, &shield.identifier).await?;
         self.shields.write().await.remove(&shield.identifier);
         tracing::info!(shield = %shield.identifier, "Unregistered shield");

@@ -4,6 +4,8 @@
 //! Depends on core, the wire types and `llama-stack-documents`; never on a provider or a
 //! transport.
 
+#[cfg(test)]
+mod access_tests;
 pub mod provider;
 mod service;
 

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use llama_stack_core::access::{self, Action};
 use llama_stack_core::request_context::{ProviderData, current_provider_data, with_provider_data};
-use llama_stack_core::{Error, ErrorKind, RegistryStore, Result};
+use llama_stack_core::{Error, ErrorKind, RegistryStore, Result, list_or_none};
 use llama_stack_types::{
     InvokeToolRequest, RagInsertRequest, RagQueryRequest, RagQueryResult, RegisterToolGroupRequest,
     Tool, ToolDef, ToolGroup, ToolInvocationResult,
@@ -18,6 +19,17 @@ use tokio::sync::RwLock;
 use crate::provider::{FetchPolicy, ToolRuntimeProvider};
 
 const TOOL_GROUP_KIND: &str = "tool_group";
+
+fn readable(group: &ToolGroup) -> bool {
+    access::can_read(TOOL_GROUP_KIND, &group.identifier, group.owner.as_ref())
+}
+
+fn group_not_found(id: &str, visible: impl IntoIterator<Item = String>) -> Error {
+    Error::not_found(format!(
+        "Tool group '{id}' not found. Registered tool groups: {}",
+        list_or_none(visible)
+    ))
+}
 
 /// The tool runtime API as the agents' turn loop sees it.
 #[async_trait]
@@ -149,6 +161,7 @@ impl ToolsService {
             ))
             .with_location(vec!["body".into(), "provider_id".into()]));
         };
+        access::check_create(TOOL_GROUP_KIND, &request.toolgroup_id)?;
         let group = ToolGroup {
             identifier: request.toolgroup_id.clone(),
             provider_resource_id: request.toolgroup_id.clone(),
@@ -156,6 +169,7 @@ impl ToolsService {
             resource_type: "tool_group".into(),
             mcp_endpoint: request.mcp_endpoint.filter(|v| !v.is_null()),
             args: request.args.filter(|v| !v.is_null()),
+            owner: access::owner_for_new(),
         };
         if let Some(args) = group.args.as_ref().filter(|a| !a.is_object()) {
             return Err(
@@ -165,7 +179,13 @@ impl ToolsService {
         }
         runtime.check_group(&group)?;
         if let Some(existing) = self.tool_groups.read().await.get(&group.identifier) {
-            if existing == &group {
+            // The same group again is the one already there, whoever registered it first, for
+            // those who may see it.
+            let same = ToolGroup {
+                owner: existing.owner.clone(),
+                ..group.clone()
+            } == *existing;
+            if same && readable(existing) {
                 return Ok(());
             }
             return Err(Error::new(
@@ -190,26 +210,44 @@ impl ToolsService {
         Ok(())
     }
 
+    /// The groups the caller may read: every listing and tool search starts here.
     pub async fn list_tool_groups(&self) -> Vec<ToolGroup> {
-        self.tool_groups.read().await.values().cloned().collect()
+        self.tool_groups
+            .read()
+            .await
+            .values()
+            .filter(|g| readable(g))
+            .cloned()
+            .collect()
     }
 
+    /// A group the caller may read; others are not found, and not listed in the error.
     pub async fn get_tool_group(&self, id: &str) -> Result<ToolGroup> {
         let groups = self.tool_groups.read().await;
-        groups.get(id).cloned().ok_or_else(|| {
-            Error::not_found(format!(
-                "Tool group '{id}' not found. Registered tool groups: {}",
-                if groups.is_empty() {
-                    "(none)".to_string()
-                } else {
-                    groups.keys().cloned().collect::<Vec<_>>().join(", ")
-                }
-            ))
-        })
+        groups
+            .get(id)
+            .filter(|g| readable(g))
+            .cloned()
+            .ok_or_else(|| {
+                group_not_found(
+                    id,
+                    groups
+                        .values()
+                        .filter(|g| readable(g))
+                        .map(|g| g.identifier.clone()),
+                )
+            })
     }
 
     pub async fn unregister_tool_group(&self, id: &str) -> Result<()> {
         let group = self.get_tool_group(id).await?;
+        access::check(
+            Action::Delete,
+            TOOL_GROUP_KIND,
+            &group.identifier,
+            group.owner.as_ref(),
+            || group_not_found(id, []),
+        )?;
         self.store
             .delete(TOOL_GROUP_KIND, &group.identifier)
             .await?;
@@ -232,6 +270,7 @@ impl ToolsService {
                 resource_type: "tool_group".into(),
                 mcp_endpoint: Some(json!({ "uri": uri })),
                 args: None,
+                owner: None,
             };
             match provider.check_group(&group) {
                 Ok(()) => return provider.list_tools(&group).await,
@@ -359,6 +398,15 @@ impl ToolsService {
         tool: &str,
         kwargs: &serde_json::Map<String, Value>,
     ) -> Result<ToolInvocationResult> {
+        // The group may have been resolved earlier, or by someone else: whoever runs its tool
+        // must be able to read it now.
+        access::check(
+            Action::Read,
+            TOOL_GROUP_KIND,
+            &group.identifier,
+            group.owner.as_ref(),
+            || group_not_found(&group.identifier, []),
+        )?;
         match self.tool_runtime(&group.provider_id) {
             Some(provider) => provider.invoke(group, tool, kwargs).await,
             None => Err(Error::unsupported(format!(
@@ -456,6 +504,7 @@ impl ToolsService {
             resource_type: "tool_group".into(),
             mcp_endpoint: Some(json!({ "uri": server_url })),
             args: None,
+            owner: None,
         };
         runtime.check_group(&group)?;
         Ok((runtime.clone(), group))
