@@ -19,6 +19,9 @@ pub struct VectorDb {
     pub embedding_dimension: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector_db_name: Option<String>,
+    /// Who registered it; `None` when registered without authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<crate::User>,
 }
 
 /// `POST /v1/vector-dbs`.
@@ -136,6 +139,9 @@ pub struct ToolGroup {
     pub mcp_endpoint: Option<Value>,
     #[schema(value_type = Option<Object>)]
     pub args: Option<Value>,
+    /// Who registered it; `None` for groups from run.yaml.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<crate::User>,
 }
 
 /// `POST /v1/toolgroups`.

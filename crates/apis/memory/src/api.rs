@@ -1,4 +1,7 @@
 //! The memory API as the RAG tool runtime sees it: stores by id, chunk insertion and search.
+//! Every call is checked against the current caller as the routes are (as a `vector_db`, or a
+//! `vector_store` for `check_store` and the OpenAI search), so a tool run for a user reaches
+//! only what that user could reach directly.
 
 use std::sync::Arc;
 
@@ -7,8 +10,9 @@ use llama_stack_core::Result;
 use llama_stack_documents::Tokenizer;
 
 use crate::chunks::{PendingChunk, QueryParams};
-use crate::service::MemoryService;
+use crate::service::{MemoryService, VECTOR_DB, VECTOR_STORE};
 use crate::vector_io::{Chunk, ScoredChunk};
+use llama_stack_core::access::Action;
 
 #[async_trait]
 pub trait MemoryApi: Send + Sync {
@@ -23,8 +27,12 @@ pub trait MemoryApi: Send + Sync {
         size: usize,
         overlap: usize,
     ) -> Result<Vec<Chunk>>;
-    /// Fails with not-found unless the store exists.
+    /// Fails with not-found unless the store exists and the caller may read it as a vector
+    /// store (the check before an OpenAI `file_search`).
     async fn check_store(&self, store_id: &str) -> Result<()>;
+    /// Fails with not-found unless the vector DB exists and the caller may read it, and with
+    /// 403 when they may read but not add to it: the check before a RAG insertion.
+    async fn check_store_writable(&self, store_id: &str) -> Result<()>;
     /// Embeds (where a chunk carries no embedding) and stores chunks in a store.
     async fn insert_chunks_into(&self, store_id: &str, chunks: Vec<Chunk>) -> Result<()>;
     /// Searches one store.
@@ -60,11 +68,19 @@ impl MemoryApi for MemoryService {
     }
 
     async fn check_store(&self, store_id: &str) -> Result<()> {
-        self.resolve_store(store_id).await.map(|_| ())
+        self.resolve_as(Action::Read, VECTOR_STORE, store_id)
+            .await
+            .map(|_| ())
+    }
+
+    async fn check_store_writable(&self, store_id: &str) -> Result<()> {
+        self.resolve_as(Action::Update, VECTOR_DB, store_id)
+            .await
+            .map(|_| ())
     }
 
     async fn insert_chunks_into(&self, store_id: &str, chunks: Vec<Chunk>) -> Result<()> {
-        let (record, _) = self.resolve_store(store_id).await?;
+        let (record, _) = self.resolve_as(Action::Update, VECTOR_DB, store_id).await?;
         let pending = chunks
             .into_iter()
             .map(|chunk| PendingChunk {
@@ -82,7 +98,8 @@ impl MemoryApi for MemoryService {
         query: &str,
         params: &QueryParams,
     ) -> Result<Vec<ScoredChunk>> {
-        self.search_store(store_id, query, params, None).await
+        self.search_store(VECTOR_DB, store_id, query, params, None)
+            .await
     }
 
     async fn search_vector_store(

@@ -9,8 +9,9 @@ use llama_stack_types::{
 use serde_json::{Map, Value};
 
 use crate::service::MemoryService;
-use crate::service::{StoreRecord, now_secs};
+use crate::service::{StoreRecord, VECTOR_DB, now_secs};
 use crate::vector_io::{Chunk, Filter, ScoredChunk, SearchMode, SearchRequest, StoredChunk};
+use llama_stack_core::access::Action;
 use llama_stack_core::{Error, Result};
 
 /// Texts embedded per call to the embedding model.
@@ -159,7 +160,9 @@ pub(crate) struct PendingChunk {
 impl MemoryService {
     /// `POST /v1/vector-io/insert`.
     pub async fn insert_chunks(&self, request: InsertChunksRequest) -> Result<()> {
-        let (record, _) = self.resolve_store(&request.vector_db_id).await?;
+        let (record, _) = self
+            .resolve_as(Action::Update, VECTOR_DB, &request.vector_db_id)
+            .await?;
         if let Some(ttl) = request.ttl_seconds
             && ttl <= 0
         {
@@ -314,7 +317,7 @@ impl MemoryService {
         let params = QueryParams::parse(request.params.as_ref())?;
         let text = request.query.as_text(" ");
         let hits = self
-            .search_store(&request.vector_db_id, &text, &params, None)
+            .search_store(VECTOR_DB, &request.vector_db_id, &text, &params, None)
             .await?;
         let mut chunks = Vec::with_capacity(hits.len());
         let mut scores = Vec::with_capacity(hits.len());
@@ -325,15 +328,19 @@ impl MemoryService {
         Ok(QueryChunksResponse { chunks, scores })
     }
 
-    /// Searches one store in any mode, dropping hits under the score threshold.
+    /// Searches one store the caller may read as `resource_type`, in any mode, dropping hits
+    /// under the score threshold.
     pub(crate) async fn search_store(
         &self,
+        resource_type: &str,
         store_id: &str,
         text: &str,
         params: &QueryParams,
         filter: Option<Filter>,
     ) -> Result<Vec<ScoredChunk>> {
-        let (record, provider) = self.resolve_store(store_id).await?;
+        let (record, provider) = self
+            .resolve_as(Action::Read, resource_type, store_id)
+            .await?;
         let k = params.max_chunks;
         let needs_vector = !matches!(params.mode, Mode::Keyword);
         let embedding = if needs_vector {

@@ -2,14 +2,18 @@
 //! in the background, one after another, with counts that follow their store file records. A
 //! batch is a record in the metadata store; one still running when the server stopped goes on
 //! with the files it had not reached when the server starts again.
+//!
+//! A batch runs as the caller who created it (as its recorded owner after a restart), so it
+//! attaches only the files that caller may read.
 
 use std::sync::Arc;
 
+use llama_stack_core::access::{self, Action, User};
 use llama_stack_core::{Error, ErrorKind, Result, now_secs};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::service::MemoryService;
+use crate::service::{MemoryService, VECTOR_STORE};
 use crate::vector_store_files::attributes_from;
 use crate::vector_stores::{PageQuery, chunking_sizes, page};
 
@@ -25,6 +29,14 @@ struct BatchRecord {
     created_at: i64,
     /// `in_progress`, `completed` or `cancelled`.
     status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<User>,
+}
+
+fn batch_not_found(store_id: &str, batch_id: &str) -> Error {
+    Error::not_found(format!(
+        "File batch '{batch_id}' not found in vector store '{store_id}'"
+    ))
 }
 
 fn body_error(field: &str, message: impl Into<String>) -> Error {
@@ -38,11 +50,29 @@ impl MemoryService {
             .await?
             .and_then(|v| serde_json::from_value::<BatchRecord>(v).ok())
             .filter(|b| b.vector_store_id == store_id)
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "File batch '{batch_id}' not found in vector store '{store_id}'"
-                ))
-            })
+            .ok_or_else(|| batch_not_found(store_id, batch_id))
+    }
+
+    /// A batch the caller may do `action` to, judged as its store (or, once the store is
+    /// gone, as the batch's owner); one they may not read is not found.
+    async fn checked_batch(
+        &self,
+        action: Action,
+        store_id: &str,
+        batch_id: &str,
+    ) -> Result<BatchRecord> {
+        let batch = self.batch(store_id, batch_id).await?;
+        let store_owner = self
+            .stores
+            .read()
+            .await
+            .get(store_id)
+            .map(|r| r.owner.clone());
+        let owner = store_owner.unwrap_or_else(|| batch.owner.clone());
+        access::check(action, VECTOR_STORE, store_id, owner.as_ref(), || {
+            batch_not_found(store_id, batch_id)
+        })?;
+        Ok(batch)
     }
 
     async fn save_batch(&self, batch: &BatchRecord) -> Result<()> {
@@ -85,7 +115,8 @@ impl MemoryService {
         store_id: &str,
         body: Map<String, Value>,
     ) -> Result<Value> {
-        self.resolve_store(store_id).await?;
+        self.resolve_as(Action::Update, VECTOR_STORE, store_id)
+            .await?;
         let file_ids: Vec<String> = match body.get("file_ids") {
             Some(Value::Array(ids)) if !ids.is_empty() => ids
                 .iter()
@@ -115,20 +146,25 @@ impl MemoryService {
             chunking_strategy: strategy,
             created_at: now_secs(),
             status: "in_progress".into(),
+            owner: access::owner_for_new(),
         };
         self.save_batch(&batch).await?;
         let object = self.batch_object(&batch).await?;
-        self.spawn_batch(batch);
+        let work = self.batch_work(batch);
+        tokio::spawn(access::within(access::current(), work));
         Ok(object)
     }
 
-    fn spawn_batch(self: &Arc<Self>, batch: BatchRecord) {
+    fn batch_work(
+        self: &Arc<Self>,
+        batch: BatchRecord,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let svc = self.clone();
-        tokio::spawn(async move {
+        async move {
             if let Err(err) = svc.run_batch(batch.clone()).await {
                 tracing::error!(batch = %batch.id, error = %err, "File batch stopped");
             }
-        });
+        }
     }
 
     async fn run_batch(&self, batch: BatchRecord) -> Result<()> {
@@ -179,7 +215,8 @@ impl MemoryService {
                 && batch.status == "in_progress"
             {
                 tracing::info!(batch = %batch.id, "Resuming a vector store file batch");
-                self.spawn_batch(batch);
+                let owner = batch.owner.clone();
+                tokio::spawn(access::as_user(owner, self.batch_work(batch)));
             }
         }
         Ok(())
@@ -187,14 +224,16 @@ impl MemoryService {
 
     /// `GET /v1/vector_stores/{id}/file_batches/{batch_id}`.
     pub async fn get_file_batch(&self, store_id: &str, batch_id: &str) -> Result<Value> {
-        let batch = self.batch(store_id, batch_id).await?;
+        let batch = self.checked_batch(Action::Read, store_id, batch_id).await?;
         self.batch_object(&batch).await
     }
 
     /// `POST /v1/vector_stores/{id}/file_batches/{batch_id}/cancel`: files not yet reached
     /// are not attached.
     pub async fn cancel_file_batch(&self, store_id: &str, batch_id: &str) -> Result<Value> {
-        let mut batch = self.batch(store_id, batch_id).await?;
+        let mut batch = self
+            .checked_batch(Action::Update, store_id, batch_id)
+            .await?;
         if batch.status == "in_progress" {
             batch.status = "cancelled".into();
             self.save_batch(&batch).await?;
@@ -210,7 +249,7 @@ impl MemoryService {
         query: &PageQuery,
         status: Option<&str>,
     ) -> Result<Value> {
-        let batch = self.batch(store_id, batch_id).await?;
+        let batch = self.checked_batch(Action::Read, store_id, batch_id).await?;
         let items = self
             .store_file_records(store_id)
             .await?

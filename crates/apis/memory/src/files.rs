@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use llama_stack_core::Result;
+use llama_stack_core::{Error, Result};
+use llama_stack_types::User;
 
 /// The OpenAI file object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +23,17 @@ pub struct FileObject {
     pub filename: String,
     /// `assistants`, `batch`, `fine-tune`, `vision`, `user_data` or `evals`.
     pub purpose: String,
+    /// Who uploaded it; `None` when uploaded without authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<User>,
+}
+
+/// The answer for a file that does not exist, or that the caller may not read: one message
+/// for both, so providers and the access check cannot tell them apart.
+pub fn file_not_found(file_id: &str) -> Error {
+    Error::not_found(format!(
+        "File '{file_id}' not found. Use client.files.list() to list available files."
+    ))
 }
 
 /// A file to store.
@@ -32,6 +44,8 @@ pub struct NewFile {
     /// Seconds after creation when the file expires, if any.
     pub expires_after_seconds: Option<i64>,
     pub content: Vec<u8>,
+    /// Recorded on the file object.
+    pub owner: Option<User>,
 }
 
 /// `GET /v1/files` query.

@@ -1,12 +1,16 @@
 //! `/v1/files`: checks requests the way OpenAI does and calls the configured files provider.
-//! Both transports call these; errors carry the location of the offending field.
+//! Both transports call these; errors carry the location of the offending field. Files are
+//! owned by their uploader: the caller sees only the files the access policy lets them read,
+//! and one they may not read answers exactly as a missing one.
 
 use std::sync::Arc;
 
 use crate::files::{
-    FileDeleted, FileDownload, FileList, FileListQuery, FileObject, FilesProvider, NewFile,
+    FileDeleted, FileDownload, FileList, FileListQuery, FileObject, FilePage, FilesProvider,
+    NewFile, file_not_found,
 };
-use crate::service::MemoryService;
+use crate::service::{FILE, MemoryService};
+use llama_stack_core::access::{self, Action, Caller};
 use llama_stack_core::{Error, Result};
 
 /// The `purpose` values OpenAI accepts.
@@ -167,12 +171,16 @@ impl MemoryService {
             .filename
             .filter(|name| !name.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_FILENAME.to_string());
-        self.files_provider()?
+        let provider = self.files_provider()?;
+        // The id is the provider's to choose; a policy can still forbid creating any file.
+        access::check_create(FILE, "*")?;
+        provider
             .create(NewFile {
                 filename,
                 purpose,
                 expires_after_seconds,
                 content,
+                owner: access::owner_for_new(),
             })
             .await
     }
@@ -210,23 +218,37 @@ impl MemoryService {
             order_desc,
             purpose: params.purpose,
         };
-        Ok(self.files_provider()?.list(&query).await?.into())
+        let provider = self.files_provider()?;
+        if !filters_reads() {
+            return Ok(provider.list(&query).await?.into());
+        }
+        Ok(readable_page(provider.as_ref(), query).await?.into())
     }
 
     /// `GET /v1/files/{file_id}`.
     pub async fn get_file(&self, file_id: &str) -> Result<FileObject> {
-        self.files_provider()?.get(file_id).await
+        self.checked_file(Action::Read, file_id).await
     }
 
-    /// The bytes of a file, for ingestion.
+    /// The file, if the caller may do `action` to it.
+    async fn checked_file(&self, action: Action, file_id: &str) -> Result<FileObject> {
+        let file = self.files_provider()?.get(file_id).await?;
+        access::check(action, FILE, &file.id, file.owner.as_ref(), || {
+            file_not_found(file_id)
+        })?;
+        Ok(file)
+    }
+
+    /// The bytes of a file the caller may read.
     pub async fn file_content(&self, file_id: &str) -> Result<Vec<u8>> {
+        self.checked_file(Action::Read, file_id).await?;
         self.files_provider()?.content(file_id).await
     }
 
     /// `GET /v1/files/{file_id}/content`: the bytes with a content type from the file name.
     pub async fn file_download(&self, file_id: &str) -> Result<FileDownload> {
         let provider = self.files_provider()?;
-        let file = provider.get(file_id).await?;
+        let file = self.checked_file(Action::Read, file_id).await?;
         let content = provider.content(file_id).await?;
         Ok(FileDownload {
             content,
@@ -237,12 +259,58 @@ impl MemoryService {
 
     /// `DELETE /v1/files/{file_id}`.
     pub async fn delete_file(&self, file_id: &str) -> Result<FileDeleted> {
+        self.checked_file(Action::Delete, file_id).await?;
         self.files_provider()?.delete(file_id).await?;
         Ok(FileDeleted {
             id: file_id.to_string(),
             object: "file".into(),
             deleted: true,
         })
+    }
+}
+
+/// Whether some files may be hidden from the current caller, so a listing must be filtered.
+fn filters_reads() -> bool {
+    match access::current() {
+        Some(Caller::System) => false,
+        Some(Caller::User(_)) => true,
+        None => access::enforcing(),
+    }
+}
+
+/// One page of the files the caller may read. The provider pages over every file, so its
+/// pages are walked until the caller's page is full and one more readable file is seen (or
+/// none is left): `limit` and `has_more` then count readable files only.
+async fn readable_page(provider: &dyn FilesProvider, query: FileListQuery) -> Result<FilePage> {
+    let limit = query.limit.unwrap_or(MAX_LIST_LIMIT as usize);
+    let mut data = Vec::new();
+    let mut cursor = query.after.clone();
+    loop {
+        let page = provider
+            .list(&FileListQuery {
+                after: cursor,
+                ..query.clone()
+            })
+            .await?;
+        cursor = page.data.last().map(|f| f.id.clone());
+        for file in page.data {
+            if !access::can_read(FILE, &file.id, file.owner.as_ref()) {
+                continue;
+            }
+            if data.len() == limit {
+                return Ok(FilePage {
+                    data,
+                    has_more: true,
+                });
+            }
+            data.push(file);
+        }
+        if !page.has_more || cursor.is_none() {
+            return Ok(FilePage {
+                data,
+                has_more: false,
+            });
+        }
     }
 }
 

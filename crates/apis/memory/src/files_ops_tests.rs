@@ -24,6 +24,7 @@ fn sample(id: &str, filename: &str) -> FileObject {
         expires_at: None,
         filename: filename.into(),
         purpose: "assistants".into(),
+        owner: None,
     }
 }
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
+use llama_stack_core::access::{self, Action, User};
 use llama_stack_core::{Error, RegistryStore, Result};
 use llama_stack_documents::Tokenizer;
 use llama_stack_inference::InferenceApi;
@@ -17,6 +18,12 @@ use crate::vector_io::VectorIoProvider;
 
 pub(crate) const STORE_KIND: &str = "vector_db";
 pub(crate) const STORE_FILE_KIND: &str = "vector_store_file";
+
+/// Resource types as access policies name them. One record backs both a vector DB and a
+/// vector store, with one owner; each API checks it under its own type.
+pub(crate) const VECTOR_DB: &str = "vector_db";
+pub(crate) const VECTOR_STORE: &str = "vector_store";
+pub(crate) const FILE: &str = "file";
 
 /// A vector store as the registry keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +46,15 @@ pub struct StoreRecord {
     pub expires_at: Option<i64>,
     #[serde(default)]
     pub last_active_at: Option<i64>,
+    /// Who created it, through either API; `None` when made without authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<User>,
+}
+
+fn store_not_found(store_id: &str) -> Error {
+    Error::not_found(format!(
+        "Vector DB '{store_id}' not found. Register it with POST /v1/vector-dbs or create a vector store with POST /v1/vector_stores."
+    ))
 }
 
 /// The vector IO and files providers by id, the stores registered over them, and the
@@ -133,31 +149,63 @@ impl MemoryService {
         Ok(())
     }
 
-    /// A store by id, with its provider.
+    /// A store by id, with its provider, unchecked: for work already past [`Self::resolve_as`].
     pub(crate) async fn resolve_store(
         &self,
         store_id: &str,
     ) -> Result<(StoreRecord, Arc<dyn VectorIoProvider>)> {
-        let record = self
-            .stores
+        let record = self.store_record(store_id).await?;
+        let provider = self.provider_of(&record)?;
+        Ok((record, provider))
+    }
+
+    /// A store the caller may do `action` to as `resource_type`; one they may not read is not
+    /// found, with the very error of a missing store.
+    pub(crate) async fn resolve_as(
+        &self,
+        action: Action,
+        resource_type: &str,
+        store_id: &str,
+    ) -> Result<(StoreRecord, Arc<dyn VectorIoProvider>)> {
+        let record = self.store_record(store_id).await?;
+        access::check(
+            action,
+            resource_type,
+            &record.identifier,
+            record.owner.as_ref(),
+            || store_not_found(store_id),
+        )?;
+        let provider = self.provider_of(&record)?;
+        Ok((record, provider))
+    }
+
+    async fn store_record(&self, store_id: &str) -> Result<StoreRecord> {
+        self.stores
             .read()
             .await
             .get(store_id)
             .cloned()
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "Vector DB '{store_id}' not found. Register it with POST /v1/vector-dbs or create a vector store with POST /v1/vector_stores."
-                ))
-            })?;
-        let provider = self
-            .vector_io_provider(&record.provider_id)
-            .ok_or_else(|| {
-                Error::internal(format!(
-                    "vector store '{store_id}' names provider '{}', which is not configured",
-                    record.provider_id
-                ))
-            })?;
-        Ok((record, provider))
+            .ok_or_else(|| store_not_found(store_id))
+    }
+
+    fn provider_of(&self, record: &StoreRecord) -> Result<Arc<dyn VectorIoProvider>> {
+        self.vector_io_provider(&record.provider_id).ok_or_else(|| {
+            Error::internal(format!(
+                "vector store '{}' names provider '{}', which is not configured",
+                record.identifier, record.provider_id
+            ))
+        })
+    }
+
+    /// The stores the caller may read as `resource_type`.
+    pub(crate) async fn readable_stores(&self, resource_type: &str) -> Vec<StoreRecord> {
+        self.stores
+            .read()
+            .await
+            .values()
+            .filter(|r| access::can_read(resource_type, &r.identifier, r.owner.as_ref()))
+            .cloned()
+            .collect()
     }
 
     pub(crate) async fn save_store(&self, record: &StoreRecord) -> Result<()> {

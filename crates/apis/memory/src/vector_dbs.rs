@@ -3,12 +3,15 @@
 use llama_stack_types::{ModelType, RegisterVectorDbRequest, VectorDb};
 
 use crate::service::MemoryService;
-use crate::service::{STORE_FILE_KIND, StoreRecord, now_secs};
-use crate::vector_io::StoreSpec;
+use crate::service::{STORE_FILE_KIND, StoreRecord, VECTOR_DB, now_secs};
+use crate::vector_io::{StoreSpec, VectorIoProvider};
+use llama_stack_core::access::{self, Action};
 use llama_stack_core::{Error, ErrorKind, Result, list_or_none};
 
 /// What a new store needs.
 pub(crate) struct NewStore {
+    /// `vector_db` or `vector_store`: the API it is created through, for the access check.
+    pub resource_type: &'static str,
     pub identifier: String,
     pub embedding_model: Option<String>,
     pub embedding_dimension: Option<u32>,
@@ -29,6 +32,7 @@ impl StoreRecord {
             embedding_model: self.embedding_model.clone(),
             embedding_dimension: self.embedding_dimension,
             vector_db_name: self.name.clone(),
+            owner: self.owner.clone(),
         }
     }
 }
@@ -42,6 +46,7 @@ impl MemoryService {
         }
         let record = self
             .create_store(NewStore {
+                resource_type: VECTOR_DB,
                 identifier: request.vector_db_id,
                 embedding_model: Some(request.embedding_model),
                 embedding_dimension: request.embedding_dimension,
@@ -58,6 +63,7 @@ impl MemoryService {
     /// Creates a store: picks its provider and embedding model, opens its index and persists
     /// it. Registering the same store again with the same settings returns it unchanged.
     pub(crate) async fn create_store(&self, new: NewStore) -> Result<StoreRecord> {
+        access::check_create(new.resource_type, &new.identifier)?;
         let provider_id = match new.provider_id {
             Some(id) => {
                 if self.vector_io_provider(&id).is_none() {
@@ -99,12 +105,19 @@ impl MemoryService {
             expires_at: expires_at(new.expires_after.as_ref(), now_secs())?,
             expires_after: new.expires_after,
             last_active_at: Some(now_secs()),
+            owner: access::owner_for_new(),
         };
         if let Some(existing) = self.stores.read().await.get(&record.identifier) {
             let same = existing.provider_id == record.provider_id
                 && existing.embedding_model == record.embedding_model
                 && existing.embedding_dimension == record.embedding_dimension;
-            if same {
+            // Someone else's store under the same id is a conflict, never handed over.
+            let readable = access::can_read(
+                new.resource_type,
+                &existing.identifier,
+                existing.owner.as_ref(),
+            );
+            if same && readable {
                 return Ok(existing.clone());
             }
             return Err(Error::new(
@@ -190,22 +203,36 @@ impl MemoryService {
         ))
     }
 
+    /// The vector DBs the caller may read.
     pub async fn list_vector_dbs(&self) -> Vec<VectorDb> {
-        self.stores
-            .read()
+        self.readable_stores(VECTOR_DB)
             .await
-            .values()
+            .iter()
             .map(StoreRecord::to_vector_db)
             .collect()
     }
 
     pub async fn get_vector_db(&self, vector_db_id: &str) -> Result<VectorDb> {
-        Ok(self.resolve_store(vector_db_id).await?.0.to_vector_db())
+        let (record, _) = self
+            .resolve_as(Action::Read, VECTOR_DB, vector_db_id)
+            .await?;
+        Ok(record.to_vector_db())
     }
 
     /// `DELETE /v1/vector-dbs/{id}`: the store, its chunks and its file attachments.
     pub async fn unregister_vector_db(&self, vector_db_id: &str) -> Result<()> {
-        let (record, provider) = self.resolve_store(vector_db_id).await?;
+        let (record, provider) = self
+            .resolve_as(Action::Delete, VECTOR_DB, vector_db_id)
+            .await?;
+        self.remove_store(&record, provider).await
+    }
+
+    /// Deletes a store, once the caller has been allowed to.
+    pub(crate) async fn remove_store(
+        &self,
+        record: &StoreRecord,
+        provider: std::sync::Arc<dyn VectorIoProvider>,
+    ) -> Result<()> {
         provider.delete_store(&record.provider_resource_id).await?;
         for file in self.store_file_records(&record.identifier).await? {
             self.store
@@ -224,7 +251,6 @@ impl MemoryService {
     }
 }
 
-/// Names for an error message: comma-joined, or `(none)`.
 /// `expires_after: {"anchor": "last_active_at", "days": N}` as an absolute time.
 pub(crate) fn expires_at(
     expires_after: Option<&serde_json::Value>,

@@ -1,15 +1,20 @@
 //! Files in OpenAI vector stores (`/v1/vector_stores/{id}/files`): attaching an uploaded file
 //! extracts its text, cuts it into token windows, embeds and stores them; the attachment
 //! record keeps the ingestion status.
+//!
+//! Access follows the store: attaching, re-attaching and removing a file update it, reading
+//! its files reads it. Attaching also needs read access to the file itself, so a store cannot
+//! be used to reach another user's upload.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::chunks::PendingChunk;
 use crate::service::MemoryService;
-use crate::service::{STORE_FILE_KIND, StoreRecord, now_secs};
+use crate::service::{STORE_FILE_KIND, StoreRecord, VECTOR_STORE, now_secs};
 use crate::vector_io::ChunkSelector;
 use crate::vector_stores::{PageQuery, chunking_sizes, page};
+use llama_stack_core::access::Action;
 use llama_stack_core::{Error, Result};
 
 /// A file attached to a vector store.
@@ -114,7 +119,8 @@ impl MemoryService {
     }
 
     /// Ingests one file into a store. A file that cannot be read or embedded is recorded as
-    /// `failed` with the reason; the attachment itself succeeds.
+    /// `failed` with the reason; the attachment itself succeeds. A file the caller may not
+    /// read is not found, as a missing one.
     pub(crate) async fn attach_file(
         &self,
         store: &StoreRecord,
@@ -124,6 +130,7 @@ impl MemoryService {
         (size, overlap): (usize, usize),
     ) -> Result<StoreFileRecord> {
         let file = self.get_file(file_id).await?;
+        let files = self.files_provider()?;
         // Without one the file is chunked as `auto` is (800/400 tokens), and reads back so.
         let strategy = chunking_strategy.unwrap_or_else(|| json!({"type": "auto"}));
         let mut record = StoreFileRecord {
@@ -139,7 +146,7 @@ impl MemoryService {
         self.save_file_record(&record).await?;
         let started = std::time::Instant::now();
         let outcome = async {
-            let bytes = self.file_content(file_id).await?;
+            let bytes = files.content(file_id).await?;
             let name = file.filename.clone();
             let text = tokio::task::spawn_blocking(move || {
                 llama_stack_documents::extract_text(&bytes, None, Some(&name))
@@ -206,7 +213,9 @@ impl MemoryService {
         store_id: &str,
         body: Map<String, Value>,
     ) -> Result<Value> {
-        let (store, _) = self.resolve_store(store_id).await?;
+        let (store, _) = self
+            .resolve_as(Action::Update, VECTOR_STORE, store_id)
+            .await?;
         let file_id = body.get("file_id").and_then(Value::as_str).ok_or_else(|| {
             Error::invalid("file_id is required")
                 .with_location(vec!["body".into(), "file_id".into()])
@@ -232,14 +241,16 @@ impl MemoryService {
     ) -> Result<Value> {
         // An unknown store is the request's mistake here: upstream answers 400, and its tests
         // pin it.
-        self.resolve_store(store_id).await.map_err(|e| {
-            if e.kind() == llama_stack_core::ErrorKind::NotFound {
-                e.with_kind(llama_stack_core::ErrorKind::InvalidRequest)
-                    .with_location(vec!["path".into(), "vector_store_id".into()])
-            } else {
-                e
-            }
-        })?;
+        self.resolve_as(Action::Read, VECTOR_STORE, store_id)
+            .await
+            .map_err(|e| {
+                if e.kind() == llama_stack_core::ErrorKind::NotFound {
+                    e.with_kind(llama_stack_core::ErrorKind::InvalidRequest)
+                        .with_location(vec!["path".into(), "vector_store_id".into()])
+                } else {
+                    e
+                }
+            })?;
         let items = self
             .store_file_records(store_id)
             .await?
@@ -250,8 +261,14 @@ impl MemoryService {
         page(items, query)
     }
 
-    async fn store_file(&self, store_id: &str, file_id: &str) -> Result<StoreFileRecord> {
-        self.resolve_store(store_id).await?;
+    /// A file of a store the caller may do `action` to.
+    async fn store_file(
+        &self,
+        action: Action,
+        store_id: &str,
+        file_id: &str,
+    ) -> Result<StoreFileRecord> {
+        self.resolve_as(action, VECTOR_STORE, store_id).await?;
         self.store_file_records(store_id)
             .await?
             .into_iter()
@@ -264,16 +281,21 @@ impl MemoryService {
     }
 
     pub async fn get_vector_store_file(&self, store_id: &str, file_id: &str) -> Result<Value> {
-        Ok(self.store_file(store_id, file_id).await?.to_object())
+        Ok(self
+            .store_file(Action::Read, store_id, file_id)
+            .await?
+            .to_object())
     }
 
     /// `GET /v1/vector_stores/{id}/files/{file_id}/content`: the file's text as it was read for
     /// the store. The answer has both shapes: OpenAI's page (`data`) and upstream's
     /// `file_id`/`filename`/`attributes`/`content`.
     pub async fn vector_store_file_content(&self, store_id: &str, file_id: &str) -> Result<Value> {
-        let record = self.store_file(store_id, file_id).await?;
-        let file = self.get_file(file_id).await?;
-        let bytes = self.file_content(file_id).await?;
+        let record = self.store_file(Action::Read, store_id, file_id).await?;
+        // Reading the store is enough: its chunks already hold this text.
+        let files = self.files_provider()?;
+        let file = files.get(file_id).await?;
+        let bytes = files.content(file_id).await?;
         let name = file.filename.clone();
         let text = tokio::task::spawn_blocking(move || {
             llama_stack_documents::extract_text(&bytes, None, Some(&name))
@@ -302,7 +324,7 @@ impl MemoryService {
         file_id: &str,
         body: Map<String, Value>,
     ) -> Result<Value> {
-        let existing = self.store_file(store_id, file_id).await?;
+        let existing = self.store_file(Action::Update, store_id, file_id).await?;
         if !body.contains_key("attributes") {
             return Err(Error::invalid("attributes is required")
                 .with_location(vec!["body".into(), "attributes".into()]));
@@ -319,7 +341,7 @@ impl MemoryService {
 
     /// `DELETE /v1/vector_stores/{id}/files/{file_id}`: the attachment and its chunks.
     pub async fn delete_vector_store_file(&self, store_id: &str, file_id: &str) -> Result<Value> {
-        self.store_file(store_id, file_id).await?;
+        self.store_file(Action::Update, store_id, file_id).await?;
         let (store, provider) = self.resolve_store(store_id).await?;
         provider
             .delete_chunks(

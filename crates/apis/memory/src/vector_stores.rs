@@ -4,9 +4,10 @@ use serde_json::{Map, Value, json};
 
 use crate::chunks::{Mode, QueryParams};
 use crate::service::MemoryService;
-use crate::service::{StoreRecord, now_secs};
+use crate::service::{StoreRecord, VECTOR_STORE, now_secs};
 use crate::vector_dbs::{NewStore, expires_at};
 use crate::vector_io::Filter;
+use llama_stack_core::access::Action;
 use llama_stack_core::{Error, Result};
 
 fn body_error(field: &str, message: impl Into<String>) -> Error {
@@ -163,6 +164,7 @@ impl MemoryService {
         let name = text("name")?;
         let record = self
             .create_store(NewStore {
+                resource_type: VECTOR_STORE,
                 identifier: id,
                 embedding_model: text("embedding_model")?,
                 embedding_dimension: dimension,
@@ -195,8 +197,9 @@ impl MemoryService {
         self.vector_store_object(&record).await
     }
 
+    /// The vector stores the caller may read, paged after filtering.
     pub async fn list_vector_stores(&self, query: &PageQuery) -> Result<Value> {
-        let records: Vec<StoreRecord> = self.stores.read().await.values().cloned().collect();
+        let records = self.readable_stores(VECTOR_STORE).await;
         let mut items = Vec::with_capacity(records.len());
         for r in &records {
             items.push(self.vector_store_object(r).await?);
@@ -205,13 +208,13 @@ impl MemoryService {
     }
 
     pub async fn get_vector_store(&self, id: &str) -> Result<Value> {
-        let (record, _) = self.resolve_store(id).await?;
+        let (record, _) = self.resolve_as(Action::Read, VECTOR_STORE, id).await?;
         self.vector_store_object(&record).await
     }
 
     /// `POST /v1/vector_stores/{id}`: `name`, `expires_after`, `metadata`.
     pub async fn update_vector_store(&self, id: &str, body: Map<String, Value>) -> Result<Value> {
-        let (mut record, _) = self.resolve_store(id).await?;
+        let (mut record, _) = self.resolve_as(Action::Update, VECTOR_STORE, id).await?;
         if let Some(name) = body.get("name") {
             record.name = match name {
                 Value::Null => None,
@@ -246,7 +249,8 @@ impl MemoryService {
     }
 
     pub async fn delete_vector_store(&self, id: &str) -> Result<Value> {
-        self.unregister_vector_db(id).await?;
+        let (record, provider) = self.resolve_as(Action::Delete, VECTOR_STORE, id).await?;
+        self.remove_store(&record, provider).await?;
         Ok(json!({"id": id, "object": "vector_store.deleted", "deleted": true}))
     }
 
@@ -316,7 +320,9 @@ impl MemoryService {
             mode,
             score_threshold,
         };
-        let hits = self.search_store(id, &text, &params, filter).await?;
+        let hits = self
+            .search_store(VECTOR_STORE, id, &text, &params, filter)
+            .await?;
         let data: Vec<Value> = hits
             .into_iter()
             .map(|hit| {

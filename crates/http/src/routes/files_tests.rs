@@ -35,6 +35,7 @@ impl FilesProvider for MemoryFiles {
             expires_at: file.expires_after_seconds.map(|s| 1_700_000_000 + s),
             filename: file.filename,
             purpose: file.purpose,
+            owner: file.owner,
         };
         files.insert(object.id.clone(), (object.clone(), file.content));
         Ok(object)

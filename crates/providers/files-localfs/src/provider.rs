@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use llama_stack_core::{Error, RegistryStore, Result};
 use llama_stack_memory::{
     files::FileListQuery, files::FileObject, files::FilePage, files::FilesProvider, files::NewFile,
+    files::file_not_found as not_found,
 };
 use llama_stack_stack::ProviderContext;
 use llama_stack_storage::SqliteRegistryStore;
@@ -49,12 +50,6 @@ fn now() -> (i64, i64) {
 
 fn is_expired(file: &FileObject, now_secs: i64) -> bool {
     file.expires_at.is_some_and(|at| at <= now_secs)
-}
-
-fn not_found(file_id: &str) -> Error {
-    Error::not_found(format!(
-        "File '{file_id}' not found. Use client.files.list() to list available files."
-    ))
 }
 
 impl LocalfsFiles {
@@ -194,6 +189,7 @@ impl FilesProvider for LocalfsFiles {
                 expires_at: expires_after.map(|secs| created_at.saturating_add(secs)),
                 filename: file.filename,
                 purpose: file.purpose,
+                owner: file.owner,
             },
             created_at_ns,
         };

@@ -223,7 +223,7 @@ impl RagTool {
     /// own; documents that fail are reported together after the others are inserted.
     pub async fn rag_insert(&self, request: RagInsertRequest) -> Result<()> {
         let store_id = request.vector_db_id.as_str();
-        self.memory.check_store(store_id).await?;
+        self.memory.check_store_writable(store_id).await?;
         let size = request.chunk_size_in_tokens.unwrap_or(DEFAULT_CHUNK_TOKENS);
         if size < 4 {
             return Err(Error::invalid(format!(

@@ -134,6 +134,26 @@ async fn files_survive_reopening() {
 }
 
 #[tokio::test]
+async fn the_owner_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = llama_stack_core::access::User {
+        principal: "alice".into(),
+        attributes: Some([("teams".to_string(), vec!["red".to_string()])].into()),
+    };
+    let created = open(dir.path())
+        .await
+        .create(llama_stack_memory::files::NewFile {
+            owner: Some(owner.clone()),
+            ..new_file("mine.md", "assistants", b"mine")
+        })
+        .await
+        .unwrap();
+    assert_eq!(created.owner.as_ref(), Some(&owner));
+    let files = open(dir.path()).await;
+    assert_eq!(files.get(&created.id).await.unwrap().owner, Some(owner));
+}
+
+#[tokio::test]
 async fn a_metadata_store_of_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let config = LocalfsConfig {

@@ -43,6 +43,7 @@ pub fn new_file(name: &str, purpose: &str, content: &[u8]) -> NewFile {
         purpose: purpose.into(),
         expires_after_seconds: None,
         content: content.to_vec(),
+        owner: None,
     }
 }
 
