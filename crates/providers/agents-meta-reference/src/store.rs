@@ -8,16 +8,21 @@
 
 use llama_stack_types::{
     Agent, AgentConfig, AgentCreateResponse, AgentSessionCreateResponse, PaginatedResponse,
-    Session, Turn,
+    Session, Turn, User,
 };
 use serde::{Deserialize, Serialize};
 
+use llama_stack_core::access::{self, Action};
 use llama_stack_core::{Error, RegistryStore, Result};
 
 use crate::MetaReferenceAgents;
 use crate::agent_config;
 
 const AGENT_KIND: &str = "agent";
+
+/// Resource types as access policies name them.
+pub(crate) const AGENT_RESOURCE: &str = "agent";
+pub(crate) const SESSION_RESOURCE: &str = "session";
 
 fn session_kind(agent_id: &str) -> String {
     format!("agent_session:{agent_id}")
@@ -29,16 +34,25 @@ fn turn_kind(agent_id: &str, session_id: &str) -> String {
 
 pub(crate) use llama_stack_core::now_iso as now;
 
+/// An agent as stored: the wire agent plus who owns it. The owner stays out of the wire
+/// `Agent`, which upstream answers without one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct AgentRecord {
+    #[serde(flatten)]
+    pub agent: Agent,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<User>,
+}
+
 /// A session as stored: the wire fields plus who owns it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct SessionRecord {
     pub session_id: String,
     pub session_name: String,
     pub started_at: String,
-    /// The authenticated principal that created it; `None` while auth is off. Reads by another
-    /// owner are refused once auth exists.
-    #[serde(default)]
-    pub owner: Option<String>,
+    /// The user that created it; `None` while auth is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<User>,
 }
 
 /// A turn as stored: the wire turn plus what a paused turn needs to resume.
@@ -54,13 +68,31 @@ pub(crate) struct TurnRecord {
     pub toolgroups: Option<Vec<llama_stack_types::AgentToolGroup>>,
 }
 
+fn agent_not_found(agent_id: &str) -> Error {
+    Error::not_found(format!("Agent {agent_id} not found"))
+}
+
+fn session_not_found(session_id: &str) -> Error {
+    Error::not_found(format!("Session {session_id} not found"))
+}
+
 impl MetaReferenceAgents {
-    pub(crate) async fn agent_record(&self, agent_id: &str) -> Result<Agent> {
-        self.store
+    /// The agent, once the caller may do `action` to it; one they cannot read is not found.
+    pub(crate) async fn agent_record(&self, agent_id: &str, action: Action) -> Result<Agent> {
+        let record = self
+            .store
             .get(AGENT_KIND, agent_id)
             .await?
-            .and_then(|v| serde_json::from_value::<Agent>(v).ok())
-            .ok_or_else(|| Error::not_found(format!("Agent {agent_id} not found")))
+            .and_then(|v| serde_json::from_value::<AgentRecord>(v).ok())
+            .ok_or_else(|| agent_not_found(agent_id))?;
+        access::check(
+            action,
+            AGENT_RESOURCE,
+            agent_id,
+            record.owner.as_ref(),
+            || agent_not_found(agent_id),
+        )?;
+        Ok(record.agent)
     }
 
     /// Where an agent's sessions and turns live.
@@ -81,13 +113,19 @@ impl MetaReferenceAgents {
         self.inference.get_model(&config.model).await?;
         agent_config::fold_tool_config(&mut config)?;
         agent_config::check_client_tools(&config)?;
+        let agent_id = uuid::Uuid::new_v4().to_string();
+        access::check_create(AGENT_RESOURCE, &agent_id)?;
         let agent = Agent {
-            agent_id: uuid::Uuid::new_v4().to_string(),
+            agent_id,
             agent_config: config,
             created_at: now(),
         };
+        let record = AgentRecord {
+            agent: agent.clone(),
+            owner: access::owner_for_new(),
+        };
         self.store
-            .put(AGENT_KIND, &agent.agent_id, &to_value(&agent)?)
+            .put(AGENT_KIND, &agent.agent_id, &to_value(&record)?)
             .await?;
         tracing::info!(agent = %agent.agent_id, model = %agent.agent_config.model, "Created agent");
         Ok(AgentCreateResponse {
@@ -95,7 +133,7 @@ impl MetaReferenceAgents {
         })
     }
 
-    /// `GET /v1/agents`, oldest first.
+    /// `GET /v1/agents`, oldest first: the agents the caller may read.
     pub async fn list_agents(
         &self,
         start_index: Option<usize>,
@@ -106,19 +144,22 @@ impl MetaReferenceAgents {
             .list(AGENT_KIND)
             .await?
             .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
+            .filter_map(|v| serde_json::from_value::<AgentRecord>(v).ok())
+            .filter(|r| access::can_read(AGENT_RESOURCE, &r.agent.agent_id, r.owner.as_ref()))
+            .map(|r| r.agent)
             .collect();
         agents.sort_by(|a, b| a.created_at.cmp(&b.created_at));
         Ok(page(agents, start_index, limit))
     }
 
     pub async fn get_agent(&self, agent_id: &str) -> Result<Agent> {
-        self.agent_record(agent_id).await
+        self.agent_record(agent_id, Action::Read).await
     }
 
-    /// `DELETE /v1/agents/{agent_id}`: the agent, its sessions and their turns.
+    /// `DELETE /v1/agents/{agent_id}`: the agent, its sessions and their turns, whoever owns
+    /// the sessions: they cannot outlive their agent.
     pub async fn delete_agent(&self, agent_id: &str) -> Result<()> {
-        let agent = self.agent_record(agent_id).await?;
+        let agent = self.agent_record(agent_id, Action::Delete).await?;
         let sessions = self.session_records(&agent).await?;
         for session in sessions {
             self.delete_session_records(&agent, &session.session_id)
@@ -135,12 +176,14 @@ impl MetaReferenceAgents {
         agent_id: &str,
         session_name: String,
     ) -> Result<AgentSessionCreateResponse> {
-        let agent = self.agent_record(agent_id).await?;
+        let agent = self.agent_record(agent_id, Action::Read).await?;
+        let session_id = uuid::Uuid::new_v4().to_string();
+        access::check_create(SESSION_RESOURCE, &session_id)?;
         let record = SessionRecord {
-            session_id: uuid::Uuid::new_v4().to_string(),
+            session_id,
             session_name,
             started_at: now(),
-            owner: None,
+            owner: access::owner_for_new(),
         };
         self.session_store(&agent)
             .put(
@@ -166,16 +209,27 @@ impl MetaReferenceAgents {
         Ok(sessions)
     }
 
+    /// The session, once the caller may do `action` to it; one they cannot read is not found.
     pub(crate) async fn session_record(
         &self,
         agent: &Agent,
         session_id: &str,
+        action: Action,
     ) -> Result<SessionRecord> {
-        self.session_store(agent)
+        let record: SessionRecord = self
+            .session_store(agent)
             .get(&session_kind(&agent.agent_id), session_id)
             .await?
             .and_then(|v| serde_json::from_value(v).ok())
-            .ok_or_else(|| Error::not_found(format!("Session {session_id} not found")))
+            .ok_or_else(|| session_not_found(session_id))?;
+        access::check(
+            action,
+            SESSION_RESOURCE,
+            session_id,
+            record.owner.as_ref(),
+            || session_not_found(session_id),
+        )?;
+        Ok(record)
     }
 
     pub(crate) async fn turn_records(
@@ -225,17 +279,19 @@ impl MetaReferenceAgents {
         Ok(())
     }
 
-    /// `GET /v1/agents/{agent_id}/sessions`.
+    /// `GET /v1/agents/{agent_id}/sessions`: the sessions the caller may read.
     pub async fn list_agent_sessions(
         &self,
         agent_id: &str,
         start_index: Option<usize>,
         limit: Option<usize>,
     ) -> Result<PaginatedResponse<Session>> {
-        let agent = self.agent_record(agent_id).await?;
+        let agent = self.agent_record(agent_id, Action::Read).await?;
         let mut sessions = Vec::new();
         for record in self.session_records(&agent).await? {
-            sessions.push(self.session_view(&agent, record, None).await?);
+            if access::can_read(SESSION_RESOURCE, &record.session_id, record.owner.as_ref()) {
+                sessions.push(self.session_view(&agent, record, None).await?);
+            }
         }
         Ok(page(sessions, start_index, limit))
     }
@@ -247,8 +303,10 @@ impl MetaReferenceAgents {
         session_id: &str,
         turn_ids: Option<&[String]>,
     ) -> Result<Session> {
-        let agent = self.agent_record(agent_id).await?;
-        let record = self.session_record(&agent, session_id).await?;
+        let agent = self.agent_record(agent_id, Action::Read).await?;
+        let record = self
+            .session_record(&agent, session_id, Action::Read)
+            .await?;
         self.session_view(&agent, record, turn_ids).await
     }
 
@@ -275,8 +333,9 @@ impl MetaReferenceAgents {
 
     /// `DELETE /v1/agents/{agent_id}/session/{session_id}`: the session and its turns.
     pub async fn delete_agent_session(&self, agent_id: &str, session_id: &str) -> Result<()> {
-        let agent = self.agent_record(agent_id).await?;
-        self.session_record(&agent, session_id).await?;
+        let agent = self.agent_record(agent_id, Action::Read).await?;
+        self.session_record(&agent, session_id, Action::Delete)
+            .await?;
         self.delete_session_records(&agent, session_id).await
     }
 
@@ -287,8 +346,9 @@ impl MetaReferenceAgents {
         session_id: &str,
         turn_id: &str,
     ) -> Result<Turn> {
-        let agent = self.agent_record(agent_id).await?;
-        self.session_record(&agent, session_id).await?;
+        let agent = self.agent_record(agent_id, Action::Read).await?;
+        self.session_record(&agent, session_id, Action::Read)
+            .await?;
         self.turn_records(&agent, session_id)
             .await?
             .into_iter()

@@ -20,6 +20,8 @@ use serde_json::{Map, Value, json};
 
 use crate::{MemoryStore, MetaReferenceAgents};
 
+mod access;
+
 /// One scripted model reply: text, or one tool call.
 enum Reply {
     Text(&'static str),
@@ -131,6 +133,8 @@ impl SafetyApi for WordShield {
 #[derive(Default)]
 struct Calculator {
     calls: Mutex<Vec<(String, Map<String, Value>)>>,
+    /// Who each call ran as, to check that a turn keeps its caller.
+    callers: Mutex<Vec<Option<String>>>,
 }
 
 fn calc_group() -> ToolGroup {
@@ -141,6 +145,7 @@ fn calc_group() -> ToolGroup {
         resource_type: "tool_group".into(),
         mcp_endpoint: None,
         args: None,
+        owner: None,
     }
 }
 
@@ -200,6 +205,10 @@ impl ToolsApi for Calculator {
             .lock()
             .unwrap()
             .push((tool.to_string(), kwargs.clone()));
+        self.callers
+            .lock()
+            .unwrap()
+            .push(llama_stack_core::access::current_user().map(|u| u.principal));
         let sum = kwargs["a"].as_i64().unwrap_or(0) + kwargs["b"].as_i64().unwrap_or(0);
         Ok(ToolInvocationResult {
             content: Some(json!(sum.to_string())),

@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use llama_stack_agents::TurnStream;
+use llama_stack_core::access::{self, Action};
 use llama_stack_core::{Error, Result};
 use llama_stack_memory::document_text;
 
@@ -182,8 +183,10 @@ impl MetaReferenceAgents {
                 .with_location(vec!["body".into(), "messages".into(), i.into()]));
             }
         }
-        let agent = self.agent_record(agent_id).await?;
-        self.session_record(&agent, session_id).await?;
+        // A turn writes to its session, so it needs leave to update the session.
+        let agent = self.agent_record(agent_id, Action::Read).await?;
+        self.session_record(&agent, session_id, Action::Update)
+            .await?;
         let tools = self
             .turn_tools(&agent, request.toolgroups.as_deref())
             .await?;
@@ -228,8 +231,9 @@ impl MetaReferenceAgents {
         turn_id: &str,
         request: ResumeTurnRequest,
     ) -> Result<TurnStream> {
-        let agent = self.agent_record(agent_id).await?;
-        self.session_record(&agent, session_id).await?;
+        let agent = self.agent_record(agent_id, Action::Read).await?;
+        self.session_record(&agent, session_id, Action::Update)
+            .await?;
         let records = self.turn_records(&agent, session_id).await?;
         if records.is_empty() {
             return Err(Error::invalid(format!(
@@ -293,7 +297,9 @@ impl TurnRun {
     fn spawn(mut self, start: Start) -> TurnStream {
         let (tx, rx) = mpsc::channel(64);
         self.tx = Some(tx.clone());
-        tokio::spawn(async move {
+        // The turn's tool calls and inference are judged as the user who started it.
+        let caller = access::current();
+        tokio::spawn(access::within(caller, async move {
             let lock = {
                 let mut locks = self.stack.session_locks.lock().await;
                 locks.entry(self.session_id.clone()).or_default().clone()
@@ -316,7 +322,7 @@ impl TurnRun {
                 tracing::warn!(turn = %self.turn.turn_id, error = %err, "Agent turn failed");
                 let _ = tx.send(Err(err)).await;
             }
-        });
+        }));
         Box::pin(futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         }))

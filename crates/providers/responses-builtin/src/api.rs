@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use llama_stack_core::access::{self, Action};
 use llama_stack_core::{Error, ErrorKind, Result, now_secs};
 use llama_stack_responses::{CreatedResponse, ListQuery, Responses};
 use serde_json::{Map, Value, json};
@@ -18,8 +19,8 @@ use crate::input::{items_to_messages, tool_call_ids};
 use crate::request::{CreateRequest, field_error, parse};
 use crate::run::{Run, response_object};
 use crate::store::{
-    RESPONSE_KIND, ResponseRecord, get_conversation, get_items, get_response, new_id, now_nanos,
-    page, put_items, put_response,
+    RESPONSE_KIND, RESPONSE_RESOURCE, ResponseRecord, get_conversation, get_items, get_response,
+    new_id, now_nanos, page, put_items, put_response, response_for,
 };
 use crate::tools::ToolSpec;
 
@@ -38,6 +39,8 @@ struct Identity {
     seq: u64,
     /// The request body of a background response.
     body: Option<Value>,
+    /// Who created it, recorded on every write of it.
+    owner: Option<llama_stack_types::User>,
 }
 
 fn failed_object(run: &Run, error: &Error) -> Value {
@@ -105,11 +108,13 @@ impl BuiltinResponses {
             }
         }
         if let Some(conversation) = &req.conversation {
-            get_conversation(self.store.as_ref(), conversation)
+            // The response appends to the conversation, so it needs leave to change it.
+            get_conversation(self.store.as_ref(), conversation, Action::Update)
                 .await
-                .map_err(|e| {
-                    field_error(&["conversation".into()], e.message().to_string())
-                        .with_kind(ErrorKind::NotFound)
+                .map_err(|e| match e.kind() {
+                    ErrorKind::Forbidden => e,
+                    _ => field_error(&["conversation".into()], e.message().to_string())
+                        .with_kind(ErrorKind::NotFound),
                 })?;
         }
         Ok(())
@@ -118,7 +123,7 @@ impl BuiltinResponses {
     /// The history a response continues, with the conversation locked until it is stored.
     async fn prepare(&self, req: &CreateRequest) -> Result<Prepared> {
         let (guard, mut messages, prior_items) = if let Some(previous) = &req.previous_response_id {
-            let record = get_response(self.store.as_ref(), previous)
+            let record = response_for(self.store.as_ref(), previous, Action::Read)
                 .await
                 .map_err(|e| {
                     field_error(&["previous_response_id".into()], e.message().to_string())
@@ -172,7 +177,7 @@ impl BuiltinResponses {
                     messages: run.messages.clone(),
                     seq: who.seq,
                     request: who.body.clone(),
-                    owner: None,
+                    owner: who.owner.clone(),
                 },
             )
             .await?;
@@ -260,19 +265,21 @@ impl BuiltinResponses {
             messages: run.messages.clone(),
             seq: who.seq,
             request: who.body.clone(),
-            owner: None,
+            owner: who.owner.clone(),
         };
         if let Err(e) = put_response(self.store.as_ref(), &record).await {
             tracing::error!(response = %who.id, error = %e, "Cannot store a background response");
         }
     }
 
-    /// Starts a background response: it is stored `in_progress` and run detached.
+    /// Starts a background response: it is stored `in_progress` and run detached, as the
+    /// current caller.
     fn spawn_background(self: &Arc<Self>, req: CreateRequest, who: Identity) {
         let svc = self.clone();
         let (go, ready) = tokio::sync::oneshot::channel::<()>();
         let id = who.id.clone();
-        let task = tokio::spawn(async move {
+        let caller = access::current();
+        let task = tokio::spawn(access::within(caller, async move {
             let _ = ready.await;
             let mut started = response_object(
                 &req,
@@ -289,7 +296,7 @@ impl BuiltinResponses {
                 messages: Vec::new(),
                 seq: who.seq,
                 request: who.body.clone(),
-                owner: None,
+                owner: who.owner.clone(),
             };
             let still_wanted = match get_response(svc.store.as_ref(), &who.id).await {
                 Ok(current) => current.response["status"] != "cancelled",
@@ -326,7 +333,7 @@ impl BuiltinResponses {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&who.id);
-        });
+        }));
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -340,11 +347,14 @@ impl Responses for BuiltinResponses {
     async fn create_response(self: Arc<Self>, body: Map<String, Value>) -> Result<CreatedResponse> {
         let req = parse(&body, self.config.max_infer_iters)?;
         self.check_request(&req).await?;
+        let id = new_id("resp");
+        access::check_create(RESPONSE_RESOURCE, &id)?;
         let who = Identity {
-            id: new_id("resp"),
+            id,
             created_at: now_secs(),
             seq: now_nanos(),
             body: req.background.then(|| Value::Object(body)),
+            owner: access::owner_for_new(),
         };
         if req.background {
             let mut queued =
@@ -358,7 +368,7 @@ impl Responses for BuiltinResponses {
                     messages: Vec::new(),
                     seq: who.seq,
                     request: who.body.clone(),
-                    owner: None,
+                    owner: who.owner.clone(),
                 },
             )
             .await?;
@@ -369,19 +379,20 @@ impl Responses for BuiltinResponses {
         if req.stream {
             let (tx, rx) = unbounded_channel();
             let svc = self.clone();
-            tokio::spawn(async move {
+            tokio::spawn(access::within(access::current(), async move {
                 let _ = svc
                     .execute(req, who, prepared, Emitter::new(Some(tx)))
                     .await;
-            });
+            }));
             return Ok(CreatedResponse::Stream(
                 UnboundedReceiverStream::new(rx).boxed(),
             ));
         }
         // Spawned, so that a client that hangs up does not cut the response short.
         let svc = self.clone();
-        let task =
-            tokio::spawn(async move { svc.execute(req, who, prepared, Emitter::new(None)).await });
+        let task = tokio::spawn(access::within(access::current(), async move {
+            svc.execute(req, who, prepared, Emitter::new(None)).await
+        }));
         let object = task
             .await
             .map_err(|e| Error::internal(format!("the response task failed: {e}")))??;
@@ -389,7 +400,9 @@ impl Responses for BuiltinResponses {
     }
 
     async fn get_response(&self, id: &str) -> Result<Value> {
-        Ok(get_response(self.store.as_ref(), id).await?.response)
+        Ok(response_for(self.store.as_ref(), id, Action::Read)
+            .await?
+            .response)
     }
 
     async fn list_responses(&self, query: ListQuery) -> Result<Value> {
@@ -398,7 +411,11 @@ impl Responses for BuiltinResponses {
             .list(RESPONSE_KIND)
             .await?
             .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
+            .filter_map(|v| serde_json::from_value::<ResponseRecord>(v).ok())
+            .filter(|r| {
+                let id = r.response["id"].as_str().unwrap_or_default();
+                access::can_read(RESPONSE_RESOURCE, id, r.owner.as_ref())
+            })
             .collect();
         if let Some(model) = &query.model {
             records.retain(|r| r.response["model"].as_str() == Some(model.as_str()));
@@ -409,7 +426,7 @@ impl Responses for BuiltinResponses {
     }
 
     async fn delete_response(&self, id: &str) -> Result<Value> {
-        get_response(self.store.as_ref(), id).await?;
+        response_for(self.store.as_ref(), id, Action::Delete).await?;
         if let Some(task) = self
             .running
             .lock()
@@ -423,12 +440,12 @@ impl Responses for BuiltinResponses {
     }
 
     async fn list_input_items(&self, id: &str, query: ListQuery) -> Result<Value> {
-        let record = get_response(self.store.as_ref(), id).await?;
+        let record = response_for(self.store.as_ref(), id, Action::Read).await?;
         page(record.input, &query, 20)
     }
 
     async fn cancel_response(&self, id: &str) -> Result<Value> {
-        let mut record = get_response(self.store.as_ref(), id).await?;
+        let mut record = response_for(self.store.as_ref(), id, Action::Update).await?;
         let status = record.response["status"]
             .as_str()
             .unwrap_or_default()
@@ -495,8 +512,13 @@ impl Responses for BuiltinResponses {
                             .unwrap_or_else(now_secs),
                         seq: record.seq,
                         body: record.request.clone(),
+                        owner: record.owner.clone(),
                     };
-                    self.spawn_background(req, who);
+                    // It runs as its creator, never with more than they had.
+                    access::as_user(record.owner.clone(), async {
+                        self.spawn_background(req, who)
+                    })
+                    .await;
                 }
                 _ => {
                     let mut failed = record.response.clone();
@@ -522,7 +544,7 @@ impl Responses for BuiltinResponses {
     }
 
     async fn get_conversation(&self, id: &str) -> Result<Value> {
-        Ok(get_conversation(self.store.as_ref(), id)
+        Ok(get_conversation(self.store.as_ref(), id, Action::Read)
             .await?
             .conversation)
     }
@@ -536,7 +558,7 @@ impl Responses for BuiltinResponses {
     }
 
     async fn list_conversation_items(&self, id: &str, query: ListQuery) -> Result<Value> {
-        get_conversation(self.store.as_ref(), id).await?;
+        get_conversation(self.store.as_ref(), id, Action::Read).await?;
         let items = get_items(self.store.as_ref(), id).await?;
         page(items.items, &query, 20)
     }
@@ -546,7 +568,7 @@ impl Responses for BuiltinResponses {
     }
 
     async fn get_conversation_item(&self, id: &str, item_id: &str) -> Result<Value> {
-        get_conversation(self.store.as_ref(), id).await?;
+        get_conversation(self.store.as_ref(), id, Action::Read).await?;
         get_items(self.store.as_ref(), id)
             .await?
             .items

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use llama_stack_core::access::{self, Action};
 use llama_stack_core::{Error, Result, now_secs};
 use serde_json::{Map, Value, json};
 
@@ -11,8 +12,8 @@ use crate::BuiltinResponses;
 use crate::input::{items_to_messages, normalize_input, tool_call_ids};
 use crate::request::field_error;
 use crate::store::{
-    CONVERSATION_ITEMS_KIND, CONVERSATION_KIND, ConversationItems, ConversationRecord,
-    get_conversation, get_items, new_id, put_items,
+    CONVERSATION_ITEMS_KIND, CONVERSATION_KIND, CONVERSATION_RESOURCE, ConversationItems,
+    ConversationRecord, get_conversation, get_items, new_id, put_items,
 };
 
 /// Items one request may add, as OpenAI limits them.
@@ -61,7 +62,7 @@ fn items(body: &Map<String, Value>, required: bool) -> Result<Vec<Value>> {
                     ),
                 ));
             }
-            normalize_input(list).map_err(|e| rename_input(e))
+            normalize_input(list).map_err(rename_input)
         }
         Some(other) => Err(field_error(
             &["items".into()],
@@ -107,6 +108,7 @@ impl BuiltinResponses {
         let items = items(&body, false)?;
         let messages = items_to_messages(&items, &mut HashSet::new()).map_err(rename_input)?;
         let id = new_id("conv");
+        access::check_create(CONVERSATION_RESOURCE, &id)?;
         let conversation = json!({"id": id, "object": "conversation",
                                   "created_at": now_secs(), "metadata": metadata});
         put_items(
@@ -117,7 +119,7 @@ impl BuiltinResponses {
         .await?;
         let record = ConversationRecord {
             conversation: conversation.clone(),
-            owner: None,
+            owner: access::owner_for_new(),
         };
         let value = serde_json::to_value(&record).map_err(|e| Error::internal(e.to_string()))?;
         self.store.put(CONVERSATION_KIND, &id, &value).await?;
@@ -129,7 +131,7 @@ impl BuiltinResponses {
         id: &str,
         body: Map<String, Value>,
     ) -> Result<Value> {
-        let mut record = get_conversation(self.store.as_ref(), id).await?;
+        let mut record = get_conversation(self.store.as_ref(), id, Action::Update).await?;
         let Some(metadata) = metadata(&body)? else {
             return Err(field_error(
                 &["metadata".into()],
@@ -143,7 +145,7 @@ impl BuiltinResponses {
     }
 
     pub(crate) async fn delete_conversation(&self, id: &str) -> Result<Value> {
-        get_conversation(self.store.as_ref(), id).await?;
+        get_conversation(self.store.as_ref(), id, Action::Delete).await?;
         let lock = self.conversation_lock(id).await;
         let _guard = lock.lock().await;
         // The object goes first: without it the items can no longer be reached.
@@ -157,7 +159,7 @@ impl BuiltinResponses {
         id: &str,
         body: Map<String, Value>,
     ) -> Result<Value> {
-        get_conversation(self.store.as_ref(), id).await?;
+        get_conversation(self.store.as_ref(), id, Action::Update).await?;
         let added = items(&body, true)?;
         let lock = self.conversation_lock(id).await;
         let _guard = lock.lock().await;
@@ -175,7 +177,8 @@ impl BuiltinResponses {
     }
 
     pub(crate) async fn delete_conversation_item(&self, id: &str, item_id: &str) -> Result<Value> {
-        let record = get_conversation(self.store.as_ref(), id).await?;
+        // Taking an item out changes the conversation, as adding one does.
+        let record = get_conversation(self.store.as_ref(), id, Action::Update).await?;
         let lock = self.conversation_lock(id).await;
         let _guard = lock.lock().await;
         let mut stored = get_items(self.store.as_ref(), id).await?;

@@ -99,7 +99,9 @@ impl Run {
                     shown["input_schema"].clone(),
                 ));
                 self.mcp_tools.insert(def.name.clone(), server_index);
-                item["tools"].as_array_mut().map(|t| t.push(shown));
+                if let Some(tools) = item["tools"].as_array_mut() {
+                    tools.push(shown);
+                }
             }
             self.out
                 .progress("response.mcp_list_tools.completed", index, &id);

@@ -5,8 +5,10 @@
 //! and again when it ends), so a crash never leaves part of one. A conversation is two
 //! records: the wire object, and its items with the chat history they amount to.
 
+use llama_stack_core::access::{self, Action};
 use llama_stack_core::paging::PageRequest;
 use llama_stack_core::{Error, RegistryStore, Result};
+use llama_stack_types::User;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -15,6 +17,10 @@ use llama_stack_responses::ListQuery;
 pub(crate) const RESPONSE_KIND: &str = "response";
 pub(crate) const CONVERSATION_KIND: &str = "conversation";
 pub(crate) const CONVERSATION_ITEMS_KIND: &str = "conversation_items";
+
+/// Resource types as access policies name them.
+pub(crate) const RESPONSE_RESOURCE: &str = "response";
+pub(crate) const CONVERSATION_RESOURCE: &str = "conversation";
 
 /// A new id: `prefix_` and 48 lowercase hex digits.
 pub(crate) fn new_id(prefix: &str) -> String {
@@ -50,9 +56,9 @@ pub(crate) struct ResponseRecord {
     /// The request of a background response, to run it again after a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<Value>,
-    /// The authenticated principal that created it; `None` while auth is off.
-    #[serde(default)]
-    pub owner: Option<String>,
+    /// The user that created it; `None` while auth is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<User>,
 }
 
 /// A conversation's items and the chat history they amount to.
@@ -66,21 +72,42 @@ pub(crate) struct ConversationItems {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ConversationRecord {
     pub conversation: Value,
-    #[serde(default)]
-    pub owner: Option<String>,
+    /// The user that created it; `None` while auth is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<User>,
 }
 
+pub(crate) fn response_not_found(id: &str) -> Error {
+    Error::not_found(format!(
+        "Response '{id}' not found. Use 'client.responses.list()' to list available Responses."
+    ))
+    .with_location(vec!["path".into(), "response_id".into()])
+}
+
+pub(crate) fn conversation_not_found(id: &str) -> Error {
+    Error::not_found(format!("Conversation '{id}' not found."))
+}
+
+/// The stored response, whoever asks: for the server's own bookkeeping.
 pub(crate) async fn get_response(store: &dyn RegistryStore, id: &str) -> Result<ResponseRecord> {
     store
         .get(RESPONSE_KIND, id)
         .await?
         .and_then(|v| serde_json::from_value(v).ok())
-        .ok_or_else(|| {
-            Error::not_found(format!(
-                "Response '{id}' not found. Use 'client.responses.list()' to list available Responses."
-            ))
-                .with_location(vec!["path".into(), "response_id".into()])
-        })
+        .ok_or_else(|| response_not_found(id))
+}
+
+/// The response, once the caller may do `action` to it; one they cannot read is not found.
+pub(crate) async fn response_for(
+    store: &dyn RegistryStore,
+    id: &str,
+    action: Action,
+) -> Result<ResponseRecord> {
+    let record = get_response(store, id).await?;
+    access::check(action, RESPONSE_RESOURCE, id, record.owner.as_ref(), || {
+        response_not_found(id)
+    })?;
+    Ok(record)
 }
 
 pub(crate) async fn put_response(store: &dyn RegistryStore, record: &ResponseRecord) -> Result<()> {
@@ -93,15 +120,25 @@ pub(crate) async fn put_response(store: &dyn RegistryStore, record: &ResponseRec
     store.put(RESPONSE_KIND, &id, &value).await
 }
 
+/// The conversation, once the caller may do `action` to it; one they cannot read is not found.
 pub(crate) async fn get_conversation(
     store: &dyn RegistryStore,
     id: &str,
+    action: Action,
 ) -> Result<ConversationRecord> {
-    store
+    let record: ConversationRecord = store
         .get(CONVERSATION_KIND, id)
         .await?
         .and_then(|v| serde_json::from_value(v).ok())
-        .ok_or_else(|| Error::not_found(format!("Conversation '{id}' not found.")))
+        .ok_or_else(|| conversation_not_found(id))?;
+    access::check(
+        action,
+        CONVERSATION_RESOURCE,
+        id,
+        record.owner.as_ref(),
+        || conversation_not_found(id),
+    )?;
+    Ok(record)
 }
 
 pub(crate) async fn get_items(store: &dyn RegistryStore, id: &str) -> Result<ConversationItems> {

@@ -17,6 +17,8 @@ use serde_json::{Map, Value, json};
 
 use crate::{BuiltinResponses, BuiltinResponsesConfig};
 
+mod access;
+
 /// One scripted reply: text, or a tool call, and the finish reason.
 enum Reply {
     Text(&'static str, &'static str),
@@ -27,6 +29,8 @@ enum Reply {
 struct Scripted {
     replies: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<Value>>,
+    /// Who each request ran as, to check that spawned work keeps its caller.
+    callers: Mutex<Vec<Option<String>>>,
 }
 
 #[async_trait]
@@ -62,6 +66,10 @@ impl InferenceApi for Scripted {
             .lock()
             .unwrap()
             .push(serde_json::to_value(&request).unwrap());
+        self.callers
+            .lock()
+            .unwrap()
+            .push(llama_stack_core::access::current_user().map(|u| u.principal));
         let reply = self
             .replies
             .lock()
