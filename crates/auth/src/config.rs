@@ -29,7 +29,7 @@ pub struct AuthSettings {
 #[derive(Clone)]
 pub enum ProviderConfig {
     ApiKeys(Vec<ApiKey>),
-    OAuth2Token(OAuth2Config),
+    OAuth2Token(Box<OAuth2Config>),
     Custom {
         endpoint: String,
     },
@@ -342,7 +342,7 @@ fn api_keys(raw: RawApiKeys, path: &str, issues: &mut Vec<ConfigIssue>) -> Optio
                 _ => {
                     issues.push(ConfigIssue::new(
                         format!("{at}.sha256"),
-                        "must be 64 hex digits (`llama-stack auth hash-key` prints them)",
+                        "must be 64 hex digits (`llama-stack hash-key` prints them)",
                     ));
                     None
                 }
@@ -419,7 +419,7 @@ fn oauth2(raw: RawOAuth2, path: &str, issues: &mut Vec<ConfigIssue>) -> Option<P
     if issues.len() != before {
         return None;
     }
-    Some(ProviderConfig::OAuth2Token(OAuth2Config {
+    Some(ProviderConfig::OAuth2Token(Box::new(OAuth2Config {
         audience: raw.audience,
         issuer: raw.issuer,
         tls: TlsSettings {
@@ -441,7 +441,7 @@ fn oauth2(raw: RawOAuth2, path: &str, issues: &mut Vec<ConfigIssue>) -> Option<P
         }),
         algorithms,
         leeway: Duration::from_secs(raw.leeway_seconds),
-    }))
+    })))
 }
 
 fn yes() -> bool {

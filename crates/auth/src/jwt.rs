@@ -160,10 +160,10 @@ fn find(keys: &Keys, kid: Option<&str>, alg: jsonwebtoken::Algorithm) -> Option<
         None if set.keys.len() == 1 => &set.keys[0],
         None => return None,
     };
-    if let Some(key_alg) = jwk.common.key_algorithm {
-        if format!("{key_alg:?}") != format!("{alg:?}") {
-            return None;
-        }
+    if let Some(key_alg) = jwk.common.key_algorithm
+        && format!("{key_alg:?}") != format!("{alg:?}")
+    {
+        return None;
     }
     DecodingKey::from_jwk(jwk).ok()
 }

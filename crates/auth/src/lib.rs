@@ -21,6 +21,11 @@ use sha2::Digest;
 
 pub use config::{AuthSettings, ProviderConfig, parse};
 
+/// The hex SHA-256 of an API key, as the `api_keys` provider's `sha256` field takes it.
+pub fn hash_key(key: &str) -> String {
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))
+}
+
 /// Routes served without a principal: load balancers and monitors call them.
 pub fn is_public(path: &str) -> bool {
     matches!(
@@ -79,7 +84,7 @@ impl Authenticator {
                 let verifier = cfg
                     .jwks
                     .as_ref()
-                    .map(|_| jwt::JwtVerifier::new(cfg.clone(), http.clone()));
+                    .map(|_| jwt::JwtVerifier::new((**cfg).clone(), http.clone()));
                 (verifier, Some(http))
             }
             Some(ProviderConfig::Kubernetes { tls, .. }) => (None, Some(remote::client(tls)?)),

@@ -51,16 +51,20 @@ pub async fn introspect(
         .introspection
         .as_ref()
         .ok_or_else(|| Error::internal("no introspection configured"))?;
-    let mut form = url::form_urlencoded::Serializer::new(String::new());
-    form.append_pair("token", token);
-    if intro.send_secret_in_body {
-        form.append_pair("client_id", &intro.client_id);
-        form.append_pair("client_secret", &intro.client_secret);
-    }
+    // Built in a block: the serializer is not `Send` and must not live across an await.
+    let body = {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("token", token);
+        if intro.send_secret_in_body {
+            form.append_pair("client_id", &intro.client_id);
+            form.append_pair("client_secret", &intro.client_secret);
+        }
+        form.finish()
+    };
     let mut request = http
         .post(&intro.url)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(form.finish());
+        .body(body);
     if !intro.send_secret_in_body {
         request = request.basic_auth(&intro.client_id, Some(&intro.client_secret));
     }

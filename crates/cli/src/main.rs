@@ -71,6 +71,9 @@ enum Command {
     },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+    /// Print the SHA-256 of an API key read from standard input, for the `api_keys`
+    /// provider's `sha256` field (the key itself need not be written in run.yaml).
+    HashKey,
     /// Ready-made applications run on a distribution in-process, without a server.
     Recipe {
         #[command(subcommand)]
@@ -132,6 +135,18 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Recipe { command } => recipe::execute(command),
+        Command::HashKey => {
+            let mut key = String::new();
+            if let Err(err) = std::io::stdin().read_line(&mut key) {
+                eprintln!("cannot read the key from standard input: {err}");
+                return ExitCode::FAILURE;
+            }
+            println!(
+                "{}",
+                llama_stack_auth::hash_key(key.trim_end_matches(['\r', '\n']))
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -271,6 +286,9 @@ async fn serve(
     if let Some(quota) = &built.quota {
         app = llama_stack_http::with_quota(app, quota.clone());
     }
+    if let Some(auth) = &built.auth {
+        app = llama_stack_http::with_auth(app, auth.clone());
+    }
     let app = tower::util::MapRequestLayer::new(llama_stack_http::normalize_path).layer(app);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -303,6 +321,7 @@ async fn serve(
                 tokio::spawn(llama_stack_grpc::serve_incoming(
                     incoming,
                     built.stack.clone(),
+                    built.auth.clone(),
                     built.quota.clone(),
                     stopped(),
                 ))
@@ -313,6 +332,7 @@ async fn serve(
                 tokio::spawn(llama_stack_grpc::serve_incoming(
                     incoming,
                     built.stack.clone(),
+                    built.auth.clone(),
                     built.quota.clone(),
                     stopped(),
                 ))

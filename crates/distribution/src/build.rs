@@ -3,7 +3,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use llama_stack_core::{Error, ErrorKind, RegistryStore};
+use llama_stack_core::{Error, ErrorKind, RegistryStore, access};
 use llama_stack_stack::{Stack, StackInfo};
 use llama_stack_types::{
     ModelType, RegisterModelRequest, RegisterShieldRequest, RegisterToolGroupRequest,
@@ -21,6 +21,8 @@ pub struct Built {
     pub not_implemented: Vec<String>,
     /// `server.quota`, counting in the registry store.
     pub quota: Option<Arc<llama_stack_core::quota::Quota>>,
+    /// `server.auth`: who callers are and which routes they may call.
+    pub auth: Option<Arc<llama_stack_auth::Authenticator>>,
 }
 
 /// Opens the registry store, builds every provider, restores the models registered by earlier
@@ -31,7 +33,29 @@ pub struct Built {
 /// Remote providers accept their models without contacting the upstream, so an unreachable
 /// upstream does not stop start-up; a background task then warns about it and pulls in the
 /// model lists of providers configured with `refresh_models`.
+///
+/// With `server.auth` authenticating callers, the access policy is in force from here on:
+/// start-up work runs as the server, and every request as its caller.
 pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
+    let auth = match &loaded.server.auth {
+        Some(settings) => {
+            if settings.provider.is_some()
+                && !llama_stack_core::access::enforce(settings.access_policy.clone())
+            {
+                tracing::warn!("An access policy was already in force in this process; keeping it");
+            }
+            Some(Arc::new(llama_stack_auth::Authenticator::new(
+                settings.clone(),
+            )?))
+        }
+        None => None,
+    };
+    let mut built = access::with_caller(access::Caller::System, build_stack(loaded)).await?;
+    built.auth = auth;
+    Ok(built)
+}
+
+async fn build_stack(loaded: LoadedConfig) -> Result<Built, Error> {
     let registry = crate::registry_store::open(&loaded).await?;
     let store_dir = loaded.store_dir().to_path_buf();
     let store: Arc<dyn RegistryStore> = registry.store.clone();
@@ -98,7 +122,10 @@ pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
         responses.resume_background().await?;
     }
 
-    tokio::spawn(watch_upstreams(Arc::downgrade(&stack)));
+    tokio::spawn(access::as_user(
+        None,
+        watch_upstreams(Arc::downgrade(&stack)),
+    ));
 
     let quota = loaded.server.quota.clone().map(|settings| {
         Arc::new(llama_stack_core::quota::Quota::new(
@@ -111,6 +138,7 @@ pub async fn build(loaded: LoadedConfig) -> Result<Built, Error> {
         server: loaded.server.clone(),
         not_implemented: loaded.not_implemented.clone(),
         quota,
+        auth: None,
     })
 }
 

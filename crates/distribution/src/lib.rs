@@ -214,7 +214,7 @@ pub struct PlannedModel {
 }
 
 /// Where the server listens (`server.host`, `server.port`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServerSettings {
     /// None binds every interface.
     pub host: Option<String>,
@@ -227,6 +227,8 @@ pub struct ServerSettings {
     pub quota: Option<llama_stack_core::quota::QuotaSettings>,
     /// `server.limits`, over the defaults.
     pub limits: llama_stack_core::limits::RequestLimits,
+    /// `server.auth`, when configured: who callers are and what they may do.
+    pub auth: Option<llama_stack_auth::AuthSettings>,
 }
 
 /// `server.tls_certfile`, `server.tls_keyfile` and `server.tls_cafile`, checked to exist.

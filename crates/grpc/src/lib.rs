@@ -8,6 +8,7 @@
 //!
 //! Entry points: [`router`] for the services alone, [`serve`] to run them on a listener.
 
+mod auth;
 mod convert;
 mod provider_data;
 mod quota;
@@ -105,14 +106,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    serve_incoming(incoming, stack, None, shutdown).await
+    serve_incoming(incoming, stack, None, None, shutdown).await
 }
 
 /// Serves [`router`] on connections accepted elsewhere (plain TCP, or TLS streams whose
-/// handshake is done), counting each call against `quota`, until `shutdown` resolves.
+/// handshake is done), authenticating each call with `auth` and counting it against `quota`,
+/// until `shutdown` resolves.
 pub async fn serve_incoming<S, IO, E>(
     incoming: S,
     stack: Arc<Stack>,
+    auth: Option<Arc<llama_stack_auth::Authenticator>>,
     quota: Option<Arc<llama_stack_core::quota::Quota>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error>
@@ -126,7 +129,9 @@ where
         + Send
         + 'static,
 {
+    // The first layer is the outermost: quotas count the principal that auth found.
     tonic::transport::Server::builder()
+        .layer(tower::util::option_layer(auth.map(auth::AuthLayer)))
         .layer(tower::util::option_layer(quota.map(quota::QuotaLayer)))
         .add_routes(router(stack))
         .serve_with_incoming_shutdown(incoming, shutdown)

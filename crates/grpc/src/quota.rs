@@ -57,7 +57,11 @@ where
                 .and_then(|info| info.remote_addr())
                 .map(|addr| addr.ip())
                 .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
-            match quota.admit(&QuotaClient::Anonymous(ip)).await {
+            let client = match llama_stack_core::access::current_user() {
+                Some(user) => QuotaClient::Principal(user.principal),
+                None => QuotaClient::Anonymous(ip),
+            };
+            match quota.admit(&client).await {
                 Ok(()) => inner.call(request).await,
                 Err(err) => Ok(crate::status::status(err).into_http()),
             }

@@ -4,6 +4,7 @@
 //! Handlers extract, call one `Stack` function, and map the result. This crate sees only the
 //! core traits and types: it must never name a provider or the distribution assembler.
 
+mod auth;
 pub mod error;
 mod limits;
 mod provider_data;
@@ -23,6 +24,7 @@ use llama_stack_core::limits::RequestLimits;
 use llama_stack_core::quota::{self, Quota, QuotaClient};
 use llama_stack_stack::Stack;
 
+pub use auth::with_auth;
 use routes::{
     agents, anthropic, files, inference, inspect, memory, models, openai, prompts, responses,
     safety, vector_stores,
@@ -146,7 +148,12 @@ async fn count_request(
         .get::<axum::extract::ConnectInfo<PeerAddr>>()
         .map(|info| info.0.0.ip())
         .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
-    match quota.admit(&QuotaClient::Anonymous(ip)).await {
+    // Inside `with_auth`, an authenticated request counts against its principal.
+    let client = match llama_stack_core::access::current_user() {
+        Some(user) => QuotaClient::Principal(user.principal),
+        None => QuotaClient::Anonymous(ip),
+    };
+    match quota.admit(&client).await {
         Ok(()) => next.run(request).await,
         Err(err) => error::OpenAiError::from(err).into_response(),
     }

@@ -90,6 +90,11 @@ where
     })
 }
 
+/// Runs `f` synchronously as `caller`: for a body or stream type that polls its inner one.
+pub fn sync_scope<R>(caller: &Caller, f: impl FnOnce() -> R) -> R {
+    CALLER.sync_scope(caller.clone(), f)
+}
+
 /// The caller of the current task, for spawned work to carry along.
 pub fn current() -> Option<Caller> {
     CALLER.try_with(Caller::clone).ok()

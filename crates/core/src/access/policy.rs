@@ -82,7 +82,7 @@ impl Condition {
         let has = |value: &str, name: &str| user.attribute(name).iter().any(|v| v == value);
         match self {
             Condition::UserIsOwner => owner.is_some_and(|o| o.principal == user.principal),
-            Condition::UserIsNotOwner => !owner.is_some_and(|o| o.principal == user.principal),
+            Condition::UserIsNotOwner => owner.is_none_or(|o| o.principal != user.principal),
             Condition::UserInOwners(name) => shares(name),
             Condition::UserNotInOwners(name) => !shares(name),
             Condition::UserWith { value, attribute } => has(value, attribute),

@@ -27,13 +27,20 @@ fn unknown_provider_type_lists_the_known_types() {
     assert_eq!(errors.problems.len(), 1, "{errors}");
 }
 
-/// A server that cannot honour authentication must not start open while the file asks for it;
-/// TLS files that are not there stop it too. The (upstream-shaped) quota is fine.
+/// A server must not start open, or half-guarded, while the file asks for authentication it
+/// cannot honour; TLS files that are not there stop it too. The (upstream-shaped) quota is fine.
 #[test]
-fn auth_and_missing_tls_files_stop_the_start_with_their_paths() {
+fn bad_auth_and_missing_tls_files_stop_the_start_with_their_paths() {
     let errors = errors("server_unhonoured.yaml");
     for (path, words) in [
-        ("server.auth", &["authentication", "every request"][..]),
+        (
+            "server.auth.config.algorithms[1]",
+            &["'none' is not a signature algorithm"][..],
+        ),
+        (
+            "server.auth.access_policy[0].when",
+            &["unknown condition", "user is owner"][..],
+        ),
         (
             "server.tls_certfile",
             &["/etc/ssl/server.pem", "not a readable file"][..],
@@ -42,7 +49,7 @@ fn auth_and_missing_tls_files_stop_the_start_with_their_paths() {
     ] {
         expect(&errors, path, words);
     }
-    assert_eq!(errors.problems.len(), 3, "{errors}");
+    assert_eq!(errors.problems.len(), 4, "{errors}");
 }
 
 #[test]

@@ -37,6 +37,7 @@ async fn measure(dir: &std::path::Path, dtype: &str, tokens: u32) -> (f64, u32, 
         resource_type: "model".into(),
         metadata: Default::default(),
         model_type: ModelType::Llm,
+        owner: None,
     };
     let t = Instant::now();
     provider.register_model(&model).await.unwrap();

@@ -52,6 +52,7 @@ fn model() -> Model {
         resource_type: "model".into(),
         metadata: Default::default(),
         model_type: ModelType::Llm,
+        owner: None,
     }
 }
 

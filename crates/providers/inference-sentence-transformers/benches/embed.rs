@@ -92,6 +92,7 @@ async fn main() {
             .cloned()
             .unwrap(),
         model_type: ModelType::Embedding,
+        owner: None,
     };
     let started = Instant::now();
     provider.register_model(&model).await.unwrap();

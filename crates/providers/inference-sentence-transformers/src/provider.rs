@@ -260,6 +260,7 @@ mod tests {
             resource_type: "model".into(),
             metadata: metadata.as_object().cloned().unwrap_or_default(),
             model_type: ModelType::Embedding,
+            owner: None,
         }
     }
 

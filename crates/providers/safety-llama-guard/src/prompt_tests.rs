@@ -286,6 +286,7 @@ impl Scripted {
                 resource_type: "model".into(),
                 metadata: Default::default(),
                 model_type: ModelType::Llm,
+                owner: None,
             }],
             sent: Mutex::new(vec![]),
         }
@@ -314,6 +315,7 @@ fn shield(resource: &str) -> Shield {
         provider_id: "llama-guard".into(),
         resource_type: "shield".into(),
         params: Some(Default::default()),
+        owner: None,
     }
 }
 

@@ -376,6 +376,7 @@ mod tests {
             resource_type: "tool_group".into(),
             mcp_endpoint,
             args: None,
+            owner: None,
         }
     }
 

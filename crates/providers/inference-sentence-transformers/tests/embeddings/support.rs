@@ -41,6 +41,7 @@ pub fn embedding_model(provider_model_id: &str, dimension: u64) -> Model {
             .cloned()
             .unwrap(),
         model_type: ModelType::Embedding,
+        owner: None,
     }
 }
 

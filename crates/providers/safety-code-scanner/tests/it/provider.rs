@@ -48,6 +48,7 @@ fn shield(provider_resource_id: &str) -> Shield {
         provider_id: "code-scanner".into(),
         resource_type: "shield".into(),
         params: None,
+        owner: None,
     }
 }
 

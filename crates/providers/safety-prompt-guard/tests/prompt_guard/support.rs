@@ -301,6 +301,7 @@ pub fn shield(provider_resource_id: &str) -> Shield {
         provider_id: "prompt-guard".into(),
         resource_type: "shield".into(),
         params: None,
+        owner: None,
     }
 }
 

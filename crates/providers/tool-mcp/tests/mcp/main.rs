@@ -45,6 +45,7 @@ pub fn group(uri: &str) -> ToolGroup {
         resource_type: "tool_group".into(),
         mcp_endpoint: Some(json!({ "uri": uri })),
         args: None,
+        owner: None,
     }
 }
 

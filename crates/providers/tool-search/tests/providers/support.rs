@@ -170,6 +170,7 @@ pub fn group(mcp_endpoint: Option<Value>) -> ToolGroup {
         resource_type: "tool_group".into(),
         mcp_endpoint,
         args: None,
+        owner: None,
     }
 }
 
