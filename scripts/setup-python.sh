@@ -25,6 +25,7 @@ if "$vpy" - <<'PY' 2>/dev/null
 import importlib.metadata as md
 import anthropic, llama_stack_client, openai, pytest, requests, tokenizers, yaml  # noqa: F401
 from mcp.server.fastmcp import FastMCP  # noqa: F401
+import jwt, cryptography  # noqa: F401
 assert md.version("llama-stack-client") == "0.2.23", md.version("llama-stack-client")
 PY
 then
@@ -38,6 +39,8 @@ else
   "$vpy" -m pip install "${pip_quiet[@]}" anthropic
   # The official MCP SDK serves the MCP tool servers of the agent tests; 1.x keeps FastMCP.
   "$vpy" -m pip install "${pip_quiet[@]}" "mcp>=1.9,<2"
+  # The authentication tests sign JWTs for a local JWKS issuer.
+  "$vpy" -m pip install "${pip_quiet[@]}" "pyjwt[crypto]"
 fi
 
 "$vpy" - <<'PY'
