@@ -339,3 +339,33 @@ def test_upstream_headers_from_a_trusted_gateway(server_factory, tmp_path_factor
     assert requests.get(f"{server.url}/v1/files/{file_id}", headers=kim).status_code == 404
     assert requests.get(f"{server.url}/v1/files/{file_id}", headers=jo).status_code == 200
     server.stop()
+
+
+def test_token_budget_per_principal(server_factory, tmp_path_factory):
+    keys = [{"principal": p, "key": f"{p}-key-0123456789abcdef"} for p in ("lena", "mo")]
+    config = run_yaml_with_auth(tmp_path_factory, "auth-tokens", {
+        "provider_config": {"type": "api_keys", "keys": keys}},
+        quota={"authenticated_max_requests": 1000, "authenticated_max_tokens": 15,
+               "period": "hour"})
+    server = server_factory("auth-tokens", run_config=config).start()
+
+    def chat(who: str) -> openai.OpenAI:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=f"{who}-key-0123456789abcdef",
+                               max_retries=0)
+        return client.chat.completions.create(
+            model=SERVED_MODEL, max_tokens=8, messages=[{"role": "user", "content": "hello there"}])
+
+    first = chat("lena")
+    assert first.usage.total_tokens > 15
+    # The usage is counted as the answer ends; the next call is refused once it is.
+    deadline = time.time() + 5
+    while True:
+        try:
+            chat("lena")
+        except openai.RateLimitError as over:
+            assert "Token budget exceeded" in str(over) and "principal lena" in str(over)
+            break
+        assert time.time() < deadline, "the token budget was never enforced"
+        time.sleep(0.2)
+    assert chat("mo").choices
+    server.stop()

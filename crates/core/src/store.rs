@@ -17,13 +17,19 @@ pub trait RegistryStore: Send + Sync {
     /// Every object of a kind, ordered by identifier.
     async fn list(&self, kind: &str) -> Result<Vec<serde_json::Value>>;
     /// Adds one to the counter `key` and answers its new value; a counter last counted in
-    /// another `window` starts again from one. The SQL stores do it in one statement, so
-    /// processes sharing a database share the count; this default suits a store in memory.
+    /// another `window` starts again from one.
     async fn increment(&self, key: &str, window: &str) -> Result<u64> {
+        self.increment_by(key, window, 1).await
+    }
+    /// Adds `by` to the counter `key` (0 reads it) and answers its new value; a counter last
+    /// counted in another `window` starts again from `by`. The SQL stores do it in one
+    /// statement, so processes sharing a database share the count; this default suits a store
+    /// in memory.
+    async fn increment_by(&self, key: &str, window: &str, by: u64) -> Result<u64> {
         let current = self.get(COUNTER_KIND, key).await?;
         let count = match current {
-            Some(v) if v["window"] == window => v["count"].as_u64().unwrap_or(0) + 1,
-            _ => 1,
+            Some(v) if v["window"] == window => v["count"].as_u64().unwrap_or(0) + by,
+            _ => by,
         };
         self.put(
             COUNTER_KIND,

@@ -128,10 +128,12 @@ async fn build_stack(loaded: LoadedConfig) -> Result<Built, Error> {
     ));
 
     let quota = loaded.server.quota.clone().map(|settings| {
-        Arc::new(llama_stack_core::quota::Quota::new(
+        let quota = Arc::new(llama_stack_core::quota::Quota::new(
             settings,
             registry.store.clone(),
-        ))
+        ));
+        llama_stack_core::quota::enforce_token_budget(quota.clone());
+        quota
     });
     Ok(Built {
         stack,

@@ -70,16 +70,18 @@ impl SqliteRegistryStore {
 
 #[async_trait]
 impl RegistryStore for SqliteRegistryStore {
-    async fn increment(&self, key: &str, window: &str) -> Result<u64> {
+    async fn increment_by(&self, key: &str, window: &str, by: u64) -> Result<u64> {
         let count: i64 = sqlx::query_scalar(
-            "INSERT INTO counters (key, window, count) VALUES (?1, ?2, 1)
+            "INSERT INTO counters (key, window, count) VALUES (?1, ?2, ?3)
              ON CONFLICT (key) DO UPDATE SET
-               count = CASE WHEN counters.window = excluded.window THEN counters.count + 1 ELSE 1 END,
+               count = CASE WHEN counters.window = excluded.window
+                            THEN counters.count + excluded.count ELSE excluded.count END,
                window = excluded.window
              RETURNING count",
         )
         .bind(key)
         .bind(window)
+        .bind(by.min(i64::MAX as u64) as i64)
         .fetch_one(&self.pool)
         .await
         .map_err(|e| db_error("counting a request", e))?;
@@ -201,6 +203,10 @@ mod tests {
         assert_eq!(seen, (1..=20).collect::<Vec<u64>>());
         assert_eq!(store.increment("k", "w2").await.unwrap(), 1);
         assert_eq!(store.increment("k", "w2").await.unwrap(), 2);
+        // Token budgets add many at once; 0 reads the count.
+        assert_eq!(store.increment_by("k", "w2", 40).await.unwrap(), 42);
+        assert_eq!(store.increment_by("k", "w2", 0).await.unwrap(), 42);
+        assert_eq!(store.increment_by("k", "w3", 7).await.unwrap(), 7);
         assert_eq!(store.increment("j", "w2").await.unwrap(), 1);
     }
 

@@ -190,17 +190,18 @@ impl PostgresRegistryStore {
 
 #[async_trait]
 impl RegistryStore for PostgresRegistryStore {
-    async fn increment(&self, key: &str, window: &str) -> Result<u64> {
+    async fn increment_by(&self, key: &str, window: &str, by: u64) -> Result<u64> {
         let count: i64 = sqlx::query_scalar(
-            "INSERT INTO llama_stack_counters (key, window_id, count) VALUES ($1, $2, 1)
+            "INSERT INTO llama_stack_counters (key, window_id, count) VALUES ($1, $2, $3)
              ON CONFLICT (key) DO UPDATE SET
                count = CASE WHEN llama_stack_counters.window_id = EXCLUDED.window_id
-                            THEN llama_stack_counters.count + 1 ELSE 1 END,
+                            THEN llama_stack_counters.count + EXCLUDED.count ELSE EXCLUDED.count END,
                window_id = EXCLUDED.window_id
              RETURNING count",
         )
         .bind(key)
         .bind(window)
+        .bind(by.min(i64::MAX as u64) as i64)
         .fetch_one(&self.pool)
         .await
         .map_err(|e| db_error("counting a request", e))?;

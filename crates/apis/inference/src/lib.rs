@@ -9,6 +9,7 @@
 #[cfg(test)]
 mod access_tests;
 pub mod anthropic;
+mod budget;
 mod models;
 mod openai_chunks;
 pub mod openai_compat;

@@ -58,8 +58,9 @@ impl InferenceService {
     ) -> Result<OpenAiOutput<T, S>> {
         require_llm(&model, "chat completions")?;
         let asked = std::mem::replace(&mut request.model, model.provider_resource_id.clone());
+        let meter = crate::budget::admit().await?;
         let reply = provider.openai_chat_completion(&model, request).await?;
-        Ok(renamed(reply, asked))
+        Ok(renamed(crate::budget::forwarded(reply, meter), asked))
     }
 
     pub(crate) async fn forward_completion<T, S>(
@@ -69,8 +70,9 @@ impl InferenceService {
     ) -> Result<OpenAiOutput<T, S>> {
         require_llm(&model, "completions")?;
         let asked = std::mem::replace(&mut request.model, model.provider_resource_id.clone());
+        let meter = crate::budget::admit().await?;
         let reply = provider.openai_completion(&model, request).await?;
-        Ok(renamed(reply, asked))
+        Ok(renamed(crate::budget::forwarded(reply, meter), asked))
     }
 
     pub(crate) async fn forward_embeddings(

@@ -102,7 +102,9 @@ impl InferenceService {
         let (model, provider) = self.resolve_model(&request.model_id).await?;
         require_llm(&model, "chat completions")?;
         request.model_id = model.provider_resource_id.clone();
-        provider.chat_completion(&model, request).await
+        let meter = crate::budget::admit().await?;
+        let stream = provider.chat_completion(&model, request).await?;
+        Ok(crate::budget::chat(stream, meter))
     }
 
     /// `POST /v1/inference/completion`: always a stream; see [`collect_completion`].
@@ -110,7 +112,9 @@ impl InferenceService {
         let (model, provider) = self.resolve_model(&request.model_id).await?;
         require_llm(&model, "completions")?;
         request.model_id = model.provider_resource_id.clone();
-        provider.completion(&model, request).await
+        let meter = crate::budget::admit().await?;
+        let stream = provider.completion(&model, request).await?;
+        Ok(crate::budget::completion(stream, meter))
     }
 
     /// `POST /v1/inference/embeddings`.

@@ -601,13 +601,14 @@ impl Checker<'_> {
                 "kvstore",
                 "anonymous_max_requests",
                 "authenticated_max_requests",
+                "authenticated_max_tokens",
                 "period",
             ]
             .contains(&key.as_str())
             {
                 self.problem(
                     format!("server.quota.{key}"),
-                    "unknown field; known: anonymous_max_requests, authenticated_max_requests, period, kvstore",
+                    "unknown field; known: anonymous_max_requests, authenticated_max_requests, authenticated_max_tokens, period, kvstore",
                 );
                 ok = false;
             }
@@ -622,7 +623,7 @@ impl Checker<'_> {
                 _ => {
                     self.problem(
                         format!("server.quota.{key}"),
-                        format!("must be a whole number of requests, at least 1; got {v}"),
+                        format!("must be a whole number, at least 1; got {v}"),
                     );
                     None
                 }
@@ -630,6 +631,10 @@ impl Checker<'_> {
         };
         let anonymous = count("anonymous_max_requests", 100);
         let authenticated = count("authenticated_max_requests", 1000);
+        let tokens = match map.get("authenticated_max_tokens") {
+            None | Some(Value::Null) => Some(None),
+            Some(_) => count("authenticated_max_tokens", 0).map(Some),
+        };
         let period = match map.get("period") {
             None | Some(Value::Null) => Some(Period::Day),
             Some(v) => {
@@ -647,6 +652,7 @@ impl Checker<'_> {
             anonymous_max_requests: anonymous?,
             authenticated_max_requests: authenticated?,
             period: period?,
+            authenticated_max_tokens: tokens?,
         })
         .filter(|_| ok)
     }

@@ -140,4 +140,11 @@ async fn the_registry_and_the_provider_share_a_database() {
             .await
             .unwrap();
     }
+    // Quota counters in one statement: requests count one, token budgets many, 0 reads.
+    use llama_stack_core::RegistryStore;
+    let registry = PostgresRegistryStore::connect(&settings).await.unwrap();
+    assert_eq!(registry.increment("q", "w1").await.unwrap(), 1);
+    assert_eq!(registry.increment_by("q", "w1", 40).await.unwrap(), 41);
+    assert_eq!(registry.increment_by("q", "w1", 0).await.unwrap(), 41);
+    assert_eq!(registry.increment_by("q", "w2", 5).await.unwrap(), 5);
 }
