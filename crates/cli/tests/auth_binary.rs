@@ -51,6 +51,18 @@ providers:
     provider_type: remote::vllm
     config:
       url: http://127.0.0.1:9/v1
+  safety:
+  - provider_id: code-scanner
+    provider_type: inline::code-scanner
+    config: {{}}
+  tool_runtime:
+  - provider_id: mcp
+    provider_type: remote::model-context-protocol
+    config: {{}}
+  agents:
+  - provider_id: meta-reference
+    provider_type: inline::meta-reference
+    config: {{}}
 metadata_store:
   type: sqlite
   db_path: {d}/registry.db
@@ -165,6 +177,63 @@ metadata_store:
         .await
         .unwrap_err();
     assert_eq!(delete.code(), tonic::Code::NotFound);
+
+    // An agent, over the agents service: bob neither lists nor reads alice's.
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc_port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut agents = pb::agents_service_client::AgentsServiceClient::new(channel);
+    let created = agents
+        .create_agent(as_user(
+            pb::CreateAgentRequest {
+                agent_config: Some(pb::AgentConfig {
+                    model: "alices-model".into(),
+                    ..Default::default()
+                }),
+            },
+            "alice-key-0123456789",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let listed = |key: &'static str| {
+        let mut agents = agents.clone();
+        async move {
+            agents
+                .list_agents(as_user(pb::ListAgentsRequest::default(), key))
+                .await
+                .unwrap()
+                .into_inner()
+                .data
+                .into_iter()
+                .map(|a| a.agent_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed("alice-key-0123456789").await,
+        [created.agent_id.clone()]
+    );
+    assert!(listed("bob-key-0123456789ab").await.is_empty());
+    let hidden = agents
+        .get_agent(as_user(
+            pb::GetAgentRequest {
+                agent_id: created.agent_id.clone(),
+            },
+            "bob-key-0123456789ab",
+        ))
+        .await
+        .unwrap_err();
+    // Hidden exactly as a missing agent is (the classic agents API calls that a bad request).
+    assert!(
+        matches!(
+            hidden.code(),
+            tonic::Code::NotFound | tonic::Code::InvalidArgument
+        ) && hidden.message().contains("not found"),
+        "{hidden:?}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -19,7 +19,7 @@ pub use api::Api;
 pub use config::{CheckedConfig, ConfigIssue, load_config, parse_config, validate_config};
 pub use error::{Error, ErrorKind, Result};
 pub use memory_store::MemoryStore;
-pub use store::RegistryStore;
+pub use store::{RegistryChange, RegistryStore, StoreLock};
 
 /// Now as upstream writes timestamps (ISO 8601, UTC, microseconds).
 pub fn now_iso() -> String {

@@ -5,6 +5,28 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 
+/// An object written or removed, possibly by another process sharing the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryChange {
+    /// `(kind, identifier)` was put or deleted: read it again.
+    Object { kind: String, identifier: String },
+    /// Changes may have been missed (the feed reconnected): read everything again.
+    Resync,
+}
+
+/// A lock held until dropped (see [`RegistryStore::lock`]).
+pub type StoreLock = Box<dyn std::any::Any + Send + Sync>;
+
+/// Locks of stores that serve one process: a mutex per name.
+fn local_locks() -> &'static std::sync::Mutex<
+    std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>,
+> {
+    static LOCKS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    > = std::sync::OnceLock::new();
+    LOCKS.get_or_init(Default::default)
+}
+
 /// A JSON document store keyed by (kind, identifier).
 #[async_trait]
 pub trait RegistryStore: Send + Sync {
@@ -16,6 +38,27 @@ pub trait RegistryStore: Send + Sync {
     async fn get(&self, kind: &str, identifier: &str) -> Result<Option<serde_json::Value>>;
     /// Every object of a kind, ordered by identifier.
     async fn list(&self, kind: &str) -> Result<Vec<serde_json::Value>>;
+    /// The changes other processes make to this store, for a process that keeps objects in
+    /// memory to read them again. `None` when only this process writes it (the default).
+    async fn watch(&self) -> Option<tokio::sync::broadcast::Receiver<RegistryChange>> {
+        None
+    }
+
+    /// Takes the lock named `key`, waiting for it, and holds it until the guard drops: across
+    /// every process sharing the store on PostgreSQL (an advisory lock), within this process
+    /// otherwise.
+    async fn lock(&self, key: &str) -> Result<StoreLock> {
+        let mutex = {
+            let mut locks = local_locks().lock().unwrap_or_else(|e| e.into_inner());
+            // Forget the locks nobody holds or waits for, so the map stays small.
+            if locks.len() > 1024 {
+                locks.retain(|_, m| std::sync::Arc::strong_count(m) > 1);
+            }
+            locks.entry(key.to_string()).or_default().clone()
+        };
+        Ok(Box::new(mutex.lock_owned().await))
+    }
+
     /// Adds one to the counter `key` and answers its new value; a counter last counted in
     /// another `window` starts again from one.
     async fn increment(&self, key: &str, window: &str) -> Result<u64> {

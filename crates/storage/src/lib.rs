@@ -7,6 +7,7 @@
 //! reuse. Depends on core and types only; providers that persist data may depend on this crate,
 //! never the other way round.
 
+mod pg_shared;
 pub mod postgres;
 
 use std::path::Path;

@@ -167,6 +167,7 @@ fn registry_migrator() -> Migrator {
 #[derive(Clone)]
 pub struct PostgresRegistryStore {
     pool: PgPool,
+    feed: crate::pg_shared::Feed,
 }
 
 impl PostgresRegistryStore {
@@ -184,12 +185,25 @@ impl PostgresRegistryStore {
                 ),
             )
         })?;
-        Ok(PostgresRegistryStore { pool })
+        Ok(PostgresRegistryStore {
+            pool,
+            feed: Default::default(),
+        })
     }
 }
 
 #[async_trait]
 impl RegistryStore for PostgresRegistryStore {
+    async fn watch(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<llama_stack_core::RegistryChange>> {
+        Some(self.feed.subscribe(&self.pool))
+    }
+
+    async fn lock(&self, key: &str) -> Result<llama_stack_core::StoreLock> {
+        crate::pg_shared::lock(&self.pool, key).await
+    }
+
     async fn increment_by(&self, key: &str, window: &str, by: u64) -> Result<u64> {
         let count: i64 = sqlx::query_scalar(
             "INSERT INTO llama_stack_counters (key, window_id, count) VALUES ($1, $2, $3)
@@ -399,5 +413,54 @@ mod tests {
                 .contains("database `no_such_database` does not exist"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn replicas_hear_each_others_writes_and_share_locks() {
+        let Some(db) = llama_stack_pg_test_server::database("registry_shared") else {
+            return;
+        };
+        let settings = settings_for(&db);
+        let a = PostgresRegistryStore::connect(&settings).await.unwrap();
+        let b = PostgresRegistryStore::connect(&settings).await.unwrap();
+        let mut feed = b.watch().await.unwrap();
+        // The feed announces a resync when it connects; writes follow.
+        let next = |feed: &mut tokio::sync::broadcast::Receiver<llama_stack_core::RegistryChange>| {
+            let mut feed = feed.resubscribe();
+            async move {
+                loop {
+                    match tokio::time::timeout(std::time::Duration::from_secs(5), feed.recv())
+                        .await
+                        .expect("a change within 5 s")
+                        .unwrap()
+                    {
+                        llama_stack_core::RegistryChange::Resync => continue,
+                        change => return change,
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), feed.recv()).await;
+        let heard = tokio::spawn(next(&mut feed));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        a.put("model", "m1", &json!({"identifier": "m1"})).await.unwrap();
+        assert_eq!(
+            heard.await.unwrap(),
+            llama_stack_core::RegistryChange::Object {
+                kind: "model".into(),
+                identifier: "m1".into()
+            }
+        );
+        // A lock taken on one replica makes the other wait until it is dropped.
+        let held = a.lock("session:s1").await.unwrap();
+        let waiting = tokio::spawn(async move { b.lock("session:s1").await.map(|_| ()) });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "the second replica must wait");
+        drop(held);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("the lock is released when dropped")
+            .unwrap()
+            .unwrap();
     }
 }
