@@ -321,6 +321,7 @@ async fn serve(
                 tokio::spawn(llama_stack_grpc::serve_incoming(
                     incoming,
                     built.stack.clone(),
+                    built.server.limits.max_body_bytes,
                     built.auth.clone(),
                     built.quota.clone(),
                     stopped(),
@@ -332,6 +333,7 @@ async fn serve(
                 tokio::spawn(llama_stack_grpc::serve_incoming(
                     incoming,
                     built.stack.clone(),
+                    built.server.limits.max_body_bytes,
                     built.auth.clone(),
                     built.quota.clone(),
                     stopped(),

@@ -39,12 +39,17 @@ pub const PACKAGE: &str = "llama_stack.v1";
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/llama_stack_descriptor.binpb"));
 
-/// Largest message accepted or sent, as the HTTP transport's body limit.
+/// Largest message accepted or sent by default, as the HTTP transport's body limit.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The services over a built stack, with health and reflection. Each call runs with its
 /// `x-llamastack-provider-data` metadata in scope.
 pub fn router(stack: Arc<Stack>) -> Routes {
+    router_with(stack, MAX_MESSAGE_BYTES)
+}
+
+/// [`router`] accepting messages up to `limit` bytes (`server.limits.max_body_bytes`).
+pub fn router_with(stack: Arc<Stack>, limit: usize) -> Routes {
     use pb::agents_service_server::AgentsServiceServer;
     use pb::inference_service_server::InferenceServiceServer;
     use pb::inspect_service_server::InspectServiceServer;
@@ -59,7 +64,6 @@ pub fn router(stack: Arc<Stack>) -> Routes {
     use services::{agents::Agents, inference::Inference};
     use services::{inspect::Inspect, models::Models, responses::Responses, safety::Safety};
 
-    let limit = MAX_MESSAGE_BYTES;
     let mut routes = Routes::builder();
     macro_rules! add {
         ($server:ident, $service:expr) => {
@@ -106,7 +110,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    serve_incoming(incoming, stack, None, None, shutdown).await
+    serve_incoming(incoming, stack, MAX_MESSAGE_BYTES, None, None, shutdown).await
 }
 
 /// Serves [`router`] on connections accepted elsewhere (plain TCP, or TLS streams whose
@@ -115,6 +119,7 @@ pub async fn serve(
 pub async fn serve_incoming<S, IO, E>(
     incoming: S,
     stack: Arc<Stack>,
+    max_message_bytes: usize,
     auth: Option<Arc<llama_stack_auth::Authenticator>>,
     quota: Option<Arc<llama_stack_core::quota::Quota>>,
     shutdown: impl Future<Output = ()> + Send,
@@ -133,7 +138,7 @@ where
     tonic::transport::Server::builder()
         .layer(tower::util::option_layer(auth.map(auth::AuthLayer)))
         .layer(tower::util::option_layer(quota.map(quota::QuotaLayer)))
-        .add_routes(router(stack))
+        .add_routes(router_with(stack, max_message_bytes))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -425,25 +425,28 @@ mod tests {
         let b = PostgresRegistryStore::connect(&settings).await.unwrap();
         let mut feed = b.watch().await.unwrap();
         // The feed announces a resync when it connects; writes follow.
-        let next = |feed: &mut tokio::sync::broadcast::Receiver<llama_stack_core::RegistryChange>| {
-            let mut feed = feed.resubscribe();
-            async move {
-                loop {
-                    match tokio::time::timeout(std::time::Duration::from_secs(5), feed.recv())
-                        .await
-                        .expect("a change within 5 s")
-                        .unwrap()
-                    {
-                        llama_stack_core::RegistryChange::Resync => continue,
-                        change => return change,
+        let next =
+            |feed: &mut tokio::sync::broadcast::Receiver<llama_stack_core::RegistryChange>| {
+                let mut feed = feed.resubscribe();
+                async move {
+                    loop {
+                        match tokio::time::timeout(std::time::Duration::from_secs(5), feed.recv())
+                            .await
+                            .expect("a change within 5 s")
+                            .unwrap()
+                        {
+                            llama_stack_core::RegistryChange::Resync => continue,
+                            change => return change,
+                        }
                     }
                 }
-            }
-        };
+            };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), feed.recv()).await;
         let heard = tokio::spawn(next(&mut feed));
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        a.put("model", "m1", &json!({"identifier": "m1"})).await.unwrap();
+        a.put("model", "m1", &json!({"identifier": "m1"}))
+            .await
+            .unwrap();
         assert_eq!(
             heard.await.unwrap(),
             llama_stack_core::RegistryChange::Object {
