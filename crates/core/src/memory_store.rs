@@ -1,4 +1,4 @@
-//! A [`RegistryStore`] in memory: for agent sessions that are not persisted, and for tests.
+//! A [`RegistryStore`] in memory, for tests.
 
 use std::collections::BTreeMap;
 

@@ -126,6 +126,8 @@ async fn build_stack(loaded: LoadedConfig) -> Result<Built, Error> {
         None,
         watch_upstreams(Arc::downgrade(&stack)),
     ));
+    let shared: Arc<dyn RegistryStore> = registry.store.clone();
+    crate::replicas::follow(shared.as_ref(), Arc::downgrade(&stack)).await;
 
     let quota = loaded.server.quota.clone().map(|settings| {
         let quota = Arc::new(llama_stack_core::quota::Quota::new(

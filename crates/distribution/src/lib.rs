@@ -27,6 +27,7 @@ mod build;
 pub mod env;
 mod locate;
 mod registry_store;
+mod replicas;
 mod resolve;
 pub mod schema;
 mod validate;
@@ -56,6 +57,8 @@ pub fn builtin_registry() -> ProviderRegistry {
     llama_stack_provider_vector_sqlite::register(&mut registry);
     llama_stack_provider_vector_pgvector::register(&mut registry);
     llama_stack_provider_files_localfs::register(&mut registry);
+    llama_stack_provider_files_postgres::register(&mut registry);
+    llama_stack_provider_files_s3::register(&mut registry);
     llama_stack_provider_safety_llama_guard::register(&mut registry);
     llama_stack_provider_safety_code_scanner::register(&mut registry);
     llama_stack_provider_safety_prompt_guard::register(&mut registry);

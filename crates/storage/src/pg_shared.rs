@@ -7,21 +7,32 @@ use std::time::Duration;
 
 use llama_stack_core::{Error, RegistryChange, Result, StoreLock};
 use sqlx::PgPool;
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgListener, Postgres};
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection};
 use tokio::sync::broadcast;
 
 pub const CHANNEL: &str = "llama_stack_registry";
 
-/// The change feed, started by the first subscriber and shared by the rest.
-#[derive(Clone, Default)]
-pub struct Feed(Arc<OnceLock<broadcast::Sender<RegistryChange>>>);
+/// The change feed, started by the first subscriber and shared by the rest. `origin` is the
+/// `application_name` of this process's connections: its own writes are not announced to it.
+#[derive(Clone)]
+pub struct Feed {
+    origin: Arc<str>,
+    sender: Arc<OnceLock<broadcast::Sender<RegistryChange>>>,
+}
 
 impl Feed {
+    pub fn new(origin: String) -> Self {
+        Feed {
+            origin: origin.into(),
+            sender: Default::default(),
+        }
+    }
+
     pub fn subscribe(&self, pool: &PgPool) -> broadcast::Receiver<RegistryChange> {
-        let sender = self.0.get_or_init(|| {
+        let sender = self.sender.get_or_init(|| {
             let (sender, _) = broadcast::channel(1024);
-            tokio::spawn(listen(pool.clone(), sender.clone()));
+            tokio::spawn(listen(pool.clone(), sender.clone(), self.origin.clone()));
             sender
         });
         sender.subscribe()
@@ -30,7 +41,7 @@ impl Feed {
 
 /// Forwards notifications until every subscriber is gone. A lost connection is re-opened and
 /// announced as a resync, since notifications sent meanwhile are lost.
-async fn listen(pool: PgPool, sender: broadcast::Sender<RegistryChange>) {
+async fn listen(pool: PgPool, sender: broadcast::Sender<RegistryChange>, origin: Arc<str>) {
     let mut listener: Option<PgListener> = None;
     loop {
         if sender.receiver_count() == 0 && listener.is_some() {
@@ -52,7 +63,11 @@ async fn listen(pool: PgPool, sender: broadcast::Sender<RegistryChange>) {
         };
         match active.try_recv().await {
             Ok(Some(notification)) => {
-                if let Some((kind, identifier)) = notification.payload().split_once('\t') {
+                let mut parts = notification.payload().splitn(3, '\t');
+                if let (Some(from), Some(kind), Some(identifier)) =
+                    (parts.next(), parts.next(), parts.next())
+                    && from != &*origin
+                {
                     let _ = sender.send(RegistryChange::Object {
                         kind: kind.to_string(),
                         identifier: identifier.to_string(),
@@ -83,20 +98,21 @@ async fn connect(pool: &PgPool) -> Result<PgListener> {
     Ok(listener)
 }
 
-/// A session-level advisory lock on one pooled connection.
+/// A session-level advisory lock on a connection of its own: a lock may be held for a whole
+/// agent turn, and holding pooled connections that long would starve the pool.
 struct AdvisoryLock {
-    conn: Option<PoolConnection<Postgres>>,
+    conn: Option<PgConnection>,
     key: String,
 }
 
 pub async fn lock(pool: &PgPool, key: &str) -> Result<StoreLock> {
-    let mut conn = pool
-        .acquire()
+    let options = pool.connect_options();
+    let mut conn = PgConnection::connect_with(&options)
         .await
         .map_err(|e| Error::internal(format!("registry lock: {e}")))?;
     sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
         .bind(key)
-        .execute(&mut *conn)
+        .execute(&mut conn)
         .await
         .map_err(|e| Error::internal(format!("registry lock '{key}': {e}")))?;
     Ok(Box::new(AdvisoryLock {
@@ -111,22 +127,16 @@ impl Drop for AdvisoryLock {
             return;
         };
         let key = std::mem::take(&mut self.key);
-        // A pooled connection must never go back still holding the lock: if it cannot be
-        // unlocked, it is closed, which releases the lock.
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(async move {
-                    let unlocked =
-                        sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
-                            .bind(&key)
-                            .execute(&mut *conn)
-                            .await;
-                    if unlocked.is_err() {
-                        drop(conn.detach());
-                    }
-                });
-            }
-            Err(_) => drop(conn.detach()),
+        // Unlocked and closed at once where a runtime is at hand; otherwise the connection is
+        // dropped, and PostgreSQL releases a session's locks when the session ends.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
+                    .bind(&key)
+                    .execute(&mut conn)
+                    .await;
+                let _ = conn.close().await;
+            });
         }
     }
 }

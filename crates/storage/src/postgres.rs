@@ -173,7 +173,11 @@ pub struct PostgresRegistryStore {
 impl PostgresRegistryStore {
     /// Connects and applies pending migrations (table `llama_stack_registry`).
     pub async fn connect(settings: &PostgresSettings) -> Result<Self> {
-        let pool = settings.connect_pool(settings.connect_options()).await?;
+        // Each process names its connections, so that the change feed can tell its own writes
+        // (already applied here) from other replicas'.
+        let origin = format!("llama-stack/{}", uuid::Uuid::new_v4().simple());
+        let options = settings.connect_options().application_name(&origin);
+        let pool = settings.connect_pool(options).await?;
         registry_migrator().run(&pool).await.map_err(|e| {
             Error::new(
                 ErrorKind::Upstream,
@@ -187,7 +191,7 @@ impl PostgresRegistryStore {
         })?;
         Ok(PostgresRegistryStore {
             pool,
-            feed: Default::default(),
+            feed: crate::pg_shared::Feed::new(origin),
         })
     }
 }

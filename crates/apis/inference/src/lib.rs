@@ -18,6 +18,7 @@ mod openai_forward;
 pub mod ops;
 pub mod provider;
 mod provider_models;
+mod replicas;
 pub mod resilience;
 mod service;
 mod stored;

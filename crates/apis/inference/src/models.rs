@@ -259,10 +259,24 @@ impl InferenceService {
         self.store.delete(MODEL_KIND, &model.identifier).await?;
         self.models.write().await.remove(&model.identifier);
         self.listed.write().await.remove(&model.identifier);
-        if let Some(provider) = self.inference_provider(&model.provider_id) {
-            provider.unregister_model(&model).await?;
-        }
+        self.release_model(&model).await?;
         tracing::info!(model = %model.identifier, "Unregistered model");
+        Ok(())
+    }
+
+    /// Tells the provider a model is gone, unless another registered model (an alias) still
+    /// names the same provider model: unloading it would break that one.
+    pub(crate) async fn release_model(&self, model: &Model) -> Result<()> {
+        let shared = self.models.read().await.values().any(|m| {
+            m.provider_id == model.provider_id
+                && m.provider_resource_id == model.provider_resource_id
+        });
+        if shared {
+            return Ok(());
+        }
+        if let Some(provider) = self.inference_provider(&model.provider_id) {
+            provider.unregister_model(model).await?;
+        }
         Ok(())
     }
 }

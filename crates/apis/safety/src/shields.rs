@@ -394,3 +394,59 @@ fn parse_messages(raw: &[serde_json::Value]) -> Result<Vec<Message>> {
         })
         .collect()
 }
+
+/// Shields another replica sharing the metadata store registered or removed.
+impl SafetyService {
+    /// Brings shield `identifier` in line with the store: served when stored (handed to its
+    /// provider first), dropped when it is gone.
+    pub async fn reload_shield(&self, identifier: &str) -> Result<()> {
+        let stored: Option<Shield> = self
+            .store
+            .get(SHIELD_KIND, identifier)
+            .await?
+            .and_then(|v| serde_json::from_value(v).ok());
+        let current = self.shields.read().await.get(identifier).cloned();
+        match stored {
+            Some(shield) if current.as_ref() == Some(&shield) => {}
+            Some(shield) => {
+                let Some(provider) = self.safety_provider(&shield.provider_id) else {
+                    tracing::warn!(shield = %identifier, provider = %shield.provider_id,
+                        "A replica registered a shield whose provider is not configured here");
+                    return Ok(());
+                };
+                provider.register_shield(&shield, self).await?;
+                self.shields
+                    .write()
+                    .await
+                    .insert(identifier.to_string(), shield);
+                tracing::info!(shield = %identifier, "Shield registered by another replica");
+            }
+            None => {
+                if self.shields.write().await.remove(identifier).is_some() {
+                    tracing::info!(shield = %identifier, "Shield removed by another replica");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every shield read again, after the change feed may have missed some.
+    pub async fn reload_shields(&self) -> Result<()> {
+        let mut ids: Vec<String> = self
+            .store
+            .list(SHIELD_KIND)
+            .await?
+            .iter()
+            .filter_map(|v| v["identifier"].as_str().map(str::to_string))
+            .collect();
+        ids.extend(self.shields.read().await.keys().cloned());
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            if let Err(err) = self.reload_shield(&id).await {
+                tracing::warn!(shield = %id, error = %err, "Cannot reload a shield from the registry");
+            }
+        }
+        Ok(())
+    }
+}

@@ -510,3 +510,48 @@ impl ToolsService {
         Ok((runtime.clone(), group))
     }
 }
+
+/// Tool groups another replica sharing the metadata store registered or removed.
+impl ToolsService {
+    /// Brings tool group `identifier` in line with the store.
+    pub async fn reload_tool_group(&self, identifier: &str) -> Result<()> {
+        let stored: Option<ToolGroup> = self
+            .store
+            .get(TOOL_GROUP_KIND, identifier)
+            .await?
+            .and_then(|v| serde_json::from_value(v).ok());
+        let mut groups = self.tool_groups.write().await;
+        match stored {
+            Some(group) => {
+                if groups.get(identifier) != Some(&group) {
+                    groups.insert(identifier.to_string(), group);
+                    tracing::info!(tool_group = %identifier, "Tool group registered by another replica");
+                }
+            }
+            None => {
+                if groups.remove(identifier).is_some() {
+                    tracing::info!(tool_group = %identifier, "Tool group removed by another replica");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every tool group read again, after the change feed may have missed some.
+    pub async fn reload_tool_groups(&self) -> Result<()> {
+        let mut ids: Vec<String> = self
+            .store
+            .list(TOOL_GROUP_KIND)
+            .await?
+            .iter()
+            .filter_map(|v| v["identifier"].as_str().map(str::to_string))
+            .collect();
+        ids.extend(self.tool_groups.read().await.keys().cloned());
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            self.reload_tool_group(&id).await?;
+        }
+        Ok(())
+    }
+}
