@@ -59,7 +59,9 @@ pub trait Agents: Send + Sync {
         turn_id: &str,
         step_id: &str,
     ) -> Result<StepResponse>;
-    /// Starts a turn; it runs to its end even when the caller stops reading the stream.
+    /// Starts a turn; it runs to its end even when the caller stops reading the stream. Turns
+    /// of one session run one after the other, each reading the history the one before it
+    /// stored, also when they reach different servers sharing the metadata store.
     async fn create_agent_turn(
         self: Arc<Self>,
         agent_id: &str,

@@ -8,6 +8,7 @@
 
 mod agent_config;
 mod api;
+mod lock;
 mod messages;
 mod store;
 mod turn;
@@ -15,7 +16,6 @@ mod turn;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::FutureExt;
@@ -30,18 +30,16 @@ use llama_stack_stack::{
 use llama_stack_tools::ToolsApi;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::Mutex;
 
 pub use llama_stack_core::MemoryStore;
 
 /// The meta-reference agents provider.
 pub struct MetaReferenceAgents {
-    /// Agents, persisted sessions and their turns.
+    /// Agents, sessions and turns. Every read goes to it, never to a copy in this process,
+    /// so replicas sharing the store serve the same agents.
     pub(crate) store: Arc<dyn RegistryStore>,
-    /// Sessions of agents without `enable_session_persistence`, and their turns.
-    pub(crate) ephemeral: MemoryStore,
-    /// Serialises turns of one session, so two turns never interleave their writes.
-    pub(crate) session_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// The sessions with a turn running or waiting here (see [`lock`]).
+    pub(crate) turn_locks: lock::LocalLocks,
     pub(crate) inference: Arc<dyn InferenceApi>,
     pub(crate) safety: Arc<dyn SafetyApi>,
     pub(crate) tools: Arc<dyn ToolsApi>,
@@ -56,8 +54,7 @@ impl MetaReferenceAgents {
     ) -> Self {
         MetaReferenceAgents {
             store,
-            ephemeral: MemoryStore::default(),
-            session_locks: Mutex::new(HashMap::new()),
+            turn_locks: Default::default(),
             inference,
             safety,
             tools,
@@ -68,7 +65,8 @@ impl MetaReferenceAgents {
 pub const PROVIDER_TYPE: &str = "inline::meta-reference";
 
 /// Agents, sessions and turns are kept in the distribution's metadata store (SQLite or
-/// PostgreSQL); sessions of agents without `enable_session_persistence` stay in memory.
+/// PostgreSQL), every session whatever `enable_session_persistence` says, so that replicas
+/// sharing the store serve the same sessions.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetaReferenceAgentsConfig {

@@ -1,10 +1,14 @@
 //! Agents, sessions and turns as the meta-reference provider keeps them.
 //!
 //! Everything is kept in the distribution's registry store, so it lives in SQLite or PostgreSQL with
-//! the rest of the registry. Sessions of an agent without `enable_session_persistence` and
-//! their turns live in memory only, as upstream keeps them, and are gone after a restart.
+//! the rest of the registry: every session, whatever `enable_session_persistence` says (as
+//! upstream stores them), because the next turn may reach another replica sharing the store.
+//! Nothing is cached here: each call reads the store.
+//!
 //! Each turn is written as one record when it ends (or pauses for client tools), so a crash
-//! never leaves half a turn visible.
+//! never leaves half a turn visible. Order comes from the store, not from a replica's clock:
+//! a turn's position is assigned under its session's lock from the turns already stored, and
+//! agents and sessions take the next value of a counter kept in the store.
 
 use llama_stack_types::{
     Agent, AgentConfig, AgentCreateResponse, AgentSessionCreateResponse, PaginatedResponse,
@@ -13,12 +17,18 @@ use llama_stack_types::{
 use serde::{Deserialize, Serialize};
 
 use llama_stack_core::access::{self, Action};
-use llama_stack_core::{Error, RegistryStore, Result};
+use llama_stack_core::{Error, Result};
 
 use crate::MetaReferenceAgents;
 use crate::agent_config;
 
 const AGENT_KIND: &str = "agent";
+
+/// Counters in the store that number agents and sessions in the order they were created.
+const AGENT_ORDER: &str = "agents:order:agent";
+const SESSION_ORDER: &str = "agents:order:session";
+/// The counters never start again (see [`llama_stack_core::RegistryStore::increment`]).
+const ORDER_WINDOW: &str = "all";
 
 /// Resource types as access policies name them.
 pub(crate) const AGENT_RESOURCE: &str = "agent";
@@ -28,7 +38,7 @@ fn session_kind(agent_id: &str) -> String {
     format!("agent_session:{agent_id}")
 }
 
-fn turn_kind(agent_id: &str, session_id: &str) -> String {
+pub(crate) fn turn_kind(agent_id: &str, session_id: &str) -> String {
     format!("agent_turn:{agent_id}:{session_id}")
 }
 
@@ -42,6 +52,9 @@ pub(crate) struct AgentRecord {
     pub agent: Agent,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<User>,
+    /// Its place among the agents; `None` for agents stored before agents were numbered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 /// A session as stored: the wire fields plus who owns it.
@@ -53,6 +66,9 @@ pub(crate) struct SessionRecord {
     /// The user that created it; `None` while auth is off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<User>,
+    /// Its place among the sessions; `None` for sessions stored before they were numbered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 /// A turn as stored: the wire turn plus what a paused turn needs to resume.
@@ -66,6 +82,38 @@ pub(crate) struct TurnRecord {
     /// The turn's own tool groups, when it replaced the agent's; resume offers the same tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub toolgroups: Option<Vec<llama_stack_types::AgentToolGroup>>,
+    /// Its place in the session, counted from 0, which also names its record. `None` for
+    /// turns stored before turns were numbered: those are named by their id and come first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+impl TurnRecord {
+    /// The record's identifier in the store. Zero-padded, so the store lists turns in order.
+    fn key(&self) -> String {
+        match self.seq {
+            Some(seq) => format!("{seq:012}"),
+            None => self.turn.turn_id.clone(),
+        }
+    }
+}
+
+/// The place of the next turn of a session whose turns are `records`.
+pub(crate) fn next_turn_seq(records: &[TurnRecord]) -> u64 {
+    let after_last = records
+        .iter()
+        .filter_map(|r| r.seq)
+        .max()
+        .map_or(0, |s| s + 1);
+    after_last.max(records.len() as u64)
+}
+
+/// Numbered records in their number's order, after the ones stored before numbering (in the
+/// order of their clock, the best there is for them).
+fn by_seq<T>(records: &mut [T], seq: impl Fn(&T) -> Option<u64>, time: impl Fn(&T) -> &str) {
+    records.sort_by(|a, b| {
+        (seq(a).is_some(), seq(a), time(a)).cmp(&(seq(b).is_some(), seq(b), time(b)))
+    });
 }
 
 fn agent_not_found(agent_id: &str) -> Error {
@@ -95,15 +143,6 @@ impl MetaReferenceAgents {
         Ok(record.agent)
     }
 
-    /// Where an agent's sessions and turns live.
-    fn session_store(&self, agent: &Agent) -> &dyn RegistryStore {
-        if agent.agent_config.enable_session_persistence == Some(true) {
-            self.store.as_ref()
-        } else {
-            &self.ephemeral
-        }
-    }
-
     /// `POST /v1/agents`.
     pub async fn create_agent(&self, mut config: AgentConfig) -> Result<AgentCreateResponse> {
         if config.model.trim().is_empty() {
@@ -123,6 +162,7 @@ impl MetaReferenceAgents {
         let record = AgentRecord {
             agent: agent.clone(),
             owner: access::owner_for_new(),
+            seq: Some(self.store.increment(AGENT_ORDER, ORDER_WINDOW).await?),
         };
         self.store
             .put(AGENT_KIND, &agent.agent_id, &to_value(&record)?)
@@ -139,16 +179,16 @@ impl MetaReferenceAgents {
         start_index: Option<usize>,
         limit: Option<usize>,
     ) -> Result<PaginatedResponse<Agent>> {
-        let mut agents: Vec<Agent> = self
+        let mut records: Vec<AgentRecord> = self
             .store
             .list(AGENT_KIND)
             .await?
             .into_iter()
             .filter_map(|v| serde_json::from_value::<AgentRecord>(v).ok())
             .filter(|r| access::can_read(AGENT_RESOURCE, &r.agent.agent_id, r.owner.as_ref()))
-            .map(|r| r.agent)
             .collect();
-        agents.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        by_seq(&mut records, |r| r.seq, |r| &r.agent.created_at);
+        let agents = records.into_iter().map(|r| r.agent).collect();
         Ok(page(agents, start_index, limit))
     }
 
@@ -176,7 +216,7 @@ impl MetaReferenceAgents {
         agent_id: &str,
         session_name: String,
     ) -> Result<AgentSessionCreateResponse> {
-        let agent = self.agent_record(agent_id, Action::Read).await?;
+        self.agent_record(agent_id, Action::Read).await?;
         let session_id = uuid::Uuid::new_v4().to_string();
         access::check_create(SESSION_RESOURCE, &session_id)?;
         let record = SessionRecord {
@@ -184,8 +224,9 @@ impl MetaReferenceAgents {
             session_name,
             started_at: now(),
             owner: access::owner_for_new(),
+            seq: Some(self.store.increment(SESSION_ORDER, ORDER_WINDOW).await?),
         };
-        self.session_store(&agent)
+        self.store
             .put(
                 &session_kind(agent_id),
                 &record.session_id,
@@ -199,13 +240,13 @@ impl MetaReferenceAgents {
 
     async fn session_records(&self, agent: &Agent) -> Result<Vec<SessionRecord>> {
         let mut sessions: Vec<SessionRecord> = self
-            .session_store(agent)
+            .store
             .list(&session_kind(&agent.agent_id))
             .await?
             .into_iter()
             .filter_map(|v| serde_json::from_value(v).ok())
             .collect();
-        sessions.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+        by_seq(&mut sessions, |s| s.seq, |s| &s.started_at);
         Ok(sessions)
     }
 
@@ -217,7 +258,7 @@ impl MetaReferenceAgents {
         action: Action,
     ) -> Result<SessionRecord> {
         let record: SessionRecord = self
-            .session_store(agent)
+            .store
             .get(&session_kind(&agent.agent_id), session_id)
             .await?
             .and_then(|v| serde_json::from_value(v).ok())
@@ -238,13 +279,13 @@ impl MetaReferenceAgents {
         session_id: &str,
     ) -> Result<Vec<TurnRecord>> {
         let mut turns: Vec<TurnRecord> = self
-            .session_store(agent)
+            .store
             .list(&turn_kind(&agent.agent_id, session_id))
             .await?
             .into_iter()
             .filter_map(|v| serde_json::from_value(v).ok())
             .collect();
-        turns.sort_by(|a, b| a.turn.started_at.cmp(&b.turn.started_at));
+        by_seq(&mut turns, |t| t.seq, |t| &t.turn.started_at);
         Ok(turns)
     }
 
@@ -254,26 +295,22 @@ impl MetaReferenceAgents {
         session_id: &str,
         record: &TurnRecord,
     ) -> Result<()> {
-        self.session_store(agent)
+        self.store
             .put(
                 &turn_kind(&agent.agent_id, session_id),
-                &record.turn.turn_id,
+                &record.key(),
                 &to_value(record)?,
             )
             .await
     }
 
     async fn delete_session_records(&self, agent: &Agent, session_id: &str) -> Result<()> {
-        let store = self.session_store(agent);
         for record in self.turn_records(agent, session_id).await? {
-            store
-                .delete(
-                    &turn_kind(&agent.agent_id, session_id),
-                    &record.turn.turn_id,
-                )
+            self.store
+                .delete(&turn_kind(&agent.agent_id, session_id), &record.key())
                 .await?;
         }
-        store
+        self.store
             .delete(&session_kind(&agent.agent_id), session_id)
             .await?;
         Ok(())

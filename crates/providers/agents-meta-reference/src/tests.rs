@@ -21,6 +21,7 @@ use serde_json::{Map, Value, json};
 use crate::{MemoryStore, MetaReferenceAgents};
 
 mod access;
+mod replicas;
 
 /// One scripted model reply: text, or one tool call.
 enum Reply {
@@ -32,6 +33,8 @@ enum Reply {
 struct ScriptedInference {
     replies: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<ChatCompletionRequest>>,
+    /// How long each reply takes, for tests of turns that overlap.
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 #[async_trait]
@@ -62,6 +65,8 @@ impl InferenceApi for ScriptedInference {
 
     async fn chat_completion(&self, request: ChatCompletionRequest) -> Result<ChatStream> {
         self.requests.lock().unwrap().push(request);
+        let delay = self.delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
         let reply = self
             .replies
             .lock()
@@ -230,11 +235,16 @@ struct Harness {
 }
 
 fn harness(replies: Vec<Reply>) -> Harness {
+    harness_on(Arc::new(MemoryStore::default()), replies)
+}
+
+/// A provider over `store`, as one replica of the server builds it.
+fn harness_on(store: Arc<dyn llama_stack_core::RegistryStore>, replies: Vec<Reply>) -> Harness {
     let inference = Arc::new(ScriptedInference::default());
     inference.replies.lock().unwrap().extend(replies);
     let tools = Arc::new(Calculator::default());
     let agents = Arc::new(MetaReferenceAgents::new(
-        Arc::new(MemoryStore::default()),
+        store,
         inference.clone(),
         Arc::new(WordShield),
         tools.clone(),

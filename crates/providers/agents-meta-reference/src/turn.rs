@@ -3,6 +3,10 @@
 //!
 //! A turn runs in its own task and streams its events through a channel. A client that goes
 //! away does not stop it: the turn finishes and is saved, so the session stays whole.
+//!
+//! The task holds its session's lock ([`crate::lock`]) from before it reads the history until
+//! the turn is stored, so turns of one session run one after the other on whichever replicas
+//! they reach, and each builds on the one before.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -28,7 +32,7 @@ use crate::MetaReferenceAgents;
 use crate::messages::{
     assistant, blocked, empty_message, history, param_definitions, turn_messages,
 };
-use crate::store::{TurnRecord, now};
+use crate::store::{TurnRecord, next_turn_seq, now};
 
 /// The tools a turn offers the model.
 struct Tools {
@@ -193,7 +197,7 @@ impl MetaReferenceAgents {
         let mut input = request.messages.clone();
         self.attach_documents(&mut input, request.documents.as_deref())
             .await?;
-        // The history is read once the session's lock is held (see `TurnRun::spawn`), so a
+        // The history is read once the session's lock is held (see `TurnRun::load`), so a
         // turn started while another runs builds on it.
         let messages = Vec::new();
         let turn_id = uuid::Uuid::new_v4().to_string();
@@ -218,6 +222,7 @@ impl MetaReferenceAgents {
             tools,
             toolgroups: request.toolgroups,
             iterations: 0,
+            seq: None,
             tx: None,
         };
         Ok(run.spawn(Start::Fresh))
@@ -243,36 +248,33 @@ impl MetaReferenceAgents {
         let Some(paused) = records.iter().find(|r| r.turn.turn_id == turn_id).cloned() else {
             return Err(Error::not_found(format!("Turn {turn_id} not found")));
         };
+        // Checked here to answer a plain error; checked again under the session's lock, where
+        // the turn is read afresh, since another replica may resume it meanwhile.
         if paused.status != "awaiting_input" {
-            return Err(Error::invalid(format!(
-                "Turn {turn_id} is not waiting for tool responses"
-            )));
+            return Err(not_waiting(turn_id));
         }
-        let earlier: Vec<TurnRecord> = records
-            .into_iter()
-            .filter(|r| r.turn.turn_id != turn_id)
-            .collect();
-        let mut messages = history(&earlier);
-        messages.extend(turn_messages(&paused.turn));
         let tools = self
             .turn_tools(&agent, paused.toolgroups.as_deref())
             .await?;
-        let mut turn = paused.turn.clone();
-        turn.completed_at = None;
         let run = TurnRun {
             stack: self.clone(),
             tool_config: agent.agent_config.tool_config.clone(),
             agent,
             session_id: session_id.to_string(),
-            turn,
-            messages,
+            turn: paused.turn,
+            messages: Vec::new(),
             tools,
             toolgroups: paused.toolgroups,
             iterations: paused.iterations,
+            seq: paused.seq,
             tx: None,
         };
         Ok(run.spawn(Start::Resume(request.tool_responses)))
     }
+}
+
+fn not_waiting(turn_id: &str) -> Error {
+    Error::invalid(format!("Turn {turn_id} is not waiting for tool responses"))
 }
 
 enum Start {
@@ -290,6 +292,8 @@ struct TurnRun {
     tools: Tools,
     toolgroups: Option<Vec<llama_stack_types::AgentToolGroup>>,
     iterations: u32,
+    /// The turn's place in its session, known once the session's lock is held.
+    seq: Option<u64>,
     tx: Option<mpsc::Sender<Result<TurnStreamChunk>>>,
 }
 
@@ -300,25 +304,21 @@ impl TurnRun {
         // The turn's tool calls and inference are judged as the user who started it.
         let caller = access::current();
         tokio::spawn(access::within(caller, async move {
-            let lock = {
-                let mut locks = self.stack.session_locks.lock().await;
-                locks.entry(self.session_id.clone()).or_default().clone()
+            let stack = self.stack.clone();
+            let locked = stack
+                .turn_locks
+                .lock(stack.store.as_ref(), &self.agent.agent_id, &self.session_id)
+                .await;
+            // Held until this block ends: after the turn is stored, or has failed.
+            let outcome = match locked {
+                Ok(_lock) => match self.load(&start).await {
+                    Ok(()) => self.run(start).await,
+                    Err(err) => Err(err),
+                },
+                Err(err) => Err(err),
             };
-            let _guard = lock.lock().await;
-            if matches!(start, Start::Fresh) {
-                match self.stack.turn_records(&self.agent, &self.session_id).await {
-                    Ok(records) => {
-                        let mut messages = history(&records);
-                        messages.extend(self.turn.input_messages.iter().cloned());
-                        self.messages = messages;
-                    }
-                    Err(err) => {
-                        let _ = tx.send(Err(err)).await;
-                        return;
-                    }
-                }
-            }
-            if let Err(err) = self.run(start).await {
+            if let Err(err) = outcome {
+                llama_stack_core::metrics::agent_turn("failed");
                 tracing::warn!(turn = %self.turn.turn_id, error = %err, "Agent turn failed");
                 let _ = tx.send(Err(err)).await;
             }
@@ -326,6 +326,44 @@ impl TurnRun {
         Box::pin(futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         }))
+    }
+
+    /// Reads what the turn builds on, under the session's lock: the session (it may have been
+    /// deleted while the turn waited), the turns stored so far and, to resume, the paused turn
+    /// as stored now.
+    async fn load(&mut self, start: &Start) -> Result<()> {
+        self.stack
+            .session_record(&self.agent, &self.session_id, Action::Update)
+            .await?;
+        let records = self
+            .stack
+            .turn_records(&self.agent, &self.session_id)
+            .await?;
+        match start {
+            Start::Fresh => {
+                self.seq = Some(next_turn_seq(&records));
+                let mut messages = history(&records);
+                messages.extend(self.turn.input_messages.iter().cloned());
+                self.messages = messages;
+            }
+            Start::Resume(_) => {
+                let turn_id = self.turn.turn_id.clone();
+                let (paused, earlier): (Vec<TurnRecord>, Vec<TurnRecord>) =
+                    records.into_iter().partition(|r| r.turn.turn_id == turn_id);
+                let paused = paused
+                    .into_iter()
+                    .find(|r| r.status == "awaiting_input")
+                    .ok_or_else(|| not_waiting(&turn_id))?;
+                let mut messages = history(&earlier);
+                messages.extend(turn_messages(&paused.turn));
+                self.messages = messages;
+                self.turn = paused.turn;
+                self.turn.completed_at = None;
+                self.iterations = paused.iterations;
+                self.seq = paused.seq;
+            }
+        }
+        Ok(())
     }
 
     async fn emit(&self, payload: TurnEventPayload) {
@@ -555,6 +593,13 @@ impl TurnRun {
                     .await
             }
         };
+        // Tool names the model made up share one label.
+        let tool = match self.tools.server.contains_key(&call.tool_name) {
+            true => call.tool_name.as_str(),
+            false => "unknown",
+        };
+        let ok = matches!(&result, Ok(r) if r.error_message.is_none());
+        llama_stack_core::metrics::tool_call(tool, ok);
         // A failing tool is reported to the model, which may recover, rather than ending the turn.
         let (content, metadata) = match result {
             Ok(r) => match (r.content, r.error_message) {
@@ -676,6 +721,7 @@ impl TurnRun {
         self.turn.output_message = message;
         self.turn.completed_at = Some(now());
         self.save("complete").await?;
+        llama_stack_core::metrics::agent_turn("complete");
         self.emit(TurnEventPayload::TurnComplete {
             turn: self.turn.clone(),
         })
@@ -687,6 +733,7 @@ impl TurnRun {
         self.turn.output_message = message;
         self.turn.completed_at = Some(now());
         self.save("awaiting_input").await?;
+        llama_stack_core::metrics::agent_turn("awaiting_input");
         self.emit(TurnEventPayload::TurnAwaitingInput {
             turn: self.turn.clone(),
         })
@@ -700,6 +747,7 @@ impl TurnRun {
             status: status.into(),
             iterations: self.iterations,
             toolgroups: self.toolgroups.clone(),
+            seq: self.seq,
         };
         self.stack
             .save_turn(&self.agent, &self.session_id, &record)
