@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates the Python virtual environment used by the end-to-end tests (tests/e2e) and
 # installs the official clients into it, plus `tokenizers` for the NumPy BERT reference of the
-# embeddings tests. Safe to run repeatedly: an existing `.venv` is reused
+# embeddings tests and `moto[server]`, whose `moto_server` is the S3-compatible store of the
+# remote::s3 files tests. Safe to run repeatedly: an existing `.venv` is reused
 # and pip only installs what is missing.
 #
 # llama-stack-client 0.2.23 declares Python >= 3.12 but works on 3.11; it is installed with
@@ -26,10 +27,13 @@ import importlib.metadata as md
 import anthropic, llama_stack_client, openai, pytest, requests, tokenizers, yaml  # noqa: F401
 from mcp.server.fastmcp import FastMCP  # noqa: F401
 import jwt, cryptography  # noqa: F401
+import prometheus_client.parser  # noqa: F401
+import moto.server  # noqa: F401
+import kubernetes_validate  # noqa: F401
 assert md.version("llama-stack-client") == "0.2.23", md.version("llama-stack-client")
 PY
 then
-  echo "setup-python: $venv already has llama-stack-client 0.2.23, openai, anthropic, pytest, requests, tokenizers and mcp"
+  echo "setup-python: $venv already has llama-stack-client 0.2.23, openai, anthropic, pytest, requests, tokenizers, mcp and moto"
 else
   "$vpy" -m pip install "${pip_quiet[@]}" --upgrade pip
   "$vpy" -m pip install "${pip_quiet[@]}" "numpy<2.3" "pandas<3" pytest requests pyyaml tokenizers
@@ -41,6 +45,12 @@ else
   "$vpy" -m pip install "${pip_quiet[@]}" "mcp>=1.9,<2"
   # The authentication tests sign JWTs for a local JWKS issuer.
   "$vpy" -m pip install "${pip_quiet[@]}" "pyjwt[crypto]"
+  # The metrics tests parse /metrics with the Prometheus client's own text parser.
+  "$vpy" -m pip install "${pip_quiet[@]}" prometheus_client
+  # moto_server is the S3-compatible store the remote::s3 files tests start.
+  "$vpy" -m pip install "${pip_quiet[@]}" "moto[server]>=5,<6"
+  # The Kubernetes manifests are checked against the API schemas it bundles.
+  "$vpy" -m pip install "${pip_quiet[@]}" kubernetes-validate
 fi
 
 "$vpy" - <<'PY'

@@ -31,7 +31,9 @@ pub fn is_public(path: &str) -> bool {
     matches!(
         path.trim_end_matches('/'),
         "/v1/health"
+            | "/v1/ready"
             | "/v1/version"
+            | "/metrics"
             | "/grpc.health.v1.Health/Check"
             | "/grpc.health.v1.Health/Watch"
     ) || path.starts_with("/grpc.reflection.")

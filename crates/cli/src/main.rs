@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -53,6 +54,10 @@ enum Command {
         /// Set an environment variable for ${env.X} substitution, e.g. --env INFERENCE_MODEL=x.
         #[arg(long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
+        /// Seconds in-flight requests (streams included) may run after SIGTERM or SIGINT before
+        /// the process exits anyway; overrides LLAMA_STACK_SHUTDOWN_TIMEOUT. Default 30.
+        #[arg(long, value_name = "SECONDS")]
+        shutdown_timeout: Option<u64>,
     },
     /// Check a run.yaml and print every problem, or `ok`.
     Validate {
@@ -123,7 +128,8 @@ fn main() -> ExitCode {
             port,
             grpc_port,
             env,
-        } => run(&config, port, grpc_port, &env),
+            shutdown_timeout,
+        } => run(&config, port, grpc_port, &env, shutdown_timeout),
         Command::Validate { config, env } => validate(&config, &env),
         Command::Providers => {
             providers();
@@ -207,8 +213,10 @@ fn run(
     port: Option<u16>,
     grpc_port: Option<u16>,
     env: &[String],
+    shutdown_timeout: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
     let env = parse_env(env)?;
+    let shutdown_timeout = shutdown_timeout_setting(shutdown_timeout)?;
     let path = llama_stack_distribution::resolve_run_config(config).map_err(anyhow::Error::msg)?;
     let loaded = match llama_stack_distribution::load(&path, &env) {
         Ok(loaded) => loaded,
@@ -221,7 +229,28 @@ fn run(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(loaded, path, port, grpc_port))
+    let result = runtime.block_on(serve(loaded, path, port, grpc_port, shutdown_timeout));
+    // Requests cut off by the shutdown deadline may have blocking work running (an embedding
+    // batch, say); the process does not wait for it.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+/// The default of `--shutdown-timeout`.
+const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 30;
+
+/// `--shutdown-timeout`, else `LLAMA_STACK_SHUTDOWN_TIMEOUT`, else the default.
+fn shutdown_timeout_setting(flag: Option<u64>) -> anyhow::Result<Duration> {
+    let seconds = match flag {
+        Some(seconds) => seconds,
+        None => match std::env::var("LLAMA_STACK_SHUTDOWN_TIMEOUT") {
+            Ok(s) if !s.is_empty() => s.parse().with_context(|| {
+                format!("LLAMA_STACK_SHUTDOWN_TIMEOUT must be a number of seconds, got `{s}`")
+            })?,
+            _ => DEFAULT_SHUTDOWN_TIMEOUT_S,
+        },
+    };
+    Ok(Duration::from_secs(seconds))
 }
 
 async fn serve(
@@ -229,8 +258,10 @@ async fn serve(
     path: PathBuf,
     port_override: Option<u16>,
     grpc_port_override: Option<u16>,
+    shutdown_timeout: Duration,
 ) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
+    llama_stack_core::metrics::start();
     // Distributions such as `starter` switch providers on by environment variable; say what
     // was left off, so an empty server is not a mystery.
     for entry in &loaded.disabled {
@@ -289,6 +320,8 @@ async fn serve(
     if let Some(auth) = &built.auth {
         app = llama_stack_http::with_auth(app, auth.clone());
     }
+    // Outermost, so that quota and auth refusals are counted too.
+    let app = llama_stack_http::with_metrics(app);
     let app = tower::util::MapRequestLayer::new(llama_stack_http::normalize_path).layer(app);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -380,15 +413,45 @@ async fn serve(
     };
     tokio::spawn(async move {
         shutdown_signal().await;
+        tracing::info!(
+            timeout_s = shutdown_timeout.as_secs(),
+            in_flight = llama_stack_core::metrics::http_in_flight(),
+            "Shutdown requested; /v1/ready answers 503, in-flight requests may finish"
+        );
+        llama_stack_http::set_draining(true);
         let _ = stop_tx.send(true);
     });
-    http.await.context("serving HTTP")?;
-    if let Some(grpc) = grpc {
-        grpc.await
-            .context("the gRPC server task failed")?
-            .context("serving gRPC")?;
+    let served = async {
+        http.await.context("serving HTTP")?;
+        if let Some(grpc) = grpc {
+            grpc.await
+                .context("the gRPC server task failed")?
+                .context("serving gRPC")?;
+        }
+        anyhow::Ok(())
+    };
+    // A stream can outlive any reasonable wait (a long generation, a client that reads
+    // slowly): past the deadline the process exits with them cut off.
+    let deadline = {
+        let stopping = stopped();
+        async move {
+            stopping.await;
+            tokio::time::sleep(shutdown_timeout).await;
+        }
+    };
+    tokio::select! {
+        served = served => {
+            served?;
+            tracing::info!("Shut down cleanly");
+        }
+        () = deadline => {
+            tracing::warn!(
+                timeout_s = shutdown_timeout.as_secs(),
+                in_flight = llama_stack_core::metrics::http_in_flight(),
+                "In-flight requests did not finish within the shutdown timeout; exiting without them"
+            );
+        }
     }
-    tracing::info!("Shut down cleanly");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -405,7 +468,7 @@ fn port_setting(flag: Option<u16>, variable: &str, configured: u16) -> anyhow::R
     }
 }
 
-/// Resolves on SIGINT or SIGTERM; in-flight requests then finish before the server exits.
+/// Resolves on SIGINT or SIGTERM; in-flight requests then have the shutdown timeout to finish.
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -425,5 +488,4 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = terminate => {},
     }
-    tracing::info!("Shutdown requested; finishing in-flight requests");
 }

@@ -214,7 +214,7 @@ metadata_store:
     };
     assert_eq!(
         listed("alice-key-0123456789").await,
-        [created.agent_id.clone()]
+        std::slice::from_ref(&created.agent_id)
     );
     assert!(listed("bob-key-0123456789ab").await.is_empty());
     let hidden = agents

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod limits;
 mod memory_store;
+pub mod metrics;
 pub mod paging;
 pub mod quota;
 pub mod request_context;

@@ -66,9 +66,13 @@ pub enum QuotaClient {
     Principal(String),
 }
 
-/// Paths no quota counts: a load balancer's health checks must not spend a client's budget.
+/// Paths no quota counts: a load balancer's health and readiness checks and a metrics scraper
+/// must not spend a client's budget.
 pub fn exempt(path: &str) -> bool {
-    matches!(path, "/v1/health" | "/v1/version")
+    matches!(
+        path,
+        "/v1/health" | "/v1/ready" | "/v1/version" | "/metrics"
+    )
 }
 
 pub struct Quota {

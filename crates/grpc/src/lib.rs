@@ -10,6 +10,7 @@
 
 mod auth;
 mod convert;
+mod metrics;
 mod provider_data;
 mod quota;
 mod services;
@@ -134,8 +135,10 @@ where
         + Send
         + 'static,
 {
-    // The first layer is the outermost: quotas count the principal that auth found.
+    // The first layer is the outermost: metrics see every call, auth's and quota's refusals
+    // included, and quotas count the principal that auth found.
     tonic::transport::Server::builder()
+        .layer(metrics::MetricsLayer)
         .layer(tower::util::option_layer(auth.map(auth::AuthLayer)))
         .layer(tower::util::option_layer(quota.map(quota::QuotaLayer)))
         .add_routes(router_with(stack, max_message_bytes))

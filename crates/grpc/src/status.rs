@@ -41,13 +41,17 @@ pub fn code_for(kind: ErrorKind) -> Code {
 /// The status a client sees for `err`. Internal details are logged, never sent.
 pub fn to_status(err: &Error) -> Status {
     let code = code_for(err.kind());
+    // Over quota, a full queue, no credentials: counted, and logged at a bounded rate.
+    let rejected = llama_stack_core::metrics::rejection("grpc", err);
     let message = match err.kind() {
         ErrorKind::Internal => {
             tracing::error!(kind = err.kind().as_str(), error = %err, "Request failed");
             "An unexpected error occurred.".to_string()
         }
         _ => {
-            tracing::debug!(kind = err.kind().as_str(), error = %err, "Request rejected");
+            if !rejected {
+                tracing::debug!(kind = err.kind().as_str(), error = %err, "Request rejected");
+            }
             err.to_string()
         }
     };

@@ -56,6 +56,11 @@ fn public_message(err: &Error) -> String {
 }
 
 fn log(err: &Error, status: StatusCode) {
+    // Over quota, a full queue, no credentials: expected under load, counted and logged at a
+    // bounded rate rather than as an error line per request.
+    if llama_stack_core::metrics::rejection("http", err) {
+        return;
+    }
     if status.is_server_error() {
         tracing::error!(kind = err.kind().as_str(), error = %err, "Request failed");
     } else {

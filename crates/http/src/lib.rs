@@ -7,11 +7,13 @@
 mod auth;
 pub mod error;
 mod limits;
+mod metrics;
 mod provider_data;
 mod routes;
 mod sse;
 pub mod table;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
@@ -25,6 +27,7 @@ use llama_stack_core::quota::{self, Quota, QuotaClient};
 use llama_stack_stack::Stack;
 
 pub use auth::with_auth;
+pub use metrics::with_metrics;
 use routes::{
     agents, anthropic, files, inference, inspect, memory, models, openai, prompts, responses,
     safety, vector_stores,
@@ -115,6 +118,7 @@ pub fn router_with(stack: Arc<Stack>, limits: &RequestLimits) -> Router {
     table()
         .into_router(limits.max_upload_bytes)
         .route("/openapi.json", get(serve_openapi))
+        .route("/metrics", get(metrics::serve_metrics))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(provider_data::scope))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
@@ -122,6 +126,19 @@ pub fn router_with(stack: Arc<Stack>, limits: &RequestLimits) -> Router {
         .layer(axum::Extension(Arc::new(limits.clone())))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(stack)
+}
+
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
+/// Marks the server as shutting down (or, with `false`, serving again): `/v1/ready` then
+/// answers 503 so that load balancers stop sending it new work while in-flight requests finish.
+pub fn set_draining(draining: bool) {
+    DRAINING.store(draining, Ordering::SeqCst);
+}
+
+/// Whether [`set_draining`] marked the server as shutting down.
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::SeqCst)
 }
 
 /// The client's address. A listener whose `Addr` is `PeerAddr` (plain or TLS) hands it to

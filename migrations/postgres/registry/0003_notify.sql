@@ -1,12 +1,15 @@
 -- Every write to the registry is announced on the channel `llama_stack_registry` as
--- "<kind>\t<identifier>", so that replicas holding objects in memory read them again.
+-- "<writer's application_name>\t<kind>\t<identifier>", so that replicas holding objects in
+-- memory read them again (and a writer can skip its own writes).
 CREATE OR REPLACE FUNCTION llama_stack_registry_notify() RETURNS trigger AS $$
+DECLARE
+    origin TEXT := coalesce(current_setting('application_name', true), '');
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        PERFORM pg_notify('llama_stack_registry', OLD.kind || E'\t' || OLD.identifier);
+        PERFORM pg_notify('llama_stack_registry', origin || E'\t' || OLD.kind || E'\t' || OLD.identifier);
         RETURN OLD;
     END IF;
-    PERFORM pg_notify('llama_stack_registry', NEW.kind || E'\t' || NEW.identifier);
+    PERFORM pg_notify('llama_stack_registry', origin || E'\t' || NEW.kind || E'\t' || NEW.identifier);
     RETURN NEW;
 END;
 $$ LANGUAGE plpgsql;

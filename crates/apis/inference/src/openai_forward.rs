@@ -13,9 +13,10 @@ use llama_stack_types::openai::{
 use llama_stack_types::{Model, ModelType};
 
 use crate::openai_compat::OpenAiOutput;
-use crate::ops::require_llm;
+use crate::ops::{Observed, require_llm};
 use crate::provider::{ForwardedReply, InferenceProvider};
 use crate::service::InferenceService;
+use llama_stack_core::metrics::Generation;
 use llama_stack_core::{Error, Result};
 
 /// Sets the top-level `model` of an upstream object to the name the client asked for.
@@ -39,6 +40,22 @@ fn renamed<T, S>(reply: ForwardedReply, model: String) -> OpenAiOutput<T, S> {
     }
 }
 
+/// `reply` with its generation timed and its tokens (the upstream's `usage`) counted.
+fn measured(reply: ForwardedReply, mut generation: Generation) -> ForwardedReply {
+    match reply {
+        ForwardedReply::Json(value) => {
+            if let Some((prompt, completion)) = value.usage() {
+                generation.tokens(prompt, completion);
+            }
+            generation.finish();
+            ForwardedReply::Json(value)
+        }
+        ForwardedReply::Stream(stream) => {
+            ForwardedReply::Stream(crate::ops::measured(stream, generation))
+        }
+    }
+}
+
 /// The model a request names and its provider, when that provider forwards OpenAI requests.
 pub(crate) type Forwarding = Option<(Model, Arc<dyn InferenceProvider>)>;
 
@@ -59,8 +76,12 @@ impl InferenceService {
         require_llm(&model, "chat completions")?;
         let asked = std::mem::replace(&mut request.model, model.provider_resource_id.clone());
         let meter = crate::budget::admit().await?;
+        let generation = Generation::start(&model.identifier, &model.provider_id);
         let reply = provider.openai_chat_completion(&model, request).await?;
-        Ok(renamed(crate::budget::forwarded(reply, meter), asked))
+        Ok(renamed(
+            measured(crate::budget::forwarded(reply, meter), generation),
+            asked,
+        ))
     }
 
     pub(crate) async fn forward_completion<T, S>(
@@ -71,8 +92,12 @@ impl InferenceService {
         require_llm(&model, "completions")?;
         let asked = std::mem::replace(&mut request.model, model.provider_resource_id.clone());
         let meter = crate::budget::admit().await?;
+        let generation = Generation::start(&model.identifier, &model.provider_id);
         let reply = provider.openai_completion(&model, request).await?;
-        Ok(renamed(crate::budget::forwarded(reply, meter), asked))
+        Ok(renamed(
+            measured(crate::budget::forwarded(reply, meter), generation),
+            asked,
+        ))
     }
 
     pub(crate) async fn forward_embeddings(

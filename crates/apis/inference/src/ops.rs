@@ -11,7 +11,9 @@ use llama_stack_types::{
 
 use crate::provider::{ChatStream, CompletionStream, Embeddings};
 use crate::service::InferenceService;
+use llama_stack_core::metrics::Generation;
 use llama_stack_core::{Error, Result};
+use llama_stack_types::{ChatCompletionResponseStreamChunk, CompletionResponseStreamChunk};
 
 fn field_error(field: &str, message: impl Into<String>) -> Error {
     Error::invalid(message).with_location(vec!["body".into(), field.into()])
@@ -89,7 +91,15 @@ fn normalize_tools(request: &mut ChatCompletionRequest) -> Result<()> {
     Ok(())
 }
 
+/// Where [`InferenceService::check_store`] reads; nothing is ever stored under it.
+const READINESS_KIND: &str = "readiness_probe";
+
 impl InferenceService {
+    /// A trivial read of the metadata store, for readiness checks.
+    pub async fn check_store(&self) -> Result<()> {
+        self.store.get(READINESS_KIND, "probe").await.map(|_| ())
+    }
+
     /// `POST /v1/inference/chat-completion`: always a stream; see [`collect_chat`].
     pub async fn chat_completion(&self, mut request: ChatCompletionRequest) -> Result<ChatStream> {
         if request.messages.is_empty() {
@@ -103,8 +113,9 @@ impl InferenceService {
         require_llm(&model, "chat completions")?;
         request.model_id = model.provider_resource_id.clone();
         let meter = crate::budget::admit().await?;
+        let generation = Generation::start(&model.identifier, &model.provider_id);
         let stream = provider.chat_completion(&model, request).await?;
-        Ok(crate::budget::chat(stream, meter))
+        Ok(measured(crate::budget::chat(stream, meter), generation))
     }
 
     /// `POST /v1/inference/completion`: always a stream; see [`collect_completion`].
@@ -113,8 +124,12 @@ impl InferenceService {
         require_llm(&model, "completions")?;
         request.model_id = model.provider_resource_id.clone();
         let meter = crate::budget::admit().await?;
+        let generation = Generation::start(&model.identifier, &model.provider_id);
         let stream = provider.completion(&model, request).await?;
-        Ok(crate::budget::completion(stream, meter))
+        Ok(measured(
+            crate::budget::completion(stream, meter),
+            generation,
+        ))
     }
 
     /// `POST /v1/inference/embeddings`.
@@ -175,6 +190,97 @@ impl InferenceService {
         }
         Ok(embeddings)
     }
+}
+
+/// What a generation's chunks tell its metrics: whether one carries generated output, and the
+/// token counts the last one reports.
+pub(crate) trait Observed {
+    fn has_output(&self) -> bool;
+    fn usage(&self) -> Option<(u64, u64)>;
+}
+
+fn metric_usage(metrics: Option<&[llama_stack_types::MetricInResponse]>) -> Option<(u64, u64)> {
+    let metrics = metrics?;
+    let get = |name: &str| {
+        metrics
+            .iter()
+            .find(|m| m.metric == name)
+            .map(|m| m.value.max(0.0) as u64)
+    };
+    match (get("prompt_tokens"), get("completion_tokens")) {
+        (None, None) => None,
+        (prompt, completion) => Some((prompt.unwrap_or(0), completion.unwrap_or(0))),
+    }
+}
+
+impl Observed for ChatCompletionResponseStreamChunk {
+    fn has_output(&self) -> bool {
+        match &self.event.delta {
+            ContentDelta::Text { text } => !text.is_empty(),
+            ContentDelta::ToolCall { .. } | ContentDelta::Image { .. } => true,
+        }
+    }
+    fn usage(&self) -> Option<(u64, u64)> {
+        metric_usage(self.metrics.as_deref())
+    }
+}
+
+impl Observed for CompletionResponseStreamChunk {
+    fn has_output(&self) -> bool {
+        !self.delta.is_empty()
+    }
+    fn usage(&self) -> Option<(u64, u64)> {
+        metric_usage(self.metrics.as_deref())
+    }
+}
+
+/// An OpenAI chat or text completion chunk (or whole answer) from an upstream.
+impl Observed for serde_json::Value {
+    fn has_output(&self) -> bool {
+        let choice = &self["choices"][0];
+        let text = |v: &serde_json::Value| v.as_str().is_some_and(|t| !t.is_empty());
+        text(&choice["delta"]["content"])
+            || choice["delta"]["tool_calls"].is_array()
+            || text(&choice["text"])
+            || text(&choice["message"]["content"])
+    }
+    fn usage(&self) -> Option<(u64, u64)> {
+        let usage = self.get("usage").filter(|u| u.is_object())?;
+        Some((
+            usage["prompt_tokens"].as_u64().unwrap_or(0),
+            usage["completion_tokens"].as_u64().unwrap_or(0),
+        ))
+    }
+}
+
+/// `stream` with `generation` timed (first output, end) and its tokens counted as they pass.
+pub(crate) fn measured<T: Observed + Send + 'static>(
+    stream: futures::stream::BoxStream<'static, Result<T>>,
+    generation: Generation,
+) -> futures::stream::BoxStream<'static, Result<T>> {
+    futures::stream::unfold(
+        (stream, generation),
+        |(mut stream, mut generation)| async move {
+            match stream.next().await {
+                Some(item) => {
+                    if let Ok(chunk) = &item {
+                        if chunk.has_output() {
+                            generation.first_token();
+                        }
+                        if let Some((prompt, completion)) = chunk.usage() {
+                            generation.tokens(prompt, completion);
+                        }
+                    }
+                    Some((item, (stream, generation)))
+                }
+                None => {
+                    generation.finish();
+                    None
+                }
+            }
+        },
+    )
+    .boxed()
 }
 
 /// The values `text_truncation` takes: `none` refuses an input longer than the model's context,
@@ -342,6 +448,68 @@ mod tests {
         .unwrap_err();
         assert!(err.message().contains("contents[1] is an image"), "{err}");
         assert!(embedding_texts(&[serde_json::json!(3)]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_measured_stream_times_its_first_output_and_counts_its_tokens() {
+        use llama_stack_core::metrics::{self, COMPLETION_TOKENS, PROMPT_TOKENS};
+        use llama_stack_types::{
+            ChatCompletionResponseStreamChunk, ChatEventType, MetricInResponse,
+        };
+        let metric = |name: &str, value: f64| MetricInResponse {
+            metric: name.into(),
+            value,
+            unit: None,
+        };
+        let mut last =
+            ChatCompletionResponseStreamChunk::new(ChatEventType::Complete, ContentDelta::text(""));
+        last.metrics = Some(vec![
+            metric("prompt_tokens", 11.0),
+            metric("completion_tokens", 2.0),
+            metric("total_tokens", 13.0),
+        ]);
+        let chunks = vec![
+            Ok(ChatCompletionResponseStreamChunk::new(
+                ChatEventType::Start,
+                ContentDelta::text(""),
+            )),
+            Ok(ChatCompletionResponseStreamChunk::new(
+                ChatEventType::Progress,
+                ContentDelta::text("Hi"),
+            )),
+            Ok(last),
+        ];
+        let generation = Generation::start("measured-model", "measured-provider");
+        let stream = measured(futures::stream::iter(chunks).boxed(), generation);
+        assert_eq!(stream.count().await, 3);
+        let text = metrics::render();
+        let value = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name) && l.contains("model=\"measured-model\""))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        };
+        assert_eq!(value(PROMPT_TOKENS), Some(11.0), "{text}");
+        assert_eq!(value(COMPLETION_TOKENS), Some(2.0), "{text}");
+        assert_eq!(
+            value(&format!("{}_count", metrics::TIME_TO_FIRST_TOKEN)),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&format!("{}_count", metrics::GENERATION_DURATION)),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn upstream_objects_report_output_and_usage() {
+        let chunk = serde_json::json!({"choices": [{"delta": {"content": "x"}}], "usage": null});
+        assert!(chunk.has_output());
+        assert_eq!(chunk.usage(), None);
+        let done = serde_json::json!({"choices": [{"message": {"content": "hello"}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}});
+        assert!(done.has_output());
+        assert_eq!(done.usage(), Some((5, 1)));
+        assert!(!serde_json::json!({"choices": [{"delta": {"role": "assistant"}}]}).has_output());
     }
 
     #[test]

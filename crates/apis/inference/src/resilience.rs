@@ -29,6 +29,7 @@ use crate::provider::{
     ChatStream, CompletionStream, Embeddings, ForwardedReply, InferenceProvider, ProviderModel,
 };
 use llama_stack_core::ConfigIssue;
+use llama_stack_core::metrics::{self, CircuitState};
 use llama_stack_core::{Error, ErrorKind, Result};
 
 /// Timeouts, retries and the circuit breaker of one provider: the `resilience:` block of a
@@ -218,9 +219,13 @@ impl Resilient {
         provider_id: impl Into<String>,
         config: ResilienceConfig,
     ) -> Arc<dyn InferenceProvider> {
+        let provider_id = provider_id.into();
+        if config.circuit_breaker_failures > 0 {
+            metrics::circuit_state(&provider_id, CircuitState::Closed);
+        }
         Arc::new(Resilient {
             inner,
-            provider_id: provider_id.into(),
+            provider_id,
             config,
             breaker: Mutex::new(BreakerState::default()),
         })
@@ -243,6 +248,7 @@ impl Resilient {
         let now = Instant::now();
         if now >= until {
             state.open_until = Some(now + seconds(self.config.circuit_breaker_cooldown_s));
+            metrics::circuit_state(&self.provider_id, CircuitState::HalfOpen);
             tracing::info!(provider = %self.provider_id, "Circuit half-open; probing the upstream");
             return Ok(());
         }
@@ -277,10 +283,12 @@ impl Resilient {
                     }
                     state.open_until =
                         Some(Instant::now() + seconds(self.config.circuit_breaker_cooldown_s));
+                    metrics::circuit_state(&self.provider_id, CircuitState::Open);
                 }
             }
             _ => {
                 if state.open_until.is_some() {
+                    metrics::circuit_state(&self.provider_id, CircuitState::Closed);
                     tracing::info!(provider = %self.provider_id, "Circuit closed; upstream answers again");
                 }
                 *state = BreakerState::default();
@@ -315,6 +323,7 @@ impl Resilient {
                 }
                 Err(err) => err,
             };
+            metrics::provider_error(&self.provider_id, err.kind());
             self.record(Err(&err));
             let Some(delay) = self.config.retry_delay(&err, retry) else {
                 return Err(if retry > 0 {
@@ -325,6 +334,7 @@ impl Resilient {
             };
             tracing::debug!(provider = %self.provider_id, error = %err, retry = retry + 1,
                 delay_ms = delay.as_millis() as u64, "Retrying after a temporary failure");
+            metrics::provider_retry(&self.provider_id);
             tokio::time::sleep(delay).await;
             retry += 1;
         }
@@ -340,14 +350,19 @@ impl Resilient {
             "provider '{}' sent nothing for {} seconds; the stream was ended",
             self.provider_id, self.config.stream_idle_timeout_s
         );
+        let provider_id: Arc<str> = self.provider_id.as_str().into();
         futures::stream::unfold(Some(stream), move |state| {
             let message = message.clone();
+            let provider_id = provider_id.clone();
             async move {
                 let mut stream = state?;
                 match tokio::time::timeout(limit, stream.next()).await {
                     Ok(Some(item)) => Some((item, Some(stream))),
                     Ok(None) => None,
-                    Err(_) => Some((Err(Error::new(ErrorKind::Timeout, message)), None)),
+                    Err(_) => {
+                        metrics::provider_error(&provider_id, ErrorKind::Timeout);
+                        Some((Err(Error::new(ErrorKind::Timeout, message)), None))
+                    }
                 }
             }
         })

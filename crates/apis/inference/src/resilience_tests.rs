@@ -300,3 +300,34 @@ fn config_ranges_are_checked() {
         "{paths:?}"
     );
 }
+
+/// The value of one sample of `/metrics`: `name{...provider="<provider>"...}`.
+fn sample(name: &str, provider: &str) -> Option<f64> {
+    let text = llama_stack_core::metrics::render();
+    let wanted = format!("provider=\"{provider}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&wanted))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .reduce(|a, b| a + b)
+}
+
+#[tokio::test]
+async fn errors_retries_and_the_breaker_state_are_metrics() {
+    use llama_stack_core::metrics::{CIRCUIT_STATE, PROVIDER_ERRORS, PROVIDER_RETRIES};
+    let inner = Scripted::new(vec![Err(unreachable()), Err(unreachable()), Ok(())]);
+    let config = ResilienceConfig {
+        max_retries: 1,
+        circuit_breaker_failures: 2,
+        circuit_breaker_cooldown_s: 0.05,
+        ..fast()
+    };
+    let layer = Resilient::wrap(inner.clone(), "metered", config);
+    assert_eq!(sample(CIRCUIT_STATE, "metered"), Some(0.0));
+    assert!(chat(&layer).await.is_err());
+    assert_eq!(sample(PROVIDER_ERRORS, "metered"), Some(2.0));
+    assert_eq!(sample(PROVIDER_RETRIES, "metered"), Some(1.0));
+    assert_eq!(sample(CIRCUIT_STATE, "metered"), Some(2.0), "open");
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(chat(&layer).await.unwrap(), 1);
+    assert_eq!(sample(CIRCUIT_STATE, "metered"), Some(0.0), "closed again");
+}

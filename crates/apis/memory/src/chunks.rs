@@ -338,6 +338,7 @@ impl MemoryService {
         params: &QueryParams,
         filter: Option<Filter>,
     ) -> Result<Vec<ScoredChunk>> {
+        let started = std::time::Instant::now();
         let (record, provider) = self
             .resolve_as(Action::Read, resource_type, store_id)
             .await?;
@@ -384,6 +385,12 @@ impl MemoryService {
         };
         hits.retain(|h| h.score >= params.score_threshold);
         hits.truncate(k);
+        let mode = match params.mode {
+            Mode::Vector => "vector",
+            Mode::Keyword => "keyword",
+            Mode::HybridRrf { .. } | Mode::HybridWeighted { .. } => "hybrid",
+        };
+        llama_stack_core::metrics::vector_query(mode, started.elapsed());
         Ok(hits)
     }
 

@@ -6,6 +6,7 @@ mod agents;
 mod compat;
 mod inference;
 mod inspect;
+mod metrics;
 mod models;
 mod responses;
 mod safety;

@@ -264,9 +264,10 @@ pub(crate) fn start(
     let (queue, jobs) = mpsc::channel::<Job>(limits.max_queue);
     let name = format!("candle-{}", files.location.display());
     let scheduler = Scheduler::new(model, limits);
+    let label = files.location.display().to_string();
     std::thread::Builder::new()
         .name(name.chars().take(15).collect())
-        .spawn(move || scheduler.run(jobs))
+        .spawn(move || scheduler.run(jobs, &label))
         .map_err(|e| Error::internal(format!("cannot start the engine thread: {e}")))?;
     Ok(EngineHandle {
         queue,
@@ -324,7 +325,8 @@ impl Scheduler {
         }
     }
 
-    fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+    /// Serves `jobs` until every sender is gone; `label` names the engine in metrics.
+    fn run(mut self, mut jobs: mpsc::Receiver<Job>, label: &str) {
         loop {
             if self.batch.is_empty() {
                 match jobs.blocking_recv() {
@@ -339,6 +341,7 @@ impl Scheduler {
                 }
             }
             self.step();
+            llama_stack_core::metrics::engine_state(label, jobs.len(), self.batch.len());
         }
     }
 
