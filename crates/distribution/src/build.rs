@@ -62,6 +62,7 @@ async fn build_stack(loaded: LoadedConfig) -> Result<Built, Error> {
     let info = StackInfo {
         image_name: loaded.config.image_name.clone(),
         apis: loaded.apis.clone(),
+        limits: loaded.server.limits.clone(),
     };
     let stack = Arc::new(assemble(&loaded, info, store, &store_dir).await?);
     let restored = stack.inference.restore_models().await?;

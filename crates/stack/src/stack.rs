@@ -37,6 +37,19 @@ pub struct StackInfo {
     pub image_name: String,
     /// The APIs served: run.yaml `apis`, or every API with a provider when that is empty.
     pub apis: Vec<Api>,
+    /// `server.limits`: what one request may ask for, on every transport.
+    pub limits: llama_stack_core::limits::RequestLimits,
+}
+
+impl StackInfo {
+    /// Holds a request, in its JSON form, to `server.limits` (token budgets, embedding inputs,
+    /// nesting): for transports that decode something other than JSON.
+    pub fn check_limits<T: serde::Serialize>(&self, request: &T) -> llama_stack_core::Result<()> {
+        let body = serde_json::to_vec(request).map_err(|e| {
+            llama_stack_core::Error::internal(format!("cannot check the request's limits: {e}"))
+        })?;
+        llama_stack_core::limits::check_body(&body, &self.limits)
+    }
 }
 
 pub struct Stack {

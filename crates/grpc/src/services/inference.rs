@@ -21,6 +21,7 @@ impl InferenceService for Inference {
         request: Request<pb::ChatCompletionRequest>,
     ) -> Result<Response<pb::ChatCompletionResponse>, Status> {
         let request = convert::chat_request_from_pb(request.into_inner()).map_err(status)?;
+        self.0.info.check_limits(&request).map_err(status)?;
         let chunks = self
             .0
             .inference
@@ -39,6 +40,7 @@ impl InferenceService for Inference {
     ) -> Result<Response<Self::StreamChatCompletionStream>, Status> {
         let deadline = deadline(request.metadata());
         let mut request = convert::chat_request_from_pb(request.into_inner()).map_err(status)?;
+        self.0.info.check_limits(&request).map_err(status)?;
         request.stream = Some(true);
         let chunks = self
             .0
@@ -58,6 +60,7 @@ impl InferenceService for Inference {
         request: Request<pb::CompletionRequest>,
     ) -> Result<Response<pb::CompletionResponse>, Status> {
         let request = convert::completion_request_from_pb(request.into_inner()).map_err(status)?;
+        self.0.info.check_limits(&request).map_err(status)?;
         let chunks = self.0.inference.completion(request).await.map_err(status)?;
         let response = collect_completion(chunks).await.map_err(status)?;
         Ok(Response::new(convert::completion_response_to_pb(response)))
@@ -72,6 +75,7 @@ impl InferenceService for Inference {
         let deadline = deadline(request.metadata());
         let mut request =
             convert::completion_request_from_pb(request.into_inner()).map_err(status)?;
+        self.0.info.check_limits(&request).map_err(status)?;
         request.stream = Some(true);
         let chunks = self.0.inference.completion(request).await.map_err(status)?;
         Ok(Response::new(reply(
@@ -86,6 +90,7 @@ impl InferenceService for Inference {
         request: Request<pb::EmbeddingsRequest>,
     ) -> Result<Response<pb::EmbeddingsResponse>, Status> {
         let request = convert::embeddings_request_from_pb(request.into_inner()).map_err(status)?;
+        self.0.info.check_limits(&request).map_err(status)?;
         let response = self.0.inference.embeddings(request).await.map_err(status)?;
         Ok(Response::new(pb::EmbeddingsResponse {
             embeddings: response

@@ -113,6 +113,7 @@ impl ResponsesService for Responses {
         request: Request<pb::CreateResponseRequest>,
     ) -> Result<Response<pb::ResponseObject>, Status> {
         let body = unary_body(request.into_inner().body).map_err(status)?;
+        self.0.info.check_limits(&body).map_err(status)?;
         match self.api()?.create_response(body).await.map_err(status)? {
             CreatedResponse::Object(value) => Ok(Response::new(response_to_pb(value))),
             CreatedResponse::Stream(_) => Err(status(Error::internal(
@@ -129,6 +130,7 @@ impl ResponsesService for Responses {
     ) -> Result<Response<Self::StreamResponseStream>, Status> {
         let deadline = deadline(request.metadata());
         let body = streamed_body(request.into_inner().body);
+        self.0.info.check_limits(&body).map_err(status)?;
         match self.api()?.create_response(body).await.map_err(status)? {
             CreatedResponse::Stream(events) => {
                 Ok(Response::new(reply(events, event_to_pb, deadline)))

@@ -331,3 +331,42 @@ async fn provider_data_metadata_reaches_the_provider() {
     let seen = h.upstream.seen.authorization.lock().unwrap().clone();
     assert_eq!(seen.as_deref(), Some("Bearer sk-from-metadata"));
 }
+
+#[tokio::test]
+async fn server_limits_hold_on_grpc_as_on_http() {
+    let h = support::start().await;
+    let mut inference = h.inference();
+    let mut greedy = chat("hi");
+    greedy.sampling_params = Some(pb::SamplingParams {
+        max_tokens: Some(500_000),
+        ..Default::default()
+    });
+    for err in [
+        inference.chat_completion(greedy.clone()).await.unwrap_err(),
+        inference.stream_chat_completion(greedy).await.unwrap_err(),
+    ] {
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().contains("server.limits.max_tokens"),
+            "{}",
+            err.message()
+        );
+    }
+    let many = pb::EmbeddingsRequest {
+        model_id: EMBEDDER.into(),
+        contents: vec![
+            pb::ContentItem {
+                item: Some(pb::content_item::Item::Text("x".into())),
+            };
+            3000
+        ],
+        ..Default::default()
+    };
+    let err = inference.embeddings(many).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("max_embedding_inputs"),
+        "{}",
+        err.message()
+    );
+}

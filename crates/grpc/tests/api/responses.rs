@@ -172,6 +172,7 @@ async fn start(fake: Option<Arc<Fake>>) -> Channel {
     let info = StackInfo {
         image_name: "grpc-responses-test".into(),
         apis: handles.iter().map(|h| h.api).collect(),
+        ..Default::default()
     };
     let stack = Arc::new(Stack::new(info, handles, services));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

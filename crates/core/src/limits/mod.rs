@@ -1,6 +1,10 @@
 //! `server.limits`: the sizes a request may have, checked before any work is done for it, each
 //! refused with a 4xx that names the limit and the run.yaml key that sets it.
 
+mod body;
+
+pub use body::{check_body, check_embedding_inputs};
+
 /// The limits, with the defaults a distribution gets when it sets none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestLimits {
