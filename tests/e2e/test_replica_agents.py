@@ -8,11 +8,8 @@ The model is the canned upstream of `agents_support`.
 
 from __future__ import annotations
 
-import http.client
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -23,71 +20,7 @@ from llama_stack_client.lib.agents.client_tool import client_tool
 from agents_support import GREETING, MODEL, ToolCallingUpstream
 from e2e_support import HTTP_TIMEOUT_S
 from memory_support import postgres_database
-
-# Hop-by-hop headers, and the ones the proxy sets itself.
-HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-               "proxy-connection", "host"}
-
-
-class RoundRobinProxy:
-    """Sends each request to the next backend in turn and passes its answer through as it
-    comes, so a streamed turn reaches the client event by event."""
-
-    def __init__(self, backends: list[str]) -> None:
-        self.backends = [urlsplit(b) for b in backends]
-        self.routed: list[tuple[str, str, int]] = []  # (method, path, backend index)
-        self._lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            # HTTP/1.0: the answer ends when the connection closes, whatever its framing was.
-            protocol_version = "HTTP/1.0"
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def forward(self) -> None:
-                index = proxy.pick(self.command, self.path)
-                backend = proxy.backends[index]
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in HOP_HEADERS}
-                conn = http.client.HTTPConnection(backend.hostname, backend.port,
-                                                  timeout=HTTP_TIMEOUT_S)
-                try:
-                    conn.request(self.command, self.path, body=body or None, headers=headers)
-                    answer = conn.getresponse()
-                    self.send_response(answer.status, answer.reason)
-                    for key, value in answer.getheaders():
-                        if key.lower() not in HOP_HEADERS | {"server", "date"}:
-                            self.send_header(key, value)
-                    self.end_headers()
-                    while chunk := answer.read1(65536):
-                        self.wfile.write(chunk)
-                        self.wfile.flush()
-                finally:
-                    conn.close()
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = forward
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def pick(self, method: str, path: str) -> int:
-        with self._lock:
-            index = len(self.routed) % len(self.backends)
-            self.routed.append((method, path, index))
-            return index
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
+from replica_support import RoundRobinProxy
 
 def run_yaml(path, upstream_url: str, pg: dict[str, str]) -> str:
     """The stub model, the agents API and what it needs, all records in PostgreSQL."""
