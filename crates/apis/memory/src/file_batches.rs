@@ -1,7 +1,8 @@
 //! Vector store file batches (`/v1/vector_stores/{id}/file_batches`): several files attached
 //! in the background, one after another, with counts that follow their store file records. A
-//! batch is a record in the metadata store; one still running when the server stopped goes on
-//! with the files it had not reached when the server starts again.
+//! batch is a record in the metadata store, leased by the replica running it (see
+//! [`crate::lease`]); one whose replica stopped goes on with the files it had not reached, on
+//! whichever replica claims it first once the lease runs out.
 //!
 //! A batch runs as the caller who created it (as its recorded owner after a restart), so it
 //! attaches only the files that caller may read.
@@ -13,11 +14,24 @@ use llama_stack_core::{Error, ErrorKind, Result, now_secs};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::lease::{self, Heartbeat};
 use crate::service::{MemoryService, VECTOR_STORE};
 use crate::vector_store_files::attributes_from;
 use crate::vector_stores::{PageQuery, chunking_sizes, page};
 
 const BATCH_KIND: &str = "vector_store_file_batch";
+
+fn unfinished(record: &Value) -> bool {
+    record["status"] == "in_progress"
+}
+
+/// The batches this process works on, so that a scan never starts a second run of one whose
+/// renewal came late.
+fn running() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
+    static RUNNING: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    RUNNING.get_or_init(Default::default)
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct BatchRecord {
@@ -73,11 +87,6 @@ impl MemoryService {
             batch_not_found(store_id, batch_id)
         })?;
         Ok(batch)
-    }
-
-    async fn save_batch(&self, batch: &BatchRecord) -> Result<()> {
-        let value = serde_json::to_value(batch).map_err(|e| Error::internal(e.to_string()))?;
-        self.store.put(BATCH_KIND, &batch.id, &value).await
     }
 
     /// The batch object, its counts read from the store file records.
@@ -148,22 +157,55 @@ impl MemoryService {
             status: "in_progress".into(),
             owner: access::owner_for_new(),
         };
-        self.save_batch(&batch).await?;
+        let mut value = serde_json::to_value(&batch).map_err(|e| Error::internal(e.to_string()))?;
+        lease::set_lease(&mut value, lease::process_holder());
+        self.store.put(BATCH_KIND, &batch.id, &value).await?;
         let object = self.batch_object(&batch).await?;
         let work = self.batch_work(batch);
         tokio::spawn(access::within(access::current(), work));
         Ok(object)
     }
 
+    /// Runs a batch this process holds the lease of, renewing it meanwhile; stops when
+    /// another replica took the batch over.
     fn batch_work(
         self: &Arc<Self>,
         batch: BatchRecord,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let svc = self.clone();
         async move {
-            if let Err(err) = svc.run_batch(batch.clone()).await {
-                tracing::error!(batch = %batch.id, error = %err, "File batch stopped");
+            let id = batch.id.clone();
+            if !running()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.clone())
+            {
+                return;
             }
+            let (lost, taken) = tokio::sync::oneshot::channel::<()>();
+            let heartbeat = Heartbeat::start(
+                svc.store.clone(),
+                BATCH_KIND,
+                id.clone(),
+                lease::process_holder().to_string(),
+                unfinished,
+                move || {
+                    let _ = lost.send(());
+                },
+            );
+            tokio::select! {
+                result = svc.run_batch(batch) => {
+                    if let Err(err) = result {
+                        tracing::error!(batch = %id, error = %err, "File batch stopped");
+                    }
+                }
+                Ok(()) = taken => {}
+            }
+            heartbeat.stop().await;
+            running()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
         }
     }
 
@@ -200,26 +242,66 @@ impl MemoryService {
                     .await?;
             }
         }
-        let mut current = self.batch(&batch.vector_store_id, &batch.id).await?;
-        if current.status == "in_progress" {
-            current.status = "completed".into();
-            self.save_batch(&current).await?;
-        }
+        // Completed only by its holder, which also gives the lease up.
+        let holder = lease::process_holder();
+        lease::update(self.store.as_ref(), BATCH_KIND, &batch.id, |current| {
+            let mut record = current
+                .filter(|r| unfinished(r) && lease::holder_of(r).is_none_or(|h| h == holder))?;
+            record["status"] = json!("completed");
+            lease::clear_lease(&mut record);
+            Some(record)
+        })
+        .await?;
         Ok(())
     }
 
-    /// Picks up the batches an earlier process left running.
+    /// Picks up the batches whose lease ran out (a replica, or an earlier run of this one,
+    /// died running them), now and every [`lease::scan_interval`] after.
     pub async fn resume_file_batches(self: &Arc<Self>) -> Result<()> {
+        self.claim_file_batches().await?;
+        let svc = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease::scan_interval()).await;
+                let Some(svc) = svc.upgrade() else { return };
+                if let Err(e) = svc.claim_file_batches().await {
+                    tracing::warn!(error = %e, "Cannot scan for file batches to take over");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// One scan: claims every unfinished batch nobody holds and runs it; answers how many.
+    pub(crate) async fn claim_file_batches(self: &Arc<Self>) -> Result<usize> {
+        let mut claimed = 0;
         for value in self.store.list(BATCH_KIND).await? {
-            if let Ok(batch) = serde_json::from_value::<BatchRecord>(value)
-                && batch.status == "in_progress"
+            let Some(id) = value["id"].as_str() else {
+                continue;
+            };
+            if !unfinished(&value)
+                || !lease::is_expired(&value)
+                || running()
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(id)
             {
+                continue;
+            }
+            let holder = lease::process_holder();
+            let Some(record) =
+                lease::claim(self.store.as_ref(), BATCH_KIND, id, holder, unfinished).await?
+            else {
+                continue;
+            };
+            if let Ok(batch) = serde_json::from_value::<BatchRecord>(record) {
                 tracing::info!(batch = %batch.id, "Resuming a vector store file batch");
+                claimed += 1;
                 let owner = batch.owner.clone();
                 tokio::spawn(access::as_user(owner, self.batch_work(batch)));
             }
         }
-        Ok(())
+        Ok(claimed)
     }
 
     /// `GET /v1/vector_stores/{id}/file_batches/{batch_id}`.
@@ -231,13 +313,21 @@ impl MemoryService {
     /// `POST /v1/vector_stores/{id}/file_batches/{batch_id}/cancel`: files not yet reached
     /// are not attached.
     pub async fn cancel_file_batch(&self, store_id: &str, batch_id: &str) -> Result<Value> {
-        let mut batch = self
+        let batch = self
             .checked_batch(Action::Update, store_id, batch_id)
             .await?;
-        if batch.status == "in_progress" {
-            batch.status = "cancelled".into();
-            self.save_batch(&batch).await?;
-        }
+        // Under the lease's lock, so that a renewal under way cannot write the batch back.
+        let cancelled = lease::update(self.store.as_ref(), BATCH_KIND, batch_id, |current| {
+            let mut record = current.filter(unfinished)?;
+            record["status"] = json!("cancelled");
+            lease::clear_lease(&mut record);
+            Some(record)
+        })
+        .await?;
+        let batch = match cancelled.map(serde_json::from_value::<BatchRecord>) {
+            Some(Ok(cancelled)) => cancelled,
+            _ => self.batch(store_id, batch_id).await.unwrap_or(batch),
+        };
         self.batch_object(&batch).await
     }
 

@@ -14,6 +14,7 @@ mod documents;
 mod file_batches;
 pub mod files;
 pub mod files_ops;
+pub mod lease;
 mod replicas;
 mod service;
 mod vector_dbs;

@@ -19,10 +19,11 @@ use crate::input::{items_to_messages, tool_call_ids};
 use crate::request::{CreateRequest, field_error, parse};
 use crate::run::{Run, response_object};
 use crate::store::{
-    RESPONSE_KIND, RESPONSE_RESOURCE, ResponseRecord, get_conversation, get_items, get_response,
-    new_id, now_nanos, page, put_items, put_response, response_for,
+    RESPONSE_KIND, RESPONSE_RESOURCE, ResponseRecord, get_conversation, get_items, new_id,
+    now_nanos, page, put_items, put_response, response_for,
 };
 use crate::tools::ToolSpec;
+use llama_stack_memory::lease;
 
 /// What a response starts from, read under the conversation's lock.
 struct Prepared {
@@ -169,18 +170,20 @@ impl BuiltinResponses {
     /// Stores a finished response, and appends it to its conversation.
     async fn persist(&self, run: &Run, object: &Value, who: &Identity) -> Result<()> {
         if run.req.store {
-            put_response(
-                self.store.as_ref(),
-                &ResponseRecord {
-                    response: object.clone(),
-                    input: run.req.input.clone(),
-                    messages: run.messages.clone(),
-                    seq: who.seq,
-                    request: who.body.clone(),
-                    owner: who.owner.clone(),
-                },
-            )
-            .await?;
+            let record = ResponseRecord {
+                response: object.clone(),
+                input: run.req.input.clone(),
+                messages: run.messages.clone(),
+                seq: who.seq,
+                request: who.body.clone(),
+                owner: who.owner.clone(),
+            };
+            if who.body.is_some() {
+                // Unless cancelled or taken over meanwhile; the lease ends with it.
+                self.write_held(&record, false).await?;
+            } else {
+                put_response(self.store.as_ref(), &record).await?;
+            }
         }
         if let Some(conversation) = &run.req.conversation {
             let mut items = get_items(self.store.as_ref(), conversation).await?;
@@ -252,13 +255,9 @@ impl BuiltinResponses {
         }
     }
 
-    /// Writes a background response's final state, unless it was cancelled meanwhile.
+    /// Writes a background response's final state, unless it was cancelled or taken over
+    /// meanwhile.
     async fn store_unless_cancelled(&self, run: &Run, object: Value, who: &Identity) {
-        if let Ok(current) = get_response(self.store.as_ref(), &who.id).await
-            && current.response["status"] == "cancelled"
-        {
-            return;
-        }
         let record = ResponseRecord {
             response: object,
             input: run.req.input.clone(),
@@ -267,9 +266,29 @@ impl BuiltinResponses {
             request: who.body.clone(),
             owner: who.owner.clone(),
         };
-        if let Err(e) = put_response(self.store.as_ref(), &record).await {
+        if let Err(e) = self.write_held(&record, false).await {
             tracing::error!(response = %who.id, error = %e, "Cannot store a background response");
         }
+    }
+
+    /// Starts a background response resumed from its record, which this process has claimed.
+    pub(crate) fn spawn_background_for(
+        self: &Arc<Self>,
+        req: CreateRequest,
+        id: String,
+        created_at: i64,
+        seq: u64,
+        body: Option<Value>,
+        owner: Option<llama_stack_types::User>,
+    ) {
+        let who = Identity {
+            id,
+            created_at,
+            seq,
+            body,
+            owner,
+        };
+        self.spawn_background(req, who);
     }
 
     /// Starts a background response: it is stored `in_progress` and run detached, as the
@@ -279,61 +298,64 @@ impl BuiltinResponses {
         let (go, ready) = tokio::sync::oneshot::channel::<()>();
         let id = who.id.clone();
         let caller = access::current();
-        let task = tokio::spawn(access::within(caller, async move {
-            let _ = ready.await;
-            let mut started = response_object(
-                &req,
-                &who.id,
-                who.created_at,
-                "in_progress",
-                &[],
-                Value::Null,
-            );
-            started["background"] = json!(true);
-            let record = ResponseRecord {
-                response: started,
-                input: req.input.clone(),
-                messages: Vec::new(),
-                seq: who.seq,
-                request: who.body.clone(),
-                owner: who.owner.clone(),
-            };
-            let still_wanted = match get_response(svc.store.as_ref(), &who.id).await {
-                Ok(current) => current.response["status"] != "cancelled",
-                Err(_) => false,
-            };
-            if still_wanted && put_response(svc.store.as_ref(), &record).await.is_ok() {
-                let result = match svc.prepare(&req).await {
-                    Ok(prepared) => {
-                        svc.clone()
-                            .execute(req.clone(), who.clone(), prepared, Emitter::new(None))
-                            .await
-                    }
-                    Err(e) => Err(e),
+        let task = tokio::spawn(llama_stack_core::trace::carry(access::within(
+            caller,
+            async move {
+                let _ = ready.await;
+                let mut started = response_object(
+                    &req,
+                    &who.id,
+                    who.created_at,
+                    "in_progress",
+                    &[],
+                    Value::Null,
+                );
+                started["background"] = json!(true);
+                let record = ResponseRecord {
+                    response: started,
+                    input: req.input.clone(),
+                    messages: Vec::new(),
+                    seq: who.seq,
+                    request: who.body.clone(),
+                    owner: who.owner.clone(),
                 };
-                if let Err(e) = &result
-                    && e.kind() != ErrorKind::Internal
-                {
-                    // execute() stored the failure; a failed prepare is stored here.
-                    if let Ok(current) = get_response(svc.store.as_ref(), &who.id).await
-                        && current.response["status"] == "in_progress"
+                let heartbeat = svc.heartbeat(&who.id);
+                if svc.write_held(&record, true).await.unwrap_or(false) {
+                    let result = match svc.prepare(&req).await {
+                        Ok(prepared) => {
+                            svc.clone()
+                                .execute(req.clone(), who.clone(), prepared, Emitter::new(None))
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = &result
+                        && e.kind() != ErrorKind::Internal
                     {
-                        let mut failed = current.response.clone();
-                        failed["status"] = json!("failed");
-                        failed["error"] = json!({"code": "invalid_prompt", "message": e.message()});
-                        let record = ResponseRecord {
-                            response: failed,
-                            ..current
-                        };
-                        let _ = put_response(svc.store.as_ref(), &record).await;
+                        // execute() stored the failure; a failed prepare is stored here.
+                        let holder = svc.lease_holder.as_str();
+                        let _ =
+                            lease::update(svc.store.as_ref(), RESPONSE_KIND, &who.id, |current| {
+                                let mut current = current.filter(|r| {
+                                    r["response"]["status"] == "in_progress"
+                                        && lease::holder_of(r).is_none_or(|h| h == holder)
+                                })?;
+                                current["response"]["status"] = json!("failed");
+                                current["response"]["error"] =
+                                    json!({"code": "invalid_prompt", "message": e.message()});
+                                lease::clear_lease(&mut current);
+                                Some(current)
+                            })
+                            .await;
                     }
                 }
-            }
-            svc.running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&who.id);
-        }));
+                heartbeat.stop().await;
+                svc.running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&who.id);
+            },
+        )));
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -360,17 +382,14 @@ impl Responses for BuiltinResponses {
             let mut queued =
                 response_object(&req, &who.id, who.created_at, "queued", &[], Value::Null);
             queued["background"] = json!(true);
-            put_response(
-                self.store.as_ref(),
-                &ResponseRecord {
-                    response: queued.clone(),
-                    input: req.input.clone(),
-                    messages: Vec::new(),
-                    seq: who.seq,
-                    request: who.body.clone(),
-                    owner: who.owner.clone(),
-                },
-            )
+            self.put_leased(&ResponseRecord {
+                response: queued.clone(),
+                input: req.input.clone(),
+                messages: Vec::new(),
+                seq: who.seq,
+                request: who.body.clone(),
+                owner: who.owner.clone(),
+            })
             .await?;
             self.spawn_background(req, who);
             return Ok(CreatedResponse::Object(queued));
@@ -379,20 +398,24 @@ impl Responses for BuiltinResponses {
         if req.stream {
             let (tx, rx) = unbounded_channel();
             let svc = self.clone();
-            tokio::spawn(access::within(access::current(), async move {
-                let _ = svc
-                    .execute(req, who, prepared, Emitter::new(Some(tx)))
-                    .await;
-            }));
+            tokio::spawn(llama_stack_core::trace::carry(access::within(
+                access::current(),
+                async move {
+                    let _ = svc
+                        .execute(req, who, prepared, Emitter::new(Some(tx)))
+                        .await;
+                },
+            )));
             return Ok(CreatedResponse::Stream(
                 UnboundedReceiverStream::new(rx).boxed(),
             ));
         }
         // Spawned, so that a client that hangs up does not cut the response short.
         let svc = self.clone();
-        let task = tokio::spawn(access::within(access::current(), async move {
-            svc.execute(req, who, prepared, Emitter::new(None)).await
-        }));
+        let task = tokio::spawn(llama_stack_core::trace::carry(access::within(
+            access::current(),
+            async move { svc.execute(req, who, prepared, Emitter::new(None)).await },
+        )));
         let object = task
             .await
             .map_err(|e| Error::internal(format!("the response task failed: {e}")))??;
@@ -427,6 +450,8 @@ impl Responses for BuiltinResponses {
 
     async fn delete_response(&self, id: &str) -> Result<Value> {
         response_for(self.store.as_ref(), id, Action::Delete).await?;
+        // Under the lease's lock, so that a renewal under way cannot write it back.
+        let _lock = self.store.lock(&lease::lock_key(RESPONSE_KIND, id)).await?;
         if let Some(task) = self
             .running
             .lock()
@@ -445,6 +470,9 @@ impl Responses for BuiltinResponses {
     }
 
     async fn cancel_response(&self, id: &str) -> Result<Value> {
+        // Read and written under the lease's lock, so that no renewal writes back the state
+        // before the cancel; writing the record without a lease ends it.
+        let _lock = self.store.lock(&lease::lock_key(RESPONSE_KIND, id)).await?;
         let mut record = response_for(self.store.as_ref(), id, Action::Update).await?;
         let status = record.response["status"]
             .as_str()
@@ -481,62 +509,7 @@ impl Responses for BuiltinResponses {
     }
 
     async fn resume_background(self: Arc<Self>) -> Result<()> {
-        let records: Vec<ResponseRecord> = self
-            .store
-            .list(RESPONSE_KIND)
-            .await?
-            .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
-            .collect();
-        for record in records {
-            let status = record.response["status"].as_str().unwrap_or_default();
-            if status != "queued" && status != "in_progress" {
-                continue;
-            }
-            let id = record.response["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let parsed = record
-                .request
-                .as_ref()
-                .and_then(Value::as_object)
-                .map(|body| parse(body, self.config.max_infer_iters));
-            match parsed {
-                Some(Ok(req)) => {
-                    tracing::info!(response = %id, "Resuming a background response an earlier run left unfinished");
-                    let who = Identity {
-                        id,
-                        created_at: record.response["created_at"]
-                            .as_i64()
-                            .unwrap_or_else(now_secs),
-                        seq: record.seq,
-                        body: record.request.clone(),
-                        owner: record.owner.clone(),
-                    };
-                    // It runs as its creator, never with more than they had.
-                    access::as_user(record.owner.clone(), async {
-                        self.spawn_background(req, who)
-                    })
-                    .await;
-                }
-                _ => {
-                    let mut failed = record.response.clone();
-                    failed["status"] = json!("failed");
-                    failed["error"] = json!({"code": "server_error",
-                        "message": "the server stopped while this response ran, and its request could not be read again"});
-                    put_response(
-                        self.store.as_ref(),
-                        &ResponseRecord {
-                            response: failed,
-                            ..record
-                        },
-                    )
-                    .await?;
-                }
-            }
-        }
-        Ok(())
+        self.resume_leased().await
     }
 
     async fn create_conversation(&self, body: Map<String, Value>) -> Result<Value> {

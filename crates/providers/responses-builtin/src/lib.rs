@@ -12,6 +12,7 @@ mod api;
 mod conversations;
 mod events;
 mod input;
+mod lease;
 mod request;
 mod run;
 mod run_steps;
@@ -57,6 +58,11 @@ pub struct BuiltinResponses {
     pub(crate) conversation_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Background responses running in this process, to cancel them.
     pub(crate) running: std::sync::Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// Who holds the leases of the background responses this instance runs (one per process
+    /// in a server), so replicas sharing the store run each once.
+    pub(crate) lease_holder: String,
+    /// Whether the scan for responses to take over has started.
+    pub(crate) scanning: std::sync::atomic::AtomicBool,
 }
 
 impl BuiltinResponses {
@@ -75,6 +81,8 @@ impl BuiltinResponses {
             config,
             conversation_locks: Mutex::new(HashMap::new()),
             running: std::sync::Mutex::new(HashMap::new()),
+            lease_holder: llama_stack_memory::lease::new_holder(),
+            scanning: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

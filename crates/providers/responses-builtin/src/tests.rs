@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use crate::{BuiltinResponses, BuiltinResponsesConfig};
 
 mod access;
+mod replicas;
 
 /// One scripted reply: text, or a tool call, and the finish reason.
 enum Reply {
