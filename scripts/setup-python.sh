@@ -30,6 +30,7 @@ import jwt, cryptography  # noqa: F401
 import prometheus_client.parser  # noqa: F401
 import moto.server  # noqa: F401
 import kubernetes_validate  # noqa: F401
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: F401
 assert md.version("llama-stack-client") == "0.2.23", md.version("llama-stack-client")
 PY
 then
@@ -51,6 +52,8 @@ else
   "$vpy" -m pip install "${pip_quiet[@]}" "moto[server]>=5,<6"
   # The Kubernetes manifests are checked against the API schemas it bundles.
   "$vpy" -m pip install "${pip_quiet[@]}" kubernetes-validate
+  # The OTLP export test decodes the server's protobuf trace exports with the official messages.
+  "$vpy" -m pip install "${pip_quiet[@]}" opentelemetry-proto
 fi
 
 "$vpy" - <<'PY'

@@ -4,6 +4,7 @@
 
 mod model_cmd;
 mod model_hub;
+mod otel;
 mod recipe;
 mod tls;
 
@@ -25,9 +26,16 @@ use tower::Layer;
     about = "A Llama Stack server: inference, safety, memory and agents over HTTP"
 )]
 struct Cli {
-    /// Log output format. The level comes from RUST_LOG (default `info`; warnings only for
-    /// recipes).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    /// Log output format (or LLAMA_STACK_LOG_FORMAT). The level comes from RUST_LOG (default
+    /// `info`; warnings only for recipes). Lines logged for a request carry its `request_id`
+    /// and `trace_id` span fields.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "LLAMA_STACK_LOG_FORMAT",
+        default_value_t = LogFormat::Pretty
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -96,20 +104,34 @@ fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
-fn init_logging(format: LogFormat, default_filter: &str) {
+/// Installs the log subscriber, with the OTLP exporting layer when the environment configures
+/// one; the returned provider is flushed at exit.
+fn init_logging(
+    format: LogFormat,
+    default_filter: &str,
+) -> Option<opentelemetry_sdk::trace::SdkTracerProvider> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     // Colour only on a terminal: log files and collectors get plain text.
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
-    }
+    let fmt = match format {
+        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Pretty => fmt.boxed(),
+    };
+    let (otel, provider) = otel::init().unzip();
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .init();
+    provider
 }
 
 fn main() -> ExitCode {
@@ -121,7 +143,7 @@ fn main() -> ExitCode {
         // provider reports the same failure, with the endpoint, as the call's error.
         _ => "info,rmcp::transport::worker=off",
     };
-    init_logging(cli.log_format, default_filter);
+    let exporter = init_logging(cli.log_format, default_filter);
     let result = match cli.command {
         Command::Run {
             config,
@@ -154,6 +176,9 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
     };
+    if let Some(provider) = &exporter {
+        otel::shutdown(provider);
+    }
     match result {
         Ok(code) => code,
         Err(err) => {
@@ -322,6 +347,8 @@ async fn serve(
     }
     // Outermost, so that quota and auth refusals are counted too.
     let app = llama_stack_http::with_metrics(app);
+    // Outside metrics too: every line logged for a request, refusals included, names it.
+    let app = llama_stack_http::with_trace_context(app);
     let app = tower::util::MapRequestLayer::new(llama_stack_http::normalize_path).layer(app);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {

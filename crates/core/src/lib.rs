@@ -15,6 +15,7 @@ pub mod paging;
 pub mod quota;
 pub mod request_context;
 pub mod store;
+pub mod trace;
 
 pub use api::Api;
 pub use config::{CheckedConfig, ConfigIssue, load_config, parse_config, validate_config};

@@ -16,6 +16,7 @@ mod quota;
 mod services;
 pub mod status;
 mod stream;
+mod trace;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -135,9 +136,10 @@ where
         + Send
         + 'static,
 {
-    // The first layer is the outermost: metrics see every call, auth's and quota's refusals
-    // included, and quotas count the principal that auth found.
+    // The first layer is the outermost: every call's log lines carry its ids, metrics see every
+    // call, auth's and quota's refusals included, and quotas count the principal that auth found.
     tonic::transport::Server::builder()
+        .layer(trace::TraceLayer)
         .layer(metrics::MetricsLayer)
         .layer(tower::util::option_layer(auth.map(auth::AuthLayer)))
         .layer(tower::util::option_layer(quota.map(quota::QuotaLayer)))

@@ -12,6 +12,7 @@ mod provider_data;
 mod routes;
 mod sse;
 pub mod table;
+mod trace;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -33,6 +34,7 @@ use routes::{
     safety, vector_stores,
 };
 pub use table::{RouteEntry, RouteTable};
+pub use trace::with_trace_context;
 
 /// Largest request body accepted by default (`server.limits.max_body_bytes`): a chat with long
 /// documents fits; a runaway upload does not.

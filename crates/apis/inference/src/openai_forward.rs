@@ -11,9 +11,10 @@ use llama_stack_types::openai::{
     OpenAiEmbeddingsResponse,
 };
 use llama_stack_types::{Model, ModelType};
+use tracing::Instrument;
 
 use crate::openai_compat::OpenAiOutput;
-use crate::ops::{Observed, require_llm};
+use crate::ops::{Observed, generation_span, require_llm};
 use crate::provider::{ForwardedReply, InferenceProvider};
 use crate::service::InferenceService;
 use llama_stack_core::metrics::Generation;
@@ -40,18 +41,24 @@ fn renamed<T, S>(reply: ForwardedReply, model: String) -> OpenAiOutput<T, S> {
     }
 }
 
-/// `reply` with its generation timed and its tokens (the upstream's `usage`) counted.
-fn measured(reply: ForwardedReply, mut generation: Generation) -> ForwardedReply {
+/// `reply` with its generation timed and its tokens (the upstream's `usage`) counted, on
+/// `span` too.
+fn measured(
+    reply: ForwardedReply,
+    mut generation: Generation,
+    span: tracing::Span,
+) -> ForwardedReply {
     match reply {
         ForwardedReply::Json(value) => {
-            if let Some((prompt, completion)) = value.usage() {
-                generation.tokens(prompt, completion);
+            if let Some(usage) = value.usage() {
+                generation.tokens(usage.0, usage.1);
+                crate::ops::record_usage(&span, usage);
             }
             generation.finish();
             ForwardedReply::Json(value)
         }
         ForwardedReply::Stream(stream) => {
-            ForwardedReply::Stream(crate::ops::measured(stream, generation))
+            ForwardedReply::Stream(crate::ops::measured(stream, generation, span))
         }
     }
 }
@@ -75,11 +82,15 @@ impl InferenceService {
     ) -> Result<OpenAiOutput<T, S>> {
         require_llm(&model, "chat completions")?;
         let asked = std::mem::replace(&mut request.model, model.provider_resource_id.clone());
-        let meter = crate::budget::admit().await?;
+        let span = generation_span("chat", &model);
+        let meter = crate::budget::admit().instrument(span.clone()).await?;
         let generation = Generation::start(&model.identifier, &model.provider_id);
-        let reply = provider.openai_chat_completion(&model, request).await?;
+        let reply = provider
+            .openai_chat_completion(&model, request)
+            .instrument(span.clone())
+            .await?;
         Ok(renamed(
-            measured(crate::budget::forwarded(reply, meter), generation),
+            measured(crate::budget::forwarded(reply, meter), generation, span),
             asked,
         ))
     }
@@ -91,11 +102,15 @@ impl InferenceService {
     ) -> Result<OpenAiOutput<T, S>> {
         require_llm(&model, "completions")?;
         let asked = std::mem::replace(&mut request.model, model.provider_resource_id.clone());
-        let meter = crate::budget::admit().await?;
+        let span = generation_span("text_completion", &model);
+        let meter = crate::budget::admit().instrument(span.clone()).await?;
         let generation = Generation::start(&model.identifier, &model.provider_id);
-        let reply = provider.openai_completion(&model, request).await?;
+        let reply = provider
+            .openai_completion(&model, request)
+            .instrument(span.clone())
+            .await?;
         Ok(renamed(
-            measured(crate::budget::forwarded(reply, meter), generation),
+            measured(crate::budget::forwarded(reply, meter), generation, span),
             asked,
         ))
     }
@@ -112,7 +127,10 @@ impl InferenceService {
             )));
         }
         let asked = std::mem::replace(&mut request.model, model.provider_resource_id.clone());
-        let mut response = provider.openai_embeddings(&model, request).await?;
+        let mut response = provider
+            .openai_embeddings(&model, request)
+            .instrument(generation_span("embeddings", &model))
+            .await?;
         response.model = asked;
         Ok(response)
     }

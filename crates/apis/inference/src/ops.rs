@@ -8,6 +8,7 @@ use llama_stack_types::{
     InterleavedContent, Model, ModelType, StopReason, ToolCallOrText, ToolCallParseStatus,
     ToolConfig,
 };
+use tracing::Instrument;
 
 use crate::provider::{ChatStream, CompletionStream, Embeddings};
 use crate::service::InferenceService;
@@ -112,10 +113,18 @@ impl InferenceService {
         let (model, provider) = self.resolve_model(&request.model_id).await?;
         require_llm(&model, "chat completions")?;
         request.model_id = model.provider_resource_id.clone();
-        let meter = crate::budget::admit().await?;
+        let span = generation_span("chat", &model);
+        let meter = crate::budget::admit().instrument(span.clone()).await?;
         let generation = Generation::start(&model.identifier, &model.provider_id);
-        let stream = provider.chat_completion(&model, request).await?;
-        Ok(measured(crate::budget::chat(stream, meter), generation))
+        let stream = provider
+            .chat_completion(&model, request)
+            .instrument(span.clone())
+            .await?;
+        Ok(measured(
+            crate::budget::chat(stream, meter),
+            generation,
+            span,
+        ))
     }
 
     /// `POST /v1/inference/completion`: always a stream; see [`collect_completion`].
@@ -123,12 +132,17 @@ impl InferenceService {
         let (model, provider) = self.resolve_model(&request.model_id).await?;
         require_llm(&model, "completions")?;
         request.model_id = model.provider_resource_id.clone();
-        let meter = crate::budget::admit().await?;
+        let span = generation_span("text_completion", &model);
+        let meter = crate::budget::admit().instrument(span.clone()).await?;
         let generation = Generation::start(&model.identifier, &model.provider_id);
-        let stream = provider.completion(&model, request).await?;
+        let stream = provider
+            .completion(&model, request)
+            .instrument(span.clone())
+            .await?;
         Ok(measured(
             crate::budget::completion(stream, meter),
             generation,
+            span,
         ))
     }
 
@@ -180,7 +194,10 @@ impl InferenceService {
         }
         let inputs = request.contents.len();
         request.model_id = model.provider_resource_id.clone();
-        let embeddings = provider.embeddings(&model, request).await?;
+        let embeddings = provider
+            .embeddings(&model, request)
+            .instrument(generation_span("embeddings", &model))
+            .await?;
         if embeddings.vectors.len() != inputs {
             return Err(Error::internal(format!(
                 "provider '{}' returned {} embeddings for {inputs} inputs",
@@ -253,25 +270,53 @@ impl Observed for serde_json::Value {
     }
 }
 
+/// The span of one model call, named and described by the OpenTelemetry GenAI semantic
+/// conventions, for trace export; token counts are recorded when the answer reports them.
+pub(crate) fn generation_span(operation: &'static str, model: &Model) -> tracing::Span {
+    tracing::info_span!(
+        target: "llama_stack::inference",
+        "gen_ai",
+        otel.name = %format_args!("{operation} {}", model.identifier),
+        gen_ai.operation.name = operation,
+        gen_ai.request.model = %model.identifier,
+        gen_ai.provider.name = %model.provider_id,
+        gen_ai.system = %model.provider_id,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+    )
+}
+
+/// Puts an answer's token counts on its generation span.
+pub(crate) fn record_usage(span: &tracing::Span, (input, output): (u64, u64)) {
+    // As i64: the OpenTelemetry layer exports a u64 field as text.
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    span.record("gen_ai.usage.input_tokens", count(input));
+    span.record("gen_ai.usage.output_tokens", count(output));
+}
+
 /// `stream` with `generation` timed (first output, end) and its tokens counted as they pass.
+/// `span` is the generation's: it stays open, and the stream is polled in it, until the last
+/// chunk (or the stream is dropped).
 pub(crate) fn measured<T: Observed + Send + 'static>(
     stream: futures::stream::BoxStream<'static, Result<T>>,
     generation: Generation,
+    span: tracing::Span,
 ) -> futures::stream::BoxStream<'static, Result<T>> {
     futures::stream::unfold(
-        (stream, generation),
-        |(mut stream, mut generation)| async move {
-            match stream.next().await {
+        (stream, generation, span),
+        |(mut stream, mut generation, span)| async move {
+            match stream.next().instrument(span.clone()).await {
                 Some(item) => {
                     if let Ok(chunk) = &item {
                         if chunk.has_output() {
                             generation.first_token();
                         }
-                        if let Some((prompt, completion)) = chunk.usage() {
-                            generation.tokens(prompt, completion);
+                        if let Some(usage) = chunk.usage() {
+                            generation.tokens(usage.0, usage.1);
+                            record_usage(&span, usage);
                         }
                     }
-                    Some((item, (stream, generation)))
+                    Some((item, (stream, generation, span)))
                 }
                 None => {
                     generation.finish();
@@ -480,7 +525,11 @@ mod tests {
             Ok(last),
         ];
         let generation = Generation::start("measured-model", "measured-provider");
-        let stream = measured(futures::stream::iter(chunks).boxed(), generation);
+        let stream = measured(
+            futures::stream::iter(chunks).boxed(),
+            generation,
+            tracing::Span::none(),
+        );
         assert_eq!(stream.count().await, 3);
         let text = metrics::render();
         let value = |name: &str| {

@@ -19,6 +19,7 @@ use llama_stack_inference::InferenceApi;
 use llama_stack_inference::openai_compat::message_to_classic;
 use llama_stack_inference::ops::collect_chat;
 use tokio::sync::RwLock;
+use tracing::Instrument;
 
 use crate::provider::{GuardInference, SafetyProvider};
 
@@ -254,9 +255,20 @@ impl SafetyService {
         let params = request
             .params
             .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+        // Its own span, so that an exported trace shows what the shield cost its request.
+        let span = tracing::info_span!(
+            target: "llama_stack::safety",
+            "shield",
+            otel.name = %format_args!("run_shield {}", shield.identifier),
+            llama_stack.shield.id = %shield.identifier,
+            llama_stack.shield.provider = %shield.provider_id,
+            llama_stack.shield.violation = tracing::field::Empty,
+        );
         let violation = provider
             .run_shield(&shield, &messages, &params, self)
+            .instrument(span.clone())
             .await?;
+        span.record("llama_stack.shield.violation", violation.is_some());
         Ok(RunShieldResponse { violation })
     }
 

@@ -15,6 +15,7 @@ use llama_stack_types::{
 };
 use serde_json::{Value, json};
 use tokio::sync::RwLock;
+use tracing::Instrument;
 
 use crate::provider::{FetchPolicy, ToolRuntimeProvider};
 
@@ -407,8 +408,17 @@ impl ToolsService {
             group.owner.as_ref(),
             || group_not_found(&group.identifier, []),
         )?;
+        // Named as the OpenTelemetry GenAI conventions name a tool call, for trace export.
+        let span = tracing::info_span!(
+            target: "llama_stack::tools",
+            "tool",
+            otel.name = %format_args!("execute_tool {tool}"),
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = tool,
+            llama_stack.tool_group.id = %group.identifier,
+        );
         match self.tool_runtime(&group.provider_id) {
-            Some(provider) => provider.invoke(group, tool, kwargs).await,
+            Some(provider) => provider.invoke(group, tool, kwargs).instrument(span).await,
             None => Err(Error::unsupported(format!(
                 "Tool '{tool}' cannot be invoked directly; use POST /v1/tool-runtime/rag-tool/insert to add documents"
             ))),

@@ -12,5 +12,6 @@ mod responses;
 mod safety;
 mod support;
 mod tools;
+mod trace_context;
 mod upstream;
 mod vector_io;

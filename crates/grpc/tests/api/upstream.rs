@@ -33,6 +33,8 @@ pub struct Seen {
     pub slow_tokens: AtomicUsize,
     /// The last `Authorization` header.
     pub authorization: std::sync::Mutex<Option<String>>,
+    /// The last chat request's `traceparent` header.
+    pub traceparent: std::sync::Mutex<Option<String>>,
 }
 
 pub struct Upstream {
@@ -148,6 +150,10 @@ async fn chat(
 ) -> Response {
     *seen.authorization.lock().unwrap() = headers
         .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    *seen.traceparent.lock().unwrap() = headers
+        .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let text = last_text(&body);

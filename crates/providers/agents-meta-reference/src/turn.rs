@@ -303,7 +303,7 @@ impl TurnRun {
         self.tx = Some(tx.clone());
         // The turn's tool calls and inference are judged as the user who started it.
         let caller = access::current();
-        tokio::spawn(access::within(caller, async move {
+        let turn = access::within(caller, async move {
             let stack = self.stack.clone();
             let locked = stack
                 .turn_locks
@@ -322,7 +322,9 @@ impl TurnRun {
                 tracing::warn!(turn = %self.turn.turn_id, error = %err, "Agent turn failed");
                 let _ = tx.send(Err(err)).await;
             }
-        }));
+        });
+        // Its log lines and upstream requests belong to the request that started the turn.
+        tokio::spawn(llama_stack_core::trace::carry(turn));
         Box::pin(futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         }))

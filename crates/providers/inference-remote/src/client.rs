@@ -114,6 +114,10 @@ impl Client {
 
     fn request(&self, method: reqwest::Method, url: &str) -> Result<reqwest::RequestBuilder> {
         let mut request = self.http.request(method, url);
+        // Joins the caller's trace: the upstream's own tracing then links to this request.
+        if let Some(traceparent) = llama_stack_core::trace::outgoing_traceparent() {
+            request = request.header(llama_stack_core::trace::TRACEPARENT_HEADER, traceparent);
+        }
         if let Some(key) = self.api_key()? {
             request = request.bearer_auth(key);
         }
