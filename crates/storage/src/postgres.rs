@@ -148,6 +148,73 @@ impl PostgresSettings {
     }
 }
 
+impl PostgresSettings {
+    /// Settings from a provider's `host`, `port`, `db`, `user`, `password` and `pool_size`
+    /// fields, once [`PostgresSettings::config_issues`] found nothing wrong with them. An empty
+    /// password means none.
+    pub fn from_fields(
+        host: &str,
+        port: i64,
+        db: &str,
+        user: &str,
+        password: Option<&str>,
+        pool_size: i64,
+    ) -> Self {
+        PostgresSettings {
+            host: host.to_string(),
+            port: u16::try_from(port).unwrap_or(5432),
+            db: db.to_string(),
+            user: user.to_string(),
+            password: password.filter(|p| !p.is_empty()).map(str::to_string),
+            max_connections: u32::try_from(pool_size).unwrap_or(10),
+        }
+    }
+
+    /// What is wrong with those fields, each at its path inside the `config:` block;
+    /// `holding` says what the database keeps ("the files"), for the message about `db`.
+    pub fn config_issues(
+        host: &str,
+        port: i64,
+        db: &str,
+        user: &str,
+        pool_size: i64,
+        holding: &str,
+    ) -> Vec<llama_stack_core::ConfigIssue> {
+        let checks = [
+            (
+                !host.trim().is_empty(),
+                "host",
+                "must name the PostgreSQL server (e.g. localhost)".to_string(),
+            ),
+            (
+                (1..=65535).contains(&port),
+                "port",
+                format!("must be a TCP port from 1 to 65535, got {port}"),
+            ),
+            (
+                !db.trim().is_empty(),
+                "db",
+                format!("must name the database holding {holding}"),
+            ),
+            (
+                !user.trim().is_empty(),
+                "user",
+                "must name the PostgreSQL user to log in as".to_string(),
+            ),
+            (
+                (1..=1000).contains(&pool_size),
+                "pool_size",
+                format!("must be from 1 to 1000 connections, got {pool_size}"),
+            ),
+        ];
+        checks
+            .into_iter()
+            .filter(|(ok, _, _)| !ok)
+            .map(|(_, path, message)| llama_stack_core::ConfigIssue::new(path, message))
+            .collect()
+    }
+}
+
 fn db_error(action: &str, err: impl fmt::Display) -> Error {
     Error::internal(format!(
         "registry store (PostgreSQL): {action} failed: {err}"

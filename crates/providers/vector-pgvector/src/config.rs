@@ -125,51 +125,33 @@ impl fmt::Debug for PgVectorConfig {
 impl PgVectorConfig {
     /// Connection settings, once [`PgVectorConfig::issues`] found nothing.
     pub fn postgres_settings(&self) -> PostgresSettings {
-        PostgresSettings {
-            host: self.host.clone(),
-            port: u16::try_from(self.port).unwrap_or(5432),
-            db: self.db.clone(),
-            user: self.user.clone(),
-            password: self.password.clone().filter(|p| !p.is_empty()),
-            max_connections: u32::try_from(self.pool_size).unwrap_or(10),
-        }
+        PostgresSettings::from_fields(
+            &self.host,
+            self.port,
+            &self.db,
+            &self.user,
+            self.password.as_deref(),
+            self.pool_size,
+        )
     }
 }
 
 impl CheckedConfig for PgVectorConfig {
     /// Every value problem, each with its path inside the `config:` block.
     fn issues(&self) -> Vec<ConfigIssue> {
-        let mut issues = Vec::new();
+        let mut issues = PostgresSettings::config_issues(
+            &self.host,
+            self.port,
+            &self.db,
+            &self.user,
+            self.pool_size,
+            "the stores",
+        );
         let mut need = |ok: bool, path: &str, message: String| {
             if !ok {
                 issues.push(ConfigIssue::new(path, message));
             }
         };
-        need(
-            !self.host.trim().is_empty(),
-            "host",
-            "must name the PostgreSQL server (e.g. localhost)".into(),
-        );
-        need(
-            (1..=65535).contains(&self.port),
-            "port",
-            format!("must be a TCP port from 1 to 65535, got {}", self.port),
-        );
-        need(
-            !self.db.trim().is_empty(),
-            "db",
-            "must name the database holding the stores".into(),
-        );
-        need(
-            !self.user.trim().is_empty(),
-            "user",
-            "must name the PostgreSQL user to log in as".into(),
-        );
-        need(
-            (1..=1000).contains(&self.pool_size),
-            "pool_size",
-            format!("must be from 1 to 1000 connections, got {}", self.pool_size),
-        );
         let HnswConfig {
             m,
             ef_construction,
