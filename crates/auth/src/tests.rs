@@ -347,3 +347,122 @@ async fn custom_endpoint_answers_are_cached_and_a_dead_endpoint_is_a_401() {
     let err = dead.authenticate(&creds(Some("good"))).await.unwrap_err();
     assert_eq!(err.kind(), llama_stack_core::ErrorKind::Unauthorized);
 }
+
+/// A stand-in for the GitHub API and a Kubernetes API server on one local port, answering
+/// for the token `good` only.
+async fn identity_standin() -> String {
+    use axum::http::{HeaderMap, StatusCode};
+    fn authorized(headers: &HeaderMap) -> bool {
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer good")
+    }
+    let app = axum::Router::new()
+        .route(
+            "/user",
+            axum::routing::get(|headers: HeaderMap| async move {
+                if authorized(&headers) {
+                    (
+                        StatusCode::OK,
+                        axum::Json(json!({"login": "octo", "id": 7})),
+                    )
+                } else {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        axum::Json(json!({"message": "Bad credentials"})),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/user/orgs",
+            axum::routing::get(|| async { axum::Json(json!([{"login": "llama-org"}])) }),
+        )
+        .route(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            axum::routing::post(
+                |headers: HeaderMap, axum::Json(body): axum::Json<Value>| async move {
+                    assert_eq!(body["kind"], "SelfSubjectReview");
+                    if !authorized(&headers) {
+                        return (StatusCode::UNAUTHORIZED, axum::Json(json!({})));
+                    }
+                    (
+                        StatusCode::CREATED,
+                        axum::Json(json!({"status": {"userInfo": {
+                        "username": "system:serviceaccount:ai:runner",
+                        "groups": ["system:authenticated", "ml"]}}})),
+                    )
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test]
+async fn github_and_kubernetes_tokens_are_checked_by_their_servers() {
+    let base = identity_standin().await;
+    let github = Authenticator::new(settings(json!({"provider_config": {
+        "type": "github_token", "github_api_base_url": base}})))
+    .unwrap();
+    let user = github
+        .authenticate(&creds(Some("good")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.principal, "octo");
+    assert_eq!(user.attribute("roles"), ["octo"]);
+    assert_eq!(user.attribute("teams"), ["llama-org"]);
+    let err = github.authenticate(&creds(Some("bad"))).await.unwrap_err();
+    assert_eq!(err.kind(), llama_stack_core::ErrorKind::Unauthorized);
+
+    let kubernetes = Authenticator::new(settings(json!({"provider_config": {
+        "type": "kubernetes", "api_server_url": base}})))
+    .unwrap();
+    let user = kubernetes
+        .authenticate(&creds(Some("good")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.principal, "system:serviceaccount:ai:runner");
+    assert!(user.attribute("roles").contains(&"ml".to_string()));
+    let err = kubernetes
+        .authenticate(&creds(Some("bad")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.message(), "Invalid token");
+}
+
+#[tokio::test]
+async fn oauth2_introspection_admits_active_tokens_only() {
+    use axum::http::HeaderMap;
+    let app = axum::Router::new().route(
+        "/introspect",
+        axum::routing::post(|headers: HeaderMap, body: String| async move {
+            // Client credentials by HTTP basic auth, the token in the form body.
+            let basic = headers.get("authorization").and_then(|v| v.to_str().ok());
+            assert_eq!(basic, Some("Basic c3RhY2s6czNjcmV0")); // stack:s3cret
+            let active = body == "token=live-token";
+            axum::Json(json!({"active": active, "sub": "erin", "groups": ["ml"]}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let auth = Authenticator::new(settings(json!({"provider_config": {"type": "oauth2_token",
+        "introspection": {"url": format!("{base}/introspect"), "client_id": "stack",
+                          "client_secret": "s3cret"}}})))
+    .unwrap();
+    let user = auth
+        .authenticate(&creds(Some("live-token")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.principal, "erin");
+    assert_eq!(user.attribute("teams"), ["ml"]);
+    let err = auth
+        .authenticate(&creds(Some("dead-token")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.message(), "Token not active");
+}
