@@ -11,6 +11,7 @@ pub enum Api {
     VectorIo,
     Agents,
     Responses,
+    Batches,
     ToolRuntime,
     Files,
     Telemetry,
@@ -21,12 +22,13 @@ pub enum Api {
 }
 
 impl Api {
-    pub const ALL: [Api; 12] = [
+    pub const ALL: [Api; 13] = [
         Api::Inference,
         Api::Safety,
         Api::VectorIo,
         Api::Agents,
         Api::Responses,
+        Api::Batches,
         Api::ToolRuntime,
         Api::Files,
         Api::Telemetry,
@@ -43,6 +45,7 @@ impl Api {
             Api::VectorIo => "vector_io",
             Api::Agents => "agents",
             Api::Responses => "responses",
+            Api::Batches => "batches",
             Api::ToolRuntime => "tool_runtime",
             Api::Files => "files",
             Api::Telemetry => "telemetry",

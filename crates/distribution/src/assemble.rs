@@ -27,7 +27,7 @@ impl Phase {
     fn of(api: Api) -> Phase {
         match api {
             Api::ToolRuntime => Phase::ToolRuntime,
-            Api::Agents | Api::Responses => Phase::Agents,
+            Api::Agents | Api::Responses | Api::Batches => Phase::Agents,
             _ => Phase::Base,
         }
     }
@@ -82,6 +82,11 @@ pub(crate) async fn assemble(
         _ => None,
     });
 
+    let batches = built.iter().find_map(|(_, h)| match &h.instance {
+        ProviderInstance::Batches(b) => Some(b.clone()),
+        _ => None,
+    });
+
     built.sort_by_key(|(index, _)| *index);
     let handles = built.into_iter().map(|(_, h)| h).collect();
     Ok(Stack::new(
@@ -95,6 +100,7 @@ pub(crate) async fn assemble(
             prompts: base.prompts,
             agents,
             responses,
+            batches,
         },
     ))
 }

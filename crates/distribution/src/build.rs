@@ -119,6 +119,9 @@ async fn build_stack(loaded: LoadedConfig) -> Result<Built, Error> {
     register_memory_resources(&stack, &loaded).await?;
     register_shields(&stack, &loaded).await?;
     stack.memory.resume_file_batches().await?;
+    if let Ok(batches) = stack.batches() {
+        batches.resume().await?;
+    }
     if let Ok(responses) = stack.responses() {
         responses.resume_background().await?;
     }

@@ -65,6 +65,7 @@ pub fn builtin_registry() -> ProviderRegistry {
     llama_stack_provider_safety_passthrough::register(&mut registry);
     llama_stack_provider_agents_meta_reference::register(&mut registry);
     llama_stack_provider_responses_builtin::register(&mut registry);
+    llama_stack_provider_batches_reference::register(&mut registry);
     registry
 }
 

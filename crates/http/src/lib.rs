@@ -54,6 +54,7 @@ fn table() -> RouteTable {
     let table = agents::declare(table);
     let table = responses::declare(table);
     let table = prompts::declare(table);
+    let table = routes::batches::declare(table);
     files::declare(table)
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use llama_stack_agents::Agents;
+use llama_stack_batches::Batches;
 use llama_stack_core::{Api, ConfigIssue, RegistryStore, Result};
 use llama_stack_inference::{InferenceApi, InferenceProvider};
 use llama_stack_memory::{FilesProvider, MemoryApi, VectorIoProvider};
@@ -25,6 +26,7 @@ pub enum ProviderInstance {
     ToolRuntime(Arc<dyn ToolRuntimeProvider>),
     Agents(Arc<dyn Agents>),
     Responses(Arc<dyn Responses>),
+    Batches(Arc<dyn Batches>),
 }
 
 impl ProviderInstance {
@@ -38,6 +40,7 @@ impl ProviderInstance {
             ProviderInstance::ToolRuntime(_) => Api::ToolRuntime,
             ProviderInstance::Agents(_) => Api::Agents,
             ProviderInstance::Responses(_) => Api::Responses,
+            ProviderInstance::Batches(_) => Api::Batches,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use llama_stack_agents::Agents;
+use llama_stack_batches::Batches;
 use llama_stack_core::{Api, Error, RegistryStore, Result};
 use llama_stack_inference::InferenceService;
 use llama_stack_memory::MemoryService;
@@ -65,6 +66,8 @@ pub struct Stack {
     agents: Option<Arc<dyn Agents>>,
     /// The responses provider, when run.yaml configures one.
     responses: Option<Arc<dyn Responses>>,
+    /// The batches provider, when run.yaml configures one.
+    batches: Option<Arc<dyn Batches>>,
 }
 
 /// The services of a stack, as the assembler built them.
@@ -76,6 +79,7 @@ pub struct Services {
     pub prompts: Arc<PromptsService>,
     pub agents: Option<Arc<dyn Agents>>,
     pub responses: Option<Arc<dyn Responses>>,
+    pub batches: Option<Arc<dyn Batches>>,
 }
 
 impl Services {
@@ -125,6 +129,10 @@ impl Services {
             ProviderInstance::Responses(r) => Some(r.clone()),
             _ => None,
         });
+        let batches = providers.iter().find_map(|p| match &p.instance {
+            ProviderInstance::Batches(b) => Some(b.clone()),
+            _ => None,
+        });
         Services {
             inference,
             safety,
@@ -133,6 +141,7 @@ impl Services {
             prompts,
             agents,
             responses,
+            batches,
         }
     }
 
@@ -185,6 +194,7 @@ impl Stack {
             prompts: services.prompts,
             agents: services.agents,
             responses: services.responses,
+            batches: services.batches,
         }
     }
 
@@ -219,6 +229,15 @@ impl Stack {
         self.responses.clone().ok_or_else(|| {
             Error::unsupported(
                 "This distribution serves no responses API: add an inline::builtin provider under providers.responses in run.yaml",
+            )
+        })
+    }
+
+    /// The batches API, or an error that says how to switch it on.
+    pub fn batches(&self) -> Result<Arc<dyn Batches>> {
+        self.batches.clone().ok_or_else(|| {
+            Error::unsupported(
+                "This distribution serves no batches API: add an inline::reference provider under providers.batches in run.yaml",
             )
         })
     }

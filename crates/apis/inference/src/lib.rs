@@ -15,6 +15,7 @@ mod openai_chunks;
 pub mod openai_compat;
 mod openai_embeddings;
 mod openai_forward;
+mod openai_json;
 pub mod ops;
 pub mod provider;
 mod provider_models;

@@ -31,6 +31,18 @@ pub trait InferenceApi: Send + Sync {
         &self,
         request: OpenAiChatCompletionRequest,
     ) -> Result<OpenAiOutput<OpenAiChatCompletion, OpenAiChatStream>>;
+    /// An OpenAI inference route's request as its JSON body (`/v1/chat/completions`,
+    /// `/v1/completions` or `/v1/embeddings`), answered as that route's JSON, never streamed:
+    /// how batches run their lines.
+    async fn openai_json(
+        &self,
+        endpoint: &str,
+        _body: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        Err(llama_stack_core::Error::unsupported(format!(
+            "{endpoint} is not served by this inference handle"
+        )))
+    }
 }
 
 /// The inference providers by id and the model registry over them.
@@ -100,5 +112,13 @@ impl InferenceApi for InferenceService {
         request: OpenAiChatCompletionRequest,
     ) -> Result<OpenAiOutput<OpenAiChatCompletion, OpenAiChatStream>> {
         InferenceService::openai_chat_completion(self, request).await
+    }
+
+    async fn openai_json(
+        &self,
+        endpoint: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        InferenceService::openai_json(self, endpoint, body).await
     }
 }

@@ -10,6 +10,8 @@ use llama_stack_core::Result;
 use llama_stack_documents::Tokenizer;
 
 use crate::chunks::{PendingChunk, QueryParams};
+use crate::files::FileObject;
+use crate::files_ops::FileUpload;
 use crate::service::{MemoryService, VECTOR_DB, VECTOR_STORE};
 use crate::vector_io::{Chunk, ScoredChunk};
 use llama_stack_core::access::Action;
@@ -48,6 +50,12 @@ pub trait MemoryApi: Send + Sync {
         store_id: &str,
         body: serde_json::Map<String, serde_json::Value>,
     ) -> Result<serde_json::Value>;
+    /// `GET /v1/files/{file_id}`, checked as the route checks it.
+    async fn get_file(&self, file_id: &str) -> Result<FileObject>;
+    /// `GET /v1/files/{file_id}/content`.
+    async fn file_content(&self, file_id: &str) -> Result<Vec<u8>>;
+    /// `POST /v1/files`, owned by the current caller.
+    async fn create_file(&self, upload: FileUpload) -> Result<FileObject>;
 }
 
 #[async_trait]
@@ -108,5 +116,17 @@ impl MemoryApi for MemoryService {
         body: serde_json::Map<String, serde_json::Value>,
     ) -> Result<serde_json::Value> {
         MemoryService::search_vector_store(self, store_id, body).await
+    }
+
+    async fn get_file(&self, file_id: &str) -> Result<FileObject> {
+        MemoryService::get_file(self, file_id).await
+    }
+
+    async fn file_content(&self, file_id: &str) -> Result<Vec<u8>> {
+        MemoryService::file_content(self, file_id).await
+    }
+
+    async fn create_file(&self, upload: FileUpload) -> Result<FileObject> {
+        MemoryService::create_file(self, upload).await
     }
 }

@@ -1,5 +1,6 @@
 pub mod agents;
 pub mod anthropic;
+pub mod batches;
 pub mod files;
 pub mod inference;
 pub mod inspect;
