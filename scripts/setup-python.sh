@@ -31,6 +31,8 @@ import prometheus_client.parser  # noqa: F401
 import moto.server  # noqa: F401
 import kubernetes_validate  # noqa: F401
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: F401
+import grpc  # noqa: F401
+from grpc_health.v1 import health_pb2  # noqa: F401
 assert md.version("llama-stack-client") == "0.2.23", md.version("llama-stack-client")
 PY
 then
@@ -54,6 +56,8 @@ else
   "$vpy" -m pip install "${pip_quiet[@]}" kubernetes-validate
   # The OTLP export test decodes the server's protobuf trace exports with the official messages.
   "$vpy" -m pip install "${pip_quiet[@]}" opentelemetry-proto
+  # The drain test watches the standard gRPC health service with grpcio's own client.
+  "$vpy" -m pip install "${pip_quiet[@]}" grpcio grpcio-health-checking
 fi
 
 "$vpy" - <<'PY'

@@ -1,6 +1,8 @@
 """OpenTelemetry trace export: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, the server sends its spans
 over OTLP/HTTP (protobuf) to a collector, here a receiver run by the test. The request span joins
-the caller's `traceparent` trace, and the model call is a child span with GenAI attributes."""
+the caller's `traceparent` trace, and the model call is a child span with GenAI attributes; an
+agent turn's model calls, its `knowledge_search` tool call and the vector query (with its
+embedding) under that tool call are all spans of the turn's request."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ import pytest
 import requests
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from agents_support import MODEL, ToolCallingUpstream, agents_run_yaml
 from e2e_support import MODEL_IDENTIFIER
+from memory_support import fetch_minilm
 
 TRACE_ID = "5bf92f3577b34da6a3ce929d0e0e4737"
 PARENT_ID = "10f067aa0ba902b8"
@@ -98,9 +102,8 @@ def receiver():
     r.server.server_close()
 
 
-@pytest.fixture(scope="module")
-def exporting(server_factory, receiver):
-    env = {
+def exporting_env(receiver) -> dict[str, str]:
+    return {
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
         "OTEL_SERVICE_NAME": SERVICE,
         "OTEL_BSP_SCHEDULE_DELAY": "200",
@@ -109,7 +112,28 @@ def exporting(server_factory, receiver):
         "LLAMA_STACK_LOG_FORMAT": "json",
         "RUST_LOG": "info,tower_http=debug",
     }
-    return server_factory("otlp", extra_env=env).start()
+
+
+@pytest.fixture(scope="module")
+def exporting(server_factory, receiver):
+    return server_factory("otlp", extra_env=exporting_env(receiver)).start()
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    up = ToolCallingUpstream()
+    yield up
+    up.stop()
+
+
+@pytest.fixture(scope="module")
+def exporting_agents(server_factory, receiver, upstream, tmp_path_factory):
+    """A server with the agents API, the RAG tool and the stub model that calls it."""
+    path = tmp_path_factory.mktemp("otlp-agents") / "run.yaml"
+    store = {"type": "sqlite", "db_path": str(path.parent / "registry.db")}
+    config = agents_run_yaml(path, upstream.url, fetch_minilm(), store)
+    return server_factory("otlp-agents", run_config=config,
+                          extra_env=exporting_env(receiver)).start()
 
 
 def descends_from(span: dict, ancestor: dict, spans: list[dict]) -> bool:
@@ -221,3 +245,81 @@ def test_spans_still_queued_are_flushed_when_the_server_stops(server_factory, re
     flushed = [s for s in receiver.spans if s["attributes"].get("request_id") == "otlp-4"]
     assert len(flushed) == 1, receiver.spans
     assert flushed[0]["resource"]["service.name"] == "llama-stack"
+
+
+def test_a_rag_agent_turn_is_one_span_tree_under_its_request(exporting_agents, receiver):
+    url = exporting_agents.url
+
+    def post(path: str, body: dict, **headers) -> dict:
+        response = requests.post(f"{url}{path}", json=body, headers=headers, timeout=60)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    post("/v1/vector-dbs", {"vector_db_id": "facts", "embedding_model": "all-MiniLM-L6-v2",
+                            "embedding_dimension": 384})
+    post("/v1/tool-runtime/rag-tool/insert", {
+        "vector_db_id": "facts", "chunk_size_in_tokens": 128,
+        "documents": [{"document_id": "water", "metadata": {},
+                       "content": "Water boils at 100 degrees Celsius at sea level."}]})
+    agent_id = post("/v1/agents", {"agent_config": {
+        "model": MODEL, "instructions": "",
+        "toolgroups": [{"name": "builtin::rag/knowledge_search",
+                        "args": {"vector_db_ids": ["facts"]}}]}})["agent_id"]
+    session_id = post(f"/v1/agents/{agent_id}/session", {"session_name": "otlp"})["session_id"]
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    turn = post(f"/v1/agents/{agent_id}/session/{session_id}/turn",
+                {"messages": [{"role": "user", "content": "When does water boil? [[rag]]"}],
+                 "stream": False},
+                traceparent=f"00-{trace_id}-{PARENT_ID}-01", **{"x-request-id": "otlp-rag"})
+    steps = [s["step_type"] for s in turn["steps"]]
+    assert steps == ["inference", "tool_execution", "inference"], turn
+
+    def embedding(s):
+        return s["trace_id"] == trace_id and s["attributes"].get(
+            "gen_ai.operation.name") == "embeddings"
+
+    def last_generation(s):
+        chats = [x for x in receiver.spans if x["trace_id"] == trace_id
+                 and x["attributes"].get("gen_ai.operation.name") == "chat"]
+        return len(chats) == 2 and any(embedding(x) for x in receiver.spans)
+
+    spans = receiver.wait_for(last_generation)
+    ours = [s for s in spans if s["trace_id"] == trace_id]
+    request = [s for s in ours if s["attributes"].get("request_id") == "otlp-rag"]
+    assert len(request) == 1, ours
+    request = request[0]
+    # The root of the server's part of the trace, joined to the caller's span.
+    assert request["name"] == "request" and request["parent_span_id"] == PARENT_ID
+
+    generations = [s for s in ours if s["attributes"].get("gen_ai.operation.name") == "chat"]
+    assert len(generations) == 2, ours
+    for generation in generations:
+        assert descends_from(generation, request, spans), ours
+        # The registered identifier, provider-prefixed: `stub/stub-model`.
+        model = generation["attributes"]["gen_ai.request.model"]
+        assert model.endswith(MODEL) and generation["name"] == f"chat {model}"
+        assert generation["attributes"]["gen_ai.provider.name"] == "stub"
+
+    tools = [s for s in ours if s["attributes"].get("gen_ai.operation.name") == "execute_tool"]
+    assert len(tools) == 1, ours
+    tool = tools[0]
+    assert tool["name"] == "execute_tool knowledge_search"
+    assert tool["attributes"]["gen_ai.tool.name"] == "knowledge_search"
+    assert tool["attributes"]["llama_stack.tool_group.id"] == "builtin::rag"
+    assert descends_from(tool, request, spans), ours
+
+    # Under the tool call: the search of the vector DB, and the query's embedding under it.
+    queries = [s for s in ours if s["attributes"].get("db.collection.name") == "facts"]
+    assert len(queries) == 1, ours
+    query = queries[0]
+    assert query["name"] == "query facts"
+    assert query["attributes"]["db.operation.name"] == "query"
+    assert query["attributes"]["llama_stack.vector_io.provider"] == "sqlite-vec"
+    assert descends_from(query, tool, spans), ours
+    embeddings = [s for s in ours if embedding(s)]
+    assert len(embeddings) == 1, ours
+    assert embeddings[0]["name"].startswith("embeddings ")
+    assert embeddings[0]["name"].endswith("all-MiniLM-L6-v2")
+    assert descends_from(embeddings[0], query, spans), ours
+    # Nothing of the turn escaped the request's tree.
+    assert all(s is request or descends_from(s, request, spans) for s in ours), ours

@@ -443,7 +443,7 @@ async fn serve(
         tracing::info!(
             timeout_s = shutdown_timeout.as_secs(),
             in_flight = llama_stack_core::metrics::http_in_flight(),
-            "Shutdown requested; /v1/ready answers 503, in-flight requests may finish"
+            "Shutdown requested; /v1/ready answers 503 and gRPC health NOT_SERVING, in-flight requests may finish"
         );
         llama_stack_http::set_draining(true);
         let _ = stop_tx.send(true);

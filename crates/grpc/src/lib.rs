@@ -10,6 +10,7 @@
 
 mod auth;
 mod convert;
+mod health;
 mod metrics;
 mod provider_data;
 mod quota;
@@ -23,7 +24,6 @@ use std::sync::Arc;
 
 use llama_stack_stack::Stack;
 use tonic::service::Routes;
-use tonic_health::ServingStatus;
 
 pub use provider_data::METADATA_KEY as PROVIDER_DATA_KEY;
 pub use stream::ReplyStream;
@@ -52,6 +52,11 @@ pub fn router(stack: Arc<Stack>) -> Routes {
 
 /// [`router`] accepting messages up to `limit` bytes (`server.limits.max_body_bytes`).
 pub fn router_with(stack: Arc<Stack>, limit: usize) -> Routes {
+    routes_and_health(stack, limit).0
+}
+
+/// [`router_with`], and the reporter of its health service.
+fn routes_and_health(stack: Arc<Stack>, limit: usize) -> (Routes, health::Health) {
     use pb::agents_service_server::AgentsServiceServer;
     use pb::inference_service_server::InferenceServiceServer;
     use pb::inspect_service_server::InspectServiceServer;
@@ -86,7 +91,8 @@ pub fn router_with(stack: Arc<Stack>, limit: usize) -> Routes {
     add!(ResponsesServiceServer, Responses(stack.clone()));
     add!(ToolGroupsServiceServer, ToolGroups(stack.clone()));
 
-    routes.add_service(health_service(&stack));
+    let (health, health_service) = health::Health::new(&stack);
+    routes.add_service(health_service);
     match reflection_service() {
         Ok(reflection) => {
             routes.add_service(reflection);
@@ -102,10 +108,11 @@ pub fn router_with(stack: Arc<Stack>, limit: usize) -> Routes {
         }
         Err(err) => tracing::error!(error = %err, "Server reflection v1alpha is off"),
     }
-    routes.routes()
+    (routes.routes(), health)
 }
 
 /// Serves [`router`] on `listener` until `shutdown` resolves, then lets calls in flight finish.
+/// From then on the health service reports the server and every service `NOT_SERVING`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     stack: Arc<Stack>,
@@ -117,7 +124,8 @@ pub async fn serve(
 
 /// Serves [`router`] on connections accepted elsewhere (plain TCP, or TLS streams whose
 /// handshake is done), authenticating each call with `auth` and counting it against `quota`,
-/// until `shutdown` resolves.
+/// until `shutdown` resolves; then, as [`serve`], it reports `NOT_SERVING` while calls in flight
+/// finish.
 pub async fn serve_incoming<S, IO, E>(
     incoming: S,
     stack: Arc<Stack>,
@@ -136,6 +144,13 @@ where
         + Send
         + 'static,
 {
+    let (routes, health) = routes_and_health(stack, max_message_bytes);
+    // Health watchers hear of the drain before the listener closes: a Watch stream is a call in
+    // flight, so it goes on after the server stops taking new connections and calls.
+    let shutdown = async move {
+        shutdown.await;
+        health.drain().await;
+    };
     // The first layer is the outermost: every call's log lines carry its ids, metrics see every
     // call, auth's and quota's refusals included, and quotas count the principal that auth found.
     tonic::transport::Server::builder()
@@ -143,35 +158,9 @@ where
         .layer(metrics::MetricsLayer)
         .layer(tower::util::option_layer(auth.map(auth::AuthLayer)))
         .layer(tower::util::option_layer(quota.map(quota::QuotaLayer)))
-        .add_routes(router_with(stack, max_message_bytes))
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
-}
-
-/// `grpc.health.v1.Health`: the server (`""`) is serving; each API service is serving when
-/// the distribution serves its API, and not serving otherwise.
-fn health_service(
-    stack: &Stack,
-) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
-    let (reporter, service) = tonic_health::server::health_reporter();
-    let mut names: Vec<&str> = services::inspect::methods()
-        .iter()
-        .map(|m| m.service.as_str())
-        .collect();
-    names.dedup();
-    for name in names {
-        let serving = services::inspect::service_api(name).is_none_or(|api| stack.serves(api));
-        let status = if serving {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        // A fresh reporter's lock is free, so this completes at once without a runtime.
-        futures::executor::block_on(
-            reporter.set_service_status(format!("{PACKAGE}.{name}"), status),
-        );
-    }
-    service
 }
 
 /// `grpc.reflection.v1` over the compiled descriptor set.

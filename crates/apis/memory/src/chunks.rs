@@ -7,6 +7,7 @@ use llama_stack_types::{
     EmbeddingsRequest, InsertChunksRequest, QueryChunksRequest, QueryChunksResponse,
 };
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 use crate::service::MemoryService;
 use crate::service::{StoreRecord, VECTOR_DB, now_secs};
@@ -338,10 +339,28 @@ impl MemoryService {
         params: &QueryParams,
         filter: Option<Filter>,
     ) -> Result<Vec<ScoredChunk>> {
+        let span = search_span(store_id, mode_label(params.mode));
+        self.search_store_in_span(resource_type, store_id, text, params, filter)
+            .instrument(span)
+            .await
+    }
+
+    async fn search_store_in_span(
+        &self,
+        resource_type: &str,
+        store_id: &str,
+        text: &str,
+        params: &QueryParams,
+        filter: Option<Filter>,
+    ) -> Result<Vec<ScoredChunk>> {
         let started = std::time::Instant::now();
         let (record, provider) = self
             .resolve_as(Action::Read, resource_type, store_id)
             .await?;
+        tracing::Span::current().record(
+            "llama_stack.vector_io.provider",
+            record.provider_id.as_str(),
+        );
         let k = params.max_chunks;
         let needs_vector = !matches!(params.mode, Mode::Keyword);
         let embedding = if needs_vector {
@@ -385,12 +404,7 @@ impl MemoryService {
         };
         hits.retain(|h| h.score >= params.score_threshold);
         hits.truncate(k);
-        let mode = match params.mode {
-            Mode::Vector => "vector",
-            Mode::Keyword => "keyword",
-            Mode::HybridRrf { .. } | Mode::HybridWeighted { .. } => "hybrid",
-        };
-        llama_stack_core::metrics::vector_query(mode, started.elapsed());
+        llama_stack_core::metrics::vector_query(mode_label(params.mode), started.elapsed());
         Ok(hits)
     }
 
@@ -410,6 +424,29 @@ impl MemoryService {
             .pop()
             .ok_or_else(|| Error::internal("the embedding model returned no vector for the query"))
     }
+}
+
+/// The `mode` label of a search, in metrics and spans.
+fn mode_label(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Vector => "vector",
+        Mode::Keyword => "keyword",
+        Mode::HybridRrf { .. } | Mode::HybridWeighted { .. } => "hybrid",
+    }
+}
+
+/// The span of one store search, the query's embedding included, named as the OpenTelemetry
+/// database conventions name a query, for trace export.
+fn search_span(store_id: &str, mode: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        target: "llama_stack::memory",
+        "vector_query",
+        otel.name = %format_args!("query {store_id}"),
+        db.operation.name = "query",
+        db.collection.name = store_id,
+        llama_stack.vector_io.search_mode = mode,
+        llama_stack.vector_io.provider = tracing::field::Empty,
+    )
 }
 
 fn ids(hits: &[ScoredChunk]) -> Vec<String> {
