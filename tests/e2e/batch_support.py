@@ -40,6 +40,8 @@ class CannedUpstream:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out as two writes: without this, delayed ACKs add 40 ms.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args) -> None:
                 pass
@@ -48,6 +50,21 @@ class CannedUpstream:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def send_stream(self, model: str, content: str, usage: dict) -> None:
+                chunks = [
+                    {"choices": [{"index": 0, "delta": {"role": "assistant", "content": content}}]},
+                    {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                     "usage": usage},
+                ]
+                data = b"".join(
+                    f"data: {json.dumps({'id': 'chatcmpl-canned', 'object': 'chat.completion.chunk', 'created': 0, 'model': model, **c})}\n\n".encode()
+                    for c in chunks) + b"data: [DONE]\n\n"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -67,6 +84,8 @@ class CannedUpstream:
                 if "fail-upstream" in text:
                     return self.send_json(400, {"error": {"message": "the upstream refused this one"}})
                 usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+                if self.path.endswith("/chat/completions") and body.get("stream"):
+                    return self.send_stream(body.get("model"), f"echo: {text}", usage)
                 if self.path.endswith("/chat/completions"):
                     return self.send_json(200, {
                         "id": "chatcmpl-canned", "object": "chat.completion", "created": 0,
@@ -102,8 +121,10 @@ class CannedUpstream:
 
 
 def batch_run_yaml(directory: Path, *, batches_config: dict | None = None,
-                   metadata_store: dict | None = None) -> Path:
-    """A distribution of the canned upstream (as `canned`), local files and batches."""
+                   metadata_store: dict | None = None, files: dict | None = None,
+                   responses: bool = False) -> Path:
+    """A distribution of the canned upstream (as `up/canned`), files (local unless `files`
+    says otherwise) and batches."""
     directory.mkdir(parents=True, exist_ok=True)
     config = {
         "version": 2,
@@ -113,8 +134,8 @@ def batch_run_yaml(directory: Path, *, batches_config: dict | None = None,
             "inference": [{"provider_id": "up", "provider_type": "remote::openai-compat",
                            "config": {"url": "${env.UPSTREAM_URL}",
                                       "resilience": {"max_retries": 0}}}],
-            "files": [{"provider_id": "localfs", "provider_type": "inline::localfs",
-                       "config": {"storage_dir": str(directory / "files")}}],
+            "files": [files or {"provider_id": "localfs", "provider_type": "inline::localfs",
+                                "config": {"storage_dir": str(directory / "files")}}],
             "batches": [{"provider_id": "reference", "provider_type": "inline::reference",
                          "config": batches_config or {}}],
         },
@@ -126,6 +147,10 @@ def batch_run_yaml(directory: Path, *, batches_config: dict | None = None,
                     "provider_model_id": "canned", "model_type": "embedding",
                     "metadata": {"embedding_dimension": 3}}],
     }
+    if responses:
+        config["apis"].append("responses")
+        config["providers"]["responses"] = [
+            {"provider_id": "builtin", "provider_type": "inline::builtin", "config": {}}]
     path = directory / "run.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

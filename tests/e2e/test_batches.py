@@ -14,6 +14,7 @@ from batch_support import (
     CannedUpstream, UPSTREAM_MODEL, batch_run_yaml, chat_line, jsonl, upload_jsonl, wait_for,
 )
 from e2e_support import SERVED_MODEL, Server, assert_openai_error
+from memory_support import postgres_database
 
 LOCAL_MODEL = f"candle/{SERVED_MODEL}"
 
@@ -26,9 +27,10 @@ def upstream():
 
 
 def canned_server(tmp_path_factory, llama_stack_bin, upstream, name: str,
-                  batches_config: dict | None = None, extra_env: dict | None = None) -> Server:
+                  batches_config: dict | None = None, extra_env: dict | None = None,
+                  responses: bool = False) -> Server:
     directory = tmp_path_factory.mktemp(name)
-    run_yaml = batch_run_yaml(directory, batches_config=batches_config)
+    run_yaml = batch_run_yaml(directory, batches_config=batches_config, responses=responses)
     return Server(name=name, binary=llama_stack_bin, run_config=str(run_yaml),
                   env={"UPSTREAM_URL": upstream.url, **(extra_env or {})},
                   log_path=directory / "server.log").start()
@@ -234,9 +236,10 @@ def test_a_killed_server_resumes_its_batch_without_resending_stored_requests(
         slow.stop()
 
 
-def test_openai_shaped_bodies_on_request(tmp_path_factory, llama_stack_bin, upstream):
+def test_responses_batches_and_openai_shaped_bodies(tmp_path_factory, llama_stack_bin, upstream,
+                                                    remote):
     server = canned_server(tmp_path_factory, llama_stack_bin, upstream, "batches-object",
-                           batches_config={"response_body": "object"})
+                           batches_config={"response_body": "object"}, responses=True)
     try:
         client = sdk(server)
         done = wait_for(client, client.batches.create(
@@ -244,5 +247,68 @@ def test_openai_shaped_bodies_on_request(tmp_path_factory, llama_stack_bin, upst
             endpoint="/v1/chat/completions", completion_window="24h").id)
         body = jsonl(client, done.output_file_id)[0]["response"]["body"]
         assert body["choices"][0]["message"]["content"] == "echo: object body"
+
+        lines = [{"custom_id": f"resp{i}", "method": "POST", "url": "/v1/responses",
+                  "body": {"model": UPSTREAM_MODEL, "input": f"respond {i}"}} for i in range(3)]
+        lines.append({"custom_id": "bg", "method": "POST", "url": "/v1/responses",
+                      "body": {"model": UPSTREAM_MODEL, "input": "x", "background": True}})
+        refused = wait_for(client, client.batches.create(
+            input_file_id=upload_jsonl(client, lines).id, endpoint="/v1/responses",
+            completion_window="24h").id)
+        assert [(e.line, e.param) for e in refused.errors.data] == [(4, "body.background")]
+        done = wait_for(client, client.batches.create(
+            input_file_id=upload_jsonl(client, lines[:3]).id, endpoint="/v1/responses",
+            completion_window="24h").id)
+        assert done.status == "completed" and done.request_counts.completed == 3, done
+        for result in jsonl(client, done.output_file_id):
+            response = result["response"]["body"]
+            assert response["object"] == "response" and response["status"] == "completed"
+            i = result["custom_id"].removeprefix("resp")
+            assert response["output"][0]["content"][0]["text"] == f"echo: respond {i}"
+            # Stored like any other response.
+            assert client.responses.retrieve(response["id"]).id == response["id"]
     finally:
         server.stop()
+    # A distribution without the responses API refuses the endpoint at once.
+    resp = requests.post(f"{remote.url}/v1/batches", json={
+        "input_file_id": "file-x", "endpoint": "/v1/responses", "completion_window": "24h"},
+        timeout=30)
+    assert "responses" in assert_openai_error(resp, 400)["message"]
+
+
+def test_a_batch_of_a_killed_replica_is_finished_by_another(tmp_path_factory, llama_stack_bin):
+    """Two replicas on one PostgreSQL (records and file bytes in it), each with its own empty
+    directory; the replica running the batch is killed with SIGKILL."""
+    db = postgres_database("replica_batches")
+    pg = {"host": db["POSTGRES_HOST"], "port": int(db["POSTGRES_PORT"]), "db": db["POSTGRES_DB"],
+          "user": db["POSTGRES_USER"], "password": db["POSTGRES_PASSWORD"]}
+    slow = CannedUpstream(delay_s=0.15)
+    replicas = []
+    try:
+        for name in ("batch-replica-a", "batch-replica-b"):
+            directory = tmp_path_factory.mktemp(name)
+            run_yaml = batch_run_yaml(
+                directory, batches_config={"max_concurrent_requests_per_batch": 2},
+                metadata_store={"type": "postgres", **pg},
+                files={"provider_id": "pg", "provider_type": "remote::postgres", "config": pg})
+            replicas.append(Server(name=name, binary=llama_stack_bin, run_config=str(run_yaml),
+                                   env={"UPSTREAM_URL": slow.url, "LLAMA_STACK_LEASE_SECONDS": "1.5"},
+                                   log_path=directory / "server.log").start())
+        a, b = replicas
+        on_a, on_b = sdk(a), sdk(b)
+        texts = [f"replica {i}" for i in range(30)]
+        upload = upload_jsonl(on_a, [chat_line(f"r{i}", t) for i, t in enumerate(texts)])
+        batch = on_a.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                    completion_window="24h")
+        wait_for(on_b, batch.id, until=lambda b: b.request_counts.completed >= 4)
+        a.kill()
+        done = wait_for(on_b, batch.id, timeout=60)
+        assert done.status == "completed" and done.request_counts.completed == 30, done
+        output = jsonl(on_b, done.output_file_id)
+        assert sorted(r["custom_id"] for r in output) == sorted(f"r{i}" for i in range(30))
+        assert sum(slow.seen[t] - 1 for t in texts) <= 2, slow.seen
+        assert "Taking up a batch left unfinished" in b.log_tail(200)
+    finally:
+        for server in replicas:
+            server.kill()
+        slow.stop()

@@ -2,7 +2,8 @@
 //!
 //! Providers are built API by API, so that each is given the APIs it may call: inference,
 //! safety, vector IO and files first (they call no other API), then tool runtimes (the RAG
-//! runtime stores and searches through memory), then agents (which call every other API).
+//! runtime stores and searches through memory), then agents and responses (which call every
+//! other API), then batches (whose lines may be responses).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,13 +22,16 @@ enum Phase {
     Base,
     ToolRuntime,
     Agents,
+    /// Batches run responses too, so they come after them.
+    Batches,
 }
 
 impl Phase {
     fn of(api: Api) -> Phase {
         match api {
             Api::ToolRuntime => Phase::ToolRuntime,
-            Api::Agents | Api::Responses | Api::Batches => Phase::Agents,
+            Api::Agents | Api::Responses => Phase::Agents,
+            Api::Batches => Phase::Batches,
             _ => Phase::Base,
         }
     }
@@ -72,7 +76,15 @@ pub(crate) async fn assemble(
         ..base.handles()
     };
 
-    build_phase(loaded, Phase::Agents, apis, store_dir, &store, &mut built).await?;
+    build_phase(
+        loaded,
+        Phase::Agents,
+        apis.clone(),
+        store_dir,
+        &store,
+        &mut built,
+    )
+    .await?;
     let agents = built.iter().find_map(|(_, h)| match &h.instance {
         ProviderInstance::Agents(a) => Some(a.clone()),
         _ => None,
@@ -82,6 +94,11 @@ pub(crate) async fn assemble(
         _ => None,
     });
 
+    let apis = ApiHandles {
+        responses: responses.clone(),
+        ..apis
+    };
+    build_phase(loaded, Phase::Batches, apis, store_dir, &store, &mut built).await?;
     let batches = built.iter().find_map(|(_, h)| match &h.instance {
         ProviderInstance::Batches(b) => Some(b.clone()),
         _ => None,

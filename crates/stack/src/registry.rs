@@ -47,13 +47,16 @@ impl ProviderInstance {
 
 /// The other APIs a provider may call, as the assembler has built them so far. The assembler
 /// builds providers API by API (inference, safety, vector IO and files, tool runtime, agents),
-/// so a tool runtime sees memory and inference, and an agents provider sees all of them.
+/// so a tool runtime sees memory and inference, an agents provider sees those and tools, and
+/// a batches provider sees responses too.
 #[derive(Clone, Default)]
 pub struct ApiHandles {
     pub inference: Option<Arc<dyn InferenceApi>>,
     pub safety: Option<Arc<dyn SafetyApi>>,
     pub memory: Option<Arc<dyn MemoryApi>>,
     pub tools: Option<Arc<dyn ToolsApi>>,
+    /// Built after agents and responses: only the batches provider sees it.
+    pub responses: Option<Arc<dyn Responses>>,
 }
 
 impl ApiHandles {

@@ -167,6 +167,7 @@ impl Services {
             safety: Some(self.safety.clone()),
             memory: Some(self.memory.clone()),
             tools: Some(self.tools.clone()),
+            responses: self.responses.clone(),
         }
     }
 }

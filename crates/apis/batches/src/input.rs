@@ -51,8 +51,11 @@ fn type_name(param: &str) -> String {
     }
 }
 
-/// The body fields each endpoint needs, with a check of each and how to say what it must be.
-fn required_body(endpoint: &str) -> &'static [(&'static str, fn(&Value) -> bool, &'static str)] {
+/// A field a line needs: its name, its check, and how to say what it must be.
+type Required = (&'static str, fn(&Value) -> bool, &'static str);
+
+/// The body fields each endpoint needs.
+fn required_body(endpoint: &str) -> &'static [Required] {
     match endpoint {
         "/v1/chat/completions" => &[
             ("model", Value::is_string, "a string"),
@@ -64,6 +67,14 @@ fn required_body(endpoint: &str) -> &'static [(&'static str, fn(&Value) -> bool,
                 "prompt",
                 |v| v.is_string() || v.is_array(),
                 "a string or an array",
+            ),
+        ],
+        "/v1/responses" => &[
+            ("model", Value::is_string, "a string"),
+            (
+                "input",
+                |v| v.is_string() || v.is_array(),
+                "a string or an array of items",
             ),
         ],
         _ => &[
@@ -136,7 +147,7 @@ pub fn validate_input(
             }
         };
         let before = errors.len();
-        let fields: [(&str, fn(&Value) -> bool, &str); 4] = [
+        let fields: [Required; 4] = [
             ("custom_id", Value::is_string, "string"),
             ("method", Value::is_string, "string"),
             ("url", Value::is_string, "string"),
@@ -208,6 +219,20 @@ pub fn validate_input(
                     )
                     .at(number)
                     .param("body.stream"),
+                );
+            }
+            if body
+                .get("background")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+            {
+                errors.push(
+                    BatchError::new(
+                        "invalid_request",
+                        "background is not supported in batch processing: a batch already runs in the background",
+                    )
+                    .at(number)
+                    .param("body.background"),
                 );
             }
             for (param, check, what) in required_body(endpoint) {

@@ -22,7 +22,12 @@ pub use object::{BatchError, BatchErrors, BatchList, BatchObject, RequestCounts,
 pub const BATCH: &str = "batch";
 
 /// The endpoints a batch may run, as upstream serves them.
-pub const ENDPOINTS: &[&str] = &["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
+pub const ENDPOINTS: &[&str] = &[
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/responses",
+];
 
 /// The only completion window OpenAI and upstream accept.
 pub const COMPLETION_WINDOW: &str = "24h";

@@ -32,6 +32,7 @@ use llama_stack_core::{
 use llama_stack_inference::InferenceApi;
 use llama_stack_memory::MemoryApi;
 use llama_stack_memory::lease;
+use llama_stack_responses::Responses;
 use llama_stack_stack::{
     ApiHandles, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
 };
@@ -145,7 +146,8 @@ fn build(
         })?;
         let inference = ApiHandles::require(&ctx.apis.inference, Api::Inference, PROVIDER_TYPE)?;
         let memory = ApiHandles::require(&ctx.apis.memory, Api::Files, PROVIDER_TYPE)?;
-        let batches = ReferenceBatches::new(store, inference, memory, config);
+        let responses = ctx.apis.responses.clone();
+        let batches = ReferenceBatches::new(store, inference, memory, responses, config);
         Ok(ProviderInstance::Batches(batches))
     }
     .boxed()
@@ -159,6 +161,8 @@ pub struct ReferenceBatches {
     pub(crate) inference: Arc<dyn InferenceApi>,
     /// Input, output and error files.
     pub(crate) memory: Arc<dyn MemoryApi>,
+    /// For `/v1/responses` batches, when the distribution serves responses.
+    pub(crate) responses: Option<Arc<dyn Responses>>,
     pub(crate) config: ReferenceBatchesConfig,
     /// Who holds the leases of the batches this instance runs (one per process in a server).
     pub(crate) holder: String,
@@ -174,6 +178,7 @@ impl ReferenceBatches {
         store: Arc<dyn RegistryStore>,
         inference: Arc<dyn InferenceApi>,
         memory: Arc<dyn MemoryApi>,
+        responses: Option<Arc<dyn Responses>>,
         config: ReferenceBatchesConfig,
     ) -> Arc<Self> {
         Arc::new_cyclic(|this| ReferenceBatches {
@@ -181,6 +186,7 @@ impl ReferenceBatches {
             store,
             inference,
             memory,
+            responses,
             slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_batches)),
             config,
             holder: lease::new_holder(),
@@ -245,6 +251,12 @@ impl ReferenceBatches {
 impl Batches for ReferenceBatches {
     async fn create_batch(&self, body: Map<String, Value>) -> Result<BatchObject> {
         let request = CreateBatch::parse(&body)?;
+        if request.endpoint == "/v1/responses" && self.responses.is_none() {
+            return Err(Error::invalid(
+                "This distribution serves no responses API, so a batch cannot call /v1/responses: add an inline::builtin provider under providers.responses in run.yaml",
+            )
+            .with_location(vec!["body".into(), "endpoint".into()]));
+        }
         let id = match &request.idempotency_key {
             Some(key) => batch_id_for_key(key),
             None => format!("batch_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),

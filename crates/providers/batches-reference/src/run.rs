@@ -16,6 +16,7 @@ use llama_stack_core::access;
 use llama_stack_core::{Error, ErrorKind, Result, metrics, now_secs};
 use llama_stack_memory::files_ops::FileUpload;
 use llama_stack_memory::lease::{self, Heartbeat};
+use llama_stack_responses::CreatedResponse;
 use serde_json::{Value, json};
 
 use crate::records::{
@@ -299,7 +300,7 @@ impl ReferenceBatches {
         let body = Value::Object(request.body);
         loop {
             tries += 1;
-            match self.inference.openai_json(&request.url, body.clone()).await {
+            match self.answer(&request.url, body.clone()).await {
                 Ok(answer) => {
                     let body = match self.config.response_body {
                         ResponseBody::String => Value::String(answer.to_string()),
@@ -323,6 +324,26 @@ impl ReferenceBatches {
                     return (request.line, false, line);
                 }
             }
+        }
+    }
+
+    /// One request's answer, from the responses API or the inference API.
+    async fn answer(&self, url: &str, body: Value) -> Result<Value> {
+        if url != "/v1/responses" {
+            return self.inference.openai_json(url, body).await;
+        }
+        let responses = self
+            .responses
+            .clone()
+            .ok_or_else(|| Error::unsupported("This distribution serves no responses API"))?;
+        let Value::Object(body) = body else {
+            return Err(Error::invalid("The request body must be a JSON object"));
+        };
+        match responses.create_response(body).await? {
+            CreatedResponse::Object(response) => Ok(response),
+            CreatedResponse::Stream(_) => Err(Error::invalid(
+                "Streaming is not supported in batch processing",
+            )),
         }
     }
 
