@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -17,6 +18,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use crate::keyword::{Plan, TermStats, any_of};
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -107,18 +110,6 @@ fn blob_to_embedding(blob: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-/// An FTS5 query matching any word of free text. Each word is quoted, so punctuation and
-/// FTS5 operators in user text (`AND`, `NEAR(`, `*`, `"`) are plain words, never syntax.
-pub(crate) fn fts_query(text: &str) -> Option<String> {
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(64)
-        .map(|w| format!("\"{w}\""))
-        .collect();
-    (!words.is_empty()).then(|| words.join(" OR "))
-}
-
 fn chunk_row(row: &SqliteRow) -> Result<ChunkRow> {
     Ok(ChunkRow {
         id: row.get("id"),
@@ -133,6 +124,7 @@ fn chunk_row(row: &SqliteRow) -> Result<ChunkRow> {
 #[derive(Clone)]
 pub(crate) struct Database {
     pool: SqlitePool,
+    terms: Arc<TermStats>,
 }
 
 impl Database {
@@ -190,7 +182,10 @@ impl Database {
             }
             Some(_) => {}
         }
-        Ok(Database { pool })
+        Ok(Database {
+            pool,
+            terms: Arc::default(),
+        })
     }
 
     pub async fn stores(&self) -> Result<Vec<StoreRow>> {
@@ -492,16 +487,133 @@ impl Database {
         Ok(ids)
     }
 
-    /// Full-text search: up to `k` unexpired chunks passing `filter`, by BM25 (returned
-    /// positive, higher is better).
+    /// Full-text search for any of `phrases`: up to `k` unexpired chunks passing `filter`,
+    /// by BM25 (returned positive, higher is better). See [`crate::keyword`] for when only
+    /// the rarer phrases are ranked.
     pub async fn keyword(
+        &self,
+        key: i64,
+        phrases: &[String],
+        now: i64,
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<(ChunkRow, f32)>> {
+        let hits = match self.pruned_keyword(key, phrases, now, k, filter).await? {
+            Some(hits) => hits,
+            None => self.ranked(key, &any_of(phrases), now, k, filter).await?,
+        };
+        Ok(hits
+            .into_iter()
+            .map(|(chunk, score)| (chunk, (score as f32).max(f32::MIN_POSITIVE)))
+            .collect())
+    }
+
+    /// The top k ranked on the rarer phrases, when the bounds of the phrases left out show
+    /// that no chunk matching only those could reach it; `None` when the whole query has to
+    /// be ranked.
+    async fn pruned_keyword(
+        &self,
+        key: i64,
+        phrases: &[String],
+        now: i64,
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Option<Vec<(ChunkRow, f64)>>> {
+        if phrases.len() < 2 {
+            return Ok(None);
+        }
+        let plan = self.plan(phrases).await?;
+        let Some(first) = plan.first() else {
+            return Ok(None);
+        };
+        let query = |kept: &[usize]| any_of(kept.iter().map(|&i| &phrases[i]));
+        let hits = self
+            .ranked(key, &query(&first.kept), now, k, filter)
+            .await?;
+        let kth = match hits.len() == k {
+            true => hits[k - 1].1,
+            false => 0.0,
+        };
+        if Plan::settles(&first, kth) {
+            return Ok(Some(hits));
+        }
+        match plan.second(kth) {
+            Some(second) => Ok(Some(
+                self.ranked(key, &query(&second.kept), now, k, filter)
+                    .await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Row count and each phrase's document frequency, as FTS5 computes its IDF: over every
+    /// store's rows, expired or not. Counting a common word walks its whole posting list, so
+    /// counts are cached until the rows change.
+    pub(crate) async fn plan(&self, phrases: &[String]) -> Result<Plan> {
+        let (version, mut cached) = self.terms.lookup(phrases);
+        let unique = |wanted: &dyn Fn(usize) -> bool| {
+            let mut list: Vec<&String> = (0..phrases.len())
+                .filter(|&i| wanted(i))
+                .map(|i| &phrases[i])
+                .collect();
+            list.sort();
+            list.dedup();
+            list
+        };
+        let (mut now, mut counts) = self
+            .count_phrases(&unique(&|i| cached[i].is_none()))
+            .await?;
+        if Some(now) != version && cached.iter().any(Option::is_some) {
+            // The rows changed since those counts were cached: count every phrase again.
+            (now, counts) = self.count_phrases(&unique(&|_| true)).await?;
+            cached = vec![None; phrases.len()];
+        }
+        let counted: HashMap<&str, i64> = counts.iter().map(|(p, n)| (p.as_str(), *n)).collect();
+        let dfs = phrases
+            .iter()
+            .zip(cached)
+            .map(|(p, df)| df.or_else(|| counted.get(p.as_str()).copied()).unwrap_or(0))
+            .collect();
+        self.terms.store(now, counts);
+        Ok(Plan::new(now.1, dfs))
+    }
+
+    /// `((newest row id, row count), frequency of each phrase)`, read in one statement so
+    /// they agree with each other.
+    async fn count_phrases(&self, phrases: &[&String]) -> Result<((i64, i64), Vec<(String, i64)>)> {
+        let mut select = QueryBuilder::<Sqlite>::new(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM vec_chunks), (SELECT COUNT(*) FROM vec_chunks)",
+        );
+        for phrase in phrases {
+            select
+                .push(", (SELECT COUNT(*) FROM vec_chunks_fts WHERE vec_chunks_fts MATCH ")
+                .push_bind(phrase.as_str())
+                .push(")");
+        }
+        let row = select
+            .build()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| db_error("counting keyword matches", e))?;
+        let version = (row.get::<i64, _>(0), row.get::<i64, _>(1));
+        let counts = phrases
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.to_string(), row.get::<i64, _>(i + 2)))
+            .collect();
+        Ok((version, counts))
+    }
+
+    /// Up to `k` unexpired chunks of the store passing `filter` that match the FTS5 `query`,
+    /// best first, with their BM25 scores made positive.
+    pub(crate) async fn ranked(
         &self,
         key: i64,
         query: &str,
         now: i64,
         k: usize,
         filter: Option<&Filter>,
-    ) -> Result<Vec<(ChunkRow, f32)>> {
+    ) -> Result<Vec<(ChunkRow, f64)>> {
         // Without a filter SQLite stops at k; with one, rows stream until k pass.
         let limit = if filter.is_some() { -1 } else { k as i64 };
         // The FTS index must drive: one pass over the MATCH hits, each looked up in
@@ -530,8 +642,7 @@ impl Database {
             let chunk = chunk_row(&row)?;
             if filter.is_none_or(|f| f.matches(&chunk.attributes)) {
                 // FTS5's bm25 is negative, more negative for better matches.
-                let score = (-row.get::<f64, _>("rank") as f32).max(f32::MIN_POSITIVE);
-                hits.push((chunk, score));
+                hits.push((chunk, -row.get::<f64, _>("rank")));
             }
         }
         Ok(hits)
@@ -542,11 +653,35 @@ impl Database {
 mod tests {
     use super::*;
 
-    #[test]
-    fn fts_queries_quote_every_word() {
-        assert_eq!(fts_query("What's C++?").unwrap(), r#""What" OR "s" OR "C""#);
-        assert_eq!(fts_query("NEAR( a*").unwrap(), r#""NEAR" OR "a""#);
-        assert!(fts_query(" ?! ").is_none());
+    /// Counts cached by one connection pool follow writes made through another, as they
+    /// would writes of another process.
+    #[tokio::test]
+    async fn cached_counts_follow_writes_made_elsewhere() {
+        use llama_stack_vector_conformance::data::chunk;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vec.db");
+        let a = Database::open(&path).await.unwrap();
+        let b = Database::open(&path).await.unwrap();
+        let key = a.create_store("s", 2, 0).await.unwrap().key;
+        let insert = async |db: &Database, id: &str, text: &str| {
+            db.insert(key, &[chunk(id, text, vec![1.0, 0.0])], 0)
+                .await
+                .unwrap();
+        };
+        let words: Vec<String> = ["\"okapi\"", "\"the\"", "\"okapi\""]
+            .map(String::from)
+            .into();
+        insert(&a, "c1", "the okapi").await;
+        assert_eq!(a.plan(&words).await.unwrap().dfs(), [1, 1, 1]);
+        insert(&b, "c2", "the cat").await;
+        insert(&b, "c3", "an okapi").await;
+        assert_eq!(a.plan(&words).await.unwrap().dfs(), [2, 2, 2]);
+        b.delete_chunk_ids(key, &["c1".to_string()]).await.unwrap();
+        assert_eq!(a.plan(&words).await.unwrap().dfs(), [1, 1, 1]);
+        let more: Vec<String> = ["\"cats\"", "\"the\"", "\"zebra\""]
+            .map(String::from)
+            .into();
+        assert_eq!(a.plan(&more).await.unwrap().dfs(), [1, 1, 0]);
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod distance;
 mod hnsw;
 mod index;
 mod index_file;
+mod keyword;
 mod provider;
 
 use futures::FutureExt;

@@ -16,9 +16,10 @@ use llama_stack_memory::{
 };
 
 use crate::config::SqliteVecConfig;
-use crate::db::{ChunkRow, Database, fts_query};
+use crate::db::{ChunkRow, Database};
 use crate::hnsw::HnswParams;
 use crate::index::{StoreIndex, index_path};
+use crate::keyword::phrases;
 
 /// Embedded vector stores: SQLite (chunks, FTS5 keyword index) plus an in-process HNSW graph
 /// per store, saved beside the database. One provider instance per database file: the graphs
@@ -544,10 +545,8 @@ impl VectorIoProvider for SqliteVecProvider {
         match request.mode {
             SearchMode::Vector => self.inner.vector_search(&state, request).await,
             SearchMode::Keyword => {
-                let Some(query) = fts_query(&request.text) else {
-                    return Ok(Vec::new());
-                };
-                if request.k == 0 {
+                let phrases = phrases(&request.text);
+                if phrases.is_empty() || request.k == 0 {
                     return Ok(Vec::new());
                 }
                 let hits = self
@@ -555,7 +554,7 @@ impl VectorIoProvider for SqliteVecProvider {
                     .db
                     .keyword(
                         state.key,
-                        &query,
+                        &phrases,
                         now_seconds(),
                         request.k,
                         request.filter.as_ref(),

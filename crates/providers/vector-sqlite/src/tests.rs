@@ -1,16 +1,17 @@
 //! Provider behaviour the shared conformance suite cannot see: how the graph file and the
-//! database are reconciled, compaction, the exact fallback and registration.
+//! database are reconciled, compaction, the exact fallback, keyword pruning and registration.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use llama_stack_core::Api;
 use llama_stack_memory::{
-    vector_io::ChunkSelector, vector_io::StoreSpec, vector_io::VectorIoProvider,
+    vector_io::ChunkSelector, vector_io::Filter, vector_io::StoreSpec, vector_io::VectorIoProvider,
 };
 use llama_stack_stack::{ProviderContext, ProviderInstance, ProviderRegistry};
 use llama_stack_vector_conformance::data::{
-    ClusteredVectors, chunk, exact_top_k, filtered, ids, vector_query, with_attributes,
+    ClusteredVectors, chunk, exact_top_k, filtered, ids, keyword_query, vector_query,
+    with_attributes,
 };
 use serde_json::json;
 
@@ -297,4 +298,97 @@ async fn registration_validates_its_sample_and_builds_from_the_store_dir() {
         .await
         .unwrap();
     assert!(dir.path().join("sqlite_vec.db").exists());
+}
+
+/// Keyword fixture chunk `i`: eight words, "the" in every chunk, "what" and "is" in a third
+/// each (never both), "zebra" in 10 chunks (all with "is") and "okapi" in 3.
+fn keyword_text(i: usize) -> String {
+    let mut words = [
+        "the", "red", "green", "blue", "gray", "pink", "gold", "teal",
+    ];
+    match i % 3 {
+        0 => words[1] = "what",
+        1 => words[2] = "is",
+        _ => {}
+    }
+    if i % 300 == 7 {
+        words[3] = "zebra";
+    }
+    if i % 1000 == 3 {
+        words[4] = "okapi";
+    }
+    words.join(" ")
+}
+
+#[tokio::test]
+async fn keyword_search_ranks_the_rare_words_without_ranking_every_common_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path()).await;
+    p.create_store(&StoreSpec {
+        store_id: "s".into(),
+        dimension: 2,
+    })
+    .await
+    .unwrap();
+    let chunks = (0..3000)
+        .map(|i| {
+            with_attributes(
+                chunk(&format!("c{i}"), &keyword_text(i), vec![1.0, i as f32]),
+                json!({"group": i % 2}),
+            )
+        })
+        .collect();
+    p.insert("s", chunks).await.unwrap();
+    // Every phrase ranked, for reference: a second connection to the same database.
+    let db = crate::db::Database::open(&dir.path().join("vec.db"))
+        .await
+        .unwrap();
+    let exact = async |text: &str, k: usize, filter: Option<&Filter>| {
+        let query = crate::keyword::any_of(&crate::keyword::phrases(text));
+        let hits = db.ranked(1, &query, 0, k, filter).await.unwrap();
+        let ids: Vec<String> = hits.iter().map(|h| h.0.chunk_id.clone()).collect();
+        (ids, hits.iter().map(|h| h.1 as f32).collect::<Vec<_>>())
+    };
+
+    // 3000 chunks match the common words, 10 "zebra": only the rarer words are ranked. The
+    // top 5 are the exact ones, scored without "is" (in every zebra chunk, left out).
+    let question = "What is the zebra?";
+    let hits = p.search("s", &keyword_query(question, 5)).await.unwrap();
+    let (want, exact_scores) = exact(question, 5, None).await;
+    assert_eq!(ids(&hits), want);
+    for (hit, exact) in hits.iter().zip(&exact_scores) {
+        assert!(hit.score > 0.0 && hit.score < *exact - 0.5, "{hits:?}");
+    }
+
+    // Three "okapi" chunks cannot fill k = 5: a second pass ranks every word but "the" (in
+    // every chunk, worth ~0), so the rest are filled and scored as the exact ranking does.
+    let hits = p
+        .search("s", &keyword_query("what is the okapi", 5))
+        .await
+        .unwrap();
+    let (want, exact_scores) = exact("what is the okapi", 5, None).await;
+    assert_eq!(ids(&hits)[..3], ["c3", "c1003", "c2003"]);
+    assert_eq!(ids(&hits), want);
+    for (hit, exact) in hits.iter().zip(&exact_scores) {
+        assert!((hit.score - exact).abs() < 1e-4, "{hits:?}");
+    }
+
+    // No zebra chunk is in group 0: "what" and "is" chunks fill the top k, in a second pass
+    // that ranks both.
+    let group_0 = json!({"type": "eq", "key": "group", "value": 0});
+    let request = filtered(keyword_query(question, 4), group_0);
+    let hits = p.search("s", &request).await.unwrap();
+    let (want, _) = exact(question, 4, request.filter.as_ref()).await;
+    assert_eq!(ids(&hits), want);
+
+    // Writes count at once: a chunk saying "zebra" three times comes first, then goes.
+    let loud = chunk("loud", "zebra zebra zebra what", vec![0.0, 1.0]);
+    p.insert("s", vec![loud]).await.unwrap();
+    let hits = p.search("s", &keyword_query(question, 2)).await.unwrap();
+    assert_eq!(ids(&hits), ["loud", "c7"]);
+    p.delete_chunks("s", &ChunkSelector::Ids(vec!["loud".into()]))
+        .await
+        .unwrap();
+    let hits = p.search("s", &keyword_query(question, 2)).await.unwrap();
+    assert_eq!(ids(&hits), ["c7", "c307"]);
 }
