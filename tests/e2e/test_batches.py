@@ -15,6 +15,7 @@ from batch_support import (
 )
 from e2e_support import SERVED_MODEL, Server, assert_openai_error
 from memory_support import postgres_database
+from replica_support import RoundRobinProxy
 
 LOCAL_MODEL = f"candle/{SERVED_MODEL}"
 
@@ -278,12 +279,14 @@ def test_responses_batches_and_openai_shaped_bodies(tmp_path_factory, llama_stac
 
 def test_a_batch_of_a_killed_replica_is_finished_by_another(tmp_path_factory, llama_stack_bin):
     """Two replicas on one PostgreSQL (records and file bytes in it), each with its own empty
-    directory; the replica running the batch is killed with SIGKILL."""
+    directory, behind a round-robin proxy; the replica that took the batch is killed with
+    SIGKILL while the batch runs."""
     db = postgres_database("replica_batches")
     pg = {"host": db["POSTGRES_HOST"], "port": int(db["POSTGRES_PORT"]), "db": db["POSTGRES_DB"],
           "user": db["POSTGRES_USER"], "password": db["POSTGRES_PASSWORD"]}
     slow = CannedUpstream(delay_s=0.15)
-    replicas = []
+    replicas: list[Server] = []
+    proxy = None
     try:
         for name in ("batch-replica-a", "batch-replica-b"):
             directory = tmp_path_factory.mktemp(name)
@@ -294,21 +297,24 @@ def test_a_batch_of_a_killed_replica_is_finished_by_another(tmp_path_factory, ll
             replicas.append(Server(name=name, binary=llama_stack_bin, run_config=str(run_yaml),
                                    env={"UPSTREAM_URL": slow.url, "LLAMA_STACK_LEASE_SECONDS": "1.5"},
                                    log_path=directory / "server.log").start())
-        a, b = replicas
-        on_a, on_b = sdk(a), sdk(b)
+        proxy = RoundRobinProxy([r.url for r in replicas])
+        client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="none", max_retries=0)
         texts = [f"replica {i}" for i in range(30)]
-        upload = upload_jsonl(on_a, [chat_line(f"r{i}", t) for i, t in enumerate(texts)])
-        batch = on_a.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
-                                    completion_window="24h")
-        wait_for(on_b, batch.id, until=lambda b: b.request_counts.completed >= 4)
-        a.kill()
-        done = wait_for(on_b, batch.id, timeout=60)
+        upload = upload_jsonl(client, [chat_line(f"r{i}", t) for i, t in enumerate(texts)])
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                      completion_window="24h")
+        runner = next(i for m, p, i in proxy.routed if m == "POST" and p == "/v1/batches")
+        wait_for(client, batch.id, until=lambda b: b.request_counts.completed >= 4)
+        replicas[runner].kill()
+        done = wait_for(client, batch.id, timeout=60)
         assert done.status == "completed" and done.request_counts.completed == 30, done
-        output = jsonl(on_b, done.output_file_id)
+        output = jsonl(client, done.output_file_id)
         assert sorted(r["custom_id"] for r in output) == sorted(f"r{i}" for i in range(30))
         assert sum(slow.seen[t] - 1 for t in texts) <= 2, slow.seen
-        assert "Taking up a batch left unfinished" in b.log_tail(200)
+        assert "Taking up a batch left unfinished" in replicas[1 - runner].log_tail(200)
     finally:
+        if proxy:
+            proxy.stop()
         for server in replicas:
             server.kill()
         slow.stop()
