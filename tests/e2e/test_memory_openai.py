@@ -327,6 +327,19 @@ def test_plain_map_filters_and_the_search_query_shape_of_each_prefix(stack, oai,
     oai.vector_stores.delete(store.id)
 
 
+def test_the_last_id_of_a_file_page_under_each_prefix(stack, oai, uploaded, provider):
+    names = ["fruit.txt", "space.txt", "ocean.txt"]
+    store = oai.vector_stores.create(name="pages", file_ids=[uploaded[n] for n in names],
+                                     extra_body=store_body(provider))
+    page = oai.vector_stores.files.list(store.id, limit=2)
+    assert page.has_more and page.last_id == page.data[-1].id
+    # 0.2-era `last_id`: the last file past the page, as upstream's v0.2.14 tests pin it.
+    legacy = openai_client(stack, "/v1/openai/v1").vector_stores.files.list(store.id, limit=2)
+    every = oai.vector_stores.files.list(store.id, limit=10).data
+    assert legacy.has_more and legacy.last_id == every[-1].id != legacy.data[-1].id
+    oai.vector_stores.delete(store.id)
+
+
 def test_a_file_batch_attaches_its_files_in_the_background(oai, uploaded, provider):
     store = oai.vector_stores.create(name="batched", extra_body=store_body(provider))
     ids = [uploaded["fruit.txt"], uploaded["ocean.txt"], "file-missing"]

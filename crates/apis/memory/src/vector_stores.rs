@@ -21,6 +21,10 @@ pub struct PageQuery {
     pub order: Option<String>,
     pub after: Option<String>,
     pub before: Option<String>,
+    /// `last_id` as upstream answered it up to 0.2.23 (and its v0.2.14 tests pin): the last
+    /// item after `after` and before `before`, past the page when there is more. Current
+    /// upstream and OpenAI answer the page's last item.
+    pub last_of_window: bool,
 }
 
 /// Orders items (each with `id` and `created_at`) and cuts one page, OpenAI-style.
@@ -66,12 +70,18 @@ pub(crate) fn page(mut items: Vec<Value>, query: &PageQuery) -> Result<Value> {
         .unwrap_or_default()
         .to_vec();
     let has_more = window.len() > limit;
+    let window_last = window.last().map(|v| v["id"].clone());
     let data: Vec<Value> = window.into_iter().take(limit).collect();
+    let last_id = if query.last_of_window {
+        window_last
+    } else {
+        data.last().map(|v| v["id"].clone())
+    };
     Ok(json!({
         "object": "list",
         "data": data,
         "first_id": data.first().map(|v| v["id"].clone()),
-        "last_id": data.last().map(|v| v["id"].clone()),
+        "last_id": last_id,
         "has_more": has_more,
     }))
 }
@@ -406,7 +416,16 @@ mod tests {
         .unwrap();
         assert_eq!(p["data"].as_array().unwrap().len(), 2);
         assert_eq!(p["first_id"], "x4");
-        assert_eq!(p["has_more"], true);
+        assert_eq!(
+            (p["last_id"].as_str(), p["has_more"].as_bool()),
+            (Some("x3"), Some(true))
+        );
+        let legacy = PageQuery {
+            limit: Some(2),
+            last_of_window: true,
+            ..Default::default()
+        };
+        assert_eq!(page(items.clone(), &legacy).unwrap()["last_id"], "x0");
         let p = page(
             items,
             &PageQuery {

@@ -35,6 +35,7 @@ impl ListQuery {
             order: self.order.clone(),
             after: self.after.clone(),
             before: self.before.clone(),
+            last_of_window: false,
         }
     }
 }
@@ -126,12 +127,18 @@ pub async fn attach_file(
 pub async fn list_files(
     State(stack): State<Arc<Stack>>,
     Path(id): Path<String>,
+    uri: axum::http::Uri,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, OpenAiError> {
+    // Under the 0.2-era prefix, `last_id` is what 0.2 answered (see `PageQuery`).
+    let page = PageQuery {
+        last_of_window: uri.path().starts_with(OPENAI_PREFIX),
+        ..q.page()
+    };
     Ok(Json(
         stack
             .memory
-            .list_vector_store_files(&id, &q.page(), q.filter.as_deref())
+            .list_vector_store_files(&id, &page, q.filter.as_deref())
             .await?,
     ))
 }
