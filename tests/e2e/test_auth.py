@@ -173,6 +173,40 @@ def test_responses_conversations_and_prompts_are_private(keyed):
     alice.conversations.delete(conversation.id)
 
 
+def test_batches_are_private_and_run_as_their_owner(keyed):
+    alice, bob, carol = oai(keyed, "alice"), oai(keyed, "bob"), oai(keyed, "carol")
+    line = {"custom_id": "a1", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": SERVED_MODEL, "max_tokens": 2,
+                     "messages": [{"role": "user", "content": "hi"}]}}
+    import io
+    import json
+
+    upload = alice.files.create(file=("in.jsonl", io.BytesIO(json.dumps(line).encode())),
+                                purpose="batch")
+    batch = alice.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                 completion_window="24h")
+    for call in (lambda: bob.batches.retrieve(batch.id), lambda: bob.batches.cancel(batch.id)):
+        with pytest.raises(openai.NotFoundError):
+            call()
+    assert batch.id not in {b.id for b in bob.batches.list().data}
+    assert carol.batches.retrieve(batch.id).id == batch.id  # alice's team reads it
+    deadline = time.monotonic() + 60
+    while (done := alice.batches.retrieve(batch.id)).status not in ("completed", "failed"):
+        assert time.monotonic() < deadline, done
+        time.sleep(0.2)
+    assert done.status == "completed" and done.request_counts.completed == 1, done
+    # The output file is alice's: bob cannot read it.
+    with pytest.raises(openai.NotFoundError):
+        bob.files.retrieve(done.output_file_id)
+    # A batch runs as its creator: bob's batch cannot read alice's input file.
+    theirs = bob.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                completion_window="24h")
+    while (failed := bob.batches.retrieve(theirs.id)).status not in ("completed", "failed"):
+        assert time.monotonic() < deadline + 30, failed
+        time.sleep(0.2)
+    assert failed.status == "failed" and failed.errors.data[0].param == "input_file_id"
+
+
 def test_agents_and_sessions_are_private(keyed):
     alice, bob, carol = ls(keyed, "alice"), ls(keyed, "bob"), ls(keyed, "carol")
     agent_id = alice.agents.create(agent_config={"model": SERVED_MODEL, "instructions": "",
