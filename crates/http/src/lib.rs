@@ -46,6 +46,7 @@ fn table() -> RouteTable {
     let table = inspect::declare(table);
     let table = models::declare(table);
     let table = inference::declare(table);
+    let table = routes::rerank::declare(table);
     let table = openai::declare(table);
     let table = anthropic::declare(table);
     let table = memory::declare(table);

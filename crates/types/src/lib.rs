@@ -11,6 +11,7 @@ pub mod lenient;
 pub mod memory;
 pub mod models;
 pub mod openai;
+pub mod rerank;
 pub mod safety;
 pub mod user;
 
@@ -20,5 +21,6 @@ pub use inference::*;
 pub use inspect::*;
 pub use memory::*;
 pub use models::*;
+pub use rerank::*;
 pub use safety::*;
 pub use user::User;

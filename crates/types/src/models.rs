@@ -11,6 +11,8 @@ pub enum ModelType {
     #[default]
     Llm,
     Embedding,
+    /// Scores how relevant items are to a query (`/v1alpha/inference/rerank`).
+    Rerank,
 }
 
 impl ModelType {
@@ -18,6 +20,7 @@ impl ModelType {
         match self {
             ModelType::Llm => "llm",
             ModelType::Embedding => "embedding",
+            ModelType::Rerank => "rerank",
         }
     }
 }

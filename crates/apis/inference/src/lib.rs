@@ -20,6 +20,7 @@ pub mod ops;
 pub mod provider;
 mod provider_models;
 mod replicas;
+pub mod rerank;
 pub mod resilience;
 mod service;
 mod stored;

@@ -27,6 +27,10 @@ pub(crate) fn require_llm(model: &Model, what: &str) -> Result<()> {
             "Model '{}' is an embedding model and does not support {what}",
             model.identifier
         ))),
+        ModelType::Rerank => Err(Error::invalid(format!(
+            "Model '{}' is a rerank model and does not support {what}",
+            model.identifier
+        ))),
     }
 }
 

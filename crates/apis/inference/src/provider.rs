@@ -9,6 +9,7 @@ use llama_stack_types::openai::{
 use llama_stack_types::{
     ChatCompletionRequest, ChatCompletionResponseStreamChunk, CompletionRequest,
     CompletionResponseStreamChunk, EmbeddingsRequest, HealthInfo, HealthStatus, Model, ModelType,
+    RerankRequest, RerankResponse,
 };
 
 use llama_stack_core::{Error, Result};
@@ -80,6 +81,18 @@ pub trait InferenceProvider: Send + Sync {
         Err(Error::unsupported(format!(
             "model '{}' is served by a provider without embeddings support",
             model.identifier
+        )))
+    }
+
+    /// Scores `request.items` against `request.query` for `POST /v1alpha/inference/rerank`. The
+    /// stack has checked that the model is a rerank model and that there is at least one item,
+    /// and set `request.model` to the `provider_resource_id`; `rerank::rerank_texts` reads the
+    /// inputs as text. The answer may come in any order and may leave items out (an upstream
+    /// asked for `max_num_results`); the stack sorts it and cuts it to `max_num_results`.
+    async fn rerank(&self, model: &Model, _request: RerankRequest) -> Result<RerankResponse> {
+        Err(Error::unsupported(format!(
+            "model '{}' is served by provider '{}', which does not support reranking",
+            model.identifier, model.provider_id
         )))
     }
 

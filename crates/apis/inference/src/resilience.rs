@@ -22,6 +22,7 @@ use llama_stack_types::openai::{
 use llama_stack_types::{
     ChatCompletionRequest, CompletionRequest, EmbeddingsRequest, HealthInfo, Model,
 };
+use llama_stack_types::{RerankRequest, RerankResponse};
 use rand::Rng;
 use serde::Deserialize;
 
@@ -404,6 +405,11 @@ impl InferenceProvider for Resilient {
 
     async fn embeddings(&self, model: &Model, request: EmbeddingsRequest) -> Result<Embeddings> {
         self.call(|| self.inner.embeddings(model, request.clone()))
+            .await
+    }
+
+    async fn rerank(&self, model: &Model, request: RerankRequest) -> Result<RerankResponse> {
+        self.call(|| self.inner.rerank(model, request.clone()))
             .await
     }
 

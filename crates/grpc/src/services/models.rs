@@ -22,6 +22,7 @@ pub(crate) fn model_to_pb(model: types::Model) -> pb::Model {
         model_type: match model.model_type {
             types::ModelType::Llm => pb::ModelType::Llm,
             types::ModelType::Embedding => pb::ModelType::Embedding,
+            types::ModelType::Rerank => pb::ModelType::Rerank,
         } as i32,
         metadata: Some(map_to_struct(&model.metadata)),
     }
@@ -73,6 +74,7 @@ impl ModelsService for Models {
             pb::ModelType::Unspecified => None,
             pb::ModelType::Llm => Some(types::ModelType::Llm),
             pb::ModelType::Embedding => Some(types::ModelType::Embedding),
+            pb::ModelType::Rerank => Some(types::ModelType::Rerank),
         };
         let model = self
             .0

@@ -8,6 +8,7 @@ pub mod memory;
 pub mod models;
 pub mod openai;
 pub mod prompts;
+pub mod rerank;
 pub mod responses;
 pub mod safety;
 pub mod vector_stores;

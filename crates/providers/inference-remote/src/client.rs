@@ -78,6 +78,14 @@ impl Client {
         format!("{}/{}", self.base_url, path.trim_start_matches('/'))
     }
 
+    /// `path` at the server's root: the base URL without a trailing `/v1`, for the routes
+    /// servers keep beside their OpenAI-compatible ones (vLLM's `/rerank`).
+    pub fn root_url(&self, path: &str) -> String {
+        let base = self.base_url.trim_end_matches('/');
+        let root = base.strip_suffix("/v1").unwrap_or(base);
+        format!("{root}/{}", path.trim_start_matches('/'))
+    }
+
     /// The key for this request: the request's provider data, then the config, then the
     /// server's environment.
     fn api_key(&self) -> Result<Option<String>> {
@@ -144,6 +152,17 @@ impl Client {
         let request = self
             .request(reqwest::Method::POST, &self.url(path))?
             .json(body);
+        let response = self.send(request).await?;
+        self.read_json(response).await
+    }
+
+    /// `POST` of a JSON body to an absolute URL; the JSON answer.
+    pub async fn post_json_to(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        let request = self.request(reqwest::Method::POST, url)?.json(body);
         let response = self.send(request).await?;
         self.read_json(response).await
     }

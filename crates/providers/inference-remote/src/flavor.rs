@@ -27,6 +27,20 @@ pub struct Flavor {
     /// Whether the upstream accepts `top_k` and `repetition_penalty` beside the OpenAI
     /// sampling fields (OpenAI itself refuses unknown fields).
     pub extra_sampling: bool,
+    /// Where the upstream serves reranking in the Jina/Cohere shape (`{model, query,
+    /// documents, top_n}` answered with `results: [{index, relevance_score}]`), if it does.
+    pub rerank: RerankRoute,
+}
+
+/// Where an upstream's rerank route is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RerankRoute {
+    /// The upstream has none: reranking is refused as unsupported.
+    None,
+    /// This path at the server's root: the base URL without its trailing `/v1`.
+    ServerRoot(&'static str),
+    /// This path under the base URL, like the OpenAI routes.
+    BaseUrl(&'static str),
 }
 
 /// A config type together with the provider type it configures.
@@ -119,6 +133,7 @@ remote_types! {
         api_key_env: Some("OPENAI_API_KEY"),
         requires_api_key: true,
         extra_sampling: false,
+        rerank: RerankRoute::None,
     }
     settings: hosted(base_url, "") {
         /// The OpenAI API key; without it, `OPENAI_API_KEY` or the request's provider data
@@ -142,6 +157,8 @@ remote_types! {
         api_key_env: Some("VLLM_API_TOKEN"),
         requires_api_key: false,
         extra_sampling: true,
+        // vLLM serves `/rerank` beside `/v1`, as upstream calls it.
+        rerank: RerankRoute::ServerRoot("rerank"),
     }
     settings: by_hand {
         /// The server's OpenAI-compatible base URL, e.g. `http://localhost:8000/v1`.
@@ -170,6 +187,7 @@ remote_types! {
         api_key_env: None,
         requires_api_key: false,
         extra_sampling: true,
+        rerank: RerankRoute::None,
     }
     settings: by_hand {
         /// The Ollama server, e.g. `http://localhost:11434` (without `/v1`).
@@ -190,6 +208,7 @@ remote_types! {
         api_key_env: Some("TOGETHER_API_KEY"),
         requires_api_key: true,
         extra_sampling: true,
+        rerank: RerankRoute::None,
     }
     settings: hosted(url, "") {
         /// The service's OpenAI-compatible base URL.
@@ -213,6 +232,7 @@ remote_types! {
         api_key_env: Some("FIREWORKS_API_KEY"),
         requires_api_key: true,
         extra_sampling: true,
+        rerank: RerankRoute::None,
     }
     settings: hosted(url, "") {
         /// The service's OpenAI-compatible base URL.
@@ -236,6 +256,7 @@ remote_types! {
         api_key_env: Some("GROQ_API_KEY"),
         requires_api_key: true,
         extra_sampling: false,
+        rerank: RerankRoute::None,
     }
     settings: hosted(url, "/openai/v1") {
         /// The Groq server, without the `/openai/v1` of its OpenAI-compatible endpoint.
@@ -259,6 +280,7 @@ remote_types! {
         api_key_env: Some("LLAMA_API_KEY"),
         requires_api_key: true,
         extra_sampling: false,
+        rerank: RerankRoute::None,
     }
     settings: hosted(openai_compat_api_base, "") {
         /// The Llama API's OpenAI-compatible base URL.
@@ -282,6 +304,8 @@ remote_types! {
         api_key_env: Some("LLAMACPP_API_KEY"),
         requires_api_key: false,
         extra_sampling: true,
+        // llama-server started with `--reranking`.
+        rerank: RerankRoute::BaseUrl("rerank"),
     }
     // llama-server answers the OpenAI chat and model routes with and without `/v1`, but
     // `/embeddings` without it is its own native format: always use `/v1`.
@@ -311,6 +335,8 @@ remote_types! {
         requires_api_key: false,
         // Unknown upstream: stick to the fields every OpenAI-compatible server accepts.
         extra_sampling: false,
+        // Gateways such as LiteLLM serve the Cohere shape at `<base>/rerank`.
+        rerank: RerankRoute::BaseUrl("rerank"),
     }
     settings: by_hand {
         /// The server's OpenAI-compatible base URL: requests go to `<url>/chat/completions`,

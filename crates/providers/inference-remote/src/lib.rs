@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod flavor;
 mod provider;
+pub mod rerank;
 pub mod translate;
 
 use std::sync::Arc;

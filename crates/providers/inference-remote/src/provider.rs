@@ -14,17 +14,18 @@ use llama_stack_types::openai::{
 };
 use llama_stack_types::{
     ChatCompletionRequest, CompletionRequest, EmbeddingsRequest, HealthInfo, HealthStatus, Model,
-    ModelType,
+    ModelType, RerankRequest, RerankResponse,
 };
 use serde_json::Value;
 
 use crate::client::Client;
 use crate::config::{ModelListing, Settings};
-use crate::flavor::Flavor;
+use crate::flavor::{Flavor, RerankRoute};
 use crate::translate::{self, RequestOptions};
 
 pub struct RemoteProvider {
     client: Client,
+    rerank: RerankRoute,
     options: RequestOptions,
     listing: ModelListing,
     refresh_models: bool,
@@ -34,6 +35,7 @@ impl RemoteProvider {
     pub fn new(flavor: &'static Flavor, provider_id: &str, settings: &Settings) -> Result<Self> {
         Ok(RemoteProvider {
             client: Client::new(flavor, provider_id, settings)?,
+            rerank: flavor.rerank,
             options: RequestOptions {
                 extra_sampling: flavor.extra_sampling,
                 default_max_tokens: settings.default_max_tokens,
@@ -140,6 +142,23 @@ impl InferenceProvider for RemoteProvider {
         let body = translate::embeddings_body(&request.model_id, texts, request.output_dimension);
         let answer = self.client.post_json("embeddings", &body).await?;
         translate::embeddings(&self.client.label(), answer, inputs)
+    }
+
+    async fn rerank(&self, model: &Model, request: RerankRequest) -> Result<RerankResponse> {
+        let url = match self.rerank {
+            RerankRoute::ServerRoot(path) => self.client.root_url(path),
+            RerankRoute::BaseUrl(path) => self.client.url(path),
+            RerankRoute::None => {
+                return Err(Error::unsupported(format!(
+                    "model '{}' is served by {}, which has no rerank route",
+                    model.identifier,
+                    self.client.label()
+                )));
+            }
+        };
+        let body = crate::rerank::rerank_body(&request)?;
+        let answer = self.client.post_json_to(&url, &body).await?;
+        crate::rerank::rerank_answer(&self.client.label(), answer)
     }
 
     fn forwards_openai(&self) -> bool {

@@ -16,12 +16,12 @@ use llama_stack_core::parse_config;
 use llama_stack_core::request_context::{ProviderData, with_provider_data};
 use llama_stack_inference::{ForwardedReply, InferenceProvider};
 use llama_stack_provider_inference_remote::config::{
-    GroqConfig, OllamaConfig, OpenAiCompatConfig, RemoteConfig,
+    GroqConfig, OllamaConfig, OpenAiCompatConfig, RemoteConfig, VllmConfig,
 };
-use llama_stack_provider_inference_remote::flavor::{GROQ, OLLAMA, OPENAI_COMPAT};
+use llama_stack_provider_inference_remote::flavor::{GROQ, OLLAMA, OPENAI_COMPAT, VLLM};
 use llama_stack_provider_inference_remote::{Flavor, RemoteProvider};
 use llama_stack_types::{
-    ChatCompletionRequest, ContentDelta, HealthStatus, Message, Model, ModelType,
+    ChatCompletionRequest, ContentDelta, HealthStatus, Message, Model, ModelType, RerankRequest,
 };
 use serde_json::{Value, json};
 
@@ -68,6 +68,35 @@ async fn chat(
     .into_response()
 }
 
+/// vLLM's `/rerank` (Jina shape): scores each document by its length.
+async fn rerank(
+    State(seen): State<Seen>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    record(&seen, "/rerank", &headers, body.clone()).await;
+    let documents = body["documents"].as_array().cloned().unwrap_or_default();
+    let mut results: Vec<Value> = documents
+        .iter()
+        .enumerate()
+        .map(|(index, d)| {
+            let text = d.as_str().unwrap_or_default();
+            json!({"index": index, "document": {"text": text},
+                   "relevance_score": text.len() as f64 / 10.0})
+        })
+        .collect();
+    if let Some(top_n) = body["top_n"].as_u64() {
+        results.sort_by(|a, b| {
+            b["relevance_score"]
+                .as_f64()
+                .partial_cmp(&a["relevance_score"].as_f64())
+                .unwrap()
+        });
+        results.truncate(top_n as usize);
+    }
+    Json(json!({"id": "rerank-x", "model": body["model"], "results": results}))
+}
+
 async fn tags() -> Json<Value> {
     Json(
         json!({"models": [{"name": "llama3.2:3b", "model": "llama3.2:3b"},
@@ -85,6 +114,7 @@ async fn upstream() -> (String, Seen) {
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/models", get(models))
+        .route("/rerank", post(rerank))
         .route("/api/tags", get(tags))
         .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -270,4 +300,50 @@ async fn a_type_that_needs_a_key_says_where_to_put_it() {
         assert!(err.message().contains(needle), "{needle}: {err}");
     }
     assert!(seen.lock().unwrap().is_empty(), "nothing was sent");
+}
+
+fn rerank_request(max_num_results: Option<u32>) -> RerankRequest {
+    serde_json::from_value(json!({
+        "model": "m", "query": "which is longest",
+        "items": ["short", {"type": "text", "text": "the longest one"}, "medium"],
+        "max_num_results": max_num_results,
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn vllm_reranks_through_rerank_at_the_server_root() {
+    let (url, seen) = upstream().await;
+    let p = provider::<VllmConfig>(
+        &VLLM,
+        json!({"url": format!("{url}/v1"), "api_token": "vllm-key"}),
+    );
+    let mut model = model();
+    model.model_type = ModelType::Rerank;
+    let all = p.rerank(&model, rerank_request(None)).await.unwrap();
+    let indices: Vec<u32> = all.data.iter().map(|d| d.index).collect();
+    assert_eq!(indices, [0, 1, 2]);
+    assert_eq!(all.data[1].relevance_score, 1.5);
+    let top = p.rerank(&model, rerank_request(Some(1))).await.unwrap();
+    assert_eq!(top.data.len(), 1);
+    assert_eq!(top.data[0].index, 1);
+    let seen = seen.lock().unwrap();
+    let (path, auth, body) = &seen[0];
+    assert_eq!(path, "/rerank");
+    assert_eq!(auth.as_deref(), Some("Bearer vllm-key"));
+    assert_eq!(
+        body,
+        &json!({"model": "m", "query": "which is longest",
+                "documents": ["short", "the longest one", "medium"]})
+    );
+    assert_eq!(seen[1].2["top_n"], 1);
+}
+
+#[tokio::test]
+async fn types_without_a_rerank_route_refuse_it() {
+    let (url, _) = upstream().await;
+    let p = provider::<GroqConfig>(&GROQ, json!({"url": url, "api_key": "k"}));
+    let err = p.rerank(&model(), rerank_request(None)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(err.message().contains("remote::groq"), "{err}");
 }

@@ -4,17 +4,24 @@ use llama_stack_core::CheckedConfig;
 use llama_stack_core::ConfigIssue;
 use serde::Deserialize;
 
-/// Local sentence embeddings with BERT-family encoders (e.g. all-MiniLM-L6-v2) on candle.
+/// Local sentence embeddings with BERT-family encoders (e.g. all-MiniLM-L6-v2), and reranking
+/// with BERT cross-encoders, on candle.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SentenceTransformersConfig {
     /// Folder holding one sentence-transformers model in Hugging Face layout (`config.json`,
-    /// `tokenizer.json`, `model.safetensors`, optionally `1_Pooling/config.json`). Every model
-    /// registered on this provider is served from it. When empty, each model is looked up in the
-    /// Hugging Face cache by its provider model id; a bare name such as `all-MiniLM-L6-v2` is
-    /// also looked up as `sentence-transformers/all-MiniLM-L6-v2`.
+    /// `tokenizer.json`, `model.safetensors`, optionally `1_Pooling/config.json`). Every
+    /// embedding model registered on this provider is served from it. When empty, each model is
+    /// looked up in the Hugging Face cache by its provider model id; a bare name such as
+    /// `all-MiniLM-L6-v2` is also looked up as `sentence-transformers/all-MiniLM-L6-v2`.
     #[serde(default)]
     pub model_path: Option<String>,
+    /// Folder holding the cross-encoder (`BertForSequenceClassification` with one label) every
+    /// rerank model (`model_type: rerank`) registered on this provider is served from. When
+    /// empty, each rerank model is looked up in the Hugging Face cache by its provider model
+    /// id. `model_path` is for embedding models only.
+    #[serde(default)]
+    pub rerank_model_path: Option<String>,
     /// Hugging Face hub cache searched when `model_path` is empty. Defaults to
     /// `$HF_HUB_CACHE`, then `$HF_HOME/hub`, then `~/.cache/huggingface/hub`.
     #[serde(default)]
@@ -46,6 +53,7 @@ impl Default for SentenceTransformersConfig {
     fn default() -> Self {
         SentenceTransformersConfig {
             model_path: None,
+            rerank_model_path: None,
             hf_cache_dir: None,
             device: default_device(),
             max_batch_size: default_max_batch_size(),

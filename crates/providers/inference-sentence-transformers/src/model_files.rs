@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use candle_transformers::models::bert::Config as BertConfig;
 use llama_stack_core::{Error, Result};
 
+use crate::cross_encoder::Activation;
 use crate::pooling::Pooling;
 
 /// The files of one model, checked and ready to load.
@@ -102,13 +103,13 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
         .map_err(|e| Error::invalid(format!("{} is not valid JSON: {e}", path.display())))
 }
 
-/// Reads and checks the config, the tokenizer, the weights and the sentence-transformers
-/// module files in `dir`.
-pub fn inspect(dir: &Path) -> Result<ModelFiles> {
+/// Reads and checks config.json in `dir`: a BERT config candle can run. Returns it raw too,
+/// for the fields candle's config leaves out.
+fn read_bert_config(dir: &Path) -> Result<(serde_json::Value, BertConfig)> {
     let config_path = dir.join("config.json");
     if !config_path.is_file() {
         return Err(Error::invalid(format!(
-            "{} has no config.json; an embedding model folder needs config.json, tokenizer.json and model.safetensors",
+            "{} has no config.json; a model folder needs config.json, tokenizer.json and model.safetensors",
             dir.display()
         )));
     }
@@ -121,7 +122,7 @@ pub fn inspect(dir: &Path) -> Result<ModelFiles> {
             model_type.unwrap_or_default()
         )));
     }
-    let config: BertConfig = serde_json::from_value(raw).map_err(|e| {
+    let config: BertConfig = serde_json::from_value(raw.clone()).map_err(|e| {
         Error::invalid(format!(
             "{} is not a BERT config this provider can run: {e}",
             config_path.display()
@@ -139,6 +140,11 @@ pub fn inspect(dir: &Path) -> Result<ModelFiles> {
             config.num_attention_heads
         )));
     }
+    Ok((raw, config))
+}
+
+/// The tokenizer and weights files of `dir`, which must both be there.
+fn tokenizer_and_weights(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     let tokenizer = dir.join("tokenizer.json");
     if !tokenizer.is_file() {
         return Err(Error::invalid(format!(
@@ -159,12 +165,20 @@ pub fn inspect(dir: &Path) -> Result<ModelFiles> {
             }
         )));
     }
+    Ok((tokenizer, weights))
+}
+
+/// Reads and checks the config, the tokenizer, the weights and the sentence-transformers
+/// module files in `dir`.
+pub fn inspect(dir: &Path) -> Result<ModelFiles> {
+    let (_, config) = read_bert_config(dir)?;
+    let (tokenizer, weights) = tokenizer_and_weights(dir)?;
     let pooling_dir = check_modules(dir)?;
     let pooling = Pooling::read(
         &dir.join(pooling_dir).join("config.json"),
         config.hidden_size,
     )?;
-    check_tensors(&config, &weights)?;
+    check_tensors(&config, &weights, &[])?;
     Ok(ModelFiles {
         dir: dir.to_path_buf(),
         config,
@@ -172,6 +186,86 @@ pub fn inspect(dir: &Path) -> Result<ModelFiles> {
         tokenizer,
         pooling,
         prompts: prompts(dir)?,
+    })
+}
+
+/// The files of one cross-encoder (a reranker), checked and ready to load.
+#[derive(Debug, Clone)]
+pub struct CrossEncoderFiles {
+    pub dir: PathBuf,
+    pub config: BertConfig,
+    pub weights: PathBuf,
+    pub tokenizer: PathBuf,
+    pub activation: Activation,
+}
+
+/// The architecture a cross-encoder's config.json must name.
+const CROSS_ENCODER_ARCHITECTURE: &str = "BertForSequenceClassification";
+
+/// The number of labels a Hugging Face config gives its classifier: `num_labels`, else the
+/// size of `id2label`, else the library's default of 2.
+fn num_labels(config: &serde_json::Value) -> usize {
+    config
+        .get("num_labels")
+        .and_then(|n| n.as_u64())
+        .map(|n| n as usize)
+        .or_else(|| {
+            config
+                .get("id2label")
+                .and_then(|m| m.as_object())
+                .map(|m| m.len())
+        })
+        .unwrap_or(2)
+}
+
+/// Reads and checks a cross-encoder folder: a `BertForSequenceClassification` with one label
+/// (config.json), tokenizer.json, and model.safetensors with the encoder under `bert.`, the
+/// pooler and the classifier head.
+pub fn inspect_cross_encoder(dir: &Path) -> Result<CrossEncoderFiles> {
+    let (raw, config) = read_bert_config(dir)?;
+    let config_path = dir.join("config.json");
+    let architectures: Vec<&str> = raw
+        .get("architectures")
+        .and_then(|a| a.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    if !architectures.contains(&CROSS_ENCODER_ARCHITECTURE) {
+        return Err(Error::unsupported(format!(
+            "{}: a rerank model must be a cross-encoder whose architectures include {CROSS_ENCODER_ARCHITECTURE}; this one lists {}",
+            config_path.display(),
+            if architectures.is_empty() {
+                "none".to_string()
+            } else {
+                architectures.join(", ")
+            }
+        )));
+    }
+    let labels = num_labels(&raw);
+    if labels != 1 {
+        return Err(Error::unsupported(format!(
+            "{}: the classifier has {labels} labels; a rerank model needs exactly one (its relevance logit)",
+            config_path.display()
+        )));
+    }
+    let activation = Activation::declared(&raw)?.unwrap_or(Activation::Sigmoid);
+    let (tokenizer, weights) = tokenizer_and_weights(dir)?;
+    let h = config.hidden_size;
+    check_tensors(
+        &config,
+        &weights,
+        &[
+            ("bert.pooler.dense.weight".into(), vec![h, h]),
+            ("bert.pooler.dense.bias".into(), vec![h]),
+            ("classifier.weight".into(), vec![1, h]),
+            ("classifier.bias".into(), vec![1]),
+        ],
+    )?;
+    Ok(CrossEncoderFiles {
+        dir: dir.to_path_buf(),
+        config,
+        weights,
+        tokenizer,
+        activation,
     })
 }
 
@@ -270,7 +364,12 @@ fn expected_tensors(c: &BertConfig) -> Vec<(String, Vec<usize>)> {
     out
 }
 
-fn check_tensors(config: &BertConfig, weights: &Path) -> Result<()> {
+/// Checks the encoder's tensors, and `extra` (full names) beside them.
+fn check_tensors(
+    config: &BertConfig,
+    weights: &Path,
+    extra: &[(String, Vec<usize>)],
+) -> Result<()> {
     // SAFETY: the file is only read; a concurrent writer would corrupt the mapping, which is the
     // same contract every safetensors loader has.
     let tensors =
@@ -293,8 +392,10 @@ fn check_tensors(config: &BertConfig, weights: &Path) -> Result<()> {
         "bert."
     };
     let mut problems = Vec::new();
-    for (name, shape) in expected_tensors(config) {
-        let name = format!("{prefix}{name}");
+    let encoder = expected_tensors(config)
+        .into_iter()
+        .map(|(name, shape)| (format!("{prefix}{name}"), shape));
+    for (name, shape) in encoder.chain(extra.iter().cloned()) {
         match found.get(&name) {
             None => problems.push(format!("missing tensor {name}")),
             Some(actual) if actual != &shape => problems.push(format!(

@@ -1,5 +1,5 @@
-//! The `InferenceProvider` implementation: request checks on the async side, encoding on the
-//! engine thread.
+//! The `InferenceProvider` implementation: request checks on the async side, encoding and
+//! pair scoring on the engine threads.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -7,18 +7,19 @@ use std::sync::RwLock;
 
 use async_trait::async_trait;
 use candle_core::Device;
-use llama_stack_core::{Error, Result};
+use llama_stack_core::{Error, ErrorKind, Result};
 use llama_stack_inference::ops::embedding_texts;
+use llama_stack_inference::rerank::rerank_texts;
 use llama_stack_inference::{ChatStream, CompletionStream, Embeddings, InferenceProvider};
 use llama_stack_stack::ProviderContext;
 use llama_stack_types::{
     ChatCompletionRequest, CompletionRequest, EmbeddingsRequest, HealthInfo, HealthStatus, Model,
-    ModelType,
+    ModelType, RerankData, RerankRequest, RerankResponse,
 };
 
 use crate::config::SentenceTransformersConfig;
 use crate::encoder::Truncation;
-use crate::engine::{self, EngineHandle};
+use crate::engine::{self, EngineHandle, RankerHandle};
 use crate::model_files;
 use crate::pooling::normalize_in_place;
 
@@ -29,6 +30,10 @@ pub struct SentenceTransformersProvider {
     engines: tokio::sync::Mutex<HashMap<PathBuf, EngineHandle>>,
     /// Engines by provider model id.
     models: RwLock<HashMap<String, EngineHandle>>,
+    /// One cross-encoder engine per model folder, shared like `engines`.
+    ranker_engines: tokio::sync::Mutex<HashMap<PathBuf, RankerHandle>>,
+    /// Cross-encoder engines by provider model id.
+    rankers: RwLock<HashMap<String, RankerHandle>>,
 }
 
 fn embedding_dimension(model: &Model) -> Option<u64> {
@@ -95,6 +100,8 @@ impl SentenceTransformersProvider {
             device,
             engines: tokio::sync::Mutex::new(HashMap::new()),
             models: RwLock::new(HashMap::new()),
+            ranker_engines: tokio::sync::Mutex::new(HashMap::new()),
+            rankers: RwLock::new(HashMap::new()),
         })
     }
 
@@ -142,6 +149,92 @@ impl SentenceTransformersProvider {
     }
 }
 
+impl SentenceTransformersProvider {
+    fn ranker_for(&self, model: &Model) -> Result<RankerHandle> {
+        self.rankers
+            .read()
+            .map_err(|_| Error::internal("model table lock poisoned"))?
+            .get(&model.provider_resource_id)
+            .cloned()
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "model '{}' is registered but not loaded by inline::sentence-transformers",
+                    model.identifier
+                ))
+            })
+    }
+
+    /// The cross-encoder engine for the folder at `dir`, loading it (off the runtime) the
+    /// first time.
+    async fn ranker_at(&self, dir: PathBuf) -> Result<RankerHandle> {
+        let mut engines = self.ranker_engines.lock().await;
+        if let Some(handle) = engines.get(&dir) {
+            return Ok(handle.clone());
+        }
+        let load_dir = dir.clone();
+        let files =
+            tokio::task::spawn_blocking(move || model_files::inspect_cross_encoder(&load_dir))
+                .await
+                .map_err(|e| Error::internal(format!("model inspection task failed: {e}")))??;
+        let (device, batch, queue) = (
+            self.device.clone(),
+            self.config.max_batch_size,
+            self.config.max_queue,
+        );
+        let started = std::time::Instant::now();
+        let handle = tokio::task::spawn_blocking(move || {
+            engine::start_ranker(&files, &device, batch, queue)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("model loading task failed: {e}")))??;
+        tracing::info!(dir = %dir.display(),
+            elapsed_ms = started.elapsed().as_millis() as u64, "Loaded rerank model");
+        engines.insert(dir, handle.clone());
+        Ok(handle)
+    }
+
+    async fn register_ranker(&self, model: &Model) -> Result<()> {
+        let id = &model.provider_resource_id;
+        let dir = model_files::locate(
+            self.config.rerank_model_path.as_deref(),
+            self.config.hf_cache_dir.as_deref(),
+            id,
+        )
+        .map_err(|err| match err.kind() {
+            ErrorKind::NotFound => Error::not_found(format!(
+                "the files of rerank model '{id}' were not found ({}). Set this provider's rerank_model_path to a folder holding the cross-encoder (config.json, tokenizer.json, model.safetensors), or download {id} into the Hugging Face cache (`huggingface-cli download {id}`)",
+                self.config
+                    .rerank_model_path
+                    .as_deref()
+                    .filter(|p| !p.trim().is_empty())
+                    .map_or("no rerank_model_path is set and the Hugging Face cache has no snapshot of it".to_string(),
+                        |p| format!("rerank_model_path {p} does not exist")),
+            )),
+            _ => err,
+        })?;
+        let handle = self.ranker_at(dir).await?;
+        self.rankers
+            .write()
+            .map_err(|_| Error::internal("model table lock poisoned"))?
+            .insert(model.provider_resource_id.clone(), handle);
+        Ok(())
+    }
+}
+
+/// The answer for scores in item order; the stack sorts it.
+fn rerank_data(scores: Vec<f32>) -> RerankResponse {
+    RerankResponse {
+        data: scores
+            .into_iter()
+            .enumerate()
+            .map(|(index, score)| RerankData {
+                index: index as u32,
+                relevance_score: f64::from(score),
+            })
+            .collect(),
+    }
+}
+
 fn check_dimension(model: &Model, hidden_size: usize, dir: &std::path::Path) -> Result<()> {
     match embedding_dimension(model) {
         Some(d) if d as usize == hidden_size => Ok(()),
@@ -161,11 +254,15 @@ fn check_dimension(model: &Model, hidden_size: usize, dir: &std::path::Path) -> 
 #[async_trait]
 impl InferenceProvider for SentenceTransformersProvider {
     async fn register_model(&self, model: &Model) -> Result<()> {
-        if model.model_type != ModelType::Embedding {
-            return Err(Error::invalid(format!(
-                "inline::sentence-transformers serves embedding models only; register '{}' with model_type 'embedding', or register it on a language-model provider",
-                model.identifier
-            )));
+        match model.model_type {
+            ModelType::Embedding => {}
+            ModelType::Rerank => return self.register_ranker(model).await,
+            ModelType::Llm => {
+                return Err(Error::invalid(format!(
+                    "inline::sentence-transformers serves embedding and rerank models only; register '{}' with model_type 'embedding' (or 'rerank' for a cross-encoder), or register it on a language-model provider",
+                    model.identifier
+                )));
+            }
         }
         matryoshka_dimensions(model)?;
         let dir = model_files::locate(
@@ -183,6 +280,10 @@ impl InferenceProvider for SentenceTransformersProvider {
 
     async fn unregister_model(&self, model: &Model) -> Result<()> {
         self.models
+            .write()
+            .map_err(|_| Error::internal("model table lock poisoned"))?
+            .remove(&model.provider_resource_id);
+        self.rankers
             .write()
             .map_err(|_| Error::internal("model table lock poisoned"))?
             .remove(&model.provider_resource_id);
@@ -239,11 +340,23 @@ impl InferenceProvider for SentenceTransformersProvider {
         })
     }
 
+    async fn rerank(&self, model: &Model, request: RerankRequest) -> Result<RerankResponse> {
+        let ranker = self.ranker_for(model)?;
+        let (query, items) = rerank_texts(&request)?;
+        Ok(rerank_data(ranker.score(query, items).await?))
+    }
+
     async fn health(&self) -> HealthInfo {
         let loaded = self.models.read().map(|m| m.len()).unwrap_or(0);
+        let rankers = self.rankers.read().map(|m| m.len()).unwrap_or(0);
+        let message = if rankers == 0 {
+            format!("{loaded} embedding model(s) loaded")
+        } else {
+            format!("{loaded} embedding model(s) and {rankers} rerank model(s) loaded")
+        };
         HealthInfo {
             status: HealthStatus::Ok,
-            message: Some(format!("{loaded} embedding model(s) loaded")),
+            message: Some(message),
         }
     }
 }
@@ -251,6 +364,7 @@ impl InferenceProvider for SentenceTransformersProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tiny_cross_encoder::{self, Head};
 
     fn model(metadata: serde_json::Value) -> Model {
         Model {
@@ -281,6 +395,97 @@ mod tests {
 
         let broken = model(serde_json::json!({"matryoshka_dimensions": "all"}));
         assert!(matryoshka_dimensions(&broken).is_err());
+    }
+
+    fn ranker_model(id: &str) -> Model {
+        Model {
+            model_type: ModelType::Rerank,
+            provider_resource_id: id.into(),
+            ..model(serde_json::json!({}))
+        }
+    }
+
+    fn provider_at(dir: &std::path::Path) -> SentenceTransformersProvider {
+        let config = SentenceTransformersConfig {
+            rerank_model_path: Some(dir.to_string_lossy().into_owned()),
+            ..Default::default()
+        };
+        SentenceTransformersProvider::new(config, ProviderContext::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_cross_encoder_registers_as_a_rerank_model_and_scores_every_item() {
+        let dir = tempfile::tempdir().unwrap();
+        tiny_cross_encoder::write(dir.path(), Head::Random, serde_json::json!({}));
+        let provider = provider_at(dir.path());
+        let model = ranker_model("tiny-ranker");
+        provider.register_model(&model).await.unwrap();
+        let request: RerankRequest = serde_json::from_value(serde_json::json!({
+            "model": "tiny-ranker", "query": "where is the cat",
+            "items": ["the cat sat on the mat", {"type": "text", "text": "a red car"}, "dog"],
+        }))
+        .unwrap();
+        let answer = provider.rerank(&model, request.clone()).await.unwrap();
+        let indices: Vec<u32> = answer.data.iter().map(|d| d.index).collect();
+        assert_eq!(indices, [0, 1, 2], "in item order; the stack sorts");
+        assert!(
+            answer
+                .data
+                .iter()
+                .all(|d| d.relevance_score > 0.0 && d.relevance_score < 1.0)
+        );
+        let health = provider.health().await;
+        assert!(health.message.unwrap().contains("1 rerank model(s)"));
+
+        // An embedding model is not a reranker.
+        let err = provider_at(dir.path())
+            .rerank(&model, request)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), llama_stack_core::ErrorKind::Internal);
+    }
+
+    #[tokio::test]
+    async fn a_missing_cross_encoder_says_where_it_was_looked_for() {
+        let cache = tempfile::tempdir().unwrap();
+        let config = SentenceTransformersConfig {
+            hf_cache_dir: Some(cache.path().to_string_lossy().into_owned()),
+            // Embedding models' folder: never used for rerank models.
+            model_path: Some("/models/minilm".into()),
+            ..Default::default()
+        };
+        let provider =
+            SentenceTransformersProvider::new(config, ProviderContext::default()).unwrap();
+        let err = provider
+            .register_model(&ranker_model("org/ranker"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert!(err.message().contains("rerank model 'org/ranker'"), "{err}");
+        assert!(err.message().contains("rerank_model_path"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn folders_that_are_not_one_label_bert_classifiers_are_refused() {
+        for (extra, expected) in [
+            (
+                serde_json::json!({"architectures": ["BertModel"]}),
+                "architectures include BertForSequenceClassification; this one lists BertModel",
+            ),
+            (
+                serde_json::json!({"id2label": {"0": "no", "1": "yes"}}),
+                "the classifier has 2 labels",
+            ),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            tiny_cross_encoder::write(dir.path(), Head::Random, extra);
+            let err = provider_at(dir.path())
+                .register_model(&ranker_model("m"))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), llama_stack_core::ErrorKind::Unsupported);
+            assert!(err.message().contains(expected), "{err}");
+        }
     }
 
     #[test]
