@@ -42,6 +42,7 @@ pub const PROMPT_TOKENS: &str = "llama_stack_inference_prompt_tokens_total";
 pub const COMPLETION_TOKENS: &str = "llama_stack_inference_completion_tokens_total";
 pub const ENGINE_QUEUE_DEPTH: &str = "llama_stack_engine_queue_depth";
 pub const ENGINE_BATCH_SIZE: &str = "llama_stack_engine_batch_size";
+pub const SPECULATIVE_TOKENS: &str = "llama_stack_engine_speculative_tokens_total";
 pub const PROVIDER_ERRORS: &str = "llama_stack_provider_errors_total";
 pub const PROVIDER_RETRIES: &str = "llama_stack_provider_retries_total";
 pub const CIRCUIT_STATE: &str = "llama_stack_provider_circuit_breaker_state";
@@ -133,6 +134,10 @@ fn describe() {
     describe_gauge!(
         ENGINE_BATCH_SIZE,
         "Sequences the local engine decodes together, by model"
+    );
+    describe_counter!(
+        SPECULATIVE_TOKENS,
+        "Tokens the local engine drafted by prompt lookup, and those the model kept, by model and outcome (drafted, accepted)"
     );
     describe_counter!(
         PROVIDER_ERRORS,
@@ -280,6 +285,15 @@ pub fn engine_state(model: &str, queue_depth: usize, batch_size: usize) {
     handle();
     gauge!(ENGINE_QUEUE_DEPTH, "model" => model.to_string()).set(queue_depth as f64);
     gauge!(ENGINE_BATCH_SIZE, "model" => model.to_string()).set(batch_size as f64);
+}
+
+/// One speculative step of the local engine: `drafted` tokens read, `accepted` of them kept.
+pub fn speculative_tokens(model: &str, drafted: usize, accepted: usize) {
+    handle();
+    counter!(SPECULATIVE_TOKENS, "model" => model.to_string(), "outcome" => "drafted")
+        .increment(drafted as u64);
+    counter!(SPECULATIVE_TOKENS, "model" => model.to_string(), "outcome" => "accepted")
+        .increment(accepted as u64);
 }
 
 /// A failed attempt of a call to inference provider `provider`.

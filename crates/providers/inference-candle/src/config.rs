@@ -3,6 +3,8 @@
 use llama_stack_core::ConfigIssue;
 use serde::Deserialize;
 
+pub use crate::speculative::SpeculativeConfig;
+
 /// Local Llama 3.x inference on candle.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +54,12 @@ pub struct CandleConfig {
     /// or on its first request (`false`, for fast start-up with many models).
     #[serde(default = "default_preload")]
     pub preload: bool,
+    /// Speculative decoding for greedy requests: `{type: ngram}` drafts tokens from the
+    /// sequence's own earlier text (prompt lookup; `max_draft_tokens`, default 4,
+    /// `ngram_size`, default 3) and keeps those the model agrees with. The output is the same
+    /// as without it; copying-heavy answers (quotes, code edits) come faster. Off when unset.
+    #[serde(default)]
+    pub speculative: Option<SpeculativeConfig>,
 }
 
 fn default_max_batch_size() -> usize {
@@ -121,6 +129,9 @@ impl CandleConfig {
         }
         if self.max_seq_len == Some(0) {
             issues.push(ConfigIssue::new("max_seq_len", "must be at least 1"));
+        }
+        if let Some(speculative) = &self.speculative {
+            issues.extend(speculative.issues());
         }
         issues
     }

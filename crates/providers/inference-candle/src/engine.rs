@@ -27,7 +27,8 @@ use crate::llama::load::{self, DenseWeights};
 use crate::llama::{KvCache, LlamaModel, SeqStep, log_softmax};
 use crate::model_files::{ModelFiles, Weights, tokenizer_json};
 use crate::prompt_tokens::PromptTokenizer;
-use crate::sampling::SamplingSettings;
+use crate::sampling::{SamplingKind, SamplingSettings};
+use crate::speculative::{self, SpeculativeConfig};
 
 /// Prompt tokens read per iteration while other sequences are decoding.
 const PREFILL_CHUNK: usize = 256;
@@ -98,6 +99,8 @@ pub(crate) struct EngineLimits {
     pub max_batch: usize,
     pub max_seq_len: Option<usize>,
     pub prefix_cache_slots: usize,
+    /// Prompt-lookup drafts for greedy sequences (see [`crate::speculative`]).
+    pub speculative: Option<SpeculativeConfig>,
 }
 
 /// A running engine: its queue and what callers need to prepare jobs.
@@ -294,6 +297,8 @@ struct Sequence {
     /// Prompt tokens found in a cached prefix.
     reused: usize,
     generated: usize,
+    /// Drafted tokens at the end of `tokens`, read in this step and checked after it.
+    drafted: usize,
 }
 
 impl Sequence {
@@ -313,6 +318,8 @@ pub(crate) struct Scheduler {
     limits: EngineLimits,
     batch: Vec<Sequence>,
     prefixes: VecDeque<CachedPrefix>,
+    /// The engine's name in metrics.
+    label: String,
 }
 
 impl Scheduler {
@@ -322,11 +329,13 @@ impl Scheduler {
             limits,
             batch: Vec::new(),
             prefixes: VecDeque::new(),
+            label: String::new(),
         }
     }
 
     /// Serves `jobs` until every sender is gone; `label` names the engine in metrics.
     fn run(mut self, mut jobs: mpsc::Receiver<Job>, label: &str) {
+        self.label = label.to_string();
         loop {
             if self.batch.is_empty() {
                 match jobs.blocking_recv() {
@@ -382,6 +391,7 @@ impl Scheduler {
             fed,
             reused: fed,
             generated: 0,
+            drafted: 0,
         });
     }
 
@@ -390,6 +400,12 @@ impl Scheduler {
         self.batch.retain(|s| !s.job.events.is_closed());
         if self.batch.is_empty() {
             return;
+        }
+        if let Some(speculative) = self.limits.speculative {
+            let room = self.model.max_seq_len;
+            for s in self.batch.iter_mut() {
+                draft_into(s, speculative, room);
+            }
         }
         // Every decoding sequence, plus the oldest one still reading its prompt.
         let mut chosen: Vec<(usize, usize)> = Vec::new();
@@ -405,6 +421,11 @@ impl Scheduler {
                 chosen.push((i, pending));
             }
         }
+        // A drafting sequence wants the logits after its last token and after each draft.
+        let rows: Vec<usize> = chosen
+            .iter()
+            .map(|&(i, _)| 1 + self.batch[i].drafted)
+            .collect();
         let logits = {
             let mut steps: Vec<SeqStep<'_>> = Vec::with_capacity(chosen.len());
             let mut by_index: Vec<Option<&mut Sequence>> =
@@ -416,7 +437,7 @@ impl Scheduler {
                     cache: &mut s.cache,
                 });
             }
-            self.model.forward(&mut steps)
+            self.model.forward_rows(&mut steps, &rows)
         };
         let logits = match logits {
             Ok(l) => l,
@@ -438,8 +459,28 @@ impl Scheduler {
             }
         };
         let mut finished = Vec::new();
-        for (row, &(i, n)) in chosen.iter().enumerate() {
+        let mut row = 0;
+        for (&(i, n), &wanted) in chosen.iter().zip(&rows) {
             let s = &mut self.batch[i];
+            let first_row = row;
+            row += wanted;
+            if s.drafted > 0 {
+                let drafted = s.drafted;
+                let before = s.tokens.len() - drafted;
+                let outcome = check_draft(s, &logits, first_row);
+                // Every token past the first the step added is a draft the model kept.
+                let accepted = s.tokens.len().saturating_sub(before + 1).min(drafted);
+                llama_stack_core::metrics::speculative_tokens(&self.label, drafted, accepted);
+                match outcome {
+                    Ok(true) => {}
+                    Ok(false) => finished.push(i),
+                    Err(err) => {
+                        let _ = s.job.events.send(EngineEvent::Failed(err));
+                        finished.push(i);
+                    }
+                }
+                continue;
+            }
             s.fed += n;
             if s.fed < s.tokens.len() {
                 continue;
@@ -450,7 +491,7 @@ impl Scheduler {
                     .events
                     .send(EngineEvent::Prefilled { reused: s.reused });
             }
-            match sample(s, &logits, row) {
+            match sample(s, &logits, first_row) {
                 Ok(true) => {}
                 Ok(false) => finished.push(i),
                 Err(err) => {
@@ -535,6 +576,52 @@ fn sample(s: &mut Sequence, logits: &Tensor, row: usize) -> std::result::Result<
         return Ok(false);
     }
     Ok(true)
+}
+
+/// Appends a prompt-lookup draft to a greedy decoding sequence whose output nothing else
+/// shapes (penalties, constraints and log-probabilities see one position at a time).
+fn draft_into(s: &mut Sequence, config: SpeculativeConfig, max_seq_len: usize) {
+    let SpeculativeConfig::Ngram {
+        max_draft_tokens,
+        ngram_size,
+    } = config;
+    let plain_greedy = s.job.sampling.sampling == SamplingKind::Greedy
+        && s.job.sampling.repetition_penalty == 1.0
+        && s.job.constraint.is_none()
+        && s.job.logprobs.is_none();
+    if s.prefilling() || !plain_greedy || s.fed + 1 != s.tokens.len() {
+        return;
+    }
+    // Never past max_tokens (the last token is the model's own) nor the served context.
+    let left = s.job.max_tokens.saturating_sub(s.generated + 1);
+    let room = max_seq_len.saturating_sub(s.tokens.len());
+    let draft = speculative::draft(&s.tokens, ngram_size, max_draft_tokens.min(left).min(room));
+    s.drafted = draft.len();
+    s.tokens.extend(draft);
+}
+
+/// Keeps the drafted tokens greedy decoding picks at each position read, then the model's own
+/// token where they part; the cache keeps what was kept. False when the sequence is done.
+fn check_draft(
+    s: &mut Sequence,
+    logits: &Tensor,
+    first_row: usize,
+) -> std::result::Result<bool, String> {
+    let drafts = s.tokens.split_off(s.tokens.len() - s.drafted);
+    s.drafted = 0;
+    let mut going = true;
+    for (j, row) in (first_row..=first_row + drafts.len()).enumerate() {
+        going = sample(s, logits, row)?;
+        let agreed = j < drafts.len() && s.tokens.last() == Some(&drafts[j]);
+        if !going || !agreed {
+            break;
+        }
+    }
+    // The cache read the last token and every draft; it keeps what precedes the newest token.
+    let kept = (s.tokens.len() - 1).min(s.cache.len());
+    s.cache.truncate(kept);
+    s.fed = kept;
+    Ok(going)
 }
 
 /// The `k` largest values with their indices, largest first.

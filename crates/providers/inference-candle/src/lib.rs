@@ -13,6 +13,7 @@ mod progress;
 mod prompt_tokens;
 mod provider;
 mod sampling;
+mod speculative;
 mod stream;
 pub mod test_model;
 

@@ -64,6 +64,7 @@ impl CandleProvider {
             max_batch: self.config.max_batch_size,
             max_seq_len: self.config.max_seq_len,
             prefix_cache_slots: self.config.prefix_cache_slots,
+            speculative: self.config.speculative,
         }
     }
 

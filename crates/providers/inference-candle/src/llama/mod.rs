@@ -118,7 +118,15 @@ impl LlamaModel {
 
     /// Runs one step over `seqs` and returns the logits after each sequence's last token,
     /// `(seqs.len(), vocab)`. Every cache advances by the tokens given.
+    #[cfg(test)]
     pub fn forward(&self, seqs: &mut [SeqStep<'_>]) -> Result<Tensor> {
+        let last = vec![1; seqs.len()];
+        self.forward_rows(seqs, &last)
+    }
+
+    /// [`Self::forward`], with the logits after each of the last `rows[i]` tokens of sequence
+    /// `i` (a speculative step checks every drafted position), in sequence order.
+    pub fn forward_rows(&self, seqs: &mut [SeqStep<'_>], rows: &[usize]) -> Result<Tensor> {
         let h = &self.hyper;
         let mut ids = Vec::new();
         for s in seqs.iter_mut() {
@@ -165,9 +173,10 @@ impl LlamaModel {
         }
         let mut last = Vec::with_capacity(seqs.len());
         let mut end = 0;
-        for s in seqs.iter_mut() {
+        for (s, &wanted) in seqs.iter_mut().zip(rows) {
             end += s.tokens.len();
-            last.push(end as u32 - 1);
+            let wanted = wanted.clamp(1, s.tokens.len());
+            last.extend((end - wanted..end).map(|i| i as u32));
             s.cache.advance(s.tokens.len());
         }
         let last = x.index_select(&Tensor::new(last.as_slice(), &self.device)?, 0)?;
