@@ -112,6 +112,8 @@ pub(crate) struct EngineHandle {
     vocabulary: Arc<std::sync::OnceLock<std::result::Result<Arc<Vocabulary>, String>>>,
     pub prompt: Arc<PromptTokenizer>,
     pub max_seq_len: usize,
+    /// KV cache bytes one token of one sequence takes (keys and values of every layer, f32).
+    pub kv_bytes_per_token: usize,
     /// The longest text one token stands for, in bytes: a prompt longer than
     /// `max_seq_len` times this cannot fit, and is refused before it is tokenized.
     pub max_token_bytes: usize,
@@ -264,6 +266,11 @@ pub(crate) fn start(
         .max(1);
     let model = load_model(files, &device, precision, limits.max_seq_len, progress)?;
     let max_seq_len = model.max_seq_len;
+    let kv_bytes_per_token = 2
+        * model.hyper.n_layers
+        * model.hyper.n_kv_heads
+        * model.hyper.head_dim()
+        * std::mem::size_of::<f32>();
     let (queue, jobs) = mpsc::channel::<Job>(limits.max_queue);
     let name = format!("candle-{}", files.location.display());
     let scheduler = Scheduler::new(model, limits);
@@ -281,6 +288,7 @@ pub(crate) fn start(
         tokenizer,
         vocabulary: Arc::new(std::sync::OnceLock::new()),
         max_seq_len,
+        kv_bytes_per_token,
         max_token_bytes,
     })
 }

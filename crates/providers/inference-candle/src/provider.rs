@@ -93,10 +93,16 @@ impl CandleProvider {
                 })
                 .await
                 .map_err(|e| Error::internal(format!("model loading task failed: {e}")))??;
+                // What a conversation costs in memory, so operators can size `max_seq_len`
+                // and `max_batch_size` against RAM.
+                let kv_mib_per_1k = (handle.kv_bytes_per_token * 1024) as f64 / (1 << 20) as f64;
                 tracing::info!(
                     model = %location.display(),
                     format,
                     elapsed_ms = started.elapsed().as_millis() as u64,
+                    kv_cache_mib_per_1k_tokens = format!("{kv_mib_per_1k:.1}"),
+                    kv_cache_mib_at_max_seq_len = format!("{:.0}", kv_mib_per_1k * handle.max_seq_len as f64 / 1024.0),
+                    max_seq_len = handle.max_seq_len,
                     "Loaded model"
                 );
                 Ok(handle)
