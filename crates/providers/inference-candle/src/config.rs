@@ -20,7 +20,8 @@ pub struct CandleConfig {
     /// `$HF_HUB_CACHE`, then `$HF_HOME/hub`, then `~/.cache/huggingface/hub`.
     #[serde(default)]
     pub hf_cache_dir: Option<String>,
-    /// Where to run: `cpu`, `cuda` or `cuda:N` (the latter need the `cuda` build feature).
+    /// Where to run: `cpu`, `cuda` or `cuda:N` (the `cuda` build feature), `metal` or
+    /// `metal:N` (the `metal` build feature, macOS).
     #[serde(default = "default_device")]
     pub device: String,
     /// Precision of dense (safetensors, Meta) weights in memory: `auto` or `f32`, `bf16`,
@@ -100,16 +101,22 @@ impl CandleConfig {
     /// Checks value ranges; paths are checked when the provider is built.
     pub fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
-        let device_ok = self.device == "cpu"
-            || self.device == "cuda"
-            || self
-                .device
-                .strip_prefix("cuda:")
-                .is_some_and(|n| n.parse::<usize>().is_ok());
+        let numbered = |prefix: &str| {
+            self.device == prefix
+                || self
+                    .device
+                    .strip_prefix(prefix)
+                    .and_then(|rest| rest.strip_prefix(':'))
+                    .is_some_and(|n| n.parse::<usize>().is_ok())
+        };
+        let device_ok = self.device == "cpu" || numbered("cuda") || numbered("metal");
         if !device_ok {
             issues.push(ConfigIssue::new(
                 "device",
-                format!("unknown device `{}`; use cpu, cuda or cuda:N", self.device),
+                format!(
+                    "unknown device `{}`; use cpu, cuda, cuda:N, metal or metal:N",
+                    self.device
+                ),
             ));
         }
         if !["auto", "f32", "bf16", "f16"].contains(&self.dtype.as_str()) {

@@ -177,6 +177,17 @@ pub(crate) fn parse_device(name: &str) -> Result<Device> {
     if name == "cpu" {
         return Ok(Device::Cpu);
     }
+    if let Some(rest) = name.strip_prefix("metal") {
+        let ordinal = rest
+            .strip_prefix(':')
+            .map(|n| n.parse::<usize>().unwrap_or(0))
+            .unwrap_or(0);
+        return Device::new_metal(ordinal).map_err(|e| {
+            Error::invalid(format!(
+                "device `{name}` is not available: {e}. Build with `--features llama-stack-provider-inference-candle/metal` on macOS, or use `cpu`"
+            ))
+        });
+    }
     let ordinal = name
         .strip_prefix("cuda:")
         .map(|n| n.parse::<usize>().unwrap_or(0))
