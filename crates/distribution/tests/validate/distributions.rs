@@ -106,6 +106,7 @@ const EXPECTED: &[(&str, Pairs, Pairs)] = &[
             ("code-scanner", "inline::code-scanner"),
             ("meta-reference", "inline::meta-reference"),
             ("builtin", "inline::builtin"),
+            ("reference", "inline::reference"),
         ],
         &[
             ("meta-llama/Llama-3.2-1B-Instruct", "candle"),
@@ -147,6 +148,7 @@ const EXPECTED: &[(&str, Pairs, Pairs)] = &[
             ("code-scanner", "inline::code-scanner"),
             ("meta-reference", "inline::meta-reference"),
             ("builtin", "inline::builtin"),
+            ("reference", "inline::reference"),
         ],
         &[("all-MiniLM-L6-v2", "sentence-transformers")],
     ),
@@ -173,6 +175,7 @@ const EXPECTED: &[(&str, Pairs, Pairs)] = &[
             ("code-scanner", "inline::code-scanner"),
             ("meta-reference", "inline::meta-reference"),
             ("builtin", "inline::builtin"),
+            ("reference", "inline::reference"),
         ],
         &[],
     ),
@@ -359,7 +362,8 @@ fn local_defaults() {
             Api::Files,
             Api::Safety,
             Api::Agents,
-            Api::Responses
+            Api::Responses,
+            Api::Batches
         ]
     );
     assert_eq!(loaded.server.port, 8321);

@@ -80,6 +80,7 @@ fn nothing_set_enables_nothing_and_still_loads() {
             Api::VectorIo,
             Api::Agents,
             Api::Responses,
+            Api::Batches,
             Api::ToolRuntime,
             Api::Files
         ]
@@ -251,6 +252,7 @@ const MEMORY: &[(&str, &str)] = &[
     ("code-scanner", "inline::code-scanner"),
     ("meta-reference", "inline::meta-reference"),
     ("builtin", "inline::builtin"),
+    ("reference", "inline::reference"),
 ];
 
 /// The switchable (inference) providers a loaded starter enables.
