@@ -119,6 +119,7 @@ async fn build_stack(loaded: LoadedConfig) -> Result<Built, Error> {
     register_memory_resources(&stack, &loaded).await?;
     register_shields(&stack, &loaded).await?;
     stack.memory.resume_file_batches().await?;
+    stack.tools.resume_rag_insert_jobs().await?;
     if let Ok(batches) = stack.batches() {
         batches.resume().await?;
     }

@@ -60,4 +60,36 @@ pub trait ToolRuntimeProvider: Send + Sync {
             "This tool runtime does not serve the RAG tool",
         ))
     }
+
+    /// `POST /v1/tool-runtime/rag-tool/insert` over HTTP: inline (answering `None`), or, for
+    /// a runtime that runs large inserts in the background, the background job's object.
+    async fn rag_insert_or_job(&self, request: RagInsertRequest) -> Result<Option<Value>> {
+        self.rag_insert(request).await.map(|()| None)
+    }
+
+    /// `GET /v1/tool-runtime/rag-tool/jobs/{job_id}`: a background insert job.
+    async fn rag_insert_job(&self, job_id: &str) -> Result<Value> {
+        Err(Error::not_found(format!(
+            "RAG insert job '{job_id}' not found"
+        )))
+    }
+
+    /// `GET /v1/tool-runtime/rag-tool/jobs`: the background insert jobs the caller may read,
+    /// of one vector DB or of all.
+    async fn list_rag_insert_jobs(&self, _vector_db_id: Option<&str>) -> Result<Vec<Value>> {
+        Ok(Vec::new())
+    }
+
+    /// `POST /v1/tool-runtime/rag-tool/jobs/{job_id}/cancel`.
+    async fn cancel_rag_insert_job(&self, job_id: &str) -> Result<Value> {
+        Err(Error::not_found(format!(
+            "RAG insert job '{job_id}' not found"
+        )))
+    }
+
+    /// Takes up the background insert jobs an earlier process left unfinished, and keeps
+    /// scanning for those of processes that stop. Called once the stores are restored.
+    async fn resume_rag_insert_jobs(&self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -125,6 +125,37 @@ impl ToolsService {
         self.rag_runtime()?.rag_query(request).await
     }
 
+    /// `POST /v1/tool-runtime/rag-tool/insert` over HTTP: inline (`None`), or, past the RAG
+    /// runtime's size bound, a background job whose object is answered at once. The gRPC
+    /// `Insert` and other callers use [`rag_insert`](Self::rag_insert), which is always inline.
+    pub async fn rag_insert_or_job(&self, request: RagInsertRequest) -> Result<Option<Value>> {
+        self.rag_runtime()?.rag_insert_or_job(request).await
+    }
+
+    /// `GET /v1/tool-runtime/rag-tool/jobs/{job_id}`.
+    pub async fn rag_insert_job(&self, job_id: &str) -> Result<Value> {
+        self.rag_runtime()?.rag_insert_job(job_id).await
+    }
+
+    /// `GET /v1/tool-runtime/rag-tool/jobs`.
+    pub async fn list_rag_insert_jobs(&self, vector_db_id: Option<&str>) -> Result<Vec<Value>> {
+        self.rag_runtime()?.list_rag_insert_jobs(vector_db_id).await
+    }
+
+    /// `POST /v1/tool-runtime/rag-tool/jobs/{job_id}/cancel`.
+    pub async fn cancel_rag_insert_job(&self, job_id: &str) -> Result<Value> {
+        self.rag_runtime()?.cancel_rag_insert_job(job_id).await
+    }
+
+    /// Takes up the RAG insert jobs earlier processes left unfinished (after the vector DBs
+    /// are restored), and scans for those of replicas that stop.
+    pub async fn resume_rag_insert_jobs(&self) -> Result<()> {
+        for (_, runtime) in self.runtimes.iter().filter(|(_, rt)| rt.serves_rag()) {
+            runtime.resume_rag_insert_jobs().await?;
+        }
+        Ok(())
+    }
+
     /// How documents given by URL are loaded: the first runtime's policy that has one.
     pub fn fetch_policy(&self) -> FetchPolicy {
         self.runtimes

@@ -81,13 +81,54 @@ pub async fn query_chunks(
 }
 
 #[utoipa::path(post, path = "/v1/tool-runtime/rag-tool/insert", tag = "tool_runtime",
-    request_body = RagInsertRequest, responses((status = 200, description = "`null`")))]
+    request_body = RagInsertRequest, responses((status = 200,
+        description = "`null` once inserted; or, for documents whose loaded text is over the RAG runtime's `background_insert_bytes`, a `rag_tool.insert_job` object, the insert going on in the background")))]
 pub async fn rag_insert(
     State(stack): State<Arc<Stack>>,
     ApiJson(request, ..): ApiJson<RagInsertRequest, Classic>,
-) -> Result<Json<()>, ClassicError> {
-    stack.tools.rag_insert(request).await?;
-    Ok(Json(()))
+) -> Result<Json<Option<serde_json::Value>>, ClassicError> {
+    Ok(Json(stack.tools.rag_insert_or_job(request).await?))
+}
+
+#[utoipa::path(get, path = "/v1/tool-runtime/rag-tool/jobs/{job_id}", tag = "tool_runtime",
+    params(("job_id" = String, Path)),
+    responses((status = 200, description = "rag_tool.insert_job object: `status` (`in_progress`, `completed`, `failed`, `cancelled`), `documents` (`total`, `completed`, `failed`), `chunks_stored`, `error`")))]
+pub async fn get_rag_insert_job(
+    State(stack): State<Arc<Stack>>,
+    Path(job_id): Path<String>,
+) -> Result<Json<serde_json::Value>, crate::error::OpenAiError> {
+    Ok(Json(stack.tools.rag_insert_job(&job_id).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListRagInsertJobsQuery {
+    /// Only the jobs inserting into this vector DB.
+    vector_db_id: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/tool-runtime/rag-tool/jobs", tag = "tool_runtime",
+    params(ListRagInsertJobsQuery),
+    responses((status = 200, description = "`{\"data\": [rag_tool.insert_job, ...]}`, oldest first, the jobs the caller may read")))]
+pub async fn list_rag_insert_jobs(
+    State(stack): State<Arc<Stack>>,
+    Query(query): Query<ListRagInsertJobsQuery>,
+) -> Result<Json<serde_json::Value>, crate::error::OpenAiError> {
+    let data = stack
+        .tools
+        .list_rag_insert_jobs(query.vector_db_id.as_deref())
+        .await?;
+    Ok(Json(serde_json::json!({ "data": data })))
+}
+
+#[utoipa::path(post, path = "/v1/tool-runtime/rag-tool/jobs/{job_id}/cancel", tag = "tool_runtime",
+    params(("job_id" = String, Path)),
+    responses((status = 200, description = "the cancelled rag_tool.insert_job object; 409 when the job had already finished")))]
+pub async fn cancel_rag_insert_job(
+    State(stack): State<Arc<Stack>>,
+    Path(job_id): Path<String>,
+) -> Result<Json<serde_json::Value>, crate::error::OpenAiError> {
+    Ok(Json(stack.tools.cancel_rag_insert_job(&job_id).await?))
 }
 
 #[utoipa::path(post, path = "/v1/tool-runtime/rag-tool/query", tag = "tool_runtime",
@@ -231,6 +272,9 @@ pub(crate) fn declare(table: RouteTable) -> RouteTable {
         .add(vector_io, Form::Plain, declared!(insert_chunks))
         .add(vector_io, Form::Plain, declared!(query_chunks))
         .add(tools, Form::Plain, declared!(rag_insert))
+        .add(tools, Form::Plain, declared!(get_rag_insert_job))
+        .add(tools, Form::Plain, declared!(list_rag_insert_jobs))
+        .add(tools, Form::Plain, declared!(cancel_rag_insert_job))
         .add(tools, Form::Plain, declared!(rag_query))
         .add(tools, Form::Plain, declared!(invoke_tool))
         .add(tools, Form::Plain, declared!(list_runtime_tools))

@@ -5,6 +5,9 @@
 //! overlapping token windows, and stored and searched through the memory API handle the
 //! assembler gives it.
 
+mod jobs;
+#[cfg(test)]
+mod jobs_tests;
 mod rag;
 mod runtime;
 
@@ -19,6 +22,7 @@ use llama_stack_stack::{
 use llama_stack_tools::FetchPolicy;
 use serde::Deserialize;
 
+pub use jobs::RagJobs;
 pub use rag::{RagQueryConfig, RagTool, render_knowledge_search};
 
 pub const PROVIDER_TYPE: &str = "inline::rag-runtime";
@@ -38,6 +42,17 @@ pub struct RagRuntimeConfig {
     /// Time allowed for fetching one document, in seconds (default 30).
     #[serde(default = "default_timeout")]
     pub fetch_timeout_seconds: f64,
+    /// A `rag-tool/insert` whose documents' loaded text (all of them together, in bytes)
+    /// is larger than this runs as a background job: the route answers at once with the job
+    /// (`GET /v1/tool-runtime/rag-tool/jobs/{job_id}` follows it), and the job goes on after a
+    /// restart or on another replica sharing the metadata store. Default 1 MiB; 0 never runs
+    /// inserts in the background. Smaller inserts run inline and stop when the client leaves.
+    #[serde(default = "default_background_insert_bytes")]
+    pub background_insert_bytes: u64,
+}
+
+fn default_background_insert_bytes() -> u64 {
+    1024 * 1024
 }
 
 fn default_max_bytes() -> u64 {
@@ -48,8 +63,7 @@ fn default_timeout() -> f64 {
     30.0
 }
 
-pub const SAMPLE_CONFIG: &str =
-    "allow_private_addresses: false\nmax_document_bytes: 52428800\nfetch_timeout_seconds: 30\n";
+pub const SAMPLE_CONFIG: &str = "allow_private_addresses: false\nmax_document_bytes: 52428800\nfetch_timeout_seconds: 30\nbackground_insert_bytes: 1048576\n";
 
 impl CheckedConfig for RagRuntimeConfig {
     fn issues(&self) -> Vec<ConfigIssue> {
@@ -77,7 +91,15 @@ fn build(
     async move {
         let config = llama_stack_core::load_config::<RagRuntimeConfig>(&value, PROVIDER_TYPE)?;
         let memory = ApiHandles::require(&context.apis.memory, Api::VectorIo, PROVIDER_TYPE)?;
+        let jobs = context.registry.clone().map(|store| {
+            Arc::new(RagJobs::new(
+                store,
+                memory.clone(),
+                config.background_insert_bytes,
+            ))
+        });
         Ok(ProviderInstance::ToolRuntime(Arc::new(RagTool {
+            jobs,
             memory,
             fetch: FetchPolicy {
                 allow_private_addresses: config.allow_private_addresses,

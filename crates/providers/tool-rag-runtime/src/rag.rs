@@ -7,8 +7,12 @@ use std::sync::Arc;
 use llama_stack_core::{Error, ErrorKind, Result};
 use llama_stack_documents::{FetchPolicy, python_repr};
 use llama_stack_memory::{MemoryApi, Mode, QueryParams, document_text};
-use llama_stack_types::{InterleavedContent, RagInsertRequest, RagQueryRequest, RagQueryResult};
+use llama_stack_types::{
+    InterleavedContent, RagDocument, RagInsertRequest, RagQueryRequest, RagQueryResult,
+};
 use serde_json::{Map, Value, json};
+
+use crate::jobs::{RagJobs, goes_to_background, loaded_bytes};
 
 /// The default chunk size of `rag-tool/insert`; the overlap is a quarter of it.
 pub const DEFAULT_CHUNK_TOKENS: usize = 512;
@@ -216,14 +220,35 @@ pub fn render_knowledge_search(
 pub struct RagTool {
     pub memory: Arc<dyn MemoryApi>,
     pub fetch: FetchPolicy,
+    /// Background inserts, where the distribution has a metadata store to keep them in.
+    pub jobs: Option<Arc<RagJobs>>,
+}
+
+/// Cuts one loaded document into chunks and stores them in one insert call, so that it is
+/// stored whole or not at all; answers how many chunks it made.
+pub(crate) async fn insert_document(
+    memory: &dyn MemoryApi,
+    store_id: &str,
+    document_id: &str,
+    text: String,
+    metadata: &Map<String, Value>,
+    size: usize,
+) -> Result<usize> {
+    let chunks = memory
+        .chunk_document(document_id, text, metadata, size, size / 4)
+        .await?;
+    let n = chunks.len();
+    memory.insert_chunks_into(store_id, chunks).await?;
+    Ok(n)
 }
 
 impl RagTool {
-    /// `POST /v1/tool-runtime/rag-tool/insert`. Each document is loaded and chunked on its
-    /// own; documents that fail are reported together after the others are inserted.
-    pub async fn rag_insert(&self, request: RagInsertRequest) -> Result<()> {
-        let store_id = request.vector_db_id.as_str();
-        self.memory.check_store_writable(store_id).await?;
+    /// The checks before any document is loaded: the vector DB is writable by the caller and
+    /// the chunk size usable. Answers the chunk size.
+    async fn check_insert(&self, request: &RagInsertRequest) -> Result<usize> {
+        self.memory
+            .check_store_writable(&request.vector_db_id)
+            .await?;
         let size = request.chunk_size_in_tokens.unwrap_or(DEFAULT_CHUNK_TOKENS);
         if size < 4 {
             return Err(Error::invalid(format!(
@@ -231,22 +256,70 @@ impl RagTool {
             ))
             .with_location(vec!["body".into(), "chunk_size_in_tokens".into()]));
         }
-        let overlap = size / 4;
+        Ok(size)
+    }
+
+    /// Each document's text, or why it could not be loaded.
+    async fn load(&self, documents: &[RagDocument]) -> Vec<Result<String>> {
+        let mut texts = Vec::with_capacity(documents.len());
+        for doc in documents {
+            texts.push(document_text(doc, &self.fetch).await);
+        }
+        texts
+    }
+
+    /// `POST /v1/tool-runtime/rag-tool/insert`, always inline. Each document is loaded and
+    /// chunked on its own; documents that fail are reported together after the others are
+    /// inserted.
+    pub async fn rag_insert(&self, request: RagInsertRequest) -> Result<()> {
+        let size = self.check_insert(&request).await?;
+        let texts = self.load(&request.documents).await;
+        self.insert_loaded(&request, texts, size).await
+    }
+
+    /// `POST /v1/tool-runtime/rag-tool/insert` over HTTP: inline (answering `None`) unless the
+    /// documents' loaded text is over `background_insert_bytes`; then a background job,
+    /// answered at once with its object.
+    pub async fn rag_insert_or_job(&self, request: RagInsertRequest) -> Result<Option<Value>> {
+        let size = self.check_insert(&request).await?;
+        let texts = self.load(&request.documents).await;
+        match &self.jobs {
+            Some(jobs) if goes_to_background(jobs.bound, loaded_bytes(&texts)) => jobs
+                .create(&request.vector_db_id, size, &request.documents, texts)
+                .await
+                .map(Some),
+            _ => self
+                .insert_loaded(&request, texts, size)
+                .await
+                .map(|()| None),
+        }
+    }
+
+    async fn insert_loaded(
+        &self,
+        request: &RagInsertRequest,
+        texts: Vec<Result<String>>,
+        size: usize,
+    ) -> Result<()> {
+        let store_id = request.vector_db_id.as_str();
         let total = request.documents.len();
         let mut failures = Vec::new();
         let mut inserted_chunks = 0usize;
-        for (i, doc) in request.documents.iter().enumerate() {
-            let result = async {
-                let text = document_text(doc, &self.fetch).await?;
-                let chunks = self
-                    .memory
-                    .chunk_document(&doc.document_id, text, &doc.metadata, size, overlap)
-                    .await?;
-                let n = chunks.len();
-                self.memory.insert_chunks_into(store_id, chunks).await?;
-                Ok::<usize, Error>(n)
-            }
-            .await;
+        for (i, (doc, text)) in request.documents.iter().zip(texts).enumerate() {
+            let result = match text {
+                Ok(text) => {
+                    insert_document(
+                        self.memory.as_ref(),
+                        store_id,
+                        &doc.document_id,
+                        text,
+                        &doc.metadata,
+                        size,
+                    )
+                    .await
+                }
+                Err(err) => Err(err),
+            };
             match result {
                 Ok(n) => {
                     inserted_chunks += n;

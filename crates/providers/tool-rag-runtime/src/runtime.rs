@@ -10,6 +10,18 @@ use llama_stack_types::{
 use serde_json::{Map, Value, json};
 
 use crate::RagTool;
+use crate::jobs::RagJobs;
+
+impl RagTool {
+    /// The background jobs, or why there are none.
+    fn jobs(&self) -> Result<&std::sync::Arc<RagJobs>> {
+        self.jobs.as_ref().ok_or_else(|| {
+            Error::not_found(
+                "No RAG insert jobs: this distribution has no metadata store to keep them in",
+            )
+        })
+    }
+}
 
 /// The tools of the RAG runtime, as upstream describes them.
 fn rag_tool_defs() -> Vec<ToolDef> {
@@ -118,5 +130,31 @@ impl ToolRuntimeProvider for RagTool {
 
     async fn rag_query(&self, request: RagQueryRequest) -> Result<RagQueryResult> {
         RagTool::rag_query(self, request).await
+    }
+
+    async fn rag_insert_or_job(&self, request: RagInsertRequest) -> Result<Option<Value>> {
+        RagTool::rag_insert_or_job(self, request).await
+    }
+
+    async fn rag_insert_job(&self, job_id: &str) -> Result<Value> {
+        self.jobs()?.get(job_id).await
+    }
+
+    async fn list_rag_insert_jobs(&self, vector_db_id: Option<&str>) -> Result<Vec<Value>> {
+        match &self.jobs {
+            Some(jobs) => jobs.list(vector_db_id).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn cancel_rag_insert_job(&self, job_id: &str) -> Result<Value> {
+        self.jobs()?.cancel(job_id).await
+    }
+
+    async fn resume_rag_insert_jobs(&self) -> Result<()> {
+        match &self.jobs {
+            Some(jobs) => jobs.resume().await,
+            None => Ok(()),
+        }
     }
 }
