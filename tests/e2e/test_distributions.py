@@ -64,6 +64,7 @@ def test_starter_with_only_a_local_model(server_factory):
         ("safety", "code-scanner", "inline::code-scanner"),
         ("agents", "meta-reference", "inline::meta-reference"),
         ("responses", "builtin", "inline::builtin"),
+        ("batches", "reference", "inline::reference"),
     ]
     models = get(server, "/v1/models")
     assert [(m["identifier"], m["provider_id"], m["model_type"]) for m in models] == [
