@@ -1,8 +1,8 @@
 //! Weight matrices and their products with activations.
 //!
 //! Q8_0 and Q4_0 weights are repacked at load and multiplied by our own kernels: AVX2 on
-//! x86-64 (picked at run time), portable code elsewhere. Other formats go through candle's
-//! `QMatMul`.
+//! x86-64 (picked at run time), portable code elsewhere; so are Q4_K and Q6_K, in
+//! [`super::kquants`]. Other formats go through candle's `QMatMul`.
 //!
 //! The repacked layout interleaves eight rows: for each block of 32 columns, four columns of
 //! each of the eight rows share one 32-byte vector, so one vector instruction advances eight
@@ -12,6 +12,8 @@
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
+
+use super::kquants;
 
 /// Elements per quantization block, for both Q8_0 and Q4_0.
 const BLOCK: usize = 32;
@@ -31,6 +33,8 @@ pub(crate) enum Linear {
 pub(crate) enum PackedKind {
     Q8_0,
     Q4_0,
+    Q4K,
+    Q6K,
 }
 
 /// A quantized matrix, `rows × cols`, in groups of eight interleaved rows.
@@ -39,12 +43,14 @@ pub(crate) struct Packed {
     kind: PackedKind,
     rows: usize,
     cols: usize,
-    /// Per group and block: the eight rows' f32 scales (zero for padding rows).
+    /// Per group and block: the eight rows' f32 scales (zero for padding rows). Empty for
+    /// K-quants, whose scales live in `quants`.
     scales: Vec<f32>,
     /// Per group and block: Q8_0, 8 vectors of 32 bytes, vector `c` holding columns
     /// `4c..4c+4` of rows 0..8 in turn; Q4_0, 4 vectors of 32 bytes, vector `p` holding
     /// columns `8p..8p+4` in its low nibbles and `8p+4..8p+8` in its high nibbles, in the
-    /// same row order, as unsigned nibbles (the weight is the nibble minus 8).
+    /// same row order, as unsigned nibbles (the weight is the nibble minus 8). K-quants: the
+    /// groups in the layout of [`super::kquants`].
     quants: Vec<u8>,
 }
 
@@ -54,10 +60,12 @@ impl Linear {
         let kind = match t.dtype() {
             GgmlDType::Q8_0 => PackedKind::Q8_0,
             GgmlDType::Q4_0 => PackedKind::Q4_0,
+            GgmlDType::Q4K => PackedKind::Q4K,
+            GgmlDType::Q6K => PackedKind::Q6K,
             _ => return Ok(Linear::Candle(QMatMul::from_arc(std::sync::Arc::new(t))?)),
         };
         let (rows, cols) = t.shape().dims2()?;
-        if !cols.is_multiple_of(BLOCK) || !t.device().is_cpu() {
+        if !cols.is_multiple_of(BLOCK * kind.block_columns()) || !t.device().is_cpu() {
             return Ok(Linear::Candle(QMatMul::from_arc(std::sync::Arc::new(t))?));
         }
         let data = t.data()?;
@@ -207,27 +215,61 @@ impl Fused {
     }
 }
 
+impl PackedKind {
+    /// Blocks of 32 columns in one of the format's blocks.
+    fn block_columns(self) -> usize {
+        match self {
+            PackedKind::Q8_0 | PackedKind::Q4_0 => 1,
+            PackedKind::Q4K | PackedKind::Q6K => kquants::SUPER / BLOCK,
+        }
+    }
+
+    fn is_kquant(self) -> bool {
+        self.block_columns() > 1
+    }
+}
+
 impl Packed {
     fn block_bytes(kind: PackedKind) -> usize {
         match kind {
             PackedKind::Q8_0 => GROUP * BLOCK,
             PackedKind::Q4_0 => GROUP * BLOCK / 2,
+            PackedKind::Q4K | PackedKind::Q6K => unreachable!("K-quants have no 32-column block"),
         }
     }
 
+    /// Bytes of one group of eight rows in `quants`.
+    fn group_bytes(&self) -> usize {
+        if self.kind.is_kquant() {
+            return kquants::group_bytes(self.kind, self.cols);
+        }
+        self.blocks_per_row() * Self::block_bytes(self.kind)
+    }
+
     fn repack(kind: PackedKind, rows: usize, cols: usize, data: &[u8]) -> Packed {
+        if kind.is_kquant() {
+            let quants = kquants::repack(kind, rows, cols, data);
+            return Packed {
+                kind,
+                rows,
+                cols,
+                scales: Vec::new(),
+                quants,
+            };
+        }
         let nb = cols / BLOCK;
         let groups = rows.div_ceil(GROUP);
         let src_block = match kind {
             PackedKind::Q8_0 => 2 + BLOCK,
             PackedKind::Q4_0 => 2 + BLOCK / 2,
+            PackedKind::Q4K | PackedKind::Q6K => unreachable!(),
         };
         let bb = Self::block_bytes(kind);
         let mut scales = vec![0f32; groups * nb * GROUP];
         // Padding rows: zero scales, and quants that decode to zero.
         let pad = match kind {
-            PackedKind::Q8_0 => 0u8,
             PackedKind::Q4_0 => 0x88,
+            _ => 0u8,
         };
         let mut quants = vec![pad; groups * nb * bb];
         for r in 0..rows {
@@ -243,6 +285,7 @@ impl Packed {
                         PackedKind::Q8_0 => src[2 + j],
                         PackedKind::Q4_0 if j < 16 => src[2 + j] & 0x0F,
                         PackedKind::Q4_0 => src[2 + j - 16] >> 4,
+                        PackedKind::Q4K | PackedKind::Q6K => unreachable!(),
                     }
                 };
                 match kind {
@@ -260,6 +303,7 @@ impl Packed {
                             }
                         }
                     }
+                    PackedKind::Q4K | PackedKind::Q6K => unreachable!(),
                 }
             }
         }
@@ -288,11 +332,17 @@ impl Packed {
                 let byte = block[p * 32 + lane * 4 + e];
                 (if half == 0 { byte & 0x0F } else { byte >> 4 }) as i32 - 8
             }
+            PackedKind::Q4K | PackedKind::Q6K => unreachable!("K-quants decode in kquants"),
         };
         (q, self.scales[(g * nb + b) * GROUP + lane])
     }
 
     fn dequantize_row(&self, row: usize, out: &mut [f32]) {
+        if self.kind.is_kquant() {
+            let (g, gb) = (row / GROUP, self.group_bytes());
+            let group = &self.quants[g * gb..(g + 1) * gb];
+            return kquants::dequantize_row(self.kind, group, row % GROUP, &mut out[..self.cols]);
+        }
         for (j, o) in out.iter_mut().enumerate().take(self.cols) {
             let (q, d) = self.weight(row, j);
             *o = q as f32 * d;
@@ -342,9 +392,13 @@ impl Packed {
 
     /// Dot products of the eight rows of group `g` with activation row `i`.
     fn group_dot(&self, g: usize, acts: &Activations, i: usize) -> [f32; GROUP] {
+        let gb = self.group_bytes();
+        let quants = &self.quants[g * gb..(g + 1) * gb];
+        if self.kind.is_kquant() {
+            let (a, s, sums) = (acts.row_quants(i), acts.row_scales(i), acts.row_sums(i));
+            return kquants::group_dot(self.kind, quants, a, s, sums);
+        }
         let nb = self.blocks_per_row();
-        let bb = Self::block_bytes(self.kind);
-        let quants = &self.quants[g * nb * bb..(g + 1) * nb * bb];
         let scales = &self.scales[g * nb * GROUP..(g + 1) * nb * GROUP];
         #[cfg(target_arch = "x86_64")]
         if avx2() {
@@ -361,6 +415,7 @@ impl Packed {
                         acts.row_scales(i),
                         acts.row_sums(i),
                     ),
+                    PackedKind::Q4K | PackedKind::Q6K => unreachable!(),
                 }
             };
         }
@@ -393,16 +448,16 @@ unsafe impl Sync for SendPtr {}
 unsafe impl Send for SendPtr {}
 
 /// Activations quantized to 8 bits per block of 32, as the weights' partner in dot products.
-struct Activations {
+pub(super) struct Activations {
     k: usize,
     quants: Vec<i8>,
     scales: Vec<f32>,
-    /// Per block: the sum of its quants, for Q4_0's offset of 8.
+    /// Per block: the sum of its quants, for Q4_0's offset of 8 and Q4_K's mins.
     sums: Vec<i32>,
 }
 
 impl Activations {
-    fn quantize(x: &[f32], m: usize, k: usize) -> Activations {
+    pub(super) fn quantize(x: &[f32], m: usize, k: usize) -> Activations {
         #[cfg(target_arch = "x86_64")]
         if avx2() {
             // SAFETY: AVX2/FMA detected.
@@ -447,15 +502,15 @@ impl Activations {
         }
     }
 
-    fn row_quants(&self, i: usize) -> &[i8] {
+    pub(super) fn row_quants(&self, i: usize) -> &[i8] {
         &self.quants[i * self.k..(i + 1) * self.k]
     }
 
-    fn row_scales(&self, i: usize) -> &[f32] {
+    pub(super) fn row_scales(&self, i: usize) -> &[f32] {
         &self.scales[i * self.k / BLOCK..(i + 1) * self.k / BLOCK]
     }
 
-    fn row_sums(&self, i: usize) -> &[i32] {
+    pub(super) fn row_sums(&self, i: usize) -> &[i32] {
         &self.sums[i * self.k / BLOCK..(i + 1) * self.k / BLOCK]
     }
 }

@@ -186,10 +186,12 @@ pub(crate) fn read_gguf(path: &Path) -> Result<gguf_file::Content> {
     let mut file = File::open(path)
         .map_err(|e| Error::invalid(format!("cannot open {}: {e}", path.display())))?;
     gguf_file::Content::read(&mut file).map_err(|e| {
-        Error::invalid(format!(
-            "{} is not a readable GGUF file: {e}",
-            path.display()
-        ))
+        // candle names no tensor when a type is unknown to it (IQ quantizations): say which.
+        let unsupported = super::gguf_types::unsupported_tensor(path);
+        Error::invalid(
+            unsupported
+                .unwrap_or_else(|| format!("{} is not a readable GGUF file: {e}", path.display())),
+        )
     })
 }
 

@@ -8,6 +8,8 @@
 //! once per sequence. Attention runs per sequence against its own cache.
 
 pub(crate) mod cache;
+mod gguf_types;
+mod kquants;
 pub(crate) mod linear;
 pub(crate) mod load;
 pub(crate) mod rope;

@@ -1,0 +1,720 @@
+//! Q4_K and Q6_K weights, the bulk of llama.cpp's Q4_K_M files (Q4_K for most matrices, Q6_K
+//! for `attn_v`, half of `ffn_down` and the output), repacked at load into eight interleaved
+//! rows and multiplied by our own kernels, like Q4_0 and Q8_0 in [`super::linear`].
+//!
+//! The layout keeps the file's own compression: 4- or 6-bit quants, the 6- or 8-bit sub-block
+//! scales as bytes, and the super-block f16 scales, so a Q4_K row costs 148 bytes per 256
+//! weights (the file's 144; f32 scales and mins per 32 would cost 192) and a Q6_K row 210
+//! (the same as the file). Decode reads every weight once per token, so bytes are time.
+//!
+//! Per super-block of 256 columns and group of eight rows, `[lane]` being the row in the group:
+//! - Q4_K (1184 bytes): `d[lane]`, `dmin[lane]` as f16; `scale[j][lane]`, `min[j][lane]` as
+//!   bytes for the eight sub-blocks `j` of 32 columns; then per sub-block, four 32-byte vectors
+//!   in the Q4_0 order (vector `p` holds columns `8p..8p+4` of rows 0..8 in its low nibbles and
+//!   `8p+4..8p+8` in its high ones). Weight = `d·scale[j]·q − dmin·min[j]`.
+//! - Q6_K (1680 bytes): `d[lane]` as f16; `scale[s][lane]` as signed bytes for the sixteen
+//!   sub-blocks of 16 columns; then per block of 32 columns, the low four bits of each quant in
+//!   the Q4_0 order (128 bytes) and their top two bits (64 bytes: vector `h` holds, for half
+//!   `h` of the block, at byte `lane·4 + e`, the columns `16h+e`, `16h+4+e`, `16h+8+e`,
+//!   `16h+12+e` two bits each from the bottom). Weight = `d·scale[s]·(q − 32)`.
+//!
+//! Activations are the 8-bit blocks of 32 that Q4_0 uses; their per-block sums carry Q4_K's
+//! `min` term, so it costs one multiply-add per block instead of a pass over the quants.
+
+use super::linear::PackedKind;
+
+/// Columns per super-block.
+pub(super) const SUPER: usize = 256;
+const GROUP: usize = 8;
+const BLOCK: usize = 32;
+/// Bytes of one super-block of one group of eight rows.
+const Q4K_GROUP_BYTES: usize = 32 + 128 + 8 * 128;
+const Q6K_GROUP_BYTES: usize = 16 + 128 + 8 * 192;
+/// Offsets inside a Q4_K group super-block.
+const Q4K_SCALES: usize = 32;
+const Q4K_MINS: usize = 96;
+const Q4K_QUANTS: usize = 160;
+/// Offsets inside a Q6_K group super-block.
+const Q6K_SCALES: usize = 16;
+const Q6K_QUANTS: usize = 144;
+
+/// Bytes of one group of eight rows of `cols` columns.
+pub(super) fn group_bytes(kind: PackedKind, cols: usize) -> usize {
+    cols / SUPER
+        * match kind {
+            PackedKind::Q4K => Q4K_GROUP_BYTES,
+            PackedKind::Q6K => Q6K_GROUP_BYTES,
+            PackedKind::Q8_0 | PackedKind::Q4_0 => unreachable!("not a K-quant"),
+        }
+}
+
+/// One super-block of one row of a file, as integers: quants (unsigned: Q4_K 0..=15, Q6_K
+/// 0..=63), sub-block scales, Q4_K's sub-block mins, and the f16 `d` and `dmin` bytes.
+struct Decoded {
+    q: [u8; SUPER],
+    scales: [i8; 16],
+    mins: [u8; 8],
+    d: [u8; 2],
+    dmin: [u8; 2],
+}
+
+fn decode_q4k(src: &[u8]) -> Decoded {
+    let (scales_raw, qs) = (&src[4..16], &src[16..144]);
+    let mut out = Decoded {
+        q: [0; SUPER],
+        scales: [0; 16],
+        mins: [0; 8],
+        d: [src[0], src[1]],
+        dmin: [src[2], src[3]],
+    };
+    for j in 0..8 {
+        // llama.cpp's get_scale_min_k4: eight 6-bit scales and mins packed in 12 bytes.
+        let (sc, m) = if j < 4 {
+            (scales_raw[j] & 63, scales_raw[j + 4] & 63)
+        } else {
+            (
+                (scales_raw[j + 4] & 0x0F) | ((scales_raw[j - 4] >> 6) << 4),
+                (scales_raw[j + 4] >> 4) | ((scales_raw[j] >> 6) << 4),
+            )
+        };
+        out.scales[j] = sc as i8;
+        out.mins[j] = m;
+        for c in 0..BLOCK {
+            let byte = qs[(j / 2) * 32 + c];
+            out.q[j * BLOCK + c] = if j % 2 == 0 { byte & 0x0F } else { byte >> 4 };
+        }
+    }
+    out
+}
+
+fn decode_q6k(src: &[u8]) -> Decoded {
+    let (ql, qh, sc) = (&src[0..128], &src[128..192], &src[192..208]);
+    let mut out = Decoded {
+        q: [0; SUPER],
+        scales: [0; 16],
+        mins: [0; 8],
+        d: [src[208], src[209]],
+        dmin: [0; 2],
+    };
+    for (s, o) in out.scales.iter_mut().enumerate() {
+        *o = sc[s] as i8;
+    }
+    for (i, q) in out.q.iter_mut().enumerate() {
+        // llama.cpp's dequantize_row_q6_K: two halves of 128, each four quarters of 32.
+        let (half, quarter, l) = (i / 128, (i % 128) / 32, i % 32);
+        let low = ql[half * 64 + l + 32 * (quarter % 2)];
+        let low = if quarter < 2 { low & 0x0F } else { low >> 4 };
+        let high = (qh[half * 32 + l] >> (2 * quarter)) & 3;
+        *q = low | (high << 4);
+    }
+    out
+}
+
+/// Repacks `rows × cols` weights of a file into groups of eight rows (padding rows decode to
+/// zero: their `d` and `dmin` are zero).
+pub(super) fn repack(kind: PackedKind, rows: usize, cols: usize, data: &[u8]) -> Vec<u8> {
+    let supers = cols / SUPER;
+    let (src_bytes, gb) = match kind {
+        PackedKind::Q4K => (144, Q4K_GROUP_BYTES),
+        PackedKind::Q6K => (210, Q6K_GROUP_BYTES),
+        PackedKind::Q8_0 | PackedKind::Q4_0 => unreachable!("not a K-quant"),
+    };
+    let mut out = vec![0u8; rows.div_ceil(GROUP) * supers * gb];
+    for r in 0..rows {
+        let (g, lane) = (r / GROUP, r % GROUP);
+        for s in 0..supers {
+            let at = (r * supers + s) * src_bytes;
+            let src = &data[at..at + src_bytes];
+            let dst = &mut out[(g * supers + s) * gb..(g * supers + s + 1) * gb];
+            match kind {
+                PackedKind::Q4K => {
+                    let b = decode_q4k(src);
+                    dst[2 * lane..2 * lane + 2].copy_from_slice(&b.d);
+                    dst[16 + 2 * lane..16 + 2 * lane + 2].copy_from_slice(&b.dmin);
+                    for j in 0..8 {
+                        dst[Q4K_SCALES + j * GROUP + lane] = b.scales[j] as u8;
+                        dst[Q4K_MINS + j * GROUP + lane] = b.mins[j];
+                        let q = &b.q[j * BLOCK..(j + 1) * BLOCK];
+                        put_nibbles(&mut dst[Q4K_QUANTS + j * 128..], lane, q);
+                    }
+                }
+                PackedKind::Q6K => {
+                    let b = decode_q6k(src);
+                    dst[2 * lane..2 * lane + 2].copy_from_slice(&b.d);
+                    for (sub, &sc) in b.scales.iter().enumerate() {
+                        dst[Q6K_SCALES + sub * GROUP + lane] = sc as u8;
+                    }
+                    for blk in 0..8 {
+                        let q = &b.q[blk * BLOCK..(blk + 1) * BLOCK];
+                        let base = Q6K_QUANTS + blk * 192;
+                        put_nibbles(&mut dst[base..], lane, q);
+                        for h in 0..2 {
+                            for e in 0..4 {
+                                let hb = |c: usize| q[16 * h + c + e] >> 4;
+                                dst[base + 128 + h * 32 + lane * 4 + e] =
+                                    hb(0) | (hb(4) << 2) | (hb(8) << 4) | (hb(12) << 6);
+                            }
+                        }
+                    }
+                }
+                PackedKind::Q8_0 | PackedKind::Q4_0 => unreachable!(),
+            }
+        }
+    }
+    out
+}
+
+/// The low nibbles of a row's 32 quants into four 32-byte vectors, Q4_0's order.
+fn put_nibbles(dst: &mut [u8], lane: usize, q: &[u8]) {
+    for p in 0..4 {
+        for e in 0..4 {
+            dst[p * 32 + lane * 4 + e] = (q[8 * p + e] & 0x0F) | ((q[8 * p + 4 + e] & 0x0F) << 4);
+        }
+    }
+}
+
+/// The low nibble of column `c` (0..32) of row `lane` in four vectors of Q4_0's order.
+fn nibble(v: &[u8], lane: usize, c: usize) -> u8 {
+    let byte = v[(c / 8) * 32 + lane * 4 + c % 4];
+    if c % 8 < 4 { byte & 0x0F } else { byte >> 4 }
+}
+
+fn f16_at(v: &[u8], lane: usize) -> f32 {
+    half::f16::from_le_bytes([v[2 * lane], v[2 * lane + 1]]).to_f32()
+}
+
+/// Row `lane` of super-block `sb` (a group super-block), as weights `(d·scale, dmin·min)` and
+/// quants per sub-block of 32 columns, the quant offset already applied (Q6_K's −32).
+fn row_block(
+    kind: PackedKind,
+    sb: &[u8],
+    lane: usize,
+    blk: usize,
+) -> ([i32; BLOCK], [f32; 2], f32) {
+    let mut q = [0i32; BLOCK];
+    match kind {
+        PackedKind::Q4K => {
+            let v = &sb[Q4K_QUANTS + blk * 128..];
+            for (c, q) in q.iter_mut().enumerate() {
+                *q = nibble(v, lane, c) as i32;
+            }
+            let sc = sb[Q4K_SCALES + blk * GROUP + lane] as f32;
+            let m = sb[Q4K_MINS + blk * GROUP + lane] as f32;
+            (q, [f16_at(sb, lane) * sc; 2], f16_at(&sb[16..], lane) * m)
+        }
+        PackedKind::Q6K => {
+            let v = &sb[Q6K_QUANTS + blk * 192..];
+            for (c, q) in q.iter_mut().enumerate() {
+                let (h, k, e) = (c / 16, (c % 16) / 4, c % 4);
+                let high = (v[128 + h * 32 + lane * 4 + e] >> (2 * k)) & 3;
+                *q = (nibble(v, lane, c) | (high << 4)) as i32 - 32;
+            }
+            let d = f16_at(sb, lane);
+            let sc = |s: usize| sb[Q6K_SCALES + s * GROUP + lane] as i8 as f32 * d;
+            (q, [sc(2 * blk), sc(2 * blk + 1)], 0.0)
+        }
+        PackedKind::Q8_0 | PackedKind::Q4_0 => unreachable!("not a K-quant"),
+    }
+}
+
+/// Row `lane` of a group (`group`: its bytes), as f32 weights.
+pub(super) fn dequantize_row(kind: PackedKind, group: &[u8], lane: usize, out: &mut [f32]) {
+    let gb = group_bytes(kind, SUPER);
+    for (s, out) in out.chunks_exact_mut(SUPER).enumerate() {
+        let sb = &group[s * gb..(s + 1) * gb];
+        for (blk, out) in out.chunks_exact_mut(BLOCK).enumerate() {
+            let (q, scale, min) = row_block(kind, sb, lane, blk);
+            for (c, o) in out.iter_mut().enumerate() {
+                *o = q[c] as f32 * scale[c / 16] - min;
+            }
+        }
+    }
+}
+
+/// Dot products of the eight rows of a group with one activation row: `a` its 8-bit quants,
+/// `a_scales` and `a_sums` the scale and quant sum of each block of 32.
+pub(super) fn group_dot(
+    kind: PackedKind,
+    group: &[u8],
+    a: &[i8],
+    a_scales: &[f32],
+    a_sums: &[i32],
+) -> [f32; GROUP] {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        return group_dot_avx2(kind, group, a, a_scales, a_sums);
+    }
+    group_dot_portable(kind, group, a, a_scales, a_sums)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> bool {
+    static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVX2.get_or_init(|| {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    })
+}
+
+/// The vector kernels; the caller must have checked [`avx2`].
+#[cfg(target_arch = "x86_64")]
+fn group_dot_avx2(
+    kind: PackedKind,
+    group: &[u8],
+    a: &[i8],
+    a_scales: &[f32],
+    a_sums: &[i32],
+) -> [f32; GROUP] {
+    let supers = a_scales.len() * BLOCK / SUPER;
+    assert!(
+        group.len() >= group_bytes(kind, supers * SUPER)
+            && a.len() >= supers * SUPER
+            && a_sums.len() >= a_scales.len()
+    );
+    assert!(avx2());
+    // SAFETY: AVX2/FMA/F16C checked; the slices hold `supers` super-blocks, as asserted.
+    unsafe {
+        match kind {
+            PackedKind::Q4K => x86::group_q4k(group, a, a_scales, a_sums),
+            PackedKind::Q6K => x86::group_q6k(group, a, a_scales),
+            PackedKind::Q8_0 | PackedKind::Q4_0 => unreachable!("not a K-quant"),
+        }
+    }
+}
+
+fn group_dot_portable(
+    kind: PackedKind,
+    group: &[u8],
+    a: &[i8],
+    a_scales: &[f32],
+    a_sums: &[i32],
+) -> [f32; GROUP] {
+    let gb = group_bytes(kind, SUPER);
+    let mut dots = [0f32; GROUP];
+    for (lane, dot) in dots.iter_mut().enumerate() {
+        for (b, (&da, &sum)) in a_scales.iter().zip(a_sums).enumerate() {
+            let sb = &group[(b * BLOCK / SUPER) * gb..];
+            let (q, scale, min) = row_block(kind, sb, lane, b % (SUPER / BLOCK));
+            let ab = &a[b * BLOCK..(b + 1) * BLOCK];
+            for (half, scale) in scale.iter().enumerate() {
+                let s: i32 = (16 * half..16 * half + 16)
+                    .map(|c| q[c] * ab[c] as i32)
+                    .sum();
+                *dot += s as f32 * scale * da;
+            }
+            *dot -= min * sum as f32 * da;
+        }
+    }
+    dots
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{
+        BLOCK, GROUP, Q4K_GROUP_BYTES, Q4K_MINS, Q4K_QUANTS, Q4K_SCALES, Q6K_GROUP_BYTES,
+        Q6K_QUANTS, Q6K_SCALES, SUPER,
+    };
+
+    /// Four activation bytes at `p`, repeated in every 32-bit lane.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn broadcast4(p: *const i8) -> __m256i {
+        // SAFETY: four readable bytes at `p`, per the callers' contracts.
+        _mm256_set1_epi32(unsafe { (p as *const i32).read_unaligned() })
+    }
+
+    /// Eight per-row bytes at `p` as sixteen 16-bit lanes, each row's value twice: the
+    /// partner of `madd_epi16` on products whose two 16-bit halves belong to one row.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn row_pairs(p: *const u8, signed: bool) -> __m256i {
+        let dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        // SAFETY: eight readable bytes at `p`, per the callers' contracts.
+        let bytes = _mm_shuffle_epi8(unsafe { _mm_loadl_epi64(p as *const __m128i) }, dup);
+        if signed {
+            _mm256_cvtepi8_epi16(bytes)
+        } else {
+            _mm256_cvtepu8_epi16(bytes)
+        }
+    }
+
+    /// # Safety
+    /// AVX2, FMA and F16C must be available; `w` holds `n` Q4_K group super-blocks, `a`
+    /// `n * 256` quants, `a_scales` and `a_sums` `n * 8` values, `n = a_scales.len() / 8`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn group_q4k(w: &[u8], a: &[i8], a_scales: &[f32], a_sums: &[i32]) -> [f32; GROUP] {
+        let supers = a_scales.len() * BLOCK / SUPER;
+        let low = _mm256_set1_epi8(0x0F);
+        let mut out = _mm256_setzero_ps();
+        for s in 0..supers {
+            // SAFETY: super-block s < supers lies inside every slice, per the contract.
+            unsafe {
+                let sb = w.as_ptr().add(s * Q4K_GROUP_BYTES);
+                let (mut acc_d, mut acc_m) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                for j in 0..SUPER / BLOCK {
+                    let b = s * (SUPER / BLOCK) + j;
+                    let wp = sb.add(Q4K_QUANTS + j * 128);
+                    let ap = a.as_ptr().add(b * BLOCK);
+                    // As in Q4_0: eight products of nibbles (0..=15) and bytes stay in 16 bits.
+                    let mut pairs = _mm256_setzero_si256();
+                    for p in 0..4 {
+                        let raw = _mm256_loadu_si256(wp.add(p * 32) as *const __m256i);
+                        let lo = _mm256_and_si256(raw, low);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+                        pairs = _mm256_add_epi16(
+                            pairs,
+                            _mm256_maddubs_epi16(lo, broadcast4(ap.add(p * 8))),
+                        );
+                        pairs = _mm256_add_epi16(
+                            pairs,
+                            _mm256_maddubs_epi16(hi, broadcast4(ap.add(p * 8 + 4))),
+                        );
+                    }
+                    // The 6-bit sub-block scale multiplies in the pairwise add to 32 bits.
+                    let scaled =
+                        _mm256_madd_epi16(pairs, row_pairs(sb.add(Q4K_SCALES + j * GROUP), false));
+                    let da = *a_scales.get_unchecked(b);
+                    acc_d = _mm256_fmadd_ps(_mm256_cvtepi32_ps(scaled), _mm256_set1_ps(da), acc_d);
+                    let mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                        sb.add(Q4K_MINS + j * GROUP) as *const __m128i,
+                    )));
+                    let a_total = *a_sums.get_unchecked(b) as f32 * da;
+                    acc_m = _mm256_fmadd_ps(mins, _mm256_set1_ps(a_total), acc_m);
+                }
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(sb as *const __m128i));
+                let dmin = _mm256_cvtph_ps(_mm_loadu_si128(sb.add(16) as *const __m128i));
+                out = _mm256_fmadd_ps(d, acc_d, out);
+                out = _mm256_fnmadd_ps(dmin, acc_m, out);
+            }
+        }
+        let mut dots = [0f32; GROUP];
+        // SAFETY: `dots` holds eight f32.
+        unsafe { _mm256_storeu_ps(dots.as_mut_ptr(), out) };
+        dots
+    }
+
+    /// # Safety
+    /// As for [`group_q4k`], with `w` holding Q6_K group super-blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn group_q6k(w: &[u8], a: &[i8], a_scales: &[f32]) -> [f32; GROUP] {
+        let supers = a_scales.len() * BLOCK / SUPER;
+        let low = _mm256_set1_epi8(0x0F);
+        let top = _mm256_set1_epi8(0x30);
+        let offset = _mm256_set1_epi8(32);
+        let mut out = _mm256_setzero_ps();
+        for s in 0..supers {
+            // SAFETY: super-block s < supers lies inside every slice, per the contract.
+            unsafe {
+                let sb = w.as_ptr().add(s * Q6K_GROUP_BYTES);
+                let mut acc = _mm256_setzero_ps();
+                for blk in 0..SUPER / BLOCK {
+                    let b = s * (SUPER / BLOCK) + blk;
+                    let wp = sb.add(Q6K_QUANTS + blk * 192);
+                    let ap = a.as_ptr().add(b * BLOCK);
+                    let mut sum = _mm256_setzero_si256();
+                    for h in 0..2 {
+                        let hv = _mm256_loadu_si256(wp.add(128 + h * 32) as *const __m256i);
+                        let mut pairs = _mm256_setzero_si256();
+                        for k in 0..2 {
+                            let p = 2 * h + k;
+                            let raw = _mm256_loadu_si256(wp.add(p * 32) as *const __m256i);
+                            // Top bits of the low-nibble column at bits 4k.., of the high one
+                            // at 4k+2..; moved to bits 4..6 of each byte.
+                            let (top_lo, top_hi) = if k == 0 {
+                                (_mm256_slli_epi16(hv, 4), _mm256_slli_epi16(hv, 2))
+                            } else {
+                                (hv, _mm256_srli_epi16(hv, 2))
+                            };
+                            let q_lo = _mm256_sub_epi8(
+                                _mm256_or_si256(
+                                    _mm256_and_si256(raw, low),
+                                    _mm256_and_si256(top_lo, top),
+                                ),
+                                offset,
+                            );
+                            let q_hi = _mm256_sub_epi8(
+                                _mm256_or_si256(
+                                    _mm256_and_si256(_mm256_srli_epi16(raw, 4), low),
+                                    _mm256_and_si256(top_hi, top),
+                                ),
+                                offset,
+                            );
+                            // Signed weights (−32..=31): maddubs wants unsigned × signed, so the
+                            // weight's sign moves onto the activation. Four products of at most
+                            // 32 · 127 per pair stay in 16 bits (32,512).
+                            let a_lo = broadcast4(ap.add(p * 8));
+                            let a_hi = broadcast4(ap.add(p * 8 + 4));
+                            pairs = _mm256_add_epi16(
+                                pairs,
+                                _mm256_maddubs_epi16(
+                                    _mm256_sign_epi8(q_lo, q_lo),
+                                    _mm256_sign_epi8(a_lo, q_lo),
+                                ),
+                            );
+                            pairs = _mm256_add_epi16(
+                                pairs,
+                                _mm256_maddubs_epi16(
+                                    _mm256_sign_epi8(q_hi, q_hi),
+                                    _mm256_sign_epi8(a_hi, q_hi),
+                                ),
+                            );
+                        }
+                        let scales = row_pairs(sb.add(Q6K_SCALES + (2 * blk + h) * GROUP), true);
+                        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(pairs, scales));
+                    }
+                    let da = *a_scales.get_unchecked(b);
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(da), acc);
+                }
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(sb as *const __m128i));
+                out = _mm256_fmadd_ps(d, acc, out);
+            }
+        }
+        let mut dots = [0f32; GROUP];
+        // SAFETY: `dots` holds eight f32.
+        unsafe { _mm256_storeu_ps(dots.as_mut_ptr(), out) };
+        dots
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+    use crate::llama::linear::{Activations, Linear};
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Rows not a multiple of eight, three super-blocks per row, several activation rows.
+    const ROWS: usize = 70;
+    const COLS: usize = 3 * SUPER;
+    const M: usize = 3;
+
+    fn check(dtype: GgmlDType, kind: PackedKind) {
+        // Uneven magnitudes across columns exercise the sub-block scales and mins.
+        let w: Vec<f32> = random(ROWS * COLS, 21)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (1.0 + (i % COLS / 40) as f32 * 0.3) + 0.1)
+            .collect();
+        let w = Tensor::from_vec(w, (ROWS, COLS), &Device::Cpu).unwrap();
+        let x = random(M * COLS, 22);
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        let dense: Vec<Vec<f32>> = q.dequantize(&Device::Cpu).unwrap().to_vec2().unwrap();
+        let packed = repack(kind, ROWS, COLS, &q.data().unwrap());
+        let gb = group_bytes(kind, COLS);
+        assert_eq!(packed.len(), ROWS.div_ceil(GROUP) * gb);
+
+        // The repacked weights are the file's weights, as candle decodes them.
+        let mut row = vec![0f32; COLS];
+        for (r, want) in dense.iter().enumerate() {
+            let group = &packed[(r / GROUP) * gb..(r / GROUP + 1) * gb];
+            dequantize_row(kind, group, r % GROUP, &mut row);
+            let diff = row
+                .iter()
+                .zip(want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(diff <= 1e-6, "{kind:?} row {r}: {diff}");
+        }
+
+        // Both kernels against the exact product of the dequantized weights and the
+        // dequantized 8-bit activations: only f32 rounding of the sums may differ.
+        let acts = Activations::quantize(&x, M, COLS);
+        for i in 0..M {
+            let (a, s, sums) = (acts.row_quants(i), acts.row_scales(i), acts.row_sums(i));
+            for g in 0..ROWS.div_ceil(GROUP) {
+                let group = &packed[g * gb..(g + 1) * gb];
+                let mut kernels = vec![("portable", group_dot_portable(kind, group, a, s, sums))];
+                #[cfg(target_arch = "x86_64")]
+                if avx2() {
+                    kernels.push(("avx2", group_dot_avx2(kind, group, a, s, sums)));
+                }
+                for lane in 0..GROUP.min(ROWS - g * GROUP) {
+                    let r = g * GROUP + lane;
+                    let (exact, magnitude) = (0..COLS).fold((0f64, 0f64), |(e, m), c| {
+                        let av = a[c] as f64 * s[c / BLOCK] as f64;
+                        let wv = dense[r][c] as f64;
+                        (e + wv * av, m + (wv * av).abs())
+                    });
+                    for (name, dots) in &kernels {
+                        let err = (dots[lane] as f64 - exact).abs();
+                        assert!(
+                            err <= 1e-5 * magnitude,
+                            "{kind:?} {name} row {r}: {} vs {exact}",
+                            dots[lane]
+                        );
+                    }
+                }
+                // Padding rows contribute nothing.
+                for (_, dots) in &kernels {
+                    let padding = (0..GROUP).filter(|lane| g * GROUP + lane >= ROWS);
+                    assert!(padding.clone().all(|lane| dots[lane] == 0.0));
+                }
+            }
+        }
+
+        // The whole product against f32 weights times f32 activations: the 8-bit activations
+        // are off by at most half a step (amax/254 per block of 32), so each output is off by
+        // at most Σ_block step/2 · Σ|w| over the block, plus f32 rounding.
+        let linear = Linear::from_qtensor(q).unwrap();
+        let got: Vec<Vec<f32>> = linear
+            .forward(&Tensor::from_vec(x.clone(), (M, COLS), &Device::Cpu).unwrap())
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        for i in 0..M {
+            let xi = &x[i * COLS..(i + 1) * COLS];
+            for (r, w) in dense.iter().enumerate() {
+                let exact: f64 = w.iter().zip(xi).map(|(&w, &x)| w as f64 * x as f64).sum();
+                let bound: f64 = (0..COLS / BLOCK)
+                    .map(|b| {
+                        let block = b * BLOCK..(b + 1) * BLOCK;
+                        let amax = xi[block.clone()].iter().fold(0f32, |m, v| m.max(v.abs()));
+                        let w_abs: f64 = w[block].iter().map(|v| v.abs() as f64).sum();
+                        amax as f64 / 254.0 * w_abs * (1.0 + 1e-4)
+                    })
+                    .sum();
+                let err = (got[i][r] as f64 - exact).abs();
+                assert!(
+                    err <= bound,
+                    "{kind:?} ({i}, {r}): error {err} over bound {bound}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn q4_k_kernels_match_the_dequantized_weights() {
+        check(GgmlDType::Q4K, PackedKind::Q4K);
+    }
+
+    #[test]
+    fn q6_k_kernels_match_the_dequantized_weights() {
+        check(GgmlDType::Q6K, PackedKind::Q6K);
+    }
+
+    /// Matrices that llama.cpp's `llama-quantize` wrote (the vs_llamacpp bench's Q4_K_M file,
+    /// when present) against candle's dequantization of them, within the activation bound.
+    #[test]
+    #[ignore]
+    fn llama_cpp_q4_k_m_matrices_match_their_dequantization() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../target/bench-models/1b-q4_k_m/model.gguf");
+        if !path.is_file() {
+            eprintln!(
+                "{} is missing: run the vs_llamacpp bench with q4_k_m",
+                path.display()
+            );
+            return;
+        }
+        let content = crate::llama::load::read_gguf(&path).unwrap();
+        let mut file = std::fs::File::open(&path).unwrap();
+        for name in [
+            "blk.0.attn_q.weight",
+            "blk.0.attn_v.weight",
+            "blk.3.ffn_down.weight",
+        ] {
+            let q = content.tensor(&mut file, name, &Device::Cpu).unwrap();
+            let (rows, cols) = q.shape().dims2().unwrap();
+            let dense: Vec<Vec<f32>> = q.dequantize(&Device::Cpu).unwrap().to_vec2().unwrap();
+            let x = random(cols, 30);
+            let linear = Linear::from_qtensor(q).unwrap();
+            assert!(matches!(linear, Linear::Quant(_)), "{name}");
+            let xt = Tensor::from_vec(x.clone(), (1, cols), &Device::Cpu).unwrap();
+            let got: Vec<f32> = linear
+                .forward(&xt)
+                .unwrap()
+                .get(0)
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            for r in 0..rows {
+                let w = &dense[r];
+                let exact: f64 = w.iter().zip(&x).map(|(&w, &x)| w as f64 * x as f64).sum();
+                let bound: f64 = (0..cols / BLOCK)
+                    .map(|b| {
+                        let block = b * BLOCK..(b + 1) * BLOCK;
+                        let amax = x[block.clone()].iter().fold(0f32, |m, v| m.max(v.abs()));
+                        let w_abs: f64 = w[block].iter().map(|v| v.abs() as f64).sum();
+                        amax as f64 / 254.0 * w_abs * (1.0 + 1e-4)
+                    })
+                    .sum();
+                let err = (got[r] as f64 - exact).abs();
+                assert!(
+                    err <= bound,
+                    "{name} row {r}: error {err} over bound {bound}"
+                );
+            }
+        }
+    }
+
+    /// Timing, not a check: one activation row (decode) through our kernels and through
+    /// candle's `QMatMul` on the same weights, alternating, best of 20 each.
+    /// `cargo test -p llama-stack-provider-inference-candle --lib kquant_matmul_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn kquant_matmul_speed() {
+        use candle_core::Module;
+        use candle_core::quantized::QMatMul;
+        for (dtype, rows, cols) in [
+            // A 1B Q4_K_M layer's gate/up (joined), down and q; a quarter of the output.
+            (GgmlDType::Q4K, 16384, 2048),
+            (GgmlDType::Q6K, 2048, 8192),
+            (GgmlDType::Q4K, 2048, 2048),
+            (GgmlDType::Q6K, 32768, 2048),
+        ] {
+            let w = Tensor::from_vec(random(rows * cols, 5), (rows, cols), &Device::Cpu).unwrap();
+            let ours = Linear::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap();
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let bytes = q.storage_size_in_bytes() as f64;
+            let theirs = QMatMul::from_qtensor(q).unwrap();
+            let x = Tensor::from_vec(random(cols, 6), (1, cols), &Device::Cpu).unwrap();
+            let (mut best_ours, mut best_theirs) = (f64::MAX, f64::MAX);
+            for _ in 0..20 {
+                let t = std::time::Instant::now();
+                ours.forward(&x).unwrap();
+                best_ours = best_ours.min(t.elapsed().as_secs_f64());
+                let t = std::time::Instant::now();
+                theirs.forward(&x).unwrap();
+                best_theirs = best_theirs.min(t.elapsed().as_secs_f64());
+            }
+            println!(
+                "{dtype:?} {rows}x{cols}: ours {:.3} ms ({:.1} GB/s of file bytes), candle {:.3} ms, {:.2}x",
+                best_ours * 1e3,
+                bytes / best_ours / 1e9,
+                best_theirs * 1e3,
+                best_theirs / best_ours
+            );
+        }
+    }
+
+    #[test]
+    fn k_quant_embedding_rows_are_the_dequantized_weights() {
+        for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+            let w = Tensor::from_vec(random(9 * SUPER, 3), (9, SUPER), &Device::Cpu).unwrap();
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let want = q.dequantize(&Device::Cpu).unwrap().get(8).unwrap();
+            let ours = Linear::from_qtensor(q).unwrap();
+            assert!(matches!(ours, Linear::Quant(_)));
+            let ids = Tensor::new(&[8u32], &Device::Cpu).unwrap();
+            let got = ours.embedding(&ids).unwrap().get(0).unwrap();
+            let diff = crate::test_model::max_abs_diff(&got, &want).unwrap();
+            assert!(diff <= 1e-6, "{dtype:?}: {diff}");
+        }
+    }
+}
