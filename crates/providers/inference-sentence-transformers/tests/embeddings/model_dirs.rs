@@ -53,7 +53,10 @@ async fn a_language_model_registration_is_refused() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidRequest);
-    assert!(err.message().contains("embedding and rerank models only"), "{err}");
+    assert!(
+        err.message().contains("embedding and rerank models only"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
