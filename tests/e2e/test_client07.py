@@ -42,7 +42,7 @@ def test_client_0_7_models_chat_completions_and_inspect(base_url):
     # from this server: it is given no EMBEDDING_MODEL_PATH).
     assert seen["providers"] == ["candle", "sentence-transformers", "sqlite-vec", "rag-runtime",
                                  "model-context-protocol", "localfs", "llama-guard",
-                                 "code-scanner", "meta-reference", "builtin"]
+                                 "code-scanner", "meta-reference", "builtin", "reference"]
     assert seen["health"] == "OK"
     # Safety through the 0.7 client: the local distribution's code scanner shield.
     assert "CodeScanner" in seen["shields"]
