@@ -683,7 +683,12 @@ mod tests {
             let q = QTensor::quantize(&w, dtype).unwrap();
             let bytes = q.storage_size_in_bytes() as f64;
             let theirs = QMatMul::from_qtensor(q).unwrap();
-            let x = Tensor::from_vec(random(cols, 6), (1, cols), &Device::Cpu).unwrap();
+            // KQ_ROWS activation rows: 1 is a decode step, a prompt chunk is up to 256.
+            let m: usize = std::env::var("KQ_ROWS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            let x = Tensor::from_vec(random(m * cols, 6), (m, cols), &Device::Cpu).unwrap();
             let (mut best_ours, mut best_theirs) = (f64::MAX, f64::MAX);
             for _ in 0..20 {
                 let t = std::time::Instant::now();
@@ -694,7 +699,7 @@ mod tests {
                 best_theirs = best_theirs.min(t.elapsed().as_secs_f64());
             }
             println!(
-                "{dtype:?} {rows}x{cols}: ours {:.3} ms ({:.1} GB/s of file bytes), candle {:.3} ms, {:.2}x",
+                "{dtype:?} {rows}x{cols}, {m} rows: ours {:.3} ms ({:.1} GB/s of file bytes), candle {:.3} ms, {:.2}x",
                 best_ours * 1e3,
                 bytes / best_ours / 1e9,
                 best_theirs * 1e3,
