@@ -375,19 +375,47 @@ impl Packed {
             for item in range {
                 let start = item * GROUPS_PER_ITEM;
                 for g in start..groups.min(start + GROUPS_PER_ITEM) {
-                    for i in 0..m {
-                        let dots = self.group_dot(g, &acts, i);
-                        let rows = (self.rows - g * GROUP).min(GROUP);
-                        for (lane, dot) in dots.iter().enumerate().take(rows) {
-                            // SAFETY: each (i, row) is written by the one item owning the row's
-                            // group, and lies inside the m × rows output.
-                            unsafe { *out_ptr.0.add(i * self.rows + g * GROUP + lane) = *dot };
+                    let rows = (self.rows - g * GROUP).min(GROUP);
+                    let mut i = 0;
+                    while i < m {
+                        let (dots, taken) = self.group_dots(g, &acts, i, m);
+                        for (d, dots) in dots.iter().enumerate().take(taken) {
+                            for (lane, dot) in dots.iter().enumerate().take(rows) {
+                                // SAFETY: each (i, row) is written by the one item owning the
+                                // row's group, and lies inside the m × rows output.
+                                unsafe {
+                                    *out_ptr.0.add((i + d) * self.rows + g * GROUP + lane) = *dot
+                                };
+                            }
                         }
+                        i += taken;
                     }
                 }
             }
         });
         Ok(out)
+    }
+
+    /// Dot products of group `g` with activation row `i`, and with row `i + 1` too (answering
+    /// 2) where a kernel takes two rows at once.
+    fn group_dots(
+        &self,
+        g: usize,
+        acts: &Activations,
+        i: usize,
+        m: usize,
+    ) -> ([[f32; GROUP]; 2], usize) {
+        if i + 1 < m && self.kind.is_kquant() {
+            let gb = self.group_bytes();
+            let quants = &self.quants[g * gb..(g + 1) * gb];
+            let a = [acts.row_quants(i), acts.row_quants(i + 1)];
+            let s = [acts.row_scales(i), acts.row_scales(i + 1)];
+            let sums = [acts.row_sums(i), acts.row_sums(i + 1)];
+            if let Some(dots) = kquants::group_dot_x2(self.kind, quants, a, s, sums) {
+                return (dots, 2);
+            }
+        }
+        ([self.group_dot(g, acts, i), [0.0; GROUP]], 1)
     }
 
     /// Dot products of the eight rows of group `g` with activation row `i`.
