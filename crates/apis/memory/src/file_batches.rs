@@ -14,7 +14,7 @@ use llama_stack_core::{Error, ErrorKind, Result, now_secs};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::lease::{self, Heartbeat};
+use crate::lease;
 use crate::service::{MemoryService, VECTOR_STORE};
 use crate::vector_store_files::attributes_from;
 use crate::vector_stores::{PageQuery, chunking_sizes, page};
@@ -182,26 +182,14 @@ impl MemoryService {
             {
                 return;
             }
-            let (lost, taken) = tokio::sync::oneshot::channel::<()>();
-            let heartbeat = Heartbeat::start(
-                svc.store.clone(),
-                BATCH_KIND,
-                id.clone(),
-                lease::process_holder().to_string(),
-                unfinished,
-                move || {
-                    let _ = lost.send(());
-                },
-            );
-            tokio::select! {
-                result = svc.run_batch(batch) => {
-                    if let Err(err) = result {
-                        tracing::error!(batch = %id, error = %err, "File batch stopped");
-                    }
-                }
-                Ok(()) = taken => {}
+            let holder = lease::process_holder();
+            let run = svc.run_batch(batch);
+            let outcome =
+                lease::while_held(svc.store.clone(), BATCH_KIND, &id, holder, unfinished, run)
+                    .await;
+            if let Some(Err(err)) = outcome {
+                tracing::error!(batch = %id, error = %err, "File batch stopped");
             }
-            heartbeat.stop().await;
             running()
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -159,6 +159,36 @@ pub async fn renew(
     Ok(outcome)
 }
 
+/// Runs `work` while `holder` holds the lease of job `kind::id`: renews the lease meanwhile,
+/// and stops `work` when another holder took the job over (answering `None`).
+pub async fn while_held<T>(
+    store: Arc<dyn RegistryStore>,
+    kind: &'static str,
+    id: &str,
+    holder: &str,
+    unfinished: fn(&Value) -> bool,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let (lost, taken) = oneshot::channel::<()>();
+    let heartbeat = Heartbeat::start(
+        store,
+        kind,
+        id.to_string(),
+        holder.to_string(),
+        unfinished,
+        move || {
+            let _ = lost.send(());
+        },
+    );
+    // A heartbeat that ends without a takeover drops its sender: that branch is then off.
+    let outcome = tokio::select! {
+        output = work => Some(output),
+        Ok(()) = taken => None,
+    };
+    heartbeat.stop().await;
+    outcome
+}
+
 /// Renews a lease until stopped or dropped.
 pub struct Heartbeat {
     stop: Option<oneshot::Sender<()>>,

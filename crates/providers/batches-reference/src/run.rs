@@ -15,7 +15,7 @@ use llama_stack_batches::{
 use llama_stack_core::access;
 use llama_stack_core::{Error, ErrorKind, Result, metrics, now_secs};
 use llama_stack_memory::files_ops::FileUpload;
-use llama_stack_memory::lease::{self, Heartbeat};
+use llama_stack_memory::lease;
 use llama_stack_responses::CreatedResponse;
 use serde_json::{Value, json};
 
@@ -55,30 +55,16 @@ impl ReferenceBatches {
         {
             return;
         }
-        let (lost, taken) = tokio::sync::oneshot::channel::<()>();
-        let heartbeat = Heartbeat::start(
-            self.store.clone(),
-            KIND,
-            id.clone(),
-            self.holder.clone(),
-            unfinished,
-            move || {
-                let _ = lost.send(());
-            },
-        );
-        tokio::select! {
-            result = self.run(&id) => {
-                if let Err(err) = result {
-                    tracing::error!(batch = %id, error = %err, "Batch stopped");
-                    let failure = BatchError::new("internal_error", err.message());
-                    if let Err(e) = self.fail(&id, vec![failure]).await {
-                        tracing::error!(batch = %id, error = %e, "Cannot record a batch's failure");
-                    }
-                }
+        let run = self.run(&id);
+        let outcome =
+            lease::while_held(self.store.clone(), KIND, &id, &self.holder, unfinished, run).await;
+        if let Some(Err(err)) = outcome {
+            tracing::error!(batch = %id, error = %err, "Batch stopped");
+            let failure = BatchError::new("internal_error", err.message());
+            if let Err(e) = self.fail(&id, vec![failure]).await {
+                tracing::error!(batch = %id, error = %e, "Cannot record a batch's failure");
             }
-            Ok(()) = taken => {}
         }
-        heartbeat.stop().await;
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use llama_stack_core::access::{self, Action, User};
 use llama_stack_core::{Error, ErrorKind, RegistryStore, Result, now_secs};
 use llama_stack_memory::MemoryApi;
-use llama_stack_memory::lease::{self, Heartbeat};
+use llama_stack_memory::lease;
 use llama_stack_types::RagDocument;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -261,30 +261,22 @@ impl RagJobs {
         if !self.running().insert(id.clone()) {
             return;
         }
-        let (lost, taken) = tokio::sync::oneshot::channel::<()>();
-        let heartbeat = Heartbeat::start(
-            self.store.clone(),
-            JOB_KIND,
-            id.clone(),
-            self.holder.clone(),
-            unfinished,
-            move || {
-                let _ = lost.send(());
-            },
-        );
-        tokio::select! {
-            result = self.run(job) => {
-                if let Err(err) = result {
-                    // Left in progress: the lease runs out and a later scan tries again.
-                    tracing::error!(job = %id, error = %err, "RAG insert job stopped");
-                }
+        // `None` inside: cancelled, seen before the run ended.
+        let work = async {
+            tokio::select! {
+                result = self.run(job) => Some(result),
+                () = self.ended_elsewhere(&id) => None,
             }
-            Ok(()) = taken => {}
-            () = self.ended_elsewhere(&id) => {
-                tracing::info!(job = %id, "RAG insert job cancelled");
+        };
+        let held = self.holder.clone();
+        match lease::while_held(self.store.clone(), JOB_KIND, &id, &held, unfinished, work).await {
+            // Left in progress: the lease runs out and a later scan tries again.
+            Some(Some(Err(err))) => {
+                tracing::error!(job = %id, error = %err, "RAG insert job stopped")
             }
+            Some(None) => tracing::info!(job = %id, "RAG insert job cancelled"),
+            Some(Some(Ok(()))) | None => {}
         }
-        heartbeat.stop().await;
         self.running().remove(&id);
     }
 
