@@ -81,6 +81,8 @@ class CannedUpstream:
                     upstream.seen[text] += 1
                 if upstream.delay_s:
                     time.sleep(upstream.delay_s)
+                if "busy-once" in text and upstream.seen[text] == 1:
+                    return self.send_json(429, {"error": {"message": "slow down"}})
                 if "fail-upstream" in text:
                     return self.send_json(400, {"error": {"message": "the upstream refused this one"}})
                 usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}

@@ -87,14 +87,18 @@ def test_completions_and_embeddings_on_a_remote_upstream(remote, upstream):
              for i in range(5)]
     lines.append({"custom_id": "refused", "method": "POST", "url": "/v1/completions",
                   "body": {"model": UPSTREAM_MODEL, "prompt": "fail-upstream"}})
+    # Turned away for load once: the batch waits and tries again, and it counts as done.
+    lines.append({"custom_id": "busy", "method": "POST", "url": "/v1/completions",
+                  "body": {"model": UPSTREAM_MODEL, "prompt": "busy-once"}})
     done = wait_for(client, client.batches.create(
         input_file_id=upload_jsonl(client, lines).id, endpoint="/v1/completions",
         completion_window="24h").id)
     assert done.status == "completed"
-    assert (done.request_counts.completed, done.request_counts.failed) == (5, 1)
+    assert (done.request_counts.completed, done.request_counts.failed) == (6, 1)
     texts = {r["custom_id"]: json.loads(r["response"]["body"])["choices"][0]["text"]
              for r in jsonl(client, done.output_file_id)}
-    assert texts == {f"c{i}": f"echo: complete {i}" for i in range(5)}
+    assert texts == {**{f"c{i}": f"echo: complete {i}" for i in range(5)}, "busy": "echo: busy-once"}
+    assert upstream.seen["busy-once"] == 2
     assert jsonl(client, done.error_file_id)[0]["custom_id"] == "refused"
 
     embed = [{"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings",
