@@ -205,6 +205,12 @@ def test_batches_are_private_and_run_as_their_owner(keyed):
         assert time.monotonic() < deadline + 30, failed
         time.sleep(0.2)
     assert failed.status == "failed" and failed.errors.data[0].param == "input_file_id"
+    # Idempotency keys are per user: bob's "nightly" is not alice's.
+    mine = alice.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                completion_window="24h", extra_body={"idempotency_key": "nightly"})
+    his = bob.batches.create(input_file_id="file-other", endpoint="/v1/chat/completions",
+                             completion_window="24h", extra_body={"idempotency_key": "nightly"})
+    assert his.id != mine.id
 
 
 def test_agents_and_sessions_are_private(keyed):

@@ -258,7 +258,12 @@ impl Batches for ReferenceBatches {
             .with_location(vec!["body".into(), "endpoint".into()]));
         }
         let id = match &request.idempotency_key {
-            Some(key) => batch_id_for_key(key),
+            // Under auth each user's keys are their own: two users choosing the same key get
+            // two batches, not one's conflict with the other's.
+            Some(key) => match access::current_user() {
+                Some(user) => batch_id_for_key(&format!("{}\u{0}{key}", user.principal)),
+                None => batch_id_for_key(key),
+            },
             None => format!("batch_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
         };
         access::check_create(BATCH, &id)?;
