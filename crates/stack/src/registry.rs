@@ -88,6 +88,17 @@ pub struct ProviderContext {
     pub apis: ApiHandles,
 }
 
+impl ProviderContext {
+    /// The distribution's metadata store, or an error naming the provider that needs it.
+    pub fn require_registry(&self, needed_by: &str) -> Result<Arc<dyn RegistryStore>> {
+        self.registry.clone().ok_or_else(|| {
+            llama_stack_core::Error::invalid(format!(
+                "{needed_by} needs the distribution's metadata store"
+            ))
+        })
+    }
+}
+
 impl std::fmt::Debug for ProviderContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProviderContext")

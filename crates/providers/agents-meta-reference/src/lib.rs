@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use llama_stack_core::{
-    Api, CheckedConfig, ConfigIssue, Error, RegistryStore, Result, load_config, validate_config,
+    Api, CheckedConfig, ConfigIssue, RegistryStore, Result, load_config, validate_config,
 };
 use llama_stack_inference::InferenceApi;
 use llama_stack_safety::SafetyApi;
@@ -110,11 +110,7 @@ fn build(
 ) -> futures::future::BoxFuture<'static, Result<ProviderInstance>> {
     async move {
         load_config::<MetaReferenceAgentsConfig>(&config, PROVIDER_TYPE)?;
-        let store = ctx.registry.clone().ok_or_else(|| {
-            Error::invalid(format!(
-                "{PROVIDER_TYPE} needs the distribution's metadata store"
-            ))
-        })?;
+        let store = ctx.require_registry(PROVIDER_TYPE)?;
         let apis = &ctx.apis;
         let agents = MetaReferenceAgents::new(
             store,

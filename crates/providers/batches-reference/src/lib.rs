@@ -139,11 +139,7 @@ fn build(
 ) -> futures::future::BoxFuture<'static, Result<ProviderInstance>> {
     async move {
         let config = load_config::<ReferenceBatchesConfig>(&config, PROVIDER_TYPE)?;
-        let store = ctx.registry.clone().ok_or_else(|| {
-            Error::invalid(format!(
-                "{PROVIDER_TYPE} needs the distribution's metadata store"
-            ))
-        })?;
+        let store = ctx.require_registry(PROVIDER_TYPE)?;
         let inference = ApiHandles::require(&ctx.apis.inference, Api::Inference, PROVIDER_TYPE)?;
         let memory = ApiHandles::require(&ctx.apis.memory, Api::Files, PROVIDER_TYPE)?;
         let responses = ctx.apis.responses.clone();

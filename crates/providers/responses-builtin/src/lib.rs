@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use llama_stack_core::{
-    Api, CheckedConfig, ConfigIssue, Error, RegistryStore, Result, load_config, validate_config,
+    Api, CheckedConfig, ConfigIssue, RegistryStore, Result, load_config, validate_config,
 };
 use llama_stack_inference::InferenceApi;
 use llama_stack_memory::MemoryApi;
@@ -162,11 +162,7 @@ fn build(
 ) -> futures::future::BoxFuture<'static, Result<ProviderInstance>> {
     async move {
         let config = load_config::<BuiltinResponsesConfig>(&config, PROVIDER_TYPE)?;
-        let store = ctx.registry.clone().ok_or_else(|| {
-            Error::invalid(format!(
-                "{PROVIDER_TYPE} needs the distribution's metadata store"
-            ))
-        })?;
+        let store = ctx.require_registry(PROVIDER_TYPE)?;
         let inference = ApiHandles::require(&ctx.apis.inference, Api::Inference, PROVIDER_TYPE)?;
         let responses = BuiltinResponses::new(store, inference, &ctx.apis, config);
         Ok(ProviderInstance::Responses(Arc::new(responses)))
