@@ -22,7 +22,8 @@ pub enum ModelCommand {
     CreateTest {
         /// Directory to write (created if needed).
         dir: PathBuf,
-        /// Model size: `tiny` (2 layers, loads instantly) or `1b` (the Llama 3.2 1B shape).
+        /// Model size: `tiny` (2 layers, loads instantly), `small` (2 layers, hidden 256: rows
+        /// long enough for llama.cpp's K-quants), `1b` or `3b` (the Llama 3.2 1B and 3B shapes).
         #[arg(long, default_value = "tiny")]
         preset: String,
         /// File format of the weights.

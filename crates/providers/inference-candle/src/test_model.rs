@@ -16,8 +16,15 @@ pub use gguf_writer::GgufType;
 pub enum Preset {
     /// Two layers, hidden size 64: loads in milliseconds, for tests.
     Tiny,
+    /// Two layers, hidden size 256, intermediate 768: every matrix row is a whole number of
+    /// K-quant super-blocks (256 columns), so llama.cpp's K-quant types apply to every matrix
+    /// rather than falling back to other types, while the model still loads in a second.
+    Small,
     /// The shape of Llama 3.2 1B (16 layers, hidden 2048, GQA 32/8): for benchmarks.
     OneB,
+    /// The shape of Llama 3.2 3B (28 layers, hidden 3072, GQA 24/8): for load-time and memory
+    /// benchmarks.
+    ThreeB,
 }
 
 impl std::str::FromStr for Preset {
@@ -25,8 +32,10 @@ impl std::str::FromStr for Preset {
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s {
             "tiny" => Ok(Preset::Tiny),
+            "small" => Ok(Preset::Small),
             "1b" => Ok(Preset::OneB),
-            other => Err(format!("unknown preset `{other}`; use tiny or 1b")),
+            "3b" => Ok(Preset::ThreeB),
+            other => Err(format!("unknown preset `{other}`; use tiny, small, 1b or 3b")),
         }
     }
 }
@@ -50,7 +59,9 @@ impl Preset {
     pub fn name(self) -> &'static str {
         match self {
             Preset::Tiny => "tiny",
+            Preset::Small => "small",
             Preset::OneB => "1b",
+            Preset::ThreeB => "3b",
         }
     }
 
@@ -63,11 +74,25 @@ impl Preset {
                 heads: 4,
                 kv_heads: 2,
             },
+            Preset::Small => Shape {
+                hidden: 256,
+                intermediate: 768,
+                layers: 2,
+                heads: 4,
+                kv_heads: 2,
+            },
             Preset::OneB => Shape {
                 hidden: 2048,
                 intermediate: 8192,
                 layers: 16,
                 heads: 32,
+                kv_heads: 8,
+            },
+            Preset::ThreeB => Shape {
+                hidden: 3072,
+                intermediate: 8192,
+                layers: 28,
+                heads: 24,
                 kv_heads: 8,
             },
         }
