@@ -174,12 +174,12 @@ def prompt_of(tokens: int, seed: int) -> str:
     return " ".join(WORDS[(seed * 7 + i * 5) % len(WORDS)] for i in range(tokens))
 
 
-def stream(url: str, model: str, prompt: str, tokens: int) -> dict:
+def stream(url: str, model: str, prompt: str, tokens: int, extra: dict | None = None) -> dict:
     started = time.perf_counter()
     first = last = None
     count = 0
     body = {"model": model, "prompt": prompt, "max_tokens": tokens, "temperature": 0,
-            "stream": True}
+            "stream": True, **(extra or {})}
     with requests.post(f"{url}/v1/completions", json=body, stream=True, timeout=3600) as resp:
         resp.raise_for_status()
         for line in resp.iter_lines():
@@ -211,6 +211,7 @@ class Ours:
                              env={"RAYON_NUM_THREADS": str(threads)},
                              log_path=work / "ours.log").start()
         self.url, self.model = self.server.url, "candle/bench"
+        self.extra = {}
 
     @property
     def pid(self) -> int:
@@ -225,6 +226,8 @@ class Reference:
                  context: int, wait: bool = True):
         self.port = free_port()
         self.url, self.model = f"http://127.0.0.1:{self.port}", "bench"
+        # Every request is prefilled in full, as ours are with prefix reuse off.
+        self.extra = {"cache_prompt": False}
         command = [str(llama_cpp / "llama-server"), "-m", str(model), "-a", "bench",
                    "--host", "127.0.0.1", "--port", str(self.port), "-t", str(threads),
                    "-tb", str(threads), "-np", str(slots), "-c", str(context * slots),
@@ -264,8 +267,9 @@ def rss_mib(pid: int) -> tuple[float, float]:
 
 
 def measure(server, args, bytes_per_token: int, bandwidth: float) -> dict:
-    stream(server.url, server.model, prompt_of(8, 99), 4)  # warm-up
-    singles = [stream(server.url, server.model, prompt_of(args.prompt_tokens, r), args.tokens)
+    stream(server.url, server.model, prompt_of(8, 99), 4, server.extra)  # warm-up
+    singles = [stream(server.url, server.model, prompt_of(args.prompt_tokens, r), args.tokens,
+                      server.extra)
                for r in range(args.runs)]
     best = max(singles, key=lambda s: s["decode"])
     result = {
@@ -282,7 +286,7 @@ def measure(server, args, bytes_per_token: int, bandwidth: float) -> dict:
                 done = list(pool.map(
                     lambda i: stream(server.url, server.model,
                                      prompt_of(args.stream_prompt_tokens, 100 + r * 50 + i),
-                                     args.tokens),
+                                     args.tokens, server.extra),
                     range(args.streams)))
             wall = time.perf_counter() - started
             ttfts += [d["ttft"] for d in done]
