@@ -16,6 +16,7 @@ mod sampling;
 mod speculative;
 mod stream;
 pub mod test_model;
+pub mod vision;
 
 use futures::FutureExt;
 use llama_stack_core::{Api, ConfigIssue, config::parse_config};
