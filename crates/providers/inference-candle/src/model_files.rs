@@ -216,6 +216,7 @@ fn inspect_hf(dir: &Path) -> Result<ModelFiles> {
     let config_path = dir.join("config.json");
     let text = std::fs::read_to_string(&config_path)
         .map_err(|e| Error::invalid(format!("cannot read {}: {e}", config_path.display())))?;
+    crate::vision::mllama::refuse_for_text_serving(&config_path, &text)?;
     let config: LlamaConfig = serde_json::from_str(&text).map_err(|e| {
         Error::invalid(format!(
             "{} is not a Llama config: {e}",

@@ -5,6 +5,7 @@
 //! committed fixtures (`tests/mllama_preprocess.rs`), including Pillow's bilinear resampling.
 
 mod decode;
+pub mod mllama;
 mod preprocess;
 mod resample;
 
