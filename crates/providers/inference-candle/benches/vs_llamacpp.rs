@@ -10,8 +10,8 @@
 //! `BENCH_TOKENS` (generated tokens, 32), `BENCH_THREADS` (2), `BENCH_STREAMS` (4),
 //! `BENCH_MODEL_DIR` (where the GGUF files are written once, `target/bench-models`),
 //! `LLAMA_BENCH` (the `llama-bench` binary; without it only our side is measured).
-//! K-quant entries (`q4_k_m`, `q5_k_m`, `q6_k`, ...) are made from the F16 file by the
-//! `llama-quantize` that sits beside `llama-bench`.
+//! K-quant entries (`q4_k_m`, `q5_k_m`, `q6_k`, ...) and `bf16` are made from the F16 file by
+//! the `llama-quantize` that sits beside `llama-bench`.
 //! The last column is prefix reuse: time to first token of a turn that adds 64 tokens to a
 //! 448-token conversation, with the conversation's KV cache kept and without.
 //! candle's thread pool follows `RAYON_NUM_THREADS`, which is set to `BENCH_THREADS` here.
@@ -49,8 +49,9 @@ fn gguf_type(name: &str) -> GgufType {
 fn model_file(dir: &Path, quant: &str) -> PathBuf {
     let target = dir.join(format!("1b-{quant}"));
     let path = target.join("model.gguf");
-    if !path.is_file() && quant.contains("_k") {
-        // candle's writer has no K-quants: llama.cpp's own tool makes them, as users get them.
+    if !path.is_file() && (quant.contains("_k") || quant == "bf16") {
+        // candle's writer has no K-quants or BF16: llama.cpp's own tool makes them, as users
+        // get them.
         let f16 = model_file(dir, "f16");
         let quantize = std::env::var("LLAMA_BENCH")
             .map(|b| PathBuf::from(b).with_file_name("llama-quantize"))

@@ -35,7 +35,9 @@ impl std::str::FromStr for Preset {
             "small" => Ok(Preset::Small),
             "1b" => Ok(Preset::OneB),
             "3b" => Ok(Preset::ThreeB),
-            other => Err(format!("unknown preset `{other}`; use tiny, small, 1b or 3b")),
+            other => Err(format!(
+                "unknown preset `{other}`; use tiny, small, 1b or 3b"
+            )),
         }
     }
 }

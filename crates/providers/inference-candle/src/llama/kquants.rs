@@ -1,6 +1,7 @@
-//! Q4_K and Q6_K weights, the bulk of llama.cpp's Q4_K_M files (Q4_K for most matrices, Q6_K
-//! for `attn_v`, half of `ffn_down` and the output), repacked at load into eight interleaved
-//! rows and multiplied by our own kernels, like Q4_0 and Q8_0 in [`super::linear`].
+//! Q4_K, Q5_K and Q6_K weights, the bulk of llama.cpp's Q4_K_M and Q5_K_M files (Q4_K or Q5_K
+//! for most matrices, Q6_K for `attn_v`, half of `ffn_down` and the output), repacked at load
+//! into eight interleaved rows and multiplied by our own kernels, like Q4_0 and Q8_0 in
+//! [`super::linear`]. Q5_K's layout is in [`q5k`].
 //!
 //! The layout keeps the file's own compression: 4- or 6-bit quants, the 6- or 8-bit sub-block
 //! scales as bytes, and the super-block f16 scales, so a Q4_K row costs 148 bytes per 256
@@ -18,10 +19,11 @@
 //!   `h` of the block, at byte `lane·4 + e`, the columns `16h+e`, `16h+4+e`, `16h+8+e`,
 //!   `16h+12+e` two bits each from the bottom). Weight = `d·scale[s]·(q − 32)`.
 //!
-//! Activations are the 8-bit blocks of 32 that Q4_0 uses; their per-block sums carry Q4_K's
-//! `min` term, so it costs one multiply-add per block instead of a pass over the quants.
+//! Activations are the 8-bit blocks of 32 that Q4_0 uses; their per-block sums carry the `min`
+//! term of Q4_K and Q5_K, so it costs one multiply-add per block instead of a pass over the
+//! quants, and their sums per 16 carry Q6_K's offset of 32 the same way.
 
-use super::linear::PackedKind;
+use super::linear::{Activations, PackedKind};
 
 /// Columns per super-block.
 pub(super) const SUPER: usize = 256;
@@ -43,6 +45,7 @@ pub(super) fn group_bytes(kind: PackedKind, cols: usize) -> usize {
     cols / SUPER
         * match kind {
             PackedKind::Q4K => Q4K_GROUP_BYTES,
+            PackedKind::Q5K => q5k::GROUP_BYTES,
             PackedKind::Q6K => Q6K_GROUP_BYTES,
             PackedKind::Q8_0 | PackedKind::Q4_0 => unreachable!("not a K-quant"),
         }
@@ -116,6 +119,7 @@ pub(super) fn repack(kind: PackedKind, rows: usize, cols: usize, data: &[u8]) ->
     let supers = cols / SUPER;
     let (src_bytes, gb) = match kind {
         PackedKind::Q4K => (144, Q4K_GROUP_BYTES),
+        PackedKind::Q5K => (q5k::FILE_BYTES, q5k::GROUP_BYTES),
         PackedKind::Q6K => (210, Q6K_GROUP_BYTES),
         PackedKind::Q8_0 | PackedKind::Q4_0 => unreachable!("not a K-quant"),
     };
@@ -138,6 +142,7 @@ pub(super) fn repack(kind: PackedKind, rows: usize, cols: usize, data: &[u8]) ->
                         put_nibbles(&mut dst[Q4K_QUANTS + j * 128..], lane, q);
                     }
                 }
+                PackedKind::Q5K => q5k::put(dst, lane, &q5k::decode(src)),
                 PackedKind::Q6K => {
                     let b = decode_q6k(src);
                     dst[2 * lane..2 * lane + 2].copy_from_slice(&b.d);
@@ -202,6 +207,10 @@ fn row_block(
             let m = sb[Q4K_MINS + blk * GROUP + lane] as f32;
             (q, [f16_at(sb, lane) * sc; 2], f16_at(&sb[16..], lane) * m)
         }
+        PackedKind::Q5K => {
+            let (q, scale, min) = q5k::row_block(sb, lane, blk);
+            (q, [scale; 2], min)
+        }
         PackedKind::Q6K => {
             let v = &sb[Q6K_QUANTS + blk * 192..];
             for (c, q) in q.iter_mut().enumerate() {
@@ -244,38 +253,96 @@ pub(super) fn group_dot(
     if avx2() {
         return group_dot_avx2(kind, group, a, a_scales, a_sums);
     }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(dots) = neon::group_dot(kind, group, a, a_scales, a_sums) {
+        return dots;
+    }
     group_dot_portable(kind, group, a, a_scales, a_sums)
 }
 
+/// Dot products of a group with activation rows `i..m` of `acts`: as many rows as a kernel
+/// takes at once (answered: four or two on AVX2, two on NEON, else one), sharing each weight
+/// vector's unpacking among them.
+pub(super) fn group_dots(
+    kind: PackedKind,
+    group: &[u8],
+    acts: &Activations,
+    i: usize,
+    m: usize,
+) -> ([[f32; GROUP]; 4], usize) {
+    let mut dots = [[0f32; GROUP]; 4];
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        let supers = acts.row_scales(i).len() * BLOCK / SUPER;
+        assert!(group.len() >= group_bytes(kind, supers * SUPER));
+        // SAFETY: AVX2/FMA/F16C checked; the group holds `supers` super-blocks, as asserted,
+        // and so does every row of `acts`.
+        unsafe {
+            return if i + 4 <= m {
+                (rows_avx2(kind, group, acts, i), 4)
+            } else if i + 2 <= m {
+                let [d0, d1] = rows_avx2(kind, group, acts, i);
+                ([d0, d1, dots[2], dots[3]], 2)
+            } else {
+                let [d0] = rows_avx2(kind, group, acts, i);
+                ([d0, dots[1], dots[2], dots[3]], 1)
+            };
+        }
+    }
+    let row = |i| (acts.row_quants(i), acts.row_scales(i), acts.row_sums(i));
+    if i + 1 < m {
+        let (r0, r1) = (row(i), row(i + 1));
+        if let Some([d0, d1]) = group_dot_x2(kind, group, [r0.0, r1.0], [r0.1, r1.1], [r0.2, r1.2])
+        {
+            return ([d0, d1, dots[2], dots[3]], 2);
+        }
+    }
+    let (a, a_scales, a_sums) = row(i);
+    dots[0] = group_dot(kind, group, a, a_scales, a_sums);
+    (dots, 1)
+}
+
 /// [`group_dot`] for two activation rows, where a kernel shares the weights' unpacking between
-/// them (the K-quants on AVX2); `None` elsewhere, for the caller to take the rows one at a time.
-pub(super) fn group_dot_x2(
+/// them (the K-quants on NEON); `None` elsewhere, for the caller to take the rows one at a time.
+fn group_dot_x2(
     kind: PackedKind,
     group: &[u8],
     a: [&[i8]; 2],
     a_scales: [&[f32]; 2],
     a_sums: [&[i32]; 2],
 ) -> Option<[[f32; GROUP]; 2]> {
-    #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        let supers = a_scales[0].len() * BLOCK / SUPER;
-        assert!(
-            group.len() >= group_bytes(kind, supers * SUPER)
-                && a.iter().all(|a| a.len() >= supers * SUPER)
-                && a_scales[1].len() == a_scales[0].len()
-                && a_sums.iter().all(|s| s.len() >= a_scales[0].len())
-        );
-        // SAFETY: AVX2/FMA/F16C checked; the slices hold `supers` super-blocks, as asserted.
-        unsafe {
-            return match kind {
-                PackedKind::Q4K => Some(x86::group_q4k_x2(group, a, a_scales, a_sums)),
-                PackedKind::Q6K => Some(x86::group_q6k_x2(group, a, a_scales)),
-                PackedKind::Q8_0 | PackedKind::Q4_0 => None,
-            };
-        }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(dots) = neon::group_dot_x2(kind, group, a, a_scales, a_sums) {
+        return Some(dots);
     }
     let _ = (kind, group, a, a_scales, a_sums);
     None
+}
+
+/// Rows `i..i + N` of `acts` through the AVX2 kernel of `kind`.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; `group` holds as many super-blocks as each row of
+/// `acts`, which holds rows `i..i + N`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn rows_avx2<const N: usize>(
+    kind: PackedKind,
+    group: &[u8],
+    acts: &Activations,
+    i: usize,
+) -> [[f32; GROUP]; N] {
+    let rows: [usize; N] = std::array::from_fn(|r| i + r);
+    let a = rows.map(|i| acts.row_quants(i));
+    let a_scales = rows.map(|i| acts.row_scales(i));
+    // SAFETY: per the contract.
+    unsafe {
+        match kind {
+            PackedKind::Q4K => x86::group_q4k(group, a, a_scales, rows.map(|i| acts.row_sums(i))),
+            PackedKind::Q5K => x86::group_q5k(group, a, a_scales, rows.map(|i| acts.row_sums(i))),
+            PackedKind::Q6K => x86::group_q6k(group, a, a_scales, rows.map(|i| acts.row_halves(i))),
+            PackedKind::Q8_0 | PackedKind::Q4_0 => unreachable!("not a K-quant"),
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -307,8 +374,17 @@ fn group_dot_avx2(
     // SAFETY: AVX2/FMA/F16C checked; the slices hold `supers` super-blocks, as asserted.
     unsafe {
         match kind {
-            PackedKind::Q4K => x86::group_q4k(group, a, a_scales, a_sums),
-            PackedKind::Q6K => x86::group_q6k(group, a, a_scales),
+            PackedKind::Q4K => x86::group_q4k(group, [a], [a_scales], [a_sums])[0],
+            PackedKind::Q5K => x86::group_q5k(group, [a], [a_scales], [a_sums])[0],
+            PackedKind::Q6K => {
+                // Q6_K's kernel wants the activations' sums per 16, which callers with whole
+                // rows of [`Activations`] have at hand ([`group_dots`]).
+                let halves: Vec<i16> = a[..supers * SUPER]
+                    .chunks_exact(BLOCK / 2)
+                    .map(|q| q.iter().map(|&v| v as i16).sum())
+                    .collect();
+                x86::group_q6k(group, [a], [a_scales], [&halves])[0]
+            }
             PackedKind::Q8_0 | PackedKind::Q4_0 => unreachable!("not a K-quant"),
         }
     }
@@ -340,9 +416,16 @@ fn group_dot_portable(
     dots
 }
 
+#[path = "kquants_q5k.rs"]
+mod q5k;
+
 #[cfg(target_arch = "x86_64")]
 #[path = "kquants_x86.rs"]
 mod x86;
+
+#[cfg(target_arch = "aarch64")]
+#[path = "kquants_neon.rs"]
+mod neon;
 
 #[cfg(test)]
 mod tests {
@@ -350,7 +433,7 @@ mod tests {
     use candle_core::{Device, Tensor};
 
     use super::*;
-    use crate::llama::linear::{Activations, Linear};
+    use crate::llama::linear::Linear;
 
     fn random(n: usize, seed: u64) -> Vec<f32> {
         let mut state = seed;
@@ -367,7 +450,7 @@ mod tests {
     /// Rows not a multiple of eight, three super-blocks per row, several activation rows.
     const ROWS: usize = 70;
     const COLS: usize = 3 * SUPER;
-    const M: usize = 3;
+    const M: usize = 7;
 
     fn check(dtype: GgmlDType, kind: PackedKind) {
         // Uneven magnitudes across columns exercise the sub-block scales and mins.
@@ -409,6 +492,8 @@ mod tests {
                 if avx2() {
                     kernels.push(("avx2", group_dot_avx2(kind, group, a, s, sums)));
                 }
+                #[cfg(target_arch = "aarch64")]
+                kernels.push(("neon", neon::group_dot(kind, group, a, s, sums).unwrap()));
                 for lane in 0..GROUP.min(ROWS - g * GROUP) {
                     let r = g * GROUP + lane;
                     let (exact, magnitude) = (0..COLS).fold((0f64, 0f64), |(e, m), c| {
@@ -469,63 +554,124 @@ mod tests {
     }
 
     #[test]
+    fn q5_k_kernels_match_the_dequantized_weights() {
+        check(GgmlDType::Q5K, PackedKind::Q5K);
+    }
+
+    #[test]
     fn q6_k_kernels_match_the_dequantized_weights() {
         check(GgmlDType::Q6K, PackedKind::Q6K);
     }
 
-    /// Matrices that llama.cpp's `llama-quantize` wrote (the vs_llamacpp bench's Q4_K_M file,
-    /// when present) against candle's dequantization of them, within the activation bound.
-    #[test]
-    #[ignore]
-    fn llama_cpp_q4_k_m_matrices_match_their_dequantization() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../target/bench-models/1b-q4_k_m/model.gguf");
-        if !path.is_file() {
-            eprintln!(
-                "{} is missing: run the vs_llamacpp bench with q4_k_m",
-                path.display()
-            );
-            return;
+    /// A `quant` file (`q4_k_m`, `q5_k_m`) that llama.cpp's `llama-quantize` wrote: the
+    /// vs_llamacpp bench's 1B one where present, else a small random model quantized into
+    /// `dir` by the `llama-quantize` of `LLAMA_CPP_BIN_DIR` or of scripts/build-llamacpp.sh's
+    /// cache. `None`, said why, when neither can be had.
+    fn llama_cpp_file(quant: &str, dir: &std::path::Path) -> Option<std::path::PathBuf> {
+        use crate::test_model::{self, GgufType, Preset, TestModelOptions};
+        let bench = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+            "../../../target/bench-models/1b-{quant}/model.gguf"
+        ));
+        if bench.is_file() {
+            return Some(bench);
         }
+        let bin = std::env::var_os("LLAMA_CPP_BIN_DIR")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                let home = std::env::var_os("HOME")?;
+                Some(std::path::Path::new(&home).join(".cache/llama-stack-rs/llama.cpp/bin"))
+            })?;
+        let quantize = bin.join("llama-quantize");
+        let tokenizer = test_model::default_tokenizer_path();
+        if !quantize.is_file() || !tokenizer.is_file() {
+            eprintln!(
+                "skipped: needs {} (scripts/build-llamacpp.sh) and {} (scripts/fetch-tokenizer.sh)",
+                quantize.display(),
+                tokenizer.display()
+            );
+            return None;
+        }
+        let options = TestModelOptions {
+            preset: Preset::Small,
+            dtype: candle_core::DType::F32,
+            tiktoken_model: &tokenizer,
+            seed: 7,
+        };
+        let f16 = test_model::create_gguf(&dir.join("f16"), &options, GgufType::F16).unwrap();
+        let path = dir.join(format!("{quant}.gguf"));
+        let status = std::process::Command::new(&quantize)
+            .arg(&f16)
+            .arg(&path)
+            .arg(quant.to_uppercase())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("running llama-quantize");
+        assert!(status.success(), "llama-quantize {quant} failed");
+        Some(path)
+    }
+
+    /// Matrices of a llama.cpp-written `quant` file against candle's dequantization of them,
+    /// within the activation bound; `main` is the K-quant the file is mostly made of.
+    fn llama_cpp_matrices_match_their_dequantization(quant: &str, main: GgmlDType) {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(path) = llama_cpp_file(quant, dir.path()) else {
+            return;
+        };
         let content = crate::llama::load::read_gguf(&path).unwrap();
         let mut file = std::fs::File::open(&path).unwrap();
+        let mut types = Vec::new();
         for name in [
             "blk.0.attn_q.weight",
             "blk.0.attn_v.weight",
-            "blk.3.ffn_down.weight",
+            "blk.0.ffn_gate.weight",
+            "blk.0.ffn_down.weight",
+            "blk.1.ffn_down.weight",
         ] {
             let q = content.tensor(&mut file, name, &Device::Cpu).unwrap();
+            types.push(q.dtype());
             let (rows, cols) = q.shape().dims2().unwrap();
             let dense: Vec<Vec<f32>> = q.dequantize(&Device::Cpu).unwrap().to_vec2().unwrap();
-            let x = random(cols, 30);
+            // Several rows, to take the multi-row kernels as well as the one-row one.
+            let m = 7;
+            let x = random(m * cols, 30);
             let linear = Linear::from_qtensor(q).unwrap();
             assert!(matches!(linear, Linear::Quant(_)), "{name}");
-            let xt = Tensor::from_vec(x.clone(), (1, cols), &Device::Cpu).unwrap();
-            let got: Vec<f32> = linear
-                .forward(&xt)
-                .unwrap()
-                .get(0)
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            for r in 0..rows {
-                let w = &dense[r];
-                let exact: f64 = w.iter().zip(&x).map(|(&w, &x)| w as f64 * x as f64).sum();
-                let bound: f64 = (0..cols / BLOCK)
-                    .map(|b| {
-                        let block = b * BLOCK..(b + 1) * BLOCK;
-                        let amax = x[block.clone()].iter().fold(0f32, |m, v| m.max(v.abs()));
-                        let w_abs: f64 = w[block].iter().map(|v| v.abs() as f64).sum();
-                        amax as f64 / 254.0 * w_abs * (1.0 + 1e-4)
-                    })
-                    .sum();
-                let err = (got[r] as f64 - exact).abs();
-                assert!(
-                    err <= bound,
-                    "{name} row {r}: error {err} over bound {bound}"
-                );
+            let xt = Tensor::from_vec(x.clone(), (m, cols), &Device::Cpu).unwrap();
+            let got: Vec<Vec<f32>> = linear.forward(&xt).unwrap().to_vec2().unwrap();
+            for (i, x) in x.chunks_exact(cols).enumerate() {
+                for r in 0..rows {
+                    let w = &dense[r];
+                    let exact: f64 = w.iter().zip(x).map(|(&w, &x)| w as f64 * x as f64).sum();
+                    let bound: f64 = (0..cols / BLOCK)
+                        .map(|b| {
+                            let block = b * BLOCK..(b + 1) * BLOCK;
+                            let amax = x[block.clone()].iter().fold(0f32, |m, v| m.max(v.abs()));
+                            let w_abs: f64 = w[block].iter().map(|v| v.abs() as f64).sum();
+                            amax as f64 / 254.0 * w_abs * (1.0 + 1e-4)
+                        })
+                        .sum();
+                    let err = (got[i][r] as f64 - exact).abs();
+                    assert!(
+                        err <= bound,
+                        "{name} ({i}, {r}): error {err} over bound {bound}"
+                    );
+                }
             }
         }
+        assert!(types.contains(&main), "{quant}: {types:?}");
+    }
+
+    #[test]
+    #[ignore]
+    fn llama_cpp_q4_k_m_matrices_match_their_dequantization() {
+        llama_cpp_matrices_match_their_dequantization("q4_k_m", GgmlDType::Q4K);
+    }
+
+    #[test]
+    #[ignore]
+    fn llama_cpp_q5_k_m_matrices_match_their_dequantization() {
+        llama_cpp_matrices_match_their_dequantization("q5_k_m", GgmlDType::Q5K);
     }
 
     /// Timing, not a check: one activation row (decode) through our kernels and through
@@ -542,6 +688,9 @@ mod tests {
             (GgmlDType::Q6K, 2048, 8192),
             (GgmlDType::Q4K, 2048, 2048),
             (GgmlDType::Q6K, 32768, 2048),
+            // The same shapes of a Q5_K_M file.
+            (GgmlDType::Q5K, 16384, 2048),
+            (GgmlDType::Q5K, 2048, 2048),
         ] {
             let w = Tensor::from_vec(random(rows * cols, 5), (rows, cols), &Device::Cpu).unwrap();
             let ours = Linear::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap();
@@ -574,13 +723,13 @@ mod tests {
     }
 
     #[test]
-    fn two_row_kernels_give_the_one_row_results_bit_for_bit() {
+    fn multi_row_kernels_give_the_one_row_results_bit_for_bit() {
         let (rows, cols) = (19, 3 * SUPER);
         let w = Tensor::from_vec(random(rows * cols, 11), (rows, cols), &Device::Cpu).unwrap();
-        for dtype in [GgmlDType::Q6K, GgmlDType::Q4K] {
+        for dtype in [GgmlDType::Q6K, GgmlDType::Q5K, GgmlDType::Q4K] {
             let linear = Linear::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap();
-            // Five rows: two pairs and one left over.
-            let x = Tensor::from_vec(random(5 * cols, 12), (5, cols), &Device::Cpu).unwrap();
+            // Seven rows: four at once, then two, then one left over.
+            let x = Tensor::from_vec(random(7 * cols, 12), (7, cols), &Device::Cpu).unwrap();
             let together = linear.forward(&x).unwrap().to_vec2::<f32>().unwrap();
             for (i, row) in together.iter().enumerate() {
                 let one = linear
@@ -595,7 +744,7 @@ mod tests {
 
     #[test]
     fn k_quant_embedding_rows_are_the_dequantized_weights() {
-        for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+        for dtype in [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
             let w = Tensor::from_vec(random(9 * SUPER, 3), (9, SUPER), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
             let want = q.dequantize(&Device::Cpu).unwrap().get(8).unwrap();

@@ -1,8 +1,9 @@
 //! Weight matrices and their products with activations.
 //!
 //! Q8_0 and Q4_0 weights are repacked at load and multiplied by our own kernels: AVX2 on
-//! x86-64 (picked at run time), portable code elsewhere; so are Q4_K and Q6_K, in
-//! [`super::kquants`]. Other formats go through candle's `QMatMul`.
+//! x86-64 (picked at run time), portable code elsewhere; so are Q4_K, Q5_K and Q6_K, in
+//! [`super::kquants`]; F16 and BF16 stay in 16 bits for [`linear_half`]'s kernels. Other
+//! formats go through candle's `QMatMul`.
 //!
 //! The repacked layout interleaves eight rows: for each block of 32 columns, four columns of
 //! each of the eight rows share one 32-byte vector, so one vector instruction advances eight
@@ -27,6 +28,8 @@ const GROUPS_PER_ITEM: usize = 2;
 pub(crate) enum Linear {
     Candle(QMatMul),
     Quant(std::sync::Arc<Packed>),
+    /// F16 or BF16, kept in 16 bits: [`linear_half`].
+    Half(std::sync::Arc<linear_half::Half>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +37,7 @@ pub(crate) enum PackedKind {
     Q8_0,
     Q4_0,
     Q4K,
+    Q5K,
     Q6K,
 }
 
@@ -57,10 +61,14 @@ pub(crate) struct Packed {
 impl Linear {
     /// Wraps a weight loaded from a file, repacking the formats our kernels serve.
     pub fn from_qtensor(t: QTensor) -> Result<Linear> {
+        if let Some(half) = Linear::half_from_qtensor(&t)? {
+            return Ok(half);
+        }
         let kind = match t.dtype() {
             GgmlDType::Q8_0 => PackedKind::Q8_0,
             GgmlDType::Q4_0 => PackedKind::Q4_0,
             GgmlDType::Q4K => PackedKind::Q4K,
+            GgmlDType::Q5K => PackedKind::Q5K,
             GgmlDType::Q6K => PackedKind::Q6K,
             _ => return Ok(Linear::Candle(QMatMul::from_arc(std::sync::Arc::new(t))?)),
         };
@@ -79,6 +87,7 @@ impl Linear {
         match self {
             Linear::Candle(m) => m.forward(x),
             Linear::Quant(p) => p.forward(x),
+            Linear::Half(h) => h.forward(x),
         }
     }
 
@@ -86,19 +95,28 @@ impl Linear {
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
         match self {
             Linear::Candle(m) => m.embedding(ids)?.to_dtype(DType::F32),
-            Linear::Quant(p) => {
-                let ids = ids.to_vec1::<u32>()?;
-                let mut out = vec![0f32; ids.len() * p.cols];
-                for (i, &id) in ids.iter().enumerate() {
-                    if id as usize >= p.rows {
-                        candle_core::bail!("token id {id} is outside the vocabulary of {}", p.rows)
-                    }
-                    p.dequantize_row(id as usize, &mut out[i * p.cols..(i + 1) * p.cols]);
-                }
-                Tensor::from_vec(out, (ids.len(), p.cols), &Device::Cpu)
-            }
+            Linear::Quant(p) => rows_of(ids, p.rows, p.cols, |r, out| p.dequantize_row(r, out)),
+            Linear::Half(h) => rows_of(ids, h.rows(), h.cols(), |r, out| h.row(r, out)),
         }
     }
+}
+
+/// Rows `ids` of a `rows × cols` matrix whose row `r` `row(r, out)` writes, as f32.
+fn rows_of(
+    ids: &Tensor,
+    rows: usize,
+    cols: usize,
+    row: impl Fn(usize, &mut [f32]),
+) -> Result<Tensor> {
+    let ids = ids.to_vec1::<u32>()?;
+    let mut out = vec![0f32; ids.len() * cols];
+    for (i, &id) in ids.iter().enumerate() {
+        if id as usize >= rows {
+            candle_core::bail!("token id {id} is outside the vocabulary of {rows}")
+        }
+        row(id as usize, &mut out[i * cols..(i + 1) * cols]);
+    }
+    Tensor::from_vec(out, (ids.len(), cols), &Device::Cpu)
 }
 
 /// Matrices that read the same input, multiplied as one where their layout allows: q/k/v
@@ -121,11 +139,14 @@ enum FusedKind {
 
 impl Fused {
     pub fn new(parts: Vec<Linear>) -> Fused {
+        if let Some(joined) = linear_half::join(&parts) {
+            return joined;
+        }
         let packed: Vec<&Packed> = parts
             .iter()
             .filter_map(|p| match p {
                 Linear::Quant(p) => Some(p.as_ref()),
-                Linear::Candle(_) => None,
+                Linear::Candle(_) | Linear::Half(_) => None,
             })
             .collect();
         let fusable = packed.len() == parts.len()
@@ -184,9 +205,15 @@ impl Fused {
     /// buffer in one pass instead of as separate tensor operations over strided halves.
     pub fn forward_swiglu(&self, x: &Tensor) -> Result<Tensor> {
         match (&self.kind, &self.rows[..]) {
-            (FusedKind::One(Linear::Quant(all)), &[gate_rows, up_rows]) if gate_rows == up_rows => {
+            (FusedKind::One(all @ (Linear::Quant(_) | Linear::Half(_))), &[gate_rows, up_rows])
+                if gate_rows == up_rows =>
+            {
                 let m = x.dim(0)?;
-                let both = all.products(x)?;
+                let both = match all {
+                    Linear::Quant(p) => p.products(x)?,
+                    Linear::Half(h) => h.products(x)?,
+                    Linear::Candle(_) => unreachable!(),
+                };
                 let mut out = Vec::with_capacity(m * gate_rows);
                 for row in both.chunks_exact(2 * gate_rows) {
                     let (gate, up) = row.split_at(gate_rows);
@@ -220,7 +247,7 @@ impl PackedKind {
     fn block_columns(self) -> usize {
         match self {
             PackedKind::Q8_0 | PackedKind::Q4_0 => 1,
-            PackedKind::Q4K | PackedKind::Q6K => kquants::SUPER / BLOCK,
+            PackedKind::Q4K | PackedKind::Q5K | PackedKind::Q6K => kquants::SUPER / BLOCK,
         }
     }
 
@@ -234,7 +261,9 @@ impl Packed {
         match kind {
             PackedKind::Q8_0 => GROUP * BLOCK,
             PackedKind::Q4_0 => GROUP * BLOCK / 2,
-            PackedKind::Q4K | PackedKind::Q6K => unreachable!("K-quants have no 32-column block"),
+            PackedKind::Q4K | PackedKind::Q5K | PackedKind::Q6K => {
+                unreachable!("K-quants have no 32-column block")
+            }
         }
     }
 
@@ -262,7 +291,7 @@ impl Packed {
         let src_block = match kind {
             PackedKind::Q8_0 => 2 + BLOCK,
             PackedKind::Q4_0 => 2 + BLOCK / 2,
-            PackedKind::Q4K | PackedKind::Q6K => unreachable!(),
+            PackedKind::Q4K | PackedKind::Q5K | PackedKind::Q6K => unreachable!(),
         };
         let bb = Self::block_bytes(kind);
         let mut scales = vec![0f32; groups * nb * GROUP];
@@ -285,7 +314,7 @@ impl Packed {
                         PackedKind::Q8_0 => src[2 + j],
                         PackedKind::Q4_0 if j < 16 => src[2 + j] & 0x0F,
                         PackedKind::Q4_0 => src[2 + j - 16] >> 4,
-                        PackedKind::Q4K | PackedKind::Q6K => unreachable!(),
+                        PackedKind::Q4K | PackedKind::Q5K | PackedKind::Q6K => unreachable!(),
                     }
                 };
                 match kind {
@@ -303,7 +332,7 @@ impl Packed {
                             }
                         }
                     }
-                    PackedKind::Q4K | PackedKind::Q6K => unreachable!(),
+                    PackedKind::Q4K | PackedKind::Q5K | PackedKind::Q6K => unreachable!(),
                 }
             }
         }
@@ -332,7 +361,9 @@ impl Packed {
                 let byte = block[p * 32 + lane * 4 + e];
                 (if half == 0 { byte & 0x0F } else { byte >> 4 }) as i32 - 8
             }
-            PackedKind::Q4K | PackedKind::Q6K => unreachable!("K-quants decode in kquants"),
+            PackedKind::Q4K | PackedKind::Q5K | PackedKind::Q6K => {
+                unreachable!("K-quants decode in kquants")
+            }
         };
         (q, self.scales[(g * nb + b) * GROUP + lane])
     }
@@ -396,26 +427,23 @@ impl Packed {
         Ok(out)
     }
 
-    /// Dot products of group `g` with activation row `i`, and with row `i + 1` too (answering
-    /// 2) where a kernel takes two rows at once.
+    /// Dot products of group `g` with activation row `i`, and with rows `i + 1..` too
+    /// (answering how many) where a kernel takes several rows at once.
     fn group_dots(
         &self,
         g: usize,
         acts: &Activations,
         i: usize,
         m: usize,
-    ) -> ([[f32; GROUP]; 2], usize) {
-        if i + 1 < m && self.kind.is_kquant() {
+    ) -> ([[f32; GROUP]; 4], usize) {
+        if self.kind.is_kquant() {
             let gb = self.group_bytes();
             let quants = &self.quants[g * gb..(g + 1) * gb];
-            let a = [acts.row_quants(i), acts.row_quants(i + 1)];
-            let s = [acts.row_scales(i), acts.row_scales(i + 1)];
-            let sums = [acts.row_sums(i), acts.row_sums(i + 1)];
-            if let Some(dots) = kquants::group_dot_x2(self.kind, quants, a, s, sums) {
-                return (dots, 2);
-            }
+            return kquants::group_dots(self.kind, quants, acts, i, m);
         }
-        ([self.group_dot(g, acts, i), [0.0; GROUP]], 1)
+        let mut dots = [[0.0; GROUP]; 4];
+        dots[0] = self.group_dot(g, acts, i);
+        (dots, 1)
     }
 
     /// Dot products of the eight rows of group `g` with activation row `i`.
@@ -443,10 +471,20 @@ impl Packed {
                         acts.row_scales(i),
                         acts.row_sums(i),
                     ),
-                    PackedKind::Q4K | PackedKind::Q6K => unreachable!(),
+                    PackedKind::Q4K | PackedKind::Q5K | PackedKind::Q6K => unreachable!(),
                 }
             };
         }
+        #[cfg(target_arch = "aarch64")]
+        if let Some(dots) = neon::group_dot(self.kind, quants, scales, acts, i) {
+            return dots;
+        }
+        self.group_dot_portable(g, acts, i)
+    }
+
+    /// [`Packed::group_dot`] for Q8_0 and Q4_0, one weight at a time.
+    fn group_dot_portable(&self, g: usize, acts: &Activations, i: usize) -> [f32; GROUP] {
+        let nb = self.blocks_per_row();
         let mut dots = [0f32; GROUP];
         let (a, a_scales) = (acts.row_quants(i), acts.row_scales(i));
         for (lane, dot) in dots.iter_mut().enumerate() {
@@ -482,6 +520,8 @@ pub(super) struct Activations {
     scales: Vec<f32>,
     /// Per block: the sum of its quants, for Q4_0's offset of 8 and Q4_K's mins.
     sums: Vec<i32>,
+    /// Per half block of 16: the sum of its quants, for Q6_K's offset of 32.
+    halves: Vec<i16>,
 }
 
 impl Activations {
@@ -522,11 +562,16 @@ impl Activations {
             *sum = q.iter().map(|&v| v as i32).sum();
             *d = scale;
         }
+        let halves = quants
+            .chunks_exact(BLOCK / 2)
+            .map(|q| q.iter().map(|&v| v as i16).sum())
+            .collect();
         Activations {
             k,
             quants,
             scales,
             sums,
+            halves,
         }
     }
 
@@ -541,6 +586,11 @@ impl Activations {
     pub(super) fn row_sums(&self, i: usize) -> &[i32] {
         &self.sums[i * self.k / BLOCK..(i + 1) * self.k / BLOCK]
     }
+
+    pub(super) fn row_halves(&self, i: usize) -> &[i16] {
+        let per_row = 2 * self.k / BLOCK;
+        &self.halves[i * per_row..(i + 1) * per_row]
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -552,6 +602,13 @@ fn avx2() -> bool {
 #[cfg(target_arch = "x86_64")]
 #[path = "linear_x86.rs"]
 mod x86;
+
+#[cfg(target_arch = "aarch64")]
+#[path = "linear_neon.rs"]
+pub(super) mod neon;
+
+#[path = "linear_half.rs"]
+mod linear_half;
 
 #[cfg(test)]
 mod tests {

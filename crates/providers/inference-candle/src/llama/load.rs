@@ -329,6 +329,13 @@ impl Tensors for Dense {
             DenseWeights::F32 => Ok(Linear::Candle(QMatMul::Tensor(
                 t.to_dtype(DType::F32).map_err(candle_err(name))?,
             ))),
+            DenseWeights::F16 | DenseWeights::Bf16 if self.device.is_cpu() => {
+                let dtype = match self.precision {
+                    DenseWeights::Bf16 => DType::BF16,
+                    _ => DType::F16,
+                };
+                Linear::half_from_tensor(&t, dtype).map_err(candle_err(name))
+            }
             DenseWeights::F16 => quantized(GgmlDType::F16),
             DenseWeights::Bf16 => quantized(GgmlDType::BF16),
         }
