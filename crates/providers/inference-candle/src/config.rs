@@ -36,9 +36,17 @@ pub struct CandleConfig {
     #[serde(default = "default_max_tokens")]
     pub default_max_tokens: u32,
     /// Longest prompt plus completion, in tokens. Defaults to the model's
-    /// `max_position_embeddings`, capped at 8192 to bound KV-cache memory.
+    /// `max_position_embeddings`, capped at 8192 to bound KV-cache memory; set it to go
+    /// further, up to the model's own limit (131072 for Llama 3.1 and 3.2). A larger value is
+    /// clamped to that limit with a warning. Memory follows the tokens actually held, not this.
     #[serde(default)]
     pub max_seq_len: Option<usize>,
+    /// How the KV cache stores keys and values: `f32` (exact), `f16` (half the memory), or
+    /// `q8_0` (8-bit values with an f16 scale per 32, as llama.cpp's `-ctk q8_0 -ctv q8_0`:
+    /// 0.27 of the memory). Smaller caches hold longer conversations; the rounding moves
+    /// logits slightly, so a long greedy answer may part from the f32 one.
+    #[serde(default = "default_kv_cache_dtype")]
+    pub kv_cache_dtype: String,
     /// Sequences decoded together in one forward pass; further requests wait in the queue.
     #[serde(default = "default_max_batch_size")]
     pub max_batch_size: usize,
@@ -63,6 +71,9 @@ pub struct CandleConfig {
     pub speculative: Option<SpeculativeConfig>,
 }
 
+fn default_kv_cache_dtype() -> String {
+    "f32".into()
+}
 fn default_max_batch_size() -> usize {
     8
 }
@@ -125,6 +136,16 @@ impl CandleConfig {
                 format!("unknown dtype `{}`; use auto, f32, bf16 or f16", self.dtype),
             ));
         }
+        if crate::llama::KvDtype::parse(&self.kv_cache_dtype).is_none() {
+            issues.push(ConfigIssue::new(
+                "kv_cache_dtype",
+                format!(
+                    "unknown kv_cache_dtype `{}`; use {}",
+                    self.kv_cache_dtype,
+                    crate::llama::KvDtype::NAMES.join(", ")
+                ),
+            ));
+        }
         if self.max_queue == 0 {
             issues.push(ConfigIssue::new("max_queue", "must be at least 1"));
         }
@@ -141,5 +162,24 @@ impl CandleConfig {
             issues.extend(speculative.issues());
         }
         issues
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_kv_cache_dtype_is_an_issue_listing_the_choices() {
+        let parse = |value| -> CandleConfig { serde_json::from_value(value).unwrap() };
+        let config = parse(serde_json::json!({"kv_cache_dtype": "q4_0"}));
+        let issues = format!("{:?}", config.issues());
+        assert!(issues.contains("kv_cache_dtype"), "{issues}");
+        assert!(issues.contains("use f32, f16, q8_0"), "{issues}");
+        assert_eq!(parse(serde_json::json!({})).kv_cache_dtype, "f32");
+        for dtype in ["f32", "f16", "q8_0"] {
+            let config = parse(serde_json::json!({"kv_cache_dtype": dtype}));
+            assert!(config.issues().is_empty(), "{dtype}");
+        }
     }
 }

@@ -24,7 +24,7 @@ use tokenizers::Tokenizer;
 use tokio::sync::mpsc;
 
 use crate::llama::load::{self, DenseWeights};
-use crate::llama::{KvCache, LlamaModel, SeqStep, log_softmax};
+use crate::llama::{KvCache, KvDtype, LlamaModel, SeqStep, log_softmax};
 use crate::model_files::{ModelFiles, Weights, tokenizer_json};
 use crate::prompt_tokens::PromptTokenizer;
 use crate::sampling::{SamplingKind, SamplingSettings};
@@ -99,6 +99,8 @@ pub(crate) struct EngineLimits {
     pub max_batch: usize,
     pub max_seq_len: Option<usize>,
     pub prefix_cache_slots: usize,
+    /// How each sequence's KV cache stores keys and values.
+    pub kv_cache_dtype: KvDtype,
     /// Prompt-lookup drafts for greedy sequences (see [`crate::speculative`]).
     pub speculative: Option<SpeculativeConfig>,
 }
@@ -112,8 +114,9 @@ pub(crate) struct EngineHandle {
     vocabulary: Arc<std::sync::OnceLock<std::result::Result<Arc<Vocabulary>, String>>>,
     pub prompt: Arc<PromptTokenizer>,
     pub max_seq_len: usize,
-    /// KV cache bytes one token of one sequence takes (keys and values of every layer, f32).
+    /// KV cache bytes one token of one sequence takes (keys and values of every layer).
     pub kv_bytes_per_token: usize,
+    pub kv_cache_dtype: KvDtype,
     /// The longest text one token stands for, in bytes: a prompt longer than
     /// `max_seq_len` times this cannot fit, and is refused before it is tokenized.
     pub max_token_bytes: usize,
@@ -209,6 +212,35 @@ pub(crate) fn parse_dtype(name: &str) -> DenseWeights {
     }
 }
 
+/// How the KV cache stores keys and values for the configured `kv_cache_dtype`.
+pub(crate) fn parse_kv_dtype(name: &str) -> Result<KvDtype> {
+    KvDtype::parse(name).ok_or_else(|| {
+        Error::invalid(format!(
+            "unknown kv_cache_dtype `{name}`; use {}",
+            KvDtype::NAMES.join(", ")
+        ))
+    })
+}
+
+/// The context served: `max_seq_len` when given, else the model's capped at 8192 to bound
+/// KV-cache memory; never past the model's own.
+fn served_context(max_seq_len: Option<usize>, context: usize) -> usize {
+    match max_seq_len {
+        // Like vLLM's `max_model_len`, not llama.cpp's `n_ctx`: positions past the trained
+        // context give garbage, so a longer setting is clamped rather than honoured.
+        Some(asked) if asked > context => {
+            tracing::warn!(
+                max_seq_len = asked,
+                model_context = context,
+                "max_seq_len exceeds the model's context length; serving {context} tokens"
+            );
+            context
+        }
+        Some(asked) => asked,
+        None => context.min(8192),
+    }
+}
+
 /// Loads the model. Blocking: call from `spawn_blocking`.
 pub(crate) fn load_model(
     files: &ModelFiles,
@@ -217,7 +249,7 @@ pub(crate) fn load_model(
     max_seq_len: Option<usize>,
     progress: load::Progress<'_>,
 ) -> Result<LlamaModel> {
-    let served = |context: usize| max_seq_len.unwrap_or(context.min(8192)).min(context);
+    let served = |context: usize| served_context(max_seq_len, context);
     match &files.weights {
         Weights::Gguf(path) => {
             let content = load::read_gguf(path)?;
@@ -275,13 +307,10 @@ pub(crate) fn start(
         .max()
         .unwrap_or(1)
         .max(1);
-    let model = load_model(files, &device, precision, limits.max_seq_len, progress)?;
+    let mut model = load_model(files, &device, precision, limits.max_seq_len, progress)?;
+    model.kv_dtype = limits.kv_cache_dtype;
     let max_seq_len = model.max_seq_len;
-    let kv_bytes_per_token = 2
-        * model.hyper.n_layers
-        * model.hyper.n_kv_heads
-        * model.hyper.head_dim()
-        * std::mem::size_of::<f32>();
+    let kv_bytes_per_token = model.kv_bytes_per_token();
     let (queue, jobs) = mpsc::channel::<Job>(limits.max_queue);
     let name = format!("candle-{}", files.location.display());
     let scheduler = Scheduler::new(model, limits);
@@ -300,6 +329,7 @@ pub(crate) fn start(
         vocabulary: Arc::new(std::sync::OnceLock::new()),
         max_seq_len,
         kv_bytes_per_token,
+        kv_cache_dtype: limits.kv_cache_dtype,
         max_token_bytes,
     })
 }
@@ -670,6 +700,15 @@ mod tests {
         assert_eq!(top, vec![(4, 0.9), (1, 0.7), (3, 0.5)]);
         assert!(top_k(&[1.0], 0).is_empty());
         assert_eq!(top_k(&[1.0, 2.0], 5).len(), 2);
+    }
+
+    #[test]
+    fn served_context_defaults_to_8k_and_never_passes_the_model() {
+        assert_eq!(served_context(None, 131_072), 8192);
+        assert_eq!(served_context(None, 2048), 2048);
+        assert_eq!(served_context(Some(131_072), 131_072), 131_072);
+        assert_eq!(served_context(Some(200_000), 131_072), 131_072);
+        assert_eq!(served_context(Some(100), 131_072), 100);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::CandleConfig;
 use crate::engine::{self, EngineHandle, EngineLimits, Job};
+use crate::llama::KvDtype;
 use crate::llama::load::DenseWeights;
 use crate::model_files::{self, ModelFiles};
 use crate::sampling::SamplingSettings;
@@ -33,6 +34,7 @@ pub struct CandleProvider {
     config: CandleConfig,
     device: Device,
     precision: DenseWeights,
+    kv_dtype: KvDtype,
     /// One engine per model location, shared by every model id served from it.
     engines: tokio::sync::Mutex<HashMap<PathBuf, Arc<LazyEngine>>>,
     /// Engines by provider model id.
@@ -49,10 +51,12 @@ impl CandleProvider {
     pub fn new(config: CandleConfig, _context: ProviderContext) -> Result<Self> {
         let device = engine::parse_device(&config.device)?;
         let precision = engine::parse_dtype(&config.dtype);
+        let kv_dtype = engine::parse_kv_dtype(&config.kv_cache_dtype)?;
         Ok(CandleProvider {
             config,
             device,
             precision,
+            kv_dtype,
             engines: tokio::sync::Mutex::new(HashMap::new()),
             models: RwLock::new(HashMap::new()),
         })
@@ -64,6 +68,7 @@ impl CandleProvider {
             max_batch: self.config.max_batch_size,
             max_seq_len: self.config.max_seq_len,
             prefix_cache_slots: self.config.prefix_cache_slots,
+            kv_cache_dtype: self.kv_dtype,
             speculative: self.config.speculative,
         }
     }
@@ -100,6 +105,7 @@ impl CandleProvider {
                     model = %location.display(),
                     format,
                     elapsed_ms = started.elapsed().as_millis() as u64,
+                    kv_cache_dtype = handle.kv_cache_dtype.name(),
                     kv_cache_mib_per_1k_tokens = format!("{kv_mib_per_1k:.1}"),
                     kv_cache_mib_at_max_seq_len = format!("{:.0}", kv_mib_per_1k * handle.max_seq_len as f64 / 1024.0),
                     max_seq_len = handle.max_seq_len,

@@ -532,3 +532,34 @@ async fn a_required_tool_choice_yields_a_parsed_tool_call_delta() {
     assert_eq!(last.event.event_type, ChatEventType::Complete);
     assert_eq!(last.event.stop_reason, Some(StopReason::EndOfTurn));
 }
+
+#[tokio::test]
+async fn half_and_8_bit_kv_caches_answer_like_f32_and_reuse_prefixes() {
+    let prompts = ["Say hello", "Count to three", "Name a color"];
+    async fn answer(p: &CandleProvider, text: &str) -> String {
+        let mut request = chat(24, SamplingStrategy::Greedy, None);
+        request.messages = vec![Message::user(text)];
+        let stream = p.chat_completion(&model(), request).await.unwrap();
+        text_of(&collect_chat(stream).await.unwrap())
+    }
+    let f32 = provider(serde_json::json!({"prefix_cache_slots": 0})).await;
+    let mut want = Vec::new();
+    for text in prompts {
+        want.push(answer(&f32, text).await);
+    }
+    for dtype in ["f16", "q8_0"] {
+        let p = provider(serde_json::json!({
+            "kv_cache_dtype": dtype,
+            "max_batch_size": 4,
+            "speculative": {"type": "ngram"},
+        }))
+        .await;
+        for (text, want) in prompts.iter().zip(&want) {
+            assert_eq!(&answer(&p, text).await, want, "{dtype}, {text:?}");
+            // The same prompt again reads only its last token: the rest is the kept cache.
+            assert_eq!(&answer(&p, text).await, want, "{dtype} reusing, {text:?}");
+        }
+        let together = futures::future::join_all(prompts.iter().map(|text| answer(&p, text))).await;
+        assert_eq!(together, want, "{dtype}, batched");
+    }
+}

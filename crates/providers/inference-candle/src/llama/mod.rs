@@ -20,7 +20,7 @@ use candle_core::{D, DType, Device, Result, Tensor};
 
 pub(crate) use linear::{Fused, Linear};
 
-pub(crate) use cache::KvCache;
+pub(crate) use cache::{KvCache, KvDtype};
 pub(crate) use rope::{Llama3Scaling, RopeFrequencies};
 
 /// The shape of a Llama model.
@@ -65,10 +65,12 @@ pub(crate) struct LlamaModel {
     pub layers: Vec<Layer>,
     pub norm: Tensor,
     pub output: Linear,
-    cos: Tensor,
-    sin: Tensor,
-    /// Longest sequence served; the rope tables are this long.
+    /// Rope's inverse frequencies, scaled.
+    inv_freq: Vec<f64>,
+    /// Longest sequence served.
     pub max_seq_len: usize,
+    /// How new caches store keys and values.
+    pub kv_dtype: KvDtype,
     pub device: Device,
 }
 
@@ -88,22 +90,16 @@ impl LlamaModel {
         max_seq_len: usize,
         device: &Device,
     ) -> Result<Self> {
-        let (cos, sin) = rope::tables(
-            hyper.head_dim(),
-            hyper.rope_theta,
-            &hyper.rope,
-            max_seq_len,
-            device,
-        )?;
+        let inv_freq = rope::inverse_frequencies(hyper.head_dim(), hyper.rope_theta, &hyper.rope);
         Ok(LlamaModel {
             hyper,
             embed,
             layers,
             norm,
             output,
-            cos,
-            sin,
+            inv_freq,
             max_seq_len,
+            kv_dtype: KvDtype::default(),
             device: device.clone(),
         })
     }
@@ -113,9 +109,17 @@ impl LlamaModel {
             self.hyper.n_layers,
             self.hyper.n_kv_heads,
             self.hyper.head_dim(),
-            DType::F32,
+            self.kv_dtype,
+            self.max_seq_len,
             &self.device,
         )
+    }
+
+    /// KV cache bytes one token of one sequence takes (keys and values of every layer).
+    pub fn kv_bytes_per_token(&self) -> usize {
+        2 * self.hyper.n_layers
+            * self.hyper.n_kv_heads
+            * self.kv_dtype.bytes_per_vector(self.hyper.head_dim())
     }
 
     /// Runs one step over `seqs` and returns the logits after each sequence's last token,
@@ -131,6 +135,7 @@ impl LlamaModel {
     pub fn forward_rows(&self, seqs: &mut [SeqStep<'_>], rows: &[usize]) -> Result<Tensor> {
         let h = &self.hyper;
         let mut ids = Vec::new();
+        let mut rotations = Vec::with_capacity(seqs.len());
         for s in seqs.iter_mut() {
             if s.tokens.is_empty() {
                 candle_core::bail!("a sequence step needs at least one token");
@@ -144,6 +149,12 @@ impl LlamaModel {
             }
             s.cache.reserve(s.tokens.len())?;
             ids.extend_from_slice(s.tokens);
+            rotations.push(rope::rotation(
+                &self.inv_freq,
+                s.cache.len(),
+                s.tokens.len(),
+                &self.device,
+            )?);
         }
         let ids = Tensor::new(ids.as_slice(), &self.device)?;
         let mut x = self.embed.embedding(&ids)?.to_dtype(DType::F32)?;
@@ -156,11 +167,12 @@ impl LlamaModel {
                 .map_err(|_| candle_core::Error::Msg("q/k/v projection has 3 parts".into()))?;
             let mut outputs = Vec::with_capacity(seqs.len());
             let mut start = 0;
-            for s in seqs.iter() {
+            for (s, rotation) in seqs.iter().zip(&rotations) {
                 let n = s.tokens.len();
                 outputs.push(self.attention(
                     index,
                     s.cache,
+                    rotation,
                     &q.narrow(0, start, n)?,
                     &k.narrow(0, start, n)?,
                     &v.narrow(0, start, n)?,
@@ -191,6 +203,7 @@ impl LlamaModel {
         &self,
         layer: usize,
         cache: &KvCache,
+        (cos, sin): &(Tensor, Tensor),
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
@@ -201,14 +214,12 @@ impl LlamaModel {
         let heads = |t: &Tensor, count: usize| -> Result<Tensor> {
             t.reshape((n, count, hd))?.transpose(0, 1)?.contiguous()
         };
-        let cos = self.cos.narrow(0, pos, n)?;
-        let sin = self.sin.narrow(0, pos, n)?;
         let rotate = |t: Tensor| -> Result<Tensor> {
             let t = t.unsqueeze(0)?;
             let t = if h.rope_interleaved {
-                candle_nn::rotary_emb::rope_i(&t, &cos, &sin)?
+                candle_nn::rotary_emb::rope_i(&t, cos, sin)?
             } else {
-                candle_nn::rotary_emb::rope(&t, &cos, &sin)?
+                candle_nn::rotary_emb::rope(&t, cos, sin)?
             };
             t.squeeze(0)
         };

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use candle_core::{DType, Device, Tensor};
 
 use super::load::DenseWeights;
-use super::{LlamaModel, SeqStep};
+use super::{KvDtype, LlamaModel, SeqStep};
 use crate::model_files::{self, Weights};
 use crate::test_model::{self, GgufType, Preset, TestModelOptions};
 
@@ -41,15 +41,21 @@ fn models() -> Option<&'static (tempfile::TempDir, PathBuf, PathBuf)> {
 }
 
 fn load(location: &Path) -> LlamaModel {
+    load_with(location, KvDtype::F32, 512)
+}
+
+fn load_with(location: &Path, kv_dtype: KvDtype, max_seq_len: usize) -> LlamaModel {
     let files = model_files::inspect(location).unwrap();
-    crate::engine::load_model(
+    let mut model = crate::engine::load_model(
         &files,
         &Device::Cpu,
         DenseWeights::F32,
-        Some(512),
+        Some(max_seq_len),
         &mut |_, _| {},
     )
-    .unwrap()
+    .unwrap();
+    model.kv_dtype = kv_dtype;
+    model
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -313,4 +319,219 @@ fn profile_decode_step() {
             .embedding(&Tensor::new(&[5u32], &Device::Cpu).unwrap())
             .unwrap();
     });
+}
+
+/// Greedy decoding of `n` tokens after `prompt`, and the logits each was picked from.
+fn greedy(model: &LlamaModel, prompt: &[u32], n: usize) -> (Vec<u32>, Vec<Tensor>) {
+    let mut cache = model.new_cache();
+    let (mut tokens, mut all_logits) = (Vec::new(), Vec::new());
+    let mut input = prompt.to_vec();
+    for _ in 0..n {
+        let logits = model
+            .forward(&mut [SeqStep {
+                tokens: &input,
+                cache: &mut cache,
+            }])
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
+        let next = logits.argmax(0).unwrap().to_scalar::<u32>().unwrap();
+        tokens.push(next);
+        all_logits.push(logits);
+        input = vec![next];
+    }
+    (tokens, all_logits)
+}
+
+#[test]
+fn half_and_8_bit_caches_decode_like_f32() {
+    let Some((_, hf, _)) = models() else { return };
+    let (want, want_logits) = greedy(&load(hf), &PROMPT, 32);
+    let spread = want_logits
+        .iter()
+        .map(|l| {
+            let v: Vec<f32> = l.to_vec1().unwrap();
+            v.iter().fold(0f32, |m, x| m.max(x.abs()))
+        })
+        .fold(0f32, f32::max);
+    // Relative to the largest logit. f16 rounds each key and value by at most 2^-11 of itself
+    // and q8_0 by half a step, 1/254 of its block's largest; attention averages those errors
+    // and the residual stream dilutes them, so logits move by less than that fraction of
+    // their size (measured: 1.4e-4 and 3.6e-3). Greedy choices then agree unless two logits
+    // are closer than that, which the seeded model's 32 tokens here are not.
+    for (dtype, tolerance) in [(KvDtype::F16, 1e-3), (KvDtype::Q8_0, 1e-2)] {
+        let (got, logits) = greedy(&load_with(hf, dtype, 512), &PROMPT, 32);
+        let diff = logits
+            .iter()
+            .zip(&want_logits)
+            .map(|(a, b)| max_diff(a, b))
+            .fold(0f32, f32::max);
+        eprintln!("{dtype:?}: max logit diff {diff}, max |logit| {spread}");
+        assert!(
+            diff < tolerance * spread,
+            "{dtype:?}: max logit diff {diff}"
+        );
+        assert_eq!(got, want, "{dtype:?}");
+    }
+}
+
+#[test]
+fn an_8_bit_cache_batches_reuses_and_verifies_drafts_like_fresh_sequences() {
+    let Some((_, hf, _)) = models() else { return };
+    let model = load_with(hf, KvDtype::Q8_0, 512);
+    let fresh = stepwise(&model, &PROMPT);
+    let other: Vec<u32> = PROMPT.iter().rev().copied().collect();
+    let fresh_other = stepwise(&model, &other);
+    // Prefilled together.
+    let (mut ca, mut cb) = (model.new_cache(), model.new_cache());
+    let logits = model
+        .forward(&mut [
+            SeqStep {
+                tokens: &PROMPT,
+                cache: &mut ca,
+            },
+            SeqStep {
+                tokens: &other[..6],
+                cache: &mut cb,
+            },
+        ])
+        .unwrap();
+    assert!(max_diff(&logits.get(0).unwrap(), &fresh[8]) < 1e-4);
+    assert!(max_diff(&logits.get(1).unwrap(), &fresh_other[5]) < 1e-4);
+    // A kept cache cut back to a shared prefix, then three tokens read as one drafted step
+    // with the logits after each, beside a one-token decode of the other sequence.
+    ca.truncate(4);
+    let logits = model
+        .forward_rows(
+            &mut [
+                SeqStep {
+                    tokens: &PROMPT[4..7],
+                    cache: &mut ca,
+                },
+                SeqStep {
+                    tokens: &other[6..7],
+                    cache: &mut cb,
+                },
+            ],
+            &[3, 1],
+        )
+        .unwrap();
+    for (row, position) in [(0, 4), (1, 5), (2, 6)] {
+        assert!(max_diff(&logits.get(row).unwrap(), &fresh[position]) < 1e-4);
+    }
+    assert!(max_diff(&logits.get(3).unwrap(), &fresh_other[6]) < 1e-4);
+}
+
+#[test]
+fn a_128k_context_allocates_only_what_it_holds() {
+    let Some((_, hf, _)) = models() else { return };
+    for dtype in [KvDtype::F32, KvDtype::Q8_0] {
+        let model = load_with(hf, dtype, 131_072);
+        assert_eq!(model.max_seq_len, 131_072);
+        let mut cache = model.new_cache();
+        assert_eq!(cache.allocated_bytes(), 0);
+        model
+            .forward(&mut [SeqStep {
+                tokens: &PROMPT,
+                cache: &mut cache,
+            }])
+            .unwrap();
+        assert_eq!(cache.capacity(), 256);
+        assert_eq!(cache.allocated_bytes(), 256 * model.kv_bytes_per_token());
+        // The last positions of the context: the history is zeros, the rope is at 131071.
+        let mut cache = model.new_cache();
+        cache.reserve(131_070).unwrap();
+        cache.advance(131_070);
+        assert_eq!(cache.capacity(), 131_072);
+        let logits = model
+            .forward(&mut [SeqStep {
+                tokens: &PROMPT[..2],
+                cache: &mut cache,
+            }])
+            .unwrap();
+        let values: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(values.iter().all(|v| v.is_finite()));
+        let past = model.forward(&mut [SeqStep {
+            tokens: &PROMPT[..1],
+            cache: &mut cache,
+        }]);
+        assert!(
+            past.unwrap_err()
+                .to_string()
+                .contains("exceeds the served context")
+        );
+    }
+}
+
+/// Memory and speed of each KV cache dtype at long context, on the Llama 3.2 1B shape: a
+/// Q4_0 GGUF written (about a minute) to `KV_BENCH_DIR` unless there already, else to a
+/// temporary directory.
+/// `KV_BENCH_PROMPT` (2048) tokens are read in engine-sized chunks, then
+/// `KV_BENCH_DECODE` (16) decoded.
+#[test]
+#[ignore]
+fn kv_cache_dtype_memory_and_speed_at_long_context() {
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (prompt_len, decode) = (env("KV_BENCH_PROMPT", 2048), env("KV_BENCH_DECODE", 16));
+    let temporary = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("KV_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| temporary.path().to_path_buf());
+    let mut path = dir.join("model.gguf");
+    if !path.is_file() {
+        let options = TestModelOptions {
+            preset: Preset::OneB,
+            dtype: DType::F32,
+            tiktoken_model: &test_model::default_tokenizer_path(),
+            seed: 5,
+        };
+        path = test_model::create_gguf(&dir, &options, GgufType::Q4_0).unwrap();
+    }
+    let prompt: Vec<u32> = (0..prompt_len as u32)
+        .map(|i| 1000 + i * 7 % 50_000)
+        .collect();
+    for dtype in [KvDtype::F32, KvDtype::F16, KvDtype::Q8_0] {
+        let model = load_with(&path, dtype, prompt_len + decode + 1);
+        let mut cache = model.new_cache();
+        let start = std::time::Instant::now();
+        let mut logits = None;
+        for chunk in prompt.chunks(256) {
+            logits = Some(
+                model
+                    .forward(&mut [SeqStep {
+                        tokens: chunk,
+                        cache: &mut cache,
+                    }])
+                    .unwrap(),
+            );
+        }
+        let prefill = start.elapsed().as_secs_f64();
+        let mut next = logits.unwrap().argmax(1).unwrap().to_vec1::<u32>().unwrap();
+        let start = std::time::Instant::now();
+        for _ in 0..decode {
+            let logits = model
+                .forward(&mut [SeqStep {
+                    tokens: &next,
+                    cache: &mut cache,
+                }])
+                .unwrap();
+            next = logits.argmax(1).unwrap().to_vec1::<u32>().unwrap();
+        }
+        let per_token = start.elapsed().as_secs_f64() / decode as f64;
+        eprintln!(
+            "kv {}: {:.1} MiB per 1k tokens, {:.0} MiB allocated at {} tokens; prefill {prompt_len} \
+             tokens {prefill:.1} s; decode {:.1} ms/token ({:.2} tok/s)",
+            dtype.name(),
+            (model.kv_bytes_per_token() * 1024) as f64 / (1 << 20) as f64,
+            cache.allocated_bytes() as f64 / (1 << 20) as f64,
+            cache.len(),
+            per_token * 1000.0,
+            1.0 / per_token
+        );
+    }
 }
