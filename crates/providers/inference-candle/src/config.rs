@@ -24,9 +24,11 @@ pub struct CandleConfig {
     /// `metal:N` (the `metal` build feature, macOS).
     #[serde(default = "default_device")]
     pub device: String,
-    /// Precision of dense (safetensors, Meta) weights in memory: `auto` or `f32`, `bf16`,
-    /// `f16`. Half precision halves memory but is slower on CPU. GGUF files keep their own
-    /// quantization.
+    /// Precision of dense (safetensors, Meta) weight matrices in memory: `auto` (as the
+    /// checkpoint stores them: bf16 and f16 stay half precision on CPU, anything else and
+    /// every matrix on a GPU becomes f32), or `f32`, `bf16`, `f16` for all of them. Half
+    /// precision halves memory and, on CPU, is multiplied by the engine's own kernels. GGUF
+    /// files keep their own quantization.
     #[serde(default = "default_dtype")]
     pub dtype: String,
     /// Requests allowed to wait for the engine; beyond this, requests are refused with 429.

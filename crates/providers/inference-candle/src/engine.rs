@@ -207,8 +207,8 @@ pub(crate) fn parse_dtype(name: &str) -> DenseWeights {
     match name {
         "bf16" => DenseWeights::Bf16,
         "f16" => DenseWeights::F16,
-        // Half-precision matmuls are several times slower than f32 on CPU in candle.
-        _ => DenseWeights::F32,
+        "f32" => DenseWeights::F32,
+        _ => DenseWeights::Stored,
     }
 }
 

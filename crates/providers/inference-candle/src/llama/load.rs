@@ -23,6 +23,10 @@ pub(crate) enum DenseWeights {
     F32,
     F16,
     Bf16,
+    /// Each matrix as the checkpoint stores it: f16 and bf16 stay half precision on CPU, where
+    /// our kernels multiply them (widening them would double memory and memory traffic for the
+    /// same values); anything else, and every matrix on a GPU, becomes f32.
+    Stored,
 }
 
 /// Progress of a load: tensors read so far and in all.
@@ -325,12 +329,19 @@ impl Tensors for Dense {
             // Kept in half precision: `QMatMul::from_arc` would widen it to f32 again.
             Ok(Linear::Candle(QMatMul::QTensor(Arc::new(q))))
         };
-        match self.precision {
+        let precision = match (self.precision, t.dtype()) {
+            (DenseWeights::Stored, DType::BF16) if self.device.is_cpu() => DenseWeights::Bf16,
+            (DenseWeights::Stored, DType::F16) if self.device.is_cpu() => DenseWeights::F16,
+            (DenseWeights::Stored, _) => DenseWeights::F32,
+            (chosen, _) => chosen,
+        };
+        match precision {
+            DenseWeights::Stored => unreachable!("resolved above"),
             DenseWeights::F32 => Ok(Linear::Candle(QMatMul::Tensor(
                 t.to_dtype(DType::F32).map_err(candle_err(name))?,
             ))),
             DenseWeights::F16 | DenseWeights::Bf16 if self.device.is_cpu() => {
-                let dtype = match self.precision {
+                let dtype = match precision {
                     DenseWeights::Bf16 => DType::BF16,
                     _ => DType::F16,
                 };

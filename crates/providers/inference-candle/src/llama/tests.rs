@@ -535,3 +535,41 @@ fn kv_cache_dtype_memory_and_speed_at_long_context() {
         );
     }
 }
+
+/// `dtype: auto` keeps a checkpoint's own precision: a bf16 checkpoint runs on the half kernels
+/// exactly as with `dtype: bf16`, an f32 one exactly as with `dtype: f32`.
+#[test]
+fn auto_precision_is_the_checkpoints_own() {
+    let Some((_root, hf, _)) = models() else {
+        return;
+    };
+    let tiktoken = test_model::default_tokenizer_path();
+    let bf16_dir = tempfile::tempdir().unwrap();
+    let options = TestModelOptions {
+        preset: Preset::Tiny,
+        dtype: DType::BF16,
+        tiktoken_model: &tiktoken,
+        seed: 11,
+    };
+    test_model::create(bf16_dir.path(), &options).unwrap();
+    let ids = [128000u32, 791, 4062, 14198];
+    let run = |location: &Path, precision| {
+        let files = model_files::inspect(location).unwrap();
+        let model =
+            crate::engine::load_model(&files, &Device::Cpu, precision, Some(64), &mut |_, _| {})
+                .unwrap();
+        let half = matches!(model.layers[0].wo, super::linear::Linear::Half(_));
+        (stepwise(&model, &ids), half)
+    };
+    for (location, explicit, half) in [
+        (bf16_dir.path(), DenseWeights::Bf16, true),
+        (hf.as_path(), DenseWeights::F32, false),
+    ] {
+        let (auto, auto_half) = run(location, DenseWeights::Stored);
+        let (chosen, _) = run(location, explicit);
+        assert_eq!(auto_half, half, "{explicit:?}");
+        for (a, c) in auto.iter().zip(&chosen) {
+            assert_eq!(max_diff(a, c), 0.0, "{explicit:?}");
+        }
+    }
+}
