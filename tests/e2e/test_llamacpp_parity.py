@@ -62,9 +62,8 @@ BOS_ID = 128000  # <|begin_of_text|>
 #   mistakes are the F32 case's job (both weight types run the same model code).
 # - K-quants (the `small` preset, whose 256-column rows llama.cpp's K-quant types fit): llama.cpp
 #   rounds activations to Q8_K (one scale per 256 values) for K-quant products, ours to Q8 blocks
-#   of 32 (candle's path, for the types our kernels lack, to Q8_K too); the model's hidden size
-#   is 4x the tiny one's, so the rounding differences add up over more terms. Measured: 1.3e-2
-#   (Q4_K_M), 1.3e-2 (Q5_K_M), 1.4e-2 (Q6_K). A real weight mistake is far larger: llama.cpp on
+#   of 32; the model's hidden size is 4x the tiny one's, so the rounding differences add up over
+#   more terms. Measured: 1.3e-2 (Q4_K_M), 1.2e-2 (Q5_K_M), 1.4e-2 (Q6_K). A real weight mistake is far larger: llama.cpp on
 #   the same model with another K-quant type (Q4_K_M against Q5_K_M or Q6_K) moves the
 #   log-probabilities by 0.65-0.79 and changes the greedy run. 5e-2 sits between the two.
 TOLERANCE = {"f32": 2e-4, "q8_0": 1e-2, "q4_k_m": 5e-2, "q5_k_m": 5e-2, "q6_k": 5e-2}
