@@ -123,49 +123,55 @@ pub(super) fn repack(kind: PackedKind, rows: usize, cols: usize, data: &[u8]) ->
         PackedKind::Q6K => (210, Q6K_GROUP_BYTES),
         PackedKind::Q8_0 | PackedKind::Q4_0 => unreachable!("not a K-quant"),
     };
-    let mut out = vec![0u8; rows.div_ceil(GROUP) * supers * gb];
-    for r in 0..rows {
-        let (g, lane) = (r / GROUP, r % GROUP);
-        for s in 0..supers {
-            let at = (r * supers + s) * src_bytes;
-            let src = &data[at..at + src_bytes];
-            let dst = &mut out[(g * supers + s) * gb..(g * supers + s + 1) * gb];
-            match kind {
-                PackedKind::Q4K => {
-                    let b = decode_q4k(src);
-                    dst[2 * lane..2 * lane + 2].copy_from_slice(&b.d);
-                    dst[16 + 2 * lane..16 + 2 * lane + 2].copy_from_slice(&b.dmin);
-                    for j in 0..8 {
-                        dst[Q4K_SCALES + j * GROUP + lane] = b.scales[j] as u8;
-                        dst[Q4K_MINS + j * GROUP + lane] = b.mins[j];
-                        let q = &b.q[j * BLOCK..(j + 1) * BLOCK];
-                        put_nibbles(&mut dst[Q4K_QUANTS + j * 128..], lane, q);
+    let group_len = supers * gb;
+    let mut out = vec![0u8; rows.div_ceil(GROUP) * group_len];
+    // Groups are independent, so a load spreads them over the cores: repacking, not reading
+    // the file, is most of a large model's load time.
+    let fill = |g: usize, group: &mut [u8]| {
+        for lane in 0..GROUP.min(rows - g * GROUP) {
+            let r = g * GROUP + lane;
+            for s in 0..supers {
+                let at = (r * supers + s) * src_bytes;
+                let src = &data[at..at + src_bytes];
+                let dst = &mut group[s * gb..(s + 1) * gb];
+                match kind {
+                    PackedKind::Q4K => {
+                        let b = decode_q4k(src);
+                        dst[2 * lane..2 * lane + 2].copy_from_slice(&b.d);
+                        dst[16 + 2 * lane..16 + 2 * lane + 2].copy_from_slice(&b.dmin);
+                        for j in 0..8 {
+                            dst[Q4K_SCALES + j * GROUP + lane] = b.scales[j] as u8;
+                            dst[Q4K_MINS + j * GROUP + lane] = b.mins[j];
+                            let q = &b.q[j * BLOCK..(j + 1) * BLOCK];
+                            put_nibbles(&mut dst[Q4K_QUANTS + j * 128..], lane, q);
+                        }
                     }
-                }
-                PackedKind::Q5K => q5k::put(dst, lane, &q5k::decode(src)),
-                PackedKind::Q6K => {
-                    let b = decode_q6k(src);
-                    dst[2 * lane..2 * lane + 2].copy_from_slice(&b.d);
-                    for (sub, &sc) in b.scales.iter().enumerate() {
-                        dst[Q6K_SCALES + sub * GROUP + lane] = sc as u8;
-                    }
-                    for blk in 0..8 {
-                        let q = &b.q[blk * BLOCK..(blk + 1) * BLOCK];
-                        let base = Q6K_QUANTS + blk * 192;
-                        put_nibbles(&mut dst[base..], lane, q);
-                        for h in 0..2 {
-                            for e in 0..4 {
-                                let hb = |c: usize| q[16 * h + c + e] >> 4;
-                                dst[base + 128 + h * 32 + lane * 4 + e] =
-                                    hb(0) | (hb(4) << 2) | (hb(8) << 4) | (hb(12) << 6);
+                    PackedKind::Q5K => q5k::put(dst, lane, &q5k::decode(src)),
+                    PackedKind::Q6K => {
+                        let b = decode_q6k(src);
+                        dst[2 * lane..2 * lane + 2].copy_from_slice(&b.d);
+                        for (sub, &sc) in b.scales.iter().enumerate() {
+                            dst[Q6K_SCALES + sub * GROUP + lane] = sc as u8;
+                        }
+                        for blk in 0..8 {
+                            let q = &b.q[blk * BLOCK..(blk + 1) * BLOCK];
+                            let base = Q6K_QUANTS + blk * 192;
+                            put_nibbles(&mut dst[base..], lane, q);
+                            for h in 0..2 {
+                                for e in 0..4 {
+                                    let hb = |c: usize| q[16 * h + c + e] >> 4;
+                                    dst[base + 128 + h * 32 + lane * 4 + e] =
+                                        hb(0) | (hb(4) << 2) | (hb(8) << 4) | (hb(12) << 6);
+                                }
                             }
                         }
                     }
+                    PackedKind::Q8_0 | PackedKind::Q4_0 => unreachable!(),
                 }
-                PackedKind::Q8_0 | PackedKind::Q4_0 => unreachable!(),
             }
         }
-    }
+    };
+    super::linear::par_groups(&mut out, group_len, fill);
     out
 }
 

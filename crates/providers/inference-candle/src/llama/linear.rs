@@ -507,6 +507,24 @@ impl Packed {
     }
 }
 
+/// Runs `fill(g, group)` on every `group_len`-byte group of `out`, the groups spread over the
+/// cores: for repacking at load, where every group is written from its own rows only.
+pub(super) fn par_groups(out: &mut [u8], group_len: usize, fill: impl Fn(usize, &mut [u8]) + Sync) {
+    let groups = out.len() / group_len;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = groups.div_ceil(threads.min(groups).max(1)).max(1);
+    std::thread::scope(|scope| {
+        for (t, chunk) in out.chunks_mut(per * group_len).enumerate() {
+            let fill = &fill;
+            scope.spawn(move || {
+                for (k, group) in chunk.chunks_mut(group_len).enumerate() {
+                    fill(t * per + k, group);
+                }
+            });
+        }
+    });
+}
+
 struct SendPtr(*mut f32);
 // SAFETY: the pointer is only used for disjoint writes while the owning Vec outlives the pool
 // call (execute_chunked returns after every worker finished).

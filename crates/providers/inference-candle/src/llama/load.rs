@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -122,7 +122,7 @@ fn candle_err(what: &str) -> impl Fn(candle_core::Error) -> Error + '_ {
 
 struct Gguf<'a> {
     content: &'a gguf_file::Content,
-    reader: BufReader<File>,
+    reader: Cursor<&'a [u8]>,
     device: Device,
 }
 
@@ -185,11 +185,34 @@ fn meta_f32(content: &gguf_file::Content, key: &str) -> Result<f32> {
         .map_err(|_| Error::invalid(format!("GGUF metadata `{key}` is not a number")))
 }
 
+/// A GGUF file mapped read-only. The header holds the whole tokenizer, hundreds of thousands of
+/// short strings, which a reader over the file itself fetches with a read and a seek each
+/// (seconds for a Llama 3 file); over the map they are memory reads.
+pub(crate) struct MappedGguf(memmap2::Mmap);
+
+impl MappedGguf {
+    pub(crate) fn open(path: &Path) -> Result<MappedGguf> {
+        let file = File::open(path)
+            .map_err(|e| Error::invalid(format!("cannot open {}: {e}", path.display())))?;
+        // SAFETY: the map is read-only and lives as long as the reads from it; as with
+        // llama.cpp's mapping, a model file must not be rewritten while a server loads it.
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|e| Error::invalid(format!("cannot map {}: {e}", path.display())))?;
+        Ok(MappedGguf(map))
+    }
+
+    pub(crate) fn reader(&self) -> Cursor<&[u8]> {
+        Cursor::new(&self.0[..])
+    }
+}
+
 /// Reads a GGUF file's header: tensor table and metadata.
 pub(crate) fn read_gguf(path: &Path) -> Result<gguf_file::Content> {
-    let mut file = File::open(path)
-        .map_err(|e| Error::invalid(format!("cannot open {}: {e}", path.display())))?;
-    gguf_file::Content::read(&mut file).map_err(|e| {
+    read_mapped_gguf(path, &MappedGguf::open(path)?)
+}
+
+fn read_mapped_gguf(path: &Path, mapped: &MappedGguf) -> Result<gguf_file::Content> {
+    gguf_file::Content::read(&mut mapped.reader()).map_err(|e| {
         // candle names no tensor when a type is unknown to it (IQ quantizations): say which.
         let unsupported = super::gguf_types::unsupported_tensor(path);
         Error::invalid(
@@ -250,13 +273,12 @@ pub(crate) fn from_gguf(
     device: &Device,
     progress: Progress<'_>,
 ) -> Result<LlamaModel> {
-    let content = read_gguf(path)?;
+    let mapped = MappedGguf::open(path)?;
+    let content = read_mapped_gguf(path, &mapped)?;
     let mut hyper = gguf_hyper(&content)?;
-    let file = File::open(path)
-        .map_err(|e| Error::invalid(format!("cannot open {}: {e}", path.display())))?;
     let mut tensors = Gguf {
         content: &content,
-        reader: BufReader::new(file),
+        reader: mapped.reader(),
         device: device.clone(),
     };
     if tensors.has("rope_freqs.weight") {
