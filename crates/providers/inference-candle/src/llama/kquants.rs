@@ -435,23 +435,12 @@ mod neon;
 
 #[cfg(test)]
 mod tests {
+    use crate::llama::linear::tests::random;
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
 
     use super::*;
     use crate::llama::linear::Linear;
-
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        (0..n)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
 
     /// Rows not a multiple of eight, three super-blocks per row, several activation rows.
     const ROWS: usize = 70;

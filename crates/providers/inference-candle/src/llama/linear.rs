@@ -629,10 +629,12 @@ pub(super) mod neon;
 mod linear_half;
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn random(n: usize, seed: u64) -> Vec<f32> {
+    /// Values in [-1, 1) from a fixed generator: the same matrices on every run and machine,
+    /// shared by the kernel tests of every format.
+    pub(in crate::llama) fn random(n: usize, seed: u64) -> Vec<f32> {
         let mut state = seed;
         (0..n)
             .map(|_| {

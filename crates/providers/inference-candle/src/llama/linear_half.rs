@@ -280,19 +280,8 @@ mod x86;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llama::linear::tests::random;
     use candle_core::Module;
-
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        (0..n)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
 
     fn qtensor(rows: usize, cols: usize, dtype: GgmlDType, seed: u64) -> QTensor {
         let w = Tensor::from_vec(random(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap();
