@@ -135,17 +135,7 @@ pub(super) fn repack(kind: PackedKind, rows: usize, cols: usize, data: &[u8]) ->
                 let src = &data[at..at + src_bytes];
                 let dst = &mut group[s * gb..(s + 1) * gb];
                 match kind {
-                    PackedKind::Q4K => {
-                        let b = decode_q4k(src);
-                        dst[2 * lane..2 * lane + 2].copy_from_slice(&b.d);
-                        dst[16 + 2 * lane..16 + 2 * lane + 2].copy_from_slice(&b.dmin);
-                        for j in 0..8 {
-                            dst[Q4K_SCALES + j * GROUP + lane] = b.scales[j] as u8;
-                            dst[Q4K_MINS + j * GROUP + lane] = b.mins[j];
-                            let q = &b.q[j * BLOCK..(j + 1) * BLOCK];
-                            put_nibbles(&mut dst[Q4K_QUANTS + j * 128..], lane, q);
-                        }
-                    }
+                    PackedKind::Q4K => put_q4k(dst, lane, &decode_q4k(src), 128),
                     PackedKind::Q5K => q5k::put(dst, lane, &q5k::decode(src)),
                     PackedKind::Q6K => {
                         let b = decode_q6k(src);
@@ -173,6 +163,20 @@ pub(super) fn repack(kind: PackedKind, rows: usize, cols: usize, data: &[u8]) ->
     };
     super::linear::par_groups(&mut out, group_len, fill);
     out
+}
+
+/// Row `lane` of a decoded Q4_K-style super-block into its group super-block `dst`: `d`,
+/// `dmin`, the sub-block scales and mins, and each sub-block's low nibbles, sub-blocks `stride`
+/// bytes apart (Q5_K keeps its fifth bits after each sub-block's nibbles).
+fn put_q4k(dst: &mut [u8], lane: usize, b: &Decoded, stride: usize) {
+    dst[2 * lane..2 * lane + 2].copy_from_slice(&b.d);
+    dst[16 + 2 * lane..16 + 2 * lane + 2].copy_from_slice(&b.dmin);
+    for j in 0..8 {
+        dst[Q4K_SCALES + j * GROUP + lane] = b.scales[j] as u8;
+        dst[Q4K_MINS + j * GROUP + lane] = b.mins[j];
+        let q = &b.q[j * BLOCK..(j + 1) * BLOCK];
+        put_nibbles(&mut dst[Q4K_QUANTS + j * stride..], lane, q);
+    }
 }
 
 /// The low nibbles of a row's 32 quants into four 32-byte vectors, Q4_0's order.

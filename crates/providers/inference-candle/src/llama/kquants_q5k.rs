@@ -38,14 +38,10 @@ pub(super) fn decode(src: &[u8]) -> Decoded {
 
 /// Row `lane` of a decoded super-block into its group super-block `dst`.
 pub(super) fn put(dst: &mut [u8], lane: usize, b: &Decoded) {
-    dst[2 * lane..2 * lane + 2].copy_from_slice(&b.d);
-    dst[16 + 2 * lane..16 + 2 * lane + 2].copy_from_slice(&b.dmin);
+    super::put_q4k(dst, lane, b, SUB_BYTES);
     for j in 0..8 {
-        dst[Q4K_SCALES + j * GROUP + lane] = b.scales[j] as u8;
-        dst[Q4K_MINS + j * GROUP + lane] = b.mins[j];
         let q = &b.q[j * BLOCK..(j + 1) * BLOCK];
         let sub = &mut dst[Q4K_QUANTS + j * SUB_BYTES..Q4K_QUANTS + (j + 1) * SUB_BYTES];
-        super::put_nibbles(sub, lane, q);
         for e in 0..4 {
             let mut bits = 0u8;
             for p in 0..4 {
