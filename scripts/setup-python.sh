@@ -92,12 +92,13 @@ fi
 "$venvagents/bin/python" -c 'import importlib.metadata as md; print("setup-python: agents venv has openai-agents", md.version("openai-agents"), "| openai", md.version("openai"))'
 
 # schemathesis fuzzes the server from docs/openapi.json (tests/e2e/test_fuzz.py); its own venv
-# keeps its dependencies (hypothesis, httpx, ...) away from the clients' pins.
+# keeps its dependencies (hypothesis, httpx, ...) away from the clients' pins. Exact versions:
+# the run's seed is fixed, and a new generator release would change every generated case.
 venvfuzz="${LLAMA_STACK_VENV_FUZZ:-$repo_root/.venv-fuzz}"
 if [ ! -x "$venvfuzz/bin/python" ]; then
   "$python" -m venv "$venvfuzz"
 fi
-if ! "$venvfuzz/bin/python" -c 'import importlib.metadata as md; assert md.version("schemathesis").startswith("4.")' 2>/dev/null; then
-  "$venvfuzz/bin/python" -m pip install "${pip_quiet[@]}" "schemathesis>=4.3,<5"
+if ! "$venvfuzz/bin/python" -c 'import importlib.metadata as md; assert md.version("schemathesis") == "4.32.5" and md.version("hypothesis") == "6.170.27"' 2>/dev/null; then
+  "$venvfuzz/bin/python" -m pip install "${pip_quiet[@]}" "schemathesis==4.32.5" "hypothesis==6.170.27"
 fi
 "$venvfuzz/bin/python" -c 'import importlib.metadata as md; print("setup-python: fuzz venv has schemathesis", md.version("schemathesis"))'
