@@ -23,7 +23,8 @@ pub enum ModelCommand {
         /// Directory to write (created if needed).
         dir: PathBuf,
         /// Model size: `tiny` (2 layers, loads instantly), `small` (2 layers, hidden 256: rows
-        /// long enough for llama.cpp's K-quants), `1b` or `3b` (the Llama 3.2 1B and 3B shapes).
+        /// long enough for llama.cpp's K-quants), `1b` or `3b` (the Llama 3.2 1B and 3B shapes),
+        /// or `vision-tiny` (a Llama 3.2 Vision checkpoint on 112-pixel tiles; safetensors).
         #[arg(long, default_value = "tiny")]
         preset: String,
         /// File format of the weights.

@@ -71,6 +71,47 @@ pub struct CandleConfig {
     /// as without it; copying-heavy answers (quotes, code edits) come faster. Off when unset.
     #[serde(default)]
     pub speculative: Option<SpeculativeConfig>,
+    /// Images sent to a Llama 3.2 Vision model: size limits and where URLs may point.
+    #[serde(default)]
+    pub images: ImageInputConfig,
+}
+
+/// How requests may send images to a vision model (`images:`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageInputConfig {
+    /// Largest encoded image accepted, in bytes (after base64 decoding or download).
+    /// Default 20 MiB.
+    pub max_bytes: usize,
+    /// Largest decoded image accepted, in pixels (width × height). Default 40 million; the
+    /// model sees at most four tiles, so larger images cost time without adding detail.
+    pub max_pixels: u64,
+    /// Fetch `http(s)` image URLs that resolve to loopback, private or link-local addresses.
+    /// Off by default, so a request cannot make the server reach its own network.
+    pub allow_private_addresses: bool,
+    /// Seconds an image URL may take to download, redirects included. Default 30.
+    pub fetch_timeout_seconds: u64,
+}
+
+impl Default for ImageInputConfig {
+    fn default() -> Self {
+        let limits = crate::vision::ImageLimits::default();
+        ImageInputConfig {
+            max_bytes: limits.max_bytes,
+            max_pixels: limits.max_pixels,
+            allow_private_addresses: false,
+            fetch_timeout_seconds: 30,
+        }
+    }
+}
+
+impl ImageInputConfig {
+    pub fn limits(&self) -> crate::vision::ImageLimits {
+        crate::vision::ImageLimits {
+            max_bytes: self.max_bytes,
+            max_pixels: self.max_pixels,
+        }
+    }
 }
 
 fn default_kv_cache_dtype() -> String {
@@ -162,6 +203,18 @@ impl CandleConfig {
         }
         if let Some(speculative) = &self.speculative {
             issues.extend(speculative.issues());
+        }
+        for (field, zero) in [
+            ("images.max_bytes", self.images.max_bytes == 0),
+            ("images.max_pixels", self.images.max_pixels == 0),
+            (
+                "images.fetch_timeout_seconds",
+                self.images.fetch_timeout_seconds == 0,
+            ),
+        ] {
+            if zero {
+                issues.push(ConfigIssue::new(field, "must be at least 1"));
+            }
         }
         issues
     }

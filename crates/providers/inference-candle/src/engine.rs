@@ -23,12 +23,15 @@ use llama_stack_structured::{Constraint, ConstraintOptions, Format, Vocabulary};
 use tokenizers::Tokenizer;
 use tokio::sync::mpsc;
 
+use crate::engine_model::{EngineModel, SeqCache, Step};
 use crate::llama::load::{self, DenseWeights};
-use crate::llama::{KvCache, KvDtype, LlamaModel, SeqStep, log_softmax};
+use crate::llama::{KvDtype, LlamaModel, log_softmax};
 use crate::model_files::{ModelFiles, Weights, tokenizer_json};
 use crate::prompt_tokens::PromptTokenizer;
 use crate::sampling::{SamplingKind, SamplingSettings};
 use crate::speculative::{self, SpeculativeConfig};
+use crate::vision::MllamaImageConfig;
+use crate::vision::serve::{JobImages, VisionServing};
 
 /// Prompt tokens read per iteration while other sequences are decoding.
 const PREFILL_CHUNK: usize = 256;
@@ -64,6 +67,8 @@ pub(crate) struct Job {
     /// Report log-probabilities: the chosen token's and this many alternatives.
     pub logprobs: Option<usize>,
     pub constraint: Option<Box<dyn TokenConstraint>>,
+    /// The images of a vision model's prompt, one per image token in it.
+    pub images: Option<Arc<JobImages>>,
     pub events: mpsc::UnboundedSender<EngineEvent>,
 }
 
@@ -120,6 +125,16 @@ pub(crate) struct EngineHandle {
     /// The longest text one token stands for, in bytes: a prompt longer than
     /// `max_seq_len` times this cannot fit, and is refused before it is tokenized.
     pub max_token_bytes: usize,
+    /// How a vision model takes images; none for a text-only model.
+    pub vision: Option<VisionInput>,
+}
+
+/// What the request side needs to prepare images for a vision model.
+#[derive(Debug, Clone)]
+pub(crate) struct VisionInput {
+    /// The id that stands for an image in the model's prompts.
+    pub image_token: u32,
+    pub image_config: MllamaImageConfig,
 }
 
 impl EngineHandle {
@@ -248,9 +263,29 @@ pub(crate) fn load_model(
     precision: DenseWeights,
     max_seq_len: Option<usize>,
     progress: load::Progress<'_>,
+) -> Result<EngineModel> {
+    if let Weights::Mllama { dir, context } = &files.weights {
+        let model = VisionServing::load(dir, served_context(max_seq_len, *context), device)
+            .map_err(|e| Error::invalid(format!("cannot load {}: {e}", dir.display())))?;
+        return Ok(EngineModel::Vision(Box::new(model)));
+    }
+    load_text_model(files, device, precision, max_seq_len, progress).map(EngineModel::Text)
+}
+
+/// Loads a text-only Llama model. Blocking: call from `spawn_blocking`.
+pub(crate) fn load_text_model(
+    files: &ModelFiles,
+    device: &Device,
+    precision: DenseWeights,
+    max_seq_len: Option<usize>,
+    progress: load::Progress<'_>,
 ) -> Result<LlamaModel> {
     let served = |context: usize| served_context(max_seq_len, context);
     match &files.weights {
+        Weights::Mllama { dir, .. } => Err(Error::invalid(format!(
+            "{} holds a Llama 3.2 Vision checkpoint, not a text-only Llama",
+            dir.display()
+        ))),
         Weights::Gguf(path) => {
             let content = load::read_gguf(path)?;
             let context = load::gguf_hyper(&content)?.context_length;
@@ -308,9 +343,20 @@ pub(crate) fn start(
         .unwrap_or(1)
         .max(1);
     let mut model = load_model(files, &device, precision, limits.max_seq_len, progress)?;
-    model.kv_dtype = limits.kv_cache_dtype;
-    let max_seq_len = model.max_seq_len;
-    let kv_bytes_per_token = model.kv_bytes_per_token();
+    let (kv_bytes_per_token, vision) = match &mut model {
+        EngineModel::Text(model) => {
+            model.kv_dtype = limits.kv_cache_dtype;
+            (model.kv_bytes_per_token(), None)
+        }
+        EngineModel::Vision(model) => (
+            model.kv_bytes_per_token(),
+            Some(VisionInput {
+                image_token: model.image_token(),
+                image_config: model.image_config.clone(),
+            }),
+        ),
+    };
+    let max_seq_len = model.max_seq_len();
     let (queue, jobs) = mpsc::channel::<Job>(limits.max_queue);
     let name = format!("candle-{}", files.location.display());
     let scheduler = Scheduler::new(model, limits);
@@ -331,6 +377,7 @@ pub(crate) fn start(
         kv_bytes_per_token,
         kv_cache_dtype: limits.kv_cache_dtype,
         max_token_bytes,
+        vision,
     })
 }
 
@@ -338,7 +385,7 @@ pub(crate) fn start(
 struct Sequence {
     job: Job,
     processor: LogitsProcessor,
-    cache: KvCache,
+    cache: SeqCache,
     /// Prompt and generated tokens.
     tokens: Vec<u32>,
     /// Tokens of `tokens` already in the cache.
@@ -359,11 +406,11 @@ impl Sequence {
 /// A finished sequence's cache, kept for a conversation's next turn.
 struct CachedPrefix {
     tokens: Vec<u32>,
-    cache: KvCache,
+    cache: SeqCache,
 }
 
 pub(crate) struct Scheduler {
-    model: LlamaModel,
+    model: EngineModel,
     limits: EngineLimits,
     batch: Vec<Sequence>,
     prefixes: VecDeque<CachedPrefix>,
@@ -372,7 +419,7 @@ pub(crate) struct Scheduler {
 }
 
 impl Scheduler {
-    pub(crate) fn new(model: LlamaModel, limits: EngineLimits) -> Self {
+    pub(crate) fn new(model: EngineModel, limits: EngineLimits) -> Self {
         Scheduler {
             model,
             limits,
@@ -383,7 +430,7 @@ impl Scheduler {
     }
 
     /// Serves `jobs` until every sender is gone; `label` names the engine in metrics.
-    fn run(mut self, mut jobs: mpsc::Receiver<Job>, label: &str) {
+    pub(crate) fn run(mut self, mut jobs: mpsc::Receiver<Job>, label: &str) {
         self.label = label.to_string();
         loop {
             if self.batch.is_empty() {
@@ -409,10 +456,12 @@ impl Scheduler {
             return;
         }
         let prompt_len = job.prompt.len();
+        let images = job.images.as_deref();
         let best = self
             .prefixes
             .iter()
             .enumerate()
+            .filter(|(_, p)| p.cache.serves(images))
             .map(|(i, p)| (i, common_prefix(&p.tokens, &job.prompt)))
             .max_by_key(|(_, n)| *n);
         let (cache, fed) = match best {
@@ -421,9 +470,17 @@ impl Scheduler {
                 // At least the last prompt token is read again, for its logits.
                 let keep = shared.min(prompt_len - 1);
                 entry.cache.truncate(keep);
+                self.model.reuse(&mut entry.cache, &job.prompt, images);
                 (entry.cache, keep)
             }
-            _ => (self.model.new_cache(), 0),
+            _ => match self.model.new_cache(&job.prompt, images) {
+                Ok(cache) => (cache, 0),
+                Err(err) => {
+                    tracing::error!(error = %err, "Cannot start a sequence");
+                    let _ = job.events.send(EngineEvent::Failed(err.to_string()));
+                    return;
+                }
+            },
         };
         if fed > 0 {
             tracing::debug!(
@@ -451,7 +508,7 @@ impl Scheduler {
             return;
         }
         if let Some(speculative) = self.limits.speculative {
-            let room = self.model.max_seq_len;
+            let room = self.model.max_seq_len();
             for s in self.batch.iter_mut() {
                 draft_into(s, speculative, room);
             }
@@ -476,12 +533,12 @@ impl Scheduler {
             .map(|&(i, _)| 1 + self.batch[i].drafted)
             .collect();
         let logits = {
-            let mut steps: Vec<SeqStep<'_>> = Vec::with_capacity(chosen.len());
+            let mut steps: Vec<Step<'_>> = Vec::with_capacity(chosen.len());
             let mut by_index: Vec<Option<&mut Sequence>> =
                 self.batch.iter_mut().map(Some).collect();
             for &(i, n) in &chosen {
                 let s = by_index[i].take().expect("each sequence is chosen once");
-                steps.push(SeqStep {
+                steps.push(Step {
                     tokens: &s.tokens[s.fed..s.fed + n],
                     cache: &mut s.cache,
                 });

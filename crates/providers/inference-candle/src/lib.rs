@@ -6,6 +6,7 @@
 
 pub mod config;
 mod engine;
+mod engine_model;
 pub mod hub;
 mod llama;
 mod model_files;

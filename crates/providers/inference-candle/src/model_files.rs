@@ -35,6 +35,9 @@ pub(crate) enum Weights {
         params: MetaParams,
         checkpoint: PathBuf,
     },
+    /// A Hugging Face Llama 3.2 Vision (`MllamaForConditionalGeneration`) checkpoint;
+    /// `context` is its text model's `max_position_embeddings`.
+    Mllama { dir: PathBuf, context: usize },
 }
 
 impl Weights {
@@ -43,6 +46,7 @@ impl Weights {
             Weights::Safetensors { .. } => "safetensors",
             Weights::Gguf(_) => "gguf",
             Weights::Meta { .. } => "meta",
+            Weights::Mllama { .. } => "mllama safetensors",
         }
     }
 }
@@ -216,7 +220,9 @@ fn inspect_hf(dir: &Path) -> Result<ModelFiles> {
     let config_path = dir.join("config.json");
     let text = std::fs::read_to_string(&config_path)
         .map_err(|e| Error::invalid(format!("cannot read {}: {e}", config_path.display())))?;
-    crate::vision::mllama::refuse_for_text_serving(&config_path, &text)?;
+    if let Some(files) = inspect_mllama(dir, &config_path, &text)? {
+        return Ok(files);
+    }
     let config: LlamaConfig = serde_json::from_str(&text).map_err(|e| {
         Error::invalid(format!(
             "{} is not a Llama config: {e}",
@@ -248,6 +254,37 @@ fn inspect_hf(dir: &Path) -> Result<ModelFiles> {
         weights: Weights::Safetensors { config, files },
         tokenizer: TokenizerSource::Json(tokenizer),
     })
+}
+
+/// A Llama 3.2 Vision checkpoint's files, or `None` when `config.json` describes another model.
+fn inspect_mllama(dir: &Path, config_path: &Path, text: &str) -> Result<Option<ModelFiles>> {
+    let json: serde_json::Value = match serde_json::from_str(text) {
+        Ok(json) if crate::vision::mllama::is_mllama_config(&json) => json,
+        _ => return Ok(None),
+    };
+    let config: crate::vision::mllama::MllamaConfig =
+        serde_json::from_value(json).map_err(|e| {
+            Error::invalid(format!(
+                "{} is not a Llama 3.2 Vision config: {e}",
+                config_path.display()
+            ))
+        })?;
+    weight_files(dir)?;
+    let tokenizer = dir.join("tokenizer.json");
+    if !tokenizer.is_file() {
+        return Err(Error::invalid(format!(
+            "{} is missing; the model directory needs a Hugging Face tokenizer.json",
+            tokenizer.display()
+        )));
+    }
+    Ok(Some(ModelFiles {
+        location: dir.to_path_buf(),
+        weights: Weights::Mllama {
+            dir: dir.to_path_buf(),
+            context: config.text_config.max_position_embeddings,
+        },
+        tokenizer: TokenizerSource::Json(tokenizer),
+    }))
 }
 
 fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {

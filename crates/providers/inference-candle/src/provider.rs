@@ -26,6 +26,8 @@ use crate::llama::load::DenseWeights;
 use crate::model_files::{self, ModelFiles};
 use crate::sampling::SamplingSettings;
 use crate::stream::{TextAssembler, pump_chat, pump_completion};
+use crate::vision::request::{has_images, load_images};
+use crate::vision::serve::JobImages;
 
 /// How many events may wait between the engine and the HTTP stream.
 const EVENT_BUFFER: usize = 64;
@@ -161,6 +163,7 @@ impl CandleProvider {
         params: &SamplingParams,
         response_format: Option<&serde_json::Value>,
         logprobs: Option<usize>,
+        images: Option<Arc<JobImages>>,
     ) -> Result<(
         mpsc::UnboundedReceiver<engine::EngineEvent>,
         TextAssembler,
@@ -181,7 +184,27 @@ impl CandleProvider {
                 engine.max_seq_len
             )));
         }
-        let prompt = engine.prompt.encode(pieces)?;
+        let mut prompt = engine.prompt.encode(pieces)?;
+        if let Some(vision) = &engine.vision {
+            // The prompt format's `<|image|>` is a reserved id of the text vocabulary; the
+            // vision checkpoints embed images at an id of their own.
+            let mut shown = 0;
+            for token in prompt
+                .iter_mut()
+                .filter(|t| **t == llama_stack_llama3::IMAGE)
+            {
+                *token = vision.image_token;
+                shown += 1;
+            }
+            let given = images.as_ref().map_or(0, |i| i.inputs.len());
+            if shown != given {
+                return Err(Error::invalid(format!(
+                    "the prompt shows {shown} of the request's {given} images; images are read \
+                     from user, assistant and tool messages, and a system message that the \
+                     tool prompt replaces drops its image"
+                )));
+            }
+        }
         let prompt_len = prompt.len();
         let sampling = SamplingSettings::from_strategy(
             &params.strategy,
@@ -198,6 +221,7 @@ impl CandleProvider {
             sampling,
             logprobs,
             constraint,
+            images,
             events,
         })?;
         let text = TextAssembler::new(
@@ -284,6 +308,22 @@ impl InferenceProvider for CandleProvider {
             }
             _ => None,
         };
+        let images = match (&engine.vision, has_images(&request.messages)) {
+            (_, false) => None,
+            (None, true) => {
+                return Err(Error::invalid(format!(
+                    "model '{}' reads text only and cannot take images; serve a Llama 3.2 \
+                     Vision checkpoint for image input, or send text",
+                    model.identifier
+                )));
+            }
+            (Some(vision), true) => {
+                let inputs =
+                    load_images(&request.messages, &vision.image_config, &self.config.images)
+                        .await?;
+                Some(Arc::new(JobImages::new(inputs)))
+            }
+        };
         let pieces = render_chat(&request.messages, &options);
         let params = request.sampling_params.clone().unwrap_or_default();
         let (events, text, prompt_len) = self.start_job(
@@ -295,6 +335,7 @@ impl InferenceProvider for CandleProvider {
                 .logprobs
                 .as_ref()
                 .map(|l| l.top_k.unwrap_or(0) as usize),
+            images,
         )?;
         let (out, chunks) = mpsc::channel(EVENT_BUFFER);
         tokio::spawn(pump_chat(events, out, text, tools, prompt_len));
@@ -318,6 +359,7 @@ impl InferenceProvider for CandleProvider {
                 .logprobs
                 .as_ref()
                 .map(|l| l.top_k.unwrap_or(0) as usize),
+            None,
         )?;
         let (out, chunks) = mpsc::channel(EVENT_BUFFER);
         tokio::spawn(pump_completion(events, out, text, prompt_len));

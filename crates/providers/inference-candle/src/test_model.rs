@@ -9,6 +9,7 @@ use llama_stack_core::{Error, Result};
 use rand::{Rng, SeedableRng};
 
 mod gguf_writer;
+mod mllama_writer;
 pub use gguf_writer::GgufType;
 
 /// Sizes of a test model.
@@ -25,6 +26,9 @@ pub enum Preset {
     /// The shape of Llama 3.2 3B (28 layers, hidden 3072, GQA 24/8): for load-time and memory
     /// benchmarks.
     ThreeB,
+    /// A Llama 3.2 Vision (Mllama) checkpoint: a two-layer vision encoder on 112-pixel tiles
+    /// and a three-layer decoder with one cross-attention layer. Safetensors only.
+    VisionTiny,
 }
 
 impl std::str::FromStr for Preset {
@@ -35,8 +39,9 @@ impl std::str::FromStr for Preset {
             "small" => Ok(Preset::Small),
             "1b" => Ok(Preset::OneB),
             "3b" => Ok(Preset::ThreeB),
+            "vision-tiny" => Ok(Preset::VisionTiny),
             other => Err(format!(
-                "unknown preset `{other}`; use tiny, small, 1b or 3b"
+                "unknown preset `{other}`; use tiny, small, 1b, 3b or vision-tiny"
             )),
         }
     }
@@ -64,12 +69,15 @@ impl Preset {
             Preset::Small => "small",
             Preset::OneB => "1b",
             Preset::ThreeB => "3b",
+            Preset::VisionTiny => "vision-tiny",
         }
     }
 
     fn shape(self) -> Shape {
         match self {
-            Preset::Tiny => Shape {
+            // The vision preset's decoder is written by its own writer; this shape only
+            // serves the text-model paths that refuse it.
+            Preset::Tiny | Preset::VisionTiny => Shape {
                 hidden: 64,
                 intermediate: 128,
                 layers: 2,
@@ -170,6 +178,14 @@ fn write_tokenizer_files(dir: &Path, tokenizer: &serde_json::Value) -> Result<()
 /// generation_config.json into `dir`.
 pub fn create(dir: &Path, options: &TestModelOptions) -> Result<()> {
     let tokenizer = prepare(dir, options)?;
+    if options.preset == Preset::VisionTiny {
+        if options.dtype != DType::F32 {
+            return Err(Error::invalid(
+                "the vision-tiny preset is written in f32 only",
+            ));
+        }
+        return mllama_writer::create(dir, tokenizer, options.seed);
+    }
     let s = options.preset.shape();
     let torch_dtype = if options.dtype == DType::BF16 {
         "bfloat16"
@@ -230,6 +246,11 @@ pub fn create(dir: &Path, options: &TestModelOptions) -> Result<()> {
 /// returns the GGUF file's path. For one seed the weights are those [`create`] writes (with the
 /// query and key rows reordered for llama.cpp's rope layout), stored as `ty`.
 pub fn create_gguf(dir: &Path, options: &TestModelOptions, ty: GgufType) -> Result<PathBuf> {
+    if options.preset == Preset::VisionTiny {
+        return Err(Error::invalid(
+            "GGUF has no standard layout for Llama 3.2 Vision; write vision-tiny as safetensors",
+        ));
+    }
     let tokenizer = prepare(dir, options)?;
     write_tokenizer_files(dir, &tokenizer)?;
     let path = dir.join("model.gguf");

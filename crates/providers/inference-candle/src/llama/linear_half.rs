@@ -443,8 +443,14 @@ mod tests {
         crate::test_model::create(dir.path(), &options).unwrap();
         let files = crate::model_files::inspect(dir.path()).unwrap();
         let load = |precision| {
-            crate::engine::load_model(&files, &Device::Cpu, precision, Some(64), &mut |_, _| {})
-                .unwrap()
+            crate::engine::load_text_model(
+                &files,
+                &Device::Cpu,
+                precision,
+                Some(64),
+                &mut |_, _| {},
+            )
+            .unwrap()
         };
         let logits = |model: &LlamaModel| -> Vec<Vec<f32>> {
             let mut cache = model.new_cache();

@@ -7,7 +7,9 @@
 mod decode;
 pub mod mllama;
 mod preprocess;
+pub(crate) mod request;
 mod resample;
+pub(crate) mod serve;
 
 pub use decode::{ImageLimits, decode_image};
 pub use preprocess::{

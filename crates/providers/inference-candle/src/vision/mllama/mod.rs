@@ -65,25 +65,6 @@ pub fn is_mllama_config(config_json: &serde_json::Value) -> bool {
     config_json.get("model_type").and_then(|v| v.as_str()) == Some("mllama")
 }
 
-/// Refuses a Llama 3.2 Vision checkpoint by name when it is offered to the text engine, which
-/// would otherwise report it as a malformed Llama config.
-pub(crate) fn refuse_for_text_serving(
-    config_path: &Path,
-    config_text: &str,
-) -> llama_stack_core::Result<()> {
-    let is_mllama = serde_json::from_str::<serde_json::Value>(config_text)
-        .is_ok_and(|json| is_mllama_config(&json));
-    if is_mllama {
-        return Err(llama_stack_core::Error::unsupported(format!(
-            "{} describes a Llama 3.2 Vision (mllama) model; inline::candle cannot serve \
-             vision models yet. Serve a text-only Llama 3.x model, or this one through a \
-             provider that supports vision",
-            config_path.display()
-        )));
-    }
-    Ok(())
-}
-
 /// The images of one sequence, as the vision encoder takes them.
 #[derive(Debug, Clone)]
 pub struct MllamaImages {
@@ -195,6 +176,11 @@ impl MllamaSequence {
 
     pub fn tile_slots(&self) -> usize {
         self.tile_slots
+    }
+
+    /// Forgets every token from `len` on, keeping the image's encoding.
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        self.cache.truncate(len)
     }
 }
 
@@ -337,11 +323,23 @@ impl MllamaModel {
         ids: &[u32],
         cross_attention_mask: Option<&[u8]>,
     ) -> Result<Tensor> {
+        self.forward_last(sequence, ids, cross_attention_mask, ids.len())
+    }
+
+    /// [`Self::forward`], returning only the logits of the last `rows` tokens.
+    pub fn forward_last(
+        &self,
+        sequence: &mut MllamaSequence,
+        ids: &[u32],
+        cross_attention_mask: Option<&[u8]>,
+        rows: usize,
+    ) -> Result<Tensor> {
         if ids.is_empty() {
             bail!("mllama: no tokens to run");
         }
         let len = ids.len();
         let slots = sequence.tile_slots;
+        let last = rows;
         let rows: Option<Vec<u8>> = match (cross_attention_mask, &sequence.last_mask_row) {
             _ if slots == 0 => None,
             (Some(mask), _) => {
@@ -367,7 +365,7 @@ impl MllamaModel {
         let ids = Tensor::from_slice(ids, (1, len), &self.device)?;
         let logits = self
             .text
-            .forward(&ids, &mut sequence.cache, mask.as_ref())?;
+            .forward(&ids, &mut sequence.cache, mask.as_ref(), Some(last))?;
         logits.squeeze(0)
     }
 

@@ -358,6 +358,22 @@ impl TextCache {
     pub fn has_image(&self) -> bool {
         self.cross_kv.iter().any(Option::is_some)
     }
+
+    /// Forgets every token from `len` on; the image's keys and values stay.
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        if len >= self.len {
+            return Ok(());
+        }
+        for slot in &mut self.self_kv {
+            *slot = match slot.take() {
+                Some(_) if len == 0 => None,
+                Some((k, v)) => Some((k.narrow(2, 0, len)?, v.narrow(2, 0, len)?)),
+                None => None,
+            };
+        }
+        self.len = len;
+        Ok(())
+    }
 }
 
 pub struct TextModel {
@@ -427,13 +443,14 @@ impl TextModel {
     }
 
     /// Runs `ids` (`[1, len]`, u32) after the tokens already in `cache` and returns the logits
-    /// at each of them, `[1, len, vocab]` in f32. Cross-attention layers are skipped while the
-    /// cache holds no image.
+    /// at the last `last` of them (all when `None`), `[1, rows, vocab]` in f32. Cross-attention
+    /// layers are skipped while the cache holds no image.
     pub fn forward(
         &self,
         ids: &Tensor,
         cache: &mut TextCache,
         cross_mask: Option<&CrossMask>,
+        last: Option<usize>,
     ) -> Result<Tensor> {
         let (_, len) = ids.dims2()?;
         let start = cache.len;
@@ -465,6 +482,12 @@ impl TextModel {
             };
         }
         cache.len += len;
+        // A prompt chunk needs only its last rows' logits: the vocabulary projection of the
+        // others would cost more than the chunk's whole decoder pass on a small model.
+        let x = match last {
+            Some(rows) if rows < len => x.narrow(1, len - rows, rows)?,
+            _ => x,
+        };
         let x = self.norm.forward(&x)?;
         self.lm_head.forward(&x)?.to_dtype(DType::F32)
     }
