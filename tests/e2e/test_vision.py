@@ -70,8 +70,10 @@ def vision_server(server_factory, vision_model_dir):
 
 @pytest.fixture(scope="module")
 def open_vision_server(server_factory, vision_model_dir, tmp_path_factory):
-    """Image URLs may point at this machine; images over a million pixels are refused."""
-    config = vision_run_yaml(tmp_path_factory, "      images:\n"
+    """Image URLs may point at this machine; images over a million pixels are refused; the
+    decoder is quantized to 8 bits at load."""
+    config = vision_run_yaml(tmp_path_factory, "      quantize: q8_0\n"
+                             "      images:\n"
                              "        allow_private_addresses: true\n"
                              "        max_pixels: 1000000\n")
     return server_factory("vision-open", run_config=config, extra_env={

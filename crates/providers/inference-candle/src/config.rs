@@ -71,6 +71,11 @@ pub struct CandleConfig {
     /// as without it; copying-heavy answers (quotes, code edits) come faster. Off when unset.
     #[serde(default)]
     pub speculative: Option<SpeculativeConfig>,
+    /// Quantize a Llama 3.2 Vision checkpoint's text decoder at load: `q8_0` (about a quarter
+    /// of f32's memory) or `q4_0` (about an eighth). The vision encoder, embeddings and norms
+    /// stay f32. Unset keeps the checkpoint's weights; a text model takes a GGUF file instead.
+    #[serde(default)]
+    pub quantize: Option<String>,
     /// Images sent to a Llama 3.2 Vision model: size limits and where URLs may point.
     #[serde(default)]
     pub images: ImageInputConfig,
@@ -102,6 +107,15 @@ impl Default for ImageInputConfig {
             allow_private_addresses: false,
             fetch_timeout_seconds: 30,
         }
+    }
+}
+
+/// The quantized type `quantize` names.
+pub(crate) fn weight_quant(name: &str) -> Option<candle_core::quantized::GgmlDType> {
+    match name {
+        "q8_0" => Some(candle_core::quantized::GgmlDType::Q8_0),
+        "q4_0" => Some(candle_core::quantized::GgmlDType::Q4_0),
+        _ => None,
     }
 }
 
@@ -204,6 +218,14 @@ impl CandleConfig {
         if let Some(speculative) = &self.speculative {
             issues.extend(speculative.issues());
         }
+        if let Some(quantize) = &self.quantize
+            && weight_quant(quantize).is_none()
+        {
+            issues.push(ConfigIssue::new(
+                "quantize",
+                format!("unknown quantize `{quantize}`; use q8_0 or q4_0"),
+            ));
+        }
         for (field, zero) in [
             ("images.max_bytes", self.images.max_bytes == 0),
             ("images.max_pixels", self.images.max_pixels == 0),
@@ -236,5 +258,27 @@ mod tests {
             let config = parse(serde_json::json!({"kv_cache_dtype": dtype}));
             assert!(config.issues().is_empty(), "{dtype}");
         }
+    }
+
+    #[test]
+    fn quantize_and_image_limits_are_checked() {
+        let parse = |value| -> CandleConfig { serde_json::from_value(value).unwrap() };
+        for quantize in ["q8_0", "q4_0"] {
+            assert!(
+                parse(serde_json::json!({"quantize": quantize}))
+                    .issues()
+                    .is_empty()
+            );
+        }
+        let issues = format!(
+            "{:?}",
+            parse(serde_json::json!({"quantize": "q5_k", "images": {"max_pixels": 0}})).issues()
+        );
+        assert!(issues.contains("use q8_0 or q4_0"), "{issues}");
+        assert!(issues.contains("images.max_pixels"), "{issues}");
+        assert!(
+            serde_json::from_value::<CandleConfig>(serde_json::json!({"images": {"max_size": 1}}))
+                .is_err()
+        );
     }
 }

@@ -108,6 +108,8 @@ pub(crate) struct EngineLimits {
     pub kv_cache_dtype: KvDtype,
     /// Prompt-lookup drafts for greedy sequences (see [`crate::speculative`]).
     pub speculative: Option<SpeculativeConfig>,
+    /// Quantization of a vision checkpoint's decoder at load (`quantize:`).
+    pub weight_quant: Option<candle_core::quantized::GgmlDType>,
 }
 
 /// A running engine: its queue and what callers need to prepare jobs.
@@ -262,12 +264,22 @@ pub(crate) fn load_model(
     device: &Device,
     precision: DenseWeights,
     max_seq_len: Option<usize>,
+    weight_quant: Option<candle_core::quantized::GgmlDType>,
     progress: load::Progress<'_>,
 ) -> Result<EngineModel> {
     if let Weights::Mllama { dir, context } = &files.weights {
-        let model = VisionServing::load(dir, served_context(max_seq_len, *context), device)
+        let served = served_context(max_seq_len, *context);
+        let model = VisionServing::load(dir, served, device, weight_quant)
             .map_err(|e| Error::invalid(format!("cannot load {}: {e}", dir.display())))?;
         return Ok(EngineModel::Vision(Box::new(model)));
+    }
+    if weight_quant.is_some() {
+        return Err(Error::invalid(format!(
+            "{}: `quantize` applies to Llama 3.2 Vision checkpoints; for a text model, serve a \
+             GGUF file of the type wanted (`llama-quantize` writes one from a safetensors \
+             checkpoint) and leave `quantize` unset",
+            files.location.display()
+        )));
     }
     load_text_model(files, device, precision, max_seq_len, progress).map(EngineModel::Text)
 }
@@ -342,7 +354,14 @@ pub(crate) fn start(
         .max()
         .unwrap_or(1)
         .max(1);
-    let mut model = load_model(files, &device, precision, limits.max_seq_len, progress)?;
+    let mut model = load_model(
+        files,
+        &device,
+        precision,
+        limits.max_seq_len,
+        limits.weight_quant,
+        progress,
+    )?;
     let (kv_bytes_per_token, vision) = match &mut model {
         EngineModel::Text(model) => {
             model.kv_dtype = limits.kv_cache_dtype;

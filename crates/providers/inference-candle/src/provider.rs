@@ -72,6 +72,11 @@ impl CandleProvider {
             prefix_cache_slots: self.config.prefix_cache_slots,
             kv_cache_dtype: self.kv_dtype,
             speculative: self.config.speculative,
+            weight_quant: self
+                .config
+                .quantize
+                .as_deref()
+                .and_then(crate::config::weight_quant),
         }
     }
 
@@ -92,20 +97,35 @@ impl CandleProvider {
                 let started = std::time::Instant::now();
                 let location = files.location.clone();
                 let format = files.weights.format();
-                let handle = tokio::task::spawn_blocking(move || {
+                let quantize = self.config.quantize.clone();
+                let (files, started_engine) = tokio::task::spawn_blocking(move || {
                     let mut progress = crate::progress::LoadProgress::new(&files.location);
-                    engine::start(&files, device, precision, limits, &mut |done, total| {
-                        progress.update(done, total)
-                    })
+                    let started =
+                        engine::start(&files, device, precision, limits, &mut |done, total| {
+                            progress.update(done, total)
+                        });
+                    (files, started)
                 })
                 .await
-                .map_err(|e| Error::internal(format!("model loading task failed: {e}")))??;
+                .map_err(|e| Error::internal(format!("model loading task failed: {e}")))?;
+                let handle = match started_engine {
+                    Ok(handle) => handle,
+                    Err(err) => {
+                        // Kept for the next request, which then reports the same cause
+                        // rather than a missing model.
+                        if let Ok(mut slot) = lazy.files.lock() {
+                            *slot = Some(files);
+                        }
+                        return Err(err);
+                    }
+                };
                 // What a conversation costs in memory, so operators can size `max_seq_len`
                 // and `max_batch_size` against RAM.
                 let kv_mib_per_1k = (handle.kv_bytes_per_token * 1024) as f64 / (1 << 20) as f64;
                 tracing::info!(
                     model = %location.display(),
                     format,
+                    quantize = quantize.as_deref().unwrap_or("none"),
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     kv_cache_dtype = handle.kv_cache_dtype.name(),
                     kv_cache_mib_per_1k_tokens = format!("{kv_mib_per_1k:.1}"),
@@ -258,6 +278,16 @@ impl InferenceProvider for CandleProvider {
                             .map_err(|e| {
                                 Error::internal(format!("model inspection task failed: {e}"))
                             })??;
+                    if let Some(quantize) = &self.config.quantize
+                        && !matches!(files.weights, model_files::Weights::Mllama { .. })
+                    {
+                        return Err(Error::invalid(format!(
+                            "quantize: {quantize} applies to Llama 3.2 Vision checkpoints, and \
+                             {} holds a text-only model; serve a GGUF file of the type wanted \
+                             (llama.cpp's `llama-quantize` writes one) and leave quantize unset",
+                            location.display()
+                        )));
+                    }
                     let lazy = Arc::new(LazyEngine {
                         files: std::sync::Mutex::new(Some(files)),
                         handle: tokio::sync::OnceCell::new(),

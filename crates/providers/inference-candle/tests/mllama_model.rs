@@ -90,6 +90,20 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
+/// `‖a − b‖ / ‖b‖` over all elements.
+fn relative_rms(a: &Tensor, b: &Tensor) -> f32 {
+    let norm = |t: &Tensor| {
+        t.sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            .sqrt()
+    };
+    norm(&(a - b).unwrap()) / norm(b)
+}
+
 fn argmax(row: &Tensor) -> u32 {
     row.argmax(0).unwrap().to_scalar::<u32>().unwrap()
 }
@@ -402,4 +416,47 @@ fn the_published_config_layout_parses() {
     wrong["text_config"] = serde_json::json!({"rope_parameters": {"rope_type": "yarn"}});
     let err = MllamaConfig::from_json(&wrong.to_string()).unwrap_err();
     assert!(err.to_string().contains("yarn"), "{err}");
+}
+
+#[test]
+fn quantized_decoders_stay_close_to_the_reference() {
+    use candle_core::quantized::GgmlDType;
+    let reference = reference();
+    let ids = prompt(&reference);
+    let mask = reference_mask(&reference);
+    let expected = &reference["logits"];
+    let spread = expected
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let diffs: Vec<f32> = [GgmlDType::Q8_0, GgmlDType::Q4_0]
+        .into_iter()
+        .map(|quant| {
+            let model = MllamaModel::load_quantized(
+                &fixtures().join("tiny-model"),
+                DType::F32,
+                &Device::Cpu,
+                Some(quant),
+            )
+            .unwrap();
+            let mut sequence = model
+                .new_sequence(Some(&reference_images(&reference)))
+                .unwrap();
+            let logits = model.forward(&mut sequence, &ids, Some(&mask)).unwrap();
+            relative_rms(&logits, expected)
+        })
+        .collect();
+    println!(
+        "largest logit {spread}, relative RMS error q8_0 {}, q4_0 {}",
+        diffs[0], diffs[1]
+    );
+    // Quantization moved the logits (so it happened): a little at 8 bits, more at 4 (with
+    // 32-wide rows every row is a single block, the worst case for its scale).
+    assert!(diffs[0] > 0.0 && diffs[0] < 0.05, "{diffs:?}");
+    assert!(diffs[1] > diffs[0] && diffs[1] < 0.5, "{diffs:?}");
 }

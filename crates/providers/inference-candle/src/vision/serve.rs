@@ -76,8 +76,13 @@ impl VisionCache {
 impl VisionServing {
     /// Loads a checkpoint directory; the tiles come from the vision config, the normalisation
     /// from `preprocessor_config.json` where the checkpoint has one.
-    pub fn load(dir: &Path, max_seq_len: usize, device: &Device) -> Result<Self> {
-        let model = MllamaModel::load(dir, DType::F32, device)?;
+    pub fn load(
+        dir: &Path,
+        max_seq_len: usize,
+        device: &Device,
+        quant: Option<candle_core::quantized::GgmlDType>,
+    ) -> Result<Self> {
+        let model = MllamaModel::load_quantized(dir, DType::F32, device, quant)?;
         let vision = &model.config().vision_config;
         let mut image_config = MllamaImageConfig {
             tile_size: vision.image_size as u32,

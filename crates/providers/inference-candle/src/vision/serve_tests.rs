@@ -51,7 +51,8 @@ struct Served {
 fn start(
     speculative: Option<SpeculativeConfig>,
 ) -> (mpsc::Sender<Job>, Arc<JobImages>, Arc<JobImages>) {
-    let serving = VisionServing::load(&fixtures().join("tiny-model"), 4096, &Device::Cpu).unwrap();
+    let serving =
+        VisionServing::load(&fixtures().join("tiny-model"), 4096, &Device::Cpu, None).unwrap();
     let (alpha, wide) = (images(&serving, "alpha.png"), images(&serving, "wide.gif"));
     let limits = EngineLimits {
         max_queue: 8,
@@ -60,6 +61,7 @@ fn start(
         prefix_cache_slots: 4,
         kv_cache_dtype: KvDtype::F32,
         speculative,
+        weight_quant: None,
     };
     let scheduler = Scheduler::new(EngineModel::Vision(Box::new(serving)), limits);
     let (queue, jobs) = mpsc::channel(8);
@@ -159,7 +161,8 @@ fn speculative_drafts_keep_the_greedy_tokens() {
 
 #[test]
 fn prompt_mask_rows_follow_the_chunk_and_stop_after_the_prompt() {
-    let serving = VisionServing::load(&fixtures().join("tiny-model"), 4096, &Device::Cpu).unwrap();
+    let serving =
+        VisionServing::load(&fixtures().join("tiny-model"), 4096, &Device::Cpu, None).unwrap();
     let alpha = images(&serving, "alpha.png");
     let prompt = [1, 2, serving.image_token(), 3, 4];
     let cache = serving.new_cache(&prompt, Some(&alpha)).unwrap();

@@ -124,6 +124,9 @@ pub struct MllamaTextConfig {
     pub rope_theta: Option<f64>,
     pub rope_scaling: Option<RopeParameters>,
     pub eos_token_id: Option<serde_json::Value>,
+    /// Quantization the decoder's projections get at load (not part of the checkpoint).
+    #[serde(skip)]
+    pub weight_quant: Option<candle_core::quantized::GgmlDType>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -158,6 +161,7 @@ impl Default for MllamaTextConfig {
             rope_theta: None,
             rope_scaling: None,
             eos_token_id: None,
+            weight_quant: None,
         }
     }
 }

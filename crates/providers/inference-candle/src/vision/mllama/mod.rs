@@ -232,7 +232,19 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
 impl MllamaModel {
     /// Loads `config.json` and the safetensors weights from a checkpoint directory.
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
-        let config = MllamaConfig::from_file(&dir.join("config.json"))?;
+        Self::load_quantized(dir, dtype, device, None)
+    }
+
+    /// [`Self::load`], with the text decoder's projections (and output head) quantized to
+    /// `quant` as they are read; embeddings, norms and the vision side keep `dtype`.
+    pub fn load_quantized(
+        dir: &Path,
+        dtype: DType,
+        device: &Device,
+        quant: Option<candle_core::quantized::GgmlDType>,
+    ) -> Result<Self> {
+        let mut config = MllamaConfig::from_file(&dir.join("config.json"))?;
+        config.text_config.weight_quant = quant;
         let files = safetensors_files(dir)?;
         // SAFETY: the weights are memory-mapped read-only; the checkpoint must not be
         // modified while the model is loaded, as for every mmap-based loader.

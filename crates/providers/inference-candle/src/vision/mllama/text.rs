@@ -1,6 +1,7 @@
 //! The Mllama text decoder: Llama 3 self-attention layers with gated cross-attention layers
 //! (reading the projected image features) in place of some of them.
 
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 
@@ -84,19 +85,54 @@ impl Rope {
     }
 }
 
+/// A decoder projection, kept as loaded or quantized at load time (`quantize:`).
+enum Proj {
+    Dense(Linear),
+    Quantized(QMatMul),
+}
+
+impl Proj {
+    fn new(config: &MllamaTextConfig, weight: Tensor) -> Result<Self> {
+        match config.weight_quant {
+            None => Ok(Proj::Dense(Linear::new(weight, None))),
+            Some(ty) => {
+                let quantized = QTensor::quantize(&weight.to_dtype(DType::F32)?, ty)?;
+                Ok(Proj::Quantized(QMatMul::from_qtensor(quantized)?))
+            }
+        }
+    }
+}
+
+impl Module for Proj {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Proj::Dense(linear) => linear.forward(x),
+            Proj::Quantized(matmul) => {
+                let dtype = x.dtype();
+                matmul.forward(&x.to_dtype(DType::F32)?)?.to_dtype(dtype)
+            }
+        }
+    }
+}
+
+/// The `[out, in]` weight at `vb`, as a [`Proj`].
+fn proj(config: &MllamaTextConfig, in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Proj> {
+    Proj::new(config, vb.get((out_dim, in_dim), "weight")?)
+}
+
 struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+    gate_proj: Proj,
+    up_proj: Proj,
+    down_proj: Proj,
 }
 
 impl Mlp {
     fn load(config: &MllamaTextConfig, vb: VarBuilder) -> Result<Self> {
         let (h, i) = (config.hidden_size, config.intermediate_size);
         Ok(Mlp {
-            gate_proj: candle_nn::linear_no_bias(h, i, vb.pp("gate_proj"))?,
-            up_proj: candle_nn::linear_no_bias(h, i, vb.pp("up_proj"))?,
-            down_proj: candle_nn::linear_no_bias(i, h, vb.pp("down_proj"))?,
+            gate_proj: proj(config, h, i, vb.pp("gate_proj"))?,
+            up_proj: proj(config, h, i, vb.pp("up_proj"))?,
+            down_proj: proj(config, i, h, vb.pp("down_proj"))?,
         })
     }
 
@@ -138,10 +174,10 @@ impl Heads {
 
 struct SelfAttentionLayer {
     input_layernorm: RmsNorm,
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    q_proj: Proj,
+    k_proj: Proj,
+    v_proj: Proj,
+    o_proj: Proj,
     post_attention_layernorm: RmsNorm,
     mlp: Mlp,
     heads: Heads,
@@ -153,22 +189,26 @@ impl SelfAttentionLayer {
         let attn = vb.pp("self_attn");
         Ok(SelfAttentionLayer {
             input_layernorm: candle_nn::rms_norm(h, config.rms_norm_eps, vb.pp("input_layernorm"))?,
-            q_proj: candle_nn::linear_no_bias(
+            q_proj: proj(
+                config,
                 h,
                 config.num_attention_heads * hd,
                 attn.pp("q_proj"),
             )?,
-            k_proj: candle_nn::linear_no_bias(
+            k_proj: proj(
+                config,
                 h,
                 config.num_key_value_heads * hd,
                 attn.pp("k_proj"),
             )?,
-            v_proj: candle_nn::linear_no_bias(
+            v_proj: proj(
+                config,
                 h,
                 config.num_key_value_heads * hd,
                 attn.pp("v_proj"),
             )?,
-            o_proj: candle_nn::linear_no_bias(
+            o_proj: proj(
+                config,
                 config.num_attention_heads * hd,
                 h,
                 attn.pp("o_proj"),
@@ -239,10 +279,10 @@ pub struct CrossMask {
 
 struct CrossAttentionLayer {
     input_layernorm: RmsNorm,
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    q_proj: Proj,
+    k_proj: Proj,
+    v_proj: Proj,
+    o_proj: Proj,
     q_norm: RmsNorm,
     k_norm: RmsNorm,
     attn_gate: f64,
@@ -258,22 +298,26 @@ impl CrossAttentionLayer {
         let attn = vb.pp("cross_attn");
         Ok(CrossAttentionLayer {
             input_layernorm: candle_nn::rms_norm(h, eps, vb.pp("input_layernorm"))?,
-            q_proj: candle_nn::linear_no_bias(
+            q_proj: proj(
+                config,
                 h,
                 config.num_attention_heads * hd,
                 attn.pp("q_proj"),
             )?,
-            k_proj: candle_nn::linear_no_bias(
+            k_proj: proj(
+                config,
                 h,
                 config.num_key_value_heads * hd,
                 attn.pp("k_proj"),
             )?,
-            v_proj: candle_nn::linear_no_bias(
+            v_proj: proj(
+                config,
                 h,
                 config.num_key_value_heads * hd,
                 attn.pp("v_proj"),
             )?,
-            o_proj: candle_nn::linear_no_bias(
+            o_proj: proj(
+                config,
                 config.num_attention_heads * hd,
                 h,
                 attn.pp("o_proj"),
@@ -380,7 +424,7 @@ pub struct TextModel {
     embed_tokens: Embedding,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    lm_head: Linear,
+    lm_head: Proj,
     rope: Rope,
     max_positions: usize,
 }
@@ -407,11 +451,11 @@ impl TextModel {
             })
             .collect::<Result<Vec<_>>>()?;
         let lm_head = match lm_head {
-            Some(vb) => candle_nn::linear_no_bias(h, config.vocab_size, vb)?,
-            None => Linear::new(
+            Some(vb) => proj(config, h, config.vocab_size, vb)?,
+            None => Proj::new(
+                config,
                 embed_tokens.embeddings().narrow(0, 0, config.vocab_size)?,
-                None,
-            ),
+            )?,
         };
         Ok(TextModel {
             embed_tokens,
