@@ -229,3 +229,36 @@ def test_pixel_limit_and_url_fetch(open_vision_server):
         assert "missing.png" in error_message(response)
     finally:
         httpd.shutdown()
+
+
+GUARD_VISION_MODEL = "meta-llama/Llama-Guard-3-11B-Vision"
+
+
+@pytest.fixture(scope="module")
+def vision_guard_server(server_factory, vision_model_dir):
+    """The `llama-guard` shield on a vision checkpoint named as Llama Guard 3 Vision."""
+    return server_factory("vision-guard", extra_env={
+        "SAFETY_MODEL": GUARD_VISION_MODEL, "SAFETY_MODEL_PATH": str(vision_model_dir)}).start()
+
+
+def run_guard(server, image: dict) -> requests.Response:
+    return requests.post(f"{server.url}/v1/safety/run-shield", timeout=HTTP_TIMEOUT_S, json={
+        "shield_id": "llama-guard", "params": {},
+        "messages": [{"role": "user", "content": [image, {"type": "text", "text": "Is this ok?"}]}]})
+
+
+def test_llama_guard_vision_reads_the_image(vision_guard_server):
+    png = base64.b64encode((FIXTURES / "alpha.png").read_bytes()).decode()
+    response = run_guard(vision_guard_server, {"type": "image", "image": {"data": png}})
+    # Random weights say whatever they say: a verdict, or the clear unreadable-reply error.
+    if response.status_code == 200:
+        violation = response.json()["violation"]
+        assert violation is None or violation["metadata"]["violation_type"].startswith("S")
+    else:
+        assert response.status_code == 400, response.text
+        assert "Unexpected response from guard model" in response.text
+    # The image itself reaches the guard model: a broken one is refused by the image decoder.
+    broken = base64.b64encode(b"\x89PNG\r\n\x1a\n broken").decode()
+    response = run_guard(vision_guard_server, {"type": "image", "image": {"data": broken}})
+    assert response.status_code == 400, response.text
+    assert "image could not be read" in response.json()["error"]["detail"], response.text
