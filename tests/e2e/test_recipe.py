@@ -409,7 +409,7 @@ def test_a_missing_docs_folder_fails_clearly(llama_stack_bin, run_yaml, tmp_path
 def test_a_folder_without_documents_fails_clearly(llama_stack_bin, run_yaml, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    (empty / "picture.png").write_bytes(b"\x89PNG")
+    (empty / "picture.gif").write_bytes(b"GIF89a")
     proc = recipe(llama_stack_bin, run_yaml, tmp_path, "--docs", str(empty), "--question", "x?")
     assert proc.returncode != 0, describe(proc)
     assert "no documents found in this folder" in proc.stderr, describe(proc)

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::DocQaArgs;
 use super::documents::{self, DocSource};
-use super::setup;
+use super::{images, setup};
 
 /// The system prompt: answers come from the retrieved passages, with the documents named.
 const INSTRUCTIONS: &str = "You answer questions about a collection of documents. For every \
@@ -93,7 +93,25 @@ async fn prepare(
     )
     .await?;
     setup::check_agent_support(stack, config).await?;
-    let db = setup::prepare_vector_db(stack, args, docs, fingerprint, declared, cleanup).await?;
+    let describer = images::pick_describer(
+        stack,
+        args.vision_model.as_deref(),
+        &model.identifier,
+        args.vision_max_tokens,
+        docs,
+    )
+    .await?;
+    let fingerprint = images::fingerprint_with(fingerprint, describer.as_ref());
+    let db = setup::prepare_vector_db(
+        stack,
+        args,
+        docs,
+        &fingerprint,
+        declared,
+        describer.as_ref(),
+        cleanup,
+    )
+    .await?;
     eprintln!(
         "Answering with `{}` over vector DB `{}` (embedding model `{}`)",
         model.identifier, db.id, db.embedding_model

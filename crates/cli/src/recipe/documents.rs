@@ -1,5 +1,6 @@
 //! The documents of a doc-QA run: folders walked for the file types the stack extracts text
-//! from, single files, and http(s) URLs; their document ids; the fingerprint that names the
+//! from and for image pages (which a vision model describes, see `images.rs`), single files,
+//! and http(s) URLs; their document ids; the fingerprint that names the
 //! default vector DB; and the RAG documents sent to the stack.
 
 use std::collections::{BTreeMap, HashSet};
@@ -10,13 +11,17 @@ use base64::Engine;
 use llama_stack_types::RagDocument;
 use serde_json::{Map, Value, json};
 
-/// The file types read from a folder, with the MIME type each is sent with.
-const FOLDER_TYPES: [(&str, &str); 5] = [
+/// The file types read from a folder, with the MIME type each is sent with. `image/` types
+/// are described by a vision model rather than sent as they are.
+const FOLDER_TYPES: [(&str, &str); 8] = [
     ("txt", "text/plain"),
     ("md", "text/markdown"),
     ("html", "text/html"),
     ("htm", "text/html"),
     ("pdf", "application/pdf"),
+    ("png", "image/png"),
+    ("jpg", "image/jpeg"),
+    ("jpeg", "image/jpeg"),
 ];
 
 /// One document to ingest.
@@ -237,7 +242,8 @@ mod tests {
         write(dir.path(), "a.MD", "a");
         write(dir.path(), "sub/page.htm", "<p>x</p>");
         write(dir.path(), "sub/deeper/paper.pdf", "%PDF-");
-        write(dir.path(), "image.png", "x");
+        write(dir.path(), "notes.docx", "x");
+        write(dir.path(), "image.gif", "x");
         write(dir.path(), ".hidden/secret.txt", "x");
         let docs = collect(&[dir.path().display().to_string()]).unwrap();
         assert_eq!(
@@ -248,6 +254,51 @@ mod tests {
             panic!("{docs:?}")
         };
         assert_eq!(*mime_type, Some("text/markdown"));
+    }
+
+    #[test]
+    fn image_pages_are_collected_with_their_mime_types() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "scans/page1.PNG", "x");
+        write(dir.path(), "scans/page2.jpeg", "x");
+        write(dir.path(), "photo.jpg", "x");
+        write(dir.path(), "notes.txt", "x");
+        let single = dir.path().join("photo.jpg").display().to_string();
+        let docs = collect(&[dir.path().display().to_string()]).unwrap();
+        assert_eq!(
+            ids(&docs),
+            [
+                "notes.txt",
+                "photo.jpg",
+                "scans/page1.PNG",
+                "scans/page2.jpeg"
+            ]
+        );
+        let mimes: Vec<_> = docs
+            .iter()
+            .map(|d| match &d.location {
+                Location::File { mime_type, .. } => *mime_type,
+                Location::Url(_) => None,
+            })
+            .collect();
+        assert_eq!(
+            mimes,
+            [
+                Some("text/plain"),
+                Some("image/jpeg"),
+                Some("image/png"),
+                Some("image/jpeg")
+            ]
+        );
+        let named = collect(&[single]).unwrap();
+        assert_eq!(ids(&named), ["photo.jpg"]);
+        assert!(matches!(
+            named[0].location,
+            Location::File {
+                mime_type: Some("image/jpeg"),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -283,9 +334,10 @@ mod tests {
         let err = collect(&["/no/such/folder".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("--docs /no/such/folder: no such file or folder"));
         let empty = tempfile::tempdir().unwrap();
-        write(empty.path(), "x.png", "x");
+        write(empty.path(), "x.docx", "x");
         let err = collect(&[empty.path().display().to_string()]).unwrap_err();
         assert!(err.to_string().contains("no documents found"), "{err}");
+        assert!(err.to_string().contains(".png, .jpg, .jpeg"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod doc_qa;
 mod documents;
+mod images;
 mod setup;
 
 use std::process::ExitCode;
@@ -22,8 +23,9 @@ pub enum RecipeCommand {
 
 #[derive(Args, Debug)]
 pub struct DocQaArgs {
-    /// Folders (read recursively for .txt, .md, .html, .htm and .pdf files), single files, or
-    /// http(s) URLs (fetched by the stack under its address policy).
+    /// Folders (read recursively for .txt, .md, .html, .htm and .pdf files, and .png, .jpg and
+    /// .jpeg image pages), single files, or http(s) URLs (fetched by the stack under its
+    /// address policy).
     #[arg(long, required = true, num_args = 1.., value_name = "FOLDER|FILE|URL")]
     pub docs: Vec<String>,
     /// A question to answer; repeat for several. Without any, questions are read from stdin,
@@ -40,6 +42,14 @@ pub struct DocQaArgs {
     /// registered one).
     #[arg(long, value_name = "ID")]
     pub model: Option<String>,
+    /// The vision model that describes image pages at ingestion (default: the answering
+    /// model; when that one takes no images, the images are skipped with a warning).
+    #[arg(long, value_name = "ID")]
+    pub vision_model: Option<String>,
+    /// The most tokens a description of one image page may take.
+    #[arg(long, default_value_t = 512, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub vision_max_tokens: u32,
     /// The embedding model of a new vector DB (default: the first embedding model in
     /// run.yaml, else the first registered one).
     #[arg(long, value_name = "ID")]

@@ -7,11 +7,12 @@ use anyhow::{anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use llama_stack_core::Api;
 use llama_stack_stack::Stack;
-use llama_stack_types::{Model, ModelType, RagInsertRequest, RegisterVectorDbRequest};
+use llama_stack_types::{Model, ModelType, RagDocument, RagInsertRequest, RegisterVectorDbRequest};
 
 use super::DocQaArgs;
 use super::doc_qa::Cleanup;
 use super::documents::{self, DocSource};
+use super::images::{self, DescribeError, Describer};
 
 /// Picks the model for `kind`: the one asked for, else the first of that type in run.yaml's
 /// `models` (file order is what "first" means to the person who wrote it), else the first
@@ -125,6 +126,7 @@ pub async fn prepare_vector_db(
     docs: &[DocSource],
     fingerprint: &str,
     declared: &[String],
+    describer: Option<&Describer>,
     cleanup: &Cleanup,
 ) -> anyhow::Result<VectorDbReady> {
     let requested_id = args.vector_db.as_deref();
@@ -213,7 +215,7 @@ pub async fn prepare_vector_db(
     if created {
         cleanup.set_incomplete_db(Some(id.clone()));
     }
-    let outcome = ingest(stack, &id, docs).await;
+    let outcome = ingest(stack, &id, docs, describer).await;
     cleanup.set_incomplete_db(None);
     if created
         && outcome.inserted == 0
@@ -227,13 +229,30 @@ pub async fn prepare_vector_db(
             n => bail!("none of the {n} documents could be ingested (see above)"),
         }
     }
-    if outcome.failed > 0 {
-        eprintln!(
-            "Ingested {} of {} documents into `{id}`; {} failed (see above; --reingest tries them again)",
+    if outcome.failed > 0 || outcome.skipped > 0 {
+        let mut line = format!(
+            "Ingested {} of {} documents into `{id}`",
             outcome.inserted,
-            docs.len(),
-            outcome.failed
+            docs.len()
         );
+        if outcome.failed > 0 {
+            line.push_str(&format!(
+                "; {} failed (see above; --reingest tries them again)",
+                outcome.failed
+            ));
+        }
+        if outcome.skipped > 0 {
+            line.push_str(&format!(
+                "; {} image {} skipped (no model took images, see above)",
+                outcome.skipped,
+                if outcome.skipped == 1 {
+                    "file"
+                } else {
+                    "files"
+                }
+            ));
+        }
+        eprintln!("{line}");
     } else {
         let plural = if outcome.inserted == 1 { "" } else { "s" };
         eprintln!("Ingested {} document{plural} into `{id}`", outcome.inserted);
@@ -247,11 +266,18 @@ pub async fn prepare_vector_db(
 struct Ingested {
     inserted: usize,
     failed: usize,
+    /// Image pages left out because the describing model took no images.
+    skipped: usize,
 }
 
 /// Inserts the documents one at a time, so the progress bar moves per document and a bad one
-/// is reported by name while the rest go in.
-async fn ingest(stack: &Stack, vector_db_id: &str, docs: &[DocSource]) -> Ingested {
+/// is reported by name while the rest go in. Image pages are described first.
+async fn ingest(
+    stack: &Stack,
+    vector_db_id: &str,
+    docs: &[DocSource],
+    describer: Option<&Describer>,
+) -> Ingested {
     let bar = ProgressBar::new(docs.len() as u64);
     if let Ok(style) =
         ProgressStyle::with_template("Ingesting {bar:30.cyan/blue} {pos}/{len} {wide_msg}")
@@ -261,10 +287,31 @@ async fn ingest(stack: &Stack, vector_db_id: &str, docs: &[DocSource]) -> Ingest
     let mut outcome = Ingested {
         inserted: 0,
         failed: 0,
+        skipped: 0,
+    };
+    let mut pages = ImagePages {
+        describer,
+        refused: false,
+        total: docs
+            .iter()
+            .filter(|d| images::image_mime(d).is_some())
+            .count(),
     };
     for doc in docs {
         bar.set_message(doc.id.clone());
-        let result = match documents::rag_document(doc) {
+        let prepared = if images::image_mime(doc).is_some() {
+            match pages.document(stack, doc, &bar).await {
+                Some(prepared) => prepared,
+                None => {
+                    outcome.skipped += 1;
+                    bar.inc(1);
+                    continue;
+                }
+            }
+        } else {
+            documents::rag_document(doc).map_err(|e| format!("{e:#}"))
+        };
+        let result = match prepared {
             Ok(document) => stack
                 .tools
                 .rag_insert(RagInsertRequest {
@@ -274,7 +321,7 @@ async fn ingest(stack: &Stack, vector_db_id: &str, docs: &[DocSource]) -> Ingest
                 })
                 .await
                 .map_err(|e| single_document_message(e.message())),
-            Err(err) => Err(format!("{err:#}")),
+            Err(message) => Err(message),
         };
         match result {
             Ok(()) => outcome.inserted += 1,
@@ -288,6 +335,71 @@ async fn ingest(stack: &Stack, vector_db_id: &str, docs: &[DocSource]) -> Ingest
     }
     bar.finish_and_clear();
     outcome
+}
+
+/// The image pages of an ingestion, and whether the describing model has refused images.
+struct ImagePages<'a> {
+    describer: Option<&'a Describer>,
+    refused: bool,
+    total: usize,
+}
+
+impl ImagePages<'_> {
+    /// The RAG document of the image page `doc`, or why it has none; `None` when it is skipped
+    /// because the model takes no images (said once, for all of them).
+    async fn document(
+        &mut self,
+        stack: &Stack,
+        doc: &DocSource,
+        bar: &ProgressBar,
+    ) -> Option<Result<RagDocument, String>> {
+        let describer = self.describer.filter(|_| !self.refused)?;
+        bar.set_message(format!("{} (describing with {})", doc.id, describer.model));
+        match describer.describe(stack, doc).await {
+            Ok(description) => {
+                let said = match description.chars().count() {
+                    0 => "no text (indexed under its name only)".to_string(),
+                    n => format!("{n} characters"),
+                };
+                bar.suspend(|| {
+                    eprintln!(
+                        "Described the image `{}` with `{}`: {said}",
+                        doc.id, describer.model
+                    )
+                });
+                bar.set_message(doc.id.clone());
+                Some(
+                    images::image_document(doc, &description, describer)
+                        .map_err(|e| format!("{e:#}")),
+                )
+            }
+            Err(DescribeError::Image(reason)) => Some(Err(format!(
+                "cannot describe the image with `{}`: {reason}",
+                describer.model
+            ))),
+            Err(DescribeError::Model(reason)) => {
+                self.refused = true;
+                let images = match self.total {
+                    1 => "the image file is".to_string(),
+                    n => format!("the {n} image files are"),
+                };
+                bar.suspend(|| {
+                    if describer.explicit {
+                        eprintln!(
+                            "error: --vision-model {} did not take the image `{}` ({reason}); {images} not ingested. Give --vision-model a vision model (e.g. Llama 3.2 Vision)",
+                            describer.model, doc.id
+                        )
+                    } else {
+                        eprintln!(
+                            "warning: {images} not ingested: the answering model `{}` did not take the image `{}` ({reason}). Pass --vision-model <id> with a vision model (e.g. Llama 3.2 Vision) to describe them",
+                            describer.model, doc.id
+                        )
+                    }
+                });
+                None
+            }
+        }
+    }
 }
 
 /// The reason a one-document insert failed, without the batch summary around it
