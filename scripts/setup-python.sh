@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Creates the Python virtual environment used by the end-to-end tests (tests/e2e) and
 # installs the official clients into it, plus `tokenizers` for the NumPy BERT reference of the
-# embeddings tests and `moto[server]`, whose `moto_server` is the S3-compatible store of the
-# remote::s3 files tests. Safe to run repeatedly: an existing `.venv` is reused
-# and pip only installs what is missing.
+# embeddings tests, `selenium` for the playground's browser tests and `moto[server]`, whose
+# `moto_server` is the S3-compatible store of the remote::s3 files tests. Safe to run
+# repeatedly: an existing `.venv` is reused and pip only installs what is missing.
 #
 # llama-stack-client 0.2.23 declares Python >= 3.12 but works on 3.11; it is installed with
 # --ignore-requires-python after its numpy/pandas dependencies are pinned to versions that
@@ -33,6 +33,7 @@ import kubernetes_validate  # noqa: F401
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: F401
 import grpc  # noqa: F401
 from grpc_health.v1 import health_pb2  # noqa: F401
+import selenium  # noqa: F401
 assert md.version("llama-stack-client") == "0.2.23", md.version("llama-stack-client")
 PY
 then
@@ -58,6 +59,9 @@ else
   "$vpy" -m pip install "${pip_quiet[@]}" opentelemetry-proto
   # The drain test watches the standard gRPC health service with grpcio's own client.
   "$vpy" -m pip install "${pip_quiet[@]}" grpcio grpcio-health-checking
+  # The playground tests drive Debian's headless Chromium through Selenium; pinned, so that a
+  # new release cannot change how the browser is driven between runs.
+  "$vpy" -m pip install "${pip_quiet[@]}" "selenium==4.51.0"
 fi
 
 "$vpy" - <<'PY'

@@ -345,6 +345,9 @@ async fn serve(
     if let Some(auth) = &built.auth {
         app = llama_stack_http::with_auth(app, auth.clone());
     }
+    if built.server.playground {
+        app = llama_stack_http::with_playground(app);
+    }
     // Outermost, so that quota and auth refusals are counted too.
     let app = llama_stack_http::with_metrics(app);
     // Outside metrics too: every line logged for a request, refusals included, names it.
@@ -412,6 +415,15 @@ async fn serve(
         startup_ms = started.elapsed().as_millis() as u64,
         "Serving Llama Stack"
     );
+    if built.server.playground {
+        // The address a person can open: a wildcard bind is reachable as localhost.
+        let address = if local.ip().is_unspecified() {
+            format!("localhost:{}", local.port())
+        } else {
+            local.to_string()
+        };
+        tracing::info!(url = %format!("{scheme}://{address}/playground"), "Playground");
+    }
     // The peer's address reaches handlers: quotas count unauthenticated clients by it.
     let service = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
         llama_stack_http::PeerAddr,

@@ -233,6 +233,8 @@ pub struct ServerSettings {
     pub limits: llama_stack_core::limits::RequestLimits,
     /// `server.auth`, when configured: who callers are and what they may do.
     pub auth: Option<llama_stack_auth::AuthSettings>,
+    /// `server.playground`: whether `/playground` serves the browser playground.
+    pub playground: bool,
 }
 
 /// `server.tls_certfile`, `server.tls_keyfile` and `server.tls_cafile`, checked to exist.

@@ -306,6 +306,12 @@ pub struct ServerConfig {
     /// `authenticated_max_requests`, `period`), counted in the metadata store.
     #[serde(default)]
     pub quota: Option<Value>,
+    /// Serve the browser playground (chat, documents, agents, safety and a server overview,
+    /// all over the public HTTP API) at `/playground`: `true` or `false`. Default `false`, so
+    /// an existing deployment grows no new page unless it asks for one; the `local` and
+    /// `starter` distributions turn it on.
+    #[serde(default, deserialize_with = "lenient::null_as_default")]
+    pub playground: bool,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -321,6 +327,7 @@ impl fmt::Debug for ServerConfig {
             .field("auth", &redacted(&self.auth))
             .field("quota", &redacted(&self.quota))
             .field("limits", &self.limits)
+            .field("playground", &self.playground)
             .finish()
     }
 }
@@ -337,6 +344,7 @@ impl Default for ServerConfig {
             auth: None,
             quota: None,
             limits: None,
+            playground: false,
         }
     }
 }

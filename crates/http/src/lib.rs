@@ -132,6 +132,14 @@ pub fn router_with(stack: Arc<Stack>, limits: &RequestLimits) -> Router {
         .with_state(stack)
 }
 
+/// `router` with the browser playground (`server.playground`) at `/playground`. Apply it after
+/// [`with_auth`] and [`with_quota`]: the page must load before its user has a token (it asks
+/// for one when the API answers 401), and its static files are not API calls. It is not in the
+/// route table, so neither the OpenAPI document nor `/v1/inspect/routes` lists it.
+pub fn with_playground(router: Router) -> Router {
+    router.merge(llama_stack_playground::router())
+}
+
 static DRAINING: AtomicBool = AtomicBool::new(false);
 
 /// Marks the server as shutting down (or, with `false`, serving again): `/v1/ready` then

@@ -310,6 +310,7 @@ impl Checker<'_> {
             quota,
             limits,
             auth,
+            playground: server.playground,
         };
         let (models, model_plans): (Vec<_>, Vec<_>) = models.into_iter().unzip();
         let mut take = |key: &str| other_lists.remove(key).unwrap_or_default();

@@ -536,3 +536,30 @@ fn local_deserializes_as_run_config() {
     );
     assert_eq!(config.server.port, 8321);
 }
+
+/// The playground is on where a person tries the stack on their own machine and off in the
+/// shared PostgreSQL deployment; `LLAMA_STACK_PLAYGROUND` turns it either way.
+#[test]
+fn playground_follows_each_distribution_and_its_variable() {
+    for (name, shipped) in [("local", true), ("starter", true), ("postgres", false)] {
+        let file = repo_dir().join(format!("distributions/{name}/run.yaml"));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let loaded = load_with(&file, &dummy_env(&text), &builtin_registry())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(loaded.server.playground, shipped, "{name}");
+        let mut flipped = dummy_env(&text);
+        flipped.insert("LLAMA_STACK_PLAYGROUND".into(), (!shipped).to_string());
+        let loaded = load_with(&file, &flipped, &builtin_registry())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(loaded.server.playground, !shipped, "{name} flipped");
+    }
+}
+
+/// A run.yaml that does not mention the playground does not get one.
+#[test]
+fn playground_is_off_unless_asked_for() {
+    let text = "version: 2\nimage_name: quiet\nserver:\n  port: 8321\n";
+    let loaded = llama_stack_distribution::load_str(text, &env(&[]), &builtin_registry())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!loaded.server.playground);
+}

@@ -115,6 +115,14 @@ fn bad_port_is_reported() {
 }
 
 #[test]
+fn a_playground_that_is_not_a_boolean_is_reported() {
+    let errors = errors("playground_bad.yaml");
+    let p = expect(&errors, "server.playground", &["sometimes", "boolean"]);
+    assert_eq!(p.line, Some(8));
+    assert_eq!(errors.problems.len(), 1, "{errors}");
+}
+
+#[test]
 fn duplicate_provider_id_is_reported() {
     let errors = errors("duplicate_provider_id.yaml");
     let p = expect(
