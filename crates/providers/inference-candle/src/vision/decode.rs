@@ -43,8 +43,8 @@ const ACCEPTED: [ImageFormat; 4] = [
 pub fn decode_image(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage> {
     if bytes.len() > limits.max_bytes {
         return Err(Error::invalid(format!(
-            "image is {} bytes, over the limit of {} bytes; send a smaller or more compressed \
-             image",
+            "image is {} bytes, over the limit of {} bytes (images.max_bytes); send a smaller or \
+             more compressed image",
             bytes.len(),
             limits.max_bytes
         ))
@@ -67,8 +67,8 @@ pub fn decode_image(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage> {
     let pixels = u64::from(width) * u64::from(height);
     if pixels > limits.max_pixels {
         return Err(Error::invalid(format!(
-            "image is {width}x{height} ({pixels} pixels), over the limit of {} pixels; resize it \
-             before sending",
+            "image is {width}x{height} ({pixels} pixels), over the limit of {} pixels \
+             (images.max_pixels); resize it before sending",
             limits.max_pixels
         ))
         .with_context("image_pixels", pixels.to_string()));

@@ -1,7 +1,7 @@
 //! The Mllama text decoder: Llama 3 self-attention layers with gated cross-attention layers
 //! (reading the projected image features) in place of some of them.
 
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 
@@ -85,10 +85,11 @@ impl Rope {
     }
 }
 
-/// A decoder projection, kept as loaded or quantized at load time (`quantize:`).
+/// A decoder projection, kept as loaded or quantized at load time (`quantize:`). Quantized
+/// matrices run on the engine's own kernels, as GGUF weights of the same types do.
 enum Proj {
     Dense(Linear),
-    Quantized(QMatMul),
+    Quantized(crate::llama::Linear),
 }
 
 impl Proj {
@@ -97,7 +98,9 @@ impl Proj {
             None => Ok(Proj::Dense(Linear::new(weight, None))),
             Some(ty) => {
                 let quantized = QTensor::quantize(&weight.to_dtype(DType::F32)?, ty)?;
-                Ok(Proj::Quantized(QMatMul::from_qtensor(quantized)?))
+                Ok(Proj::Quantized(crate::llama::Linear::from_qtensor(
+                    quantized,
+                )?))
             }
         }
     }
@@ -107,9 +110,16 @@ impl Module for Proj {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Proj::Dense(linear) => linear.forward(x),
-            Proj::Quantized(matmul) => {
-                let dtype = x.dtype();
-                matmul.forward(&x.to_dtype(DType::F32)?)?.to_dtype(dtype)
+            Proj::Quantized(matrix) => {
+                // The kernels take rows of f32 activations.
+                let (dtype, dims) = (x.dtype(), x.dims().to_vec());
+                let cols = dims[dims.len() - 1];
+                let rows = x.elem_count() / cols;
+                let x = x.to_dtype(DType::F32)?.reshape((rows, cols))?;
+                let out = matrix.forward(&x)?;
+                let mut shape = dims;
+                *shape.last_mut().expect("a matrix input has a last axis") = out.dim(1)?;
+                out.reshape(shape)?.to_dtype(dtype)
             }
         }
     }
