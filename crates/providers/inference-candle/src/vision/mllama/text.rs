@@ -8,16 +8,30 @@ use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 use super::config::{MllamaTextConfig, RopeScaling};
 use super::{attend, tanh_gate as gate};
 
-/// `[b, kv_heads, len, head_dim]` → `[b, kv_heads * groups, len, head_dim]`, each key/value
-/// head serving `groups` consecutive query heads.
-fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
+/// Attention of query heads over key/value heads that each serve `groups` consecutive query
+/// heads. The query heads of a group are stacked as extra rows of their key/value head, so the
+/// keys and values are read in place: a cross-attention layer's image keys are thousands of
+/// rows, and copying them per query head would cost more than the attention itself.
+fn grouped_attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: Option<&Tensor>,
+    groups: usize,
+) -> Result<Tensor> {
     if groups == 1 {
-        return Ok(x.clone());
+        return attend(q, k, v, bias);
     }
-    let (b, heads, len, dim) = x.dims4()?;
-    x.unsqueeze(2)?
-        .broadcast_as((b, heads, groups, len, dim))?
-        .reshape((b, heads * groups, len, dim))
+    let (b, heads, len, dim) = q.dims4()?;
+    let q = q
+        .contiguous()?
+        .reshape((b, heads / groups, groups * len, dim))?;
+    // Rows are (query head in group, token): the bias repeats once per query head.
+    let bias = match bias {
+        Some(bias) => Some(Tensor::cat(&vec![bias; groups], bias.rank() - 2)?),
+        None => None,
+    };
+    attend(&q, k, v, bias.as_ref())?.reshape((b, heads, len, dim))
 }
 
 /// Rotary frequencies; cos/sin are computed for the positions of each call, so nothing grows
@@ -262,7 +276,7 @@ impl SelfAttentionLayer {
         };
         *cache = Some((k.clone(), v.clone()));
         let groups = self.heads.heads / self.heads.kv_heads;
-        let out = attend(&q, &repeat_kv(&k, groups)?, &repeat_kv(&v, groups)?, causal)?;
+        let out = grouped_attend(&q, &k, &v, causal, groups)?;
         let x = (x + self.o_proj.forward(&self.heads.merge(&out)?)?)?;
         let mlp = self
             .mlp
@@ -367,12 +381,7 @@ impl CrossAttentionLayer {
             .split(&self.q_proj.forward(&h)?, self.heads.heads)?;
         let q = self.q_norm.forward(&q)?;
         let groups = self.heads.heads / self.heads.kv_heads;
-        let out = attend(
-            &q,
-            &repeat_kv(&kv.k, groups)?,
-            &repeat_kv(&kv.v, groups)?,
-            mask.map(|m| &m.bias),
-        )?;
+        let out = grouped_attend(&q, &kv.k, &kv.v, mask.map(|m| &m.bias), groups)?;
         // Tokens that see no tile still get the attention output (spread evenly over all
         // image tokens); only the MLP output is dropped for them, as in the reference.
         let attn = self.o_proj.forward(&self.heads.merge(&out)?)?;
