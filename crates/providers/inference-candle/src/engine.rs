@@ -132,11 +132,15 @@ pub(crate) struct EngineHandle {
 }
 
 /// What the request side needs to prepare images for a vision model.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct VisionInput {
     /// The id that stands for an image in the model's prompts.
     pub image_token: u32,
     pub image_config: MllamaImageConfig,
+    /// The model, shared with the engine thread, so that images are encoded on the request's
+    /// own blocking task: encoding takes minutes on a CPU, and on the engine thread it would
+    /// stall every running sequence for that long.
+    pub serving: Arc<VisionServing>,
 }
 
 impl EngineHandle {
@@ -271,7 +275,7 @@ pub(crate) fn load_model(
         let served = served_context(max_seq_len, *context);
         let model = VisionServing::load(dir, served, device, weight_quant)
             .map_err(|e| Error::invalid(format!("cannot load {}: {e}", dir.display())))?;
-        return Ok(EngineModel::Vision(Box::new(model)));
+        return Ok(EngineModel::Vision(Arc::new(model)));
     }
     if weight_quant.is_some() {
         return Err(Error::invalid(format!(
@@ -372,6 +376,7 @@ pub(crate) fn start(
             Some(VisionInput {
                 image_token: model.image_token(),
                 image_config: model.image_config.clone(),
+                serving: model.clone(),
             }),
         ),
     };

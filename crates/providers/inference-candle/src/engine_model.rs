@@ -1,6 +1,8 @@
 //! The two kinds of model the engine schedules: text-only Llama, whose batch steps read every
 //! weight once for all sequences, and Llama 3.2 Vision, whose sequences carry their images.
 
+use std::sync::Arc;
+
 use candle_core::Tensor;
 
 use crate::llama::{KvCache, LlamaModel, SeqStep};
@@ -8,7 +10,7 @@ use crate::vision::serve::{JobImages, VisionCache, VisionServing};
 
 pub(crate) enum EngineModel {
     Text(LlamaModel),
-    Vision(Box<VisionServing>),
+    Vision(Arc<VisionServing>),
 }
 
 /// What one sequence keeps between steps.

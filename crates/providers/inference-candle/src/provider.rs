@@ -351,7 +351,15 @@ impl InferenceProvider for CandleProvider {
                 let inputs =
                     load_images(&request.messages, &vision.image_config, &self.config.images)
                         .await?;
-                Some(Arc::new(JobImages::new(inputs)))
+                let mut images = JobImages::new(inputs);
+                let serving = vision.serving.clone();
+                let images = tokio::task::spawn_blocking(move || {
+                    serving.encode(&mut images).map(|()| images)
+                })
+                .await
+                .map_err(|e| Error::internal(format!("image encoding task failed: {e}")))?
+                .map_err(|e| Error::internal(format!("cannot encode the image: {e}")))?;
+                Some(Arc::new(images))
             }
         };
         let pieces = render_chat(&request.messages, &options);

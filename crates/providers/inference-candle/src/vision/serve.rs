@@ -16,10 +16,12 @@ use super::{MllamaImageConfig, MllamaImageInput};
 
 /// A request's images, preprocessed, with a digest of their pixels so a cached conversation
 /// prefix is reused only by a request showing the same images.
-#[derive(Debug)]
 pub(crate) struct JobImages {
     pub inputs: Vec<MllamaImageInput>,
     pub key: u64,
+    /// The images through the vision encoder and projector, `[1, vision tokens, hidden]`,
+    /// when the request side encoded them; the engine encodes them otherwise.
+    pub encoded: Option<Tensor>,
 }
 
 impl JobImages {
@@ -35,6 +37,7 @@ impl JobImages {
         JobImages {
             key: hasher.finish(),
             inputs,
+            encoded: None,
         }
     }
 }
@@ -131,16 +134,29 @@ impl VisionServing {
         layers * 2 * text.num_key_value_heads * text.head_dim() * std::mem::size_of::<f32>()
     }
 
-    /// A new sequence for `prompt`, its images encoded now.
+    /// Runs `images` through the vision encoder and projector. Blocking, and long on a CPU:
+    /// call it from a blocking task, not the engine thread.
+    pub fn encode(&self, images: &mut JobImages) -> Result<()> {
+        let pixels = MllamaImages::from_preprocessed(&images.inputs, self.model.device())?;
+        images.encoded = Some(self.model.encode_images(&pixels)?.unsqueeze(0)?);
+        Ok(())
+    }
+
+    /// A new sequence for `prompt`, with its images' encoding, computed now unless the request
+    /// side did it.
     pub fn new_cache(&self, prompt: &[u32], images: Option<&JobImages>) -> Result<VisionCache> {
-        let encoded = match images {
-            Some(images) => Some(MllamaImages::from_preprocessed(
-                &images.inputs,
-                self.model.device(),
-            )?),
-            None => None,
+        let sequence = match images {
+            Some(images) => {
+                let pixels = MllamaImages::from_preprocessed(&images.inputs, self.model.device())?;
+                let slots = pixels.num_images()? * pixels.max_tiles()?;
+                let encoded = match &images.encoded {
+                    Some(encoded) => encoded.clone(),
+                    None => self.model.encode_images(&pixels)?.unsqueeze(0)?,
+                };
+                self.model.new_sequence_encoded(&encoded, slots)?
+            }
+            None => self.model.new_sequence(None)?,
         };
-        let sequence = self.model.new_sequence(encoded.as_ref())?;
         let mut cache = VisionCache {
             sequence,
             image_key: images.map(|i| i.key),

@@ -63,7 +63,7 @@ fn start(
         speculative,
         weight_quant: None,
     };
-    let scheduler = Scheduler::new(EngineModel::Vision(Box::new(serving)), limits);
+    let scheduler = Scheduler::new(EngineModel::Vision(Arc::new(serving)), limits);
     let (queue, jobs) = mpsc::channel(8);
     std::thread::spawn(move || scheduler.run(jobs, "vision-test"));
     (queue, alpha, wide)
@@ -176,4 +176,24 @@ fn prompt_mask_rows_follow_the_chunk_and_stop_after_the_prompt() {
     assert_eq!(rows[6 * slots..], rows[4 * slots..5 * slots]);
     let text_only = serving.new_cache(&[1, 2, 3], None).unwrap();
     assert!(chunk_mask(&text_only, 3).is_none());
+}
+
+#[test]
+fn images_encoded_on_the_request_side_give_the_reference_tokens() {
+    let reference = reference();
+    let prompt = ints(&reference["input_ids"]);
+    let expected = ints(&reference["greedy_tokens"]);
+    let serving =
+        VisionServing::load(&fixtures().join("tiny-model"), 4096, &Device::Cpu, None).unwrap();
+    let mut encoded = JobImages::new(images(&serving, "alpha.png").inputs.clone());
+    serving.encode(&mut encoded).unwrap();
+    assert!(encoded.encoded.is_some());
+    let (queue, _, _) = start(None);
+    let served = collect(submit(
+        &queue,
+        &prompt,
+        Some(Arc::new(encoded)),
+        expected.len(),
+    ));
+    assert_eq!(served.tokens, expected);
 }

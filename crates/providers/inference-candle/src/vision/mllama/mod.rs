@@ -308,13 +308,29 @@ impl MllamaModel {
     /// Starts a sequence; with images, encodes them and computes every cross-attention
     /// layer's keys and values for it now, once.
     pub fn new_sequence(&self, images: Option<&MllamaImages>) -> Result<MllamaSequence> {
-        let mut cache = self.text.new_cache();
-        let mut tile_slots = 0;
-        if let Some(images) = images {
-            let vision = self.encode_images(images)?.unsqueeze(0)?;
-            self.text.set_image(&mut cache, &vision)?;
-            tile_slots = images.num_images()? * images.max_tiles()?;
+        match images {
+            Some(images) => {
+                let vision = self.encode_images(images)?.unsqueeze(0)?;
+                self.new_sequence_encoded(&vision, images.num_images()? * images.max_tiles()?)
+            }
+            None => Ok(MllamaSequence {
+                cache: self.text.new_cache(),
+                tile_slots: 0,
+                last_mask_row: None,
+            }),
         }
+    }
+
+    /// Starts a sequence on images already through [`Self::encode_images`] (`[1, vision
+    /// tokens, hidden]`, over `tile_slots` tile slots), computing the cross-attention keys and
+    /// values.
+    pub fn new_sequence_encoded(
+        &self,
+        vision: &Tensor,
+        tile_slots: usize,
+    ) -> Result<MllamaSequence> {
+        let mut cache = self.text.new_cache();
+        self.text.set_image(&mut cache, vision)?;
         Ok(MllamaSequence {
             cache,
             tile_slots,
