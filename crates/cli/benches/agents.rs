@@ -83,7 +83,10 @@ async fn new_session(http: &reqwest::Client, base: &str, agent: &str) -> Option<
 }
 
 /// Latencies (ms, sorted) of `op` run back to back by `clients` tasks for `secs`.
-async fn measure<F, Fut>(clients: usize, secs: f64, op: F) -> (Vec<f64>, f64)
+/// Sorted latencies in milliseconds, and completed operations per second.
+type Measured = (Vec<f64>, f64);
+
+async fn measure<F, Fut>(clients: usize, secs: f64, op: F) -> Measured
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
@@ -210,7 +213,7 @@ fn main() {
                 async move { new_session(&http, &base, &agent).await.is_some() }
             }
         };
-        let rows: Vec<(&str, usize, (Vec<f64>, f64))> = rt.block_on(async {
+        let rows: Vec<(&str, usize, Measured)> = rt.block_on(async {
             let chat1 = chat.clone();
             measure(1, 1.0, chat1).await;
             let bare = measure(1, secs, chat.clone()).await;

@@ -181,7 +181,8 @@ fn main() {
     for &tiles in &tile_counts {
         let input = preprocess_image(&image(image_config.tile_size, tiles), &image_config);
         assert_eq!(input.num_tiles, tiles);
-        let images = MllamaImages::from_preprocessed(&[input.clone()], &Device::Cpu).unwrap();
+        let images =
+            MllamaImages::from_preprocessed(std::slice::from_ref(&input), &Device::Cpu).unwrap();
         let t = Instant::now();
         let mut sequence = model.new_sequence(Some(&images)).unwrap();
         let encode_s = t.elapsed().as_secs_f64();
