@@ -82,6 +82,20 @@ def tiny_model_dir(llama_stack_bin, tokenizer_model, tmp_path_factory) -> Path:
     return model_dir
 
 
+@pytest.fixture(scope="session")
+def vision_model_dir(llama_stack_bin, tokenizer_model, tmp_path_factory) -> Path:
+    """A random-weight Llama 3.2 Vision checkpoint (`--preset vision-tiny`), real tokenizer."""
+    model_dir = tmp_path_factory.mktemp("models") / "vision-tiny"
+    _run(
+        [
+            str(llama_stack_bin), "model", "create-test", str(model_dir),
+            "--preset", "vision-tiny", "--tokenizer", str(tokenizer_model),
+        ],
+        "llama-stack model create-test --preset vision-tiny",
+    )
+    return model_dir
+
+
 def make_server(
     name: str,
     binary: Path,

@@ -12,15 +12,12 @@ takes no images leaves the images out with a warning naming --vision-model.
 from __future__ import annotations
 
 import shutil
-import struct
-import subprocess
-import zlib
 from pathlib import Path
 
 import pytest
 import yaml
 
-from e2e_support import REPO_ROOT
+from e2e_support import REPO_ROOT, png_claiming
 from memory_support import fetch_minilm
 from test_recipe import DocQaUpstream, answers, describe, recipe, text_of
 
@@ -34,23 +31,8 @@ LIGHTHOUSE = "Harbour notes\n\nThe Varnholt lighthouse was painted teal in 1931.
 QUESTION = "What colour was the Varnholt lighthouse painted?"
 
 
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header claims `width` x `height` pixels, with one tiny data chunk."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(
-            ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
 
 
-@pytest.fixture(scope="module")
-def vision_model_dir(llama_stack_bin, tokenizer_model, tmp_path_factory) -> Path:
-    model_dir = tmp_path_factory.mktemp("models") / "vision-tiny"
-    subprocess.run([str(llama_stack_bin), "model", "create-test", str(model_dir), "--preset",
-                    "vision-tiny", "--tokenizer", str(tokenizer_model)], check=True,
-                   capture_output=True, timeout=300)
-    return model_dir
 
 
 @pytest.fixture(scope="module")

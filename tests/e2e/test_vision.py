@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import base64
 import http.server
-import struct
-import subprocess
 import threading
-import zlib
-from pathlib import Path
 
 import openai
 import pytest
 import requests
 from llama_stack_client import LlamaStackClient
 
-from e2e_support import HTTP_TIMEOUT_S, LOCAL_RUN_YAML, MODEL_IDENTIFIER, REPO_ROOT
+from e2e_support import HTTP_TIMEOUT_S, LOCAL_RUN_YAML, MODEL_IDENTIFIER, REPO_ROOT, png_claiming
 
 FIXTURES = REPO_ROOT / "crates" / "providers" / "inference-candle" / "tests" / "fixtures" / "mllama"
 VISION_MODEL = "meta-llama/Llama-3.2-11B-Vision-Instruct"
@@ -34,23 +30,8 @@ def data_url(name: str, mime: str) -> str:
     return f"data:{mime};base64," + base64.b64encode((FIXTURES / name).read_bytes()).decode()
 
 
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header claims `width` x `height` pixels, with one tiny data chunk."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(
-            ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
 
 
-@pytest.fixture(scope="module")
-def vision_model_dir(llama_stack_bin, tokenizer_model, tmp_path_factory) -> Path:
-    model_dir = tmp_path_factory.mktemp("models") / "vision-tiny"
-    subprocess.run([str(llama_stack_bin), "model", "create-test", str(model_dir), "--preset",
-                    "vision-tiny", "--tokenizer", str(tokenizer_model)], check=True,
-                   capture_output=True, timeout=300)
-    return model_dir
 
 
 def vision_run_yaml(tmp_path_factory, images_block: str) -> str:

@@ -166,6 +166,20 @@ fn prepare(dir: &Path, options: &TestModelOptions) -> Result<serde_json::Value> 
     Ok(tokenizer)
 }
 
+/// Llama 3 Instruct's sampling defaults and stop tokens, as its checkpoints ship them.
+fn write_generation_config(dir: &Path) -> Result<()> {
+    write_json(
+        &dir.join("generation_config.json"),
+        &serde_json::json!({
+            "bos_token_id": 128000,
+            "eos_token_id": [128001, 128008, 128009],
+            "do_sample": true,
+            "temperature": 0.6,
+            "top_p": 0.9,
+        }),
+    )
+}
+
 fn write_tokenizer_files(dir: &Path, tokenizer: &serde_json::Value) -> Result<()> {
     write_json(&dir.join("tokenizer.json"), tokenizer)?;
     write_json(
@@ -221,16 +235,7 @@ pub fn create(dir: &Path, options: &TestModelOptions) -> Result<()> {
             "torch_dtype": torch_dtype,
         }),
     )?;
-    write_json(
-        &dir.join("generation_config.json"),
-        &serde_json::json!({
-            "bos_token_id": 128000,
-            "eos_token_id": [128001, 128008, 128009],
-            "do_sample": true,
-            "temperature": 0.6,
-            "top_p": 0.9,
-        }),
-    )?;
+    write_generation_config(dir)?;
     write_tokenizer_files(dir, &tokenizer)?;
     let path = dir.join("model.safetensors");
     let mut tensors: HashMap<String, Tensor> = HashMap::new();

@@ -168,16 +168,7 @@ pub(super) fn create(dir: &Path, tokenizer: serde_json::Value, seed: u64) -> Res
 
     write_json(&dir.join("config.json"), &json)?;
     write_json(&dir.join("preprocessor_config.json"), &preprocessor_json())?;
-    write_json(
-        &dir.join("generation_config.json"),
-        &serde_json::json!({
-            "bos_token_id": 128000,
-            "eos_token_id": [128001, 128008, 128009],
-            "do_sample": true,
-            "temperature": 0.6,
-            "top_p": 0.9,
-        }),
-    )?;
+    super::write_generation_config(dir)?;
     super::write_tokenizer_files(dir, &with_image_token(tokenizer))?;
     let path = dir.join("model.safetensors");
     varmap.save(&path).map_err(|e| io_error(&path, e))
