@@ -78,6 +78,10 @@ run_phase "cargo test" continue cargo test --workspace --no-fail-fast
 # The aarch64 NEON kernels' unit tests, cross-built and run under qemu-user (results, not
 # speed); it says why and passes when the cross toolchain cannot be installed.
 run_phase "neon kernels (qemu)" continue bash scripts/test-neon.sh
+# A CI clone never reuses the cross build, and the e2e phase (browser, models) needs the disk.
+if [ -n "${CI:-}" ]; then
+  rm -rf "${NEON_TARGET_DIR:-target/cross}"
+fi
 # llama.cpp is the e2e parity test's reference; the build is cached, so the second call only
 # prints where it is.
 run_phase "build-llamacpp" fatal bash scripts/build-llamacpp.sh
