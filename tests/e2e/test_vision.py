@@ -94,8 +94,10 @@ def test_openai_image_url_parts_reach_the_model(vision_server):
     assert jpeg.usage.prompt_tokens == gif.usage.prompt_tokens == text.usage.prompt_tokens + 1
     assert first_logprobs(jpeg) != first_logprobs(gif)
     assert first_logprobs(jpeg) != first_logprobs(text)
-    # The same image again gives the same answer (its cached prefix is reused).
-    assert first_logprobs(ask(client, data_url("portrait.jpg", "image/jpeg"))) == first_logprobs(jpeg)
+    # The same image again gives the same answer; its cached prefix is reused, and the last
+    # prompt token read again on its own may round differently.
+    again = first_logprobs(ask(client, data_url("portrait.jpg", "image/jpeg")))
+    assert again == pytest.approx(first_logprobs(jpeg), abs=1e-4)
 
 
 def test_streaming_with_an_image(vision_server):
@@ -204,7 +206,7 @@ def test_pixel_limit_and_url_fetch(open_vision_server):
         base = f"http://127.0.0.1:{httpd.server_address[1]}"
         fetched = ask(openai_client(open_vision_server), f"{base}/portrait.jpg")
         inline = ask(openai_client(open_vision_server), data_url("portrait.jpg", "image/jpeg"))
-        assert first_logprobs(fetched) == first_logprobs(inline)
+        assert first_logprobs(fetched) == pytest.approx(first_logprobs(inline), abs=1e-4)
         response = post_chat(open_vision_server, [image_part(f"{base}/missing.png")])
         assert 400 <= response.status_code < 600 and response.status_code != 500, response.text
         assert "missing.png" in error_message(response)
