@@ -79,6 +79,8 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 start=$SECONDS
 status=0
+# qemu-user's default CPU has the dot-product extension: the sdot kernels must be checked too.
+export NEON_CHECK_SDOT=1
 cargo test --profile neon-check --target "$target" -p llama-stack-provider-inference-candle --lib -- \
   llama::linear:: llama::kquants:: 2>&1 | tee "$log" || status=$?
 

@@ -1,9 +1,10 @@
 //! The NEON kernels of [`super`] for Q8_0 and Q4_0 groups of eight interleaved rows.
 //!
-//! NEON is part of the aarch64 baseline, so these need no run-time detection. They use plain
-//! NEON only (widening multiplies and pairwise adds): the `sdot` instruction of the
-//! dot-product extension has no stable Rust intrinsic yet, and would need run-time detection
-//! and a second set of kernels.
+//! NEON is part of the aarch64 baseline, so the plain kernels (widening multiplies and
+//! pairwise adds) need no run-time detection. Where the CPU has the dot-product extension
+//! (Apple M1 and later, Graviton 2 and later), a second pair of kernels uses `sdot`, four
+//! byte products summed into each 32-bit lane in one instruction. Its Rust intrinsic is not
+//! stable yet, so it is written as inline assembly.
 //!
 //! A 32-byte vector of the layout is two 16-byte registers, rows 0..4 and rows 4..8, each
 //! row's four columns in one 32-bit lane. The integer sums are exact, and the f32 arithmetic
@@ -23,14 +24,43 @@ pub(super) fn group_dot(
     i: usize,
 ) -> Option<[f32; GROUP]> {
     let (a, a_scales) = (acts.row_quants(i), acts.row_scales(i));
-    // SAFETY: NEON is part of the aarch64 baseline.
+    let dot = has_dotprod();
+    // SAFETY: NEON is part of the aarch64 baseline, and the sdot kernels run only where the
+    // CPU reports the dot-product extension.
     unsafe {
         match kind {
+            PackedKind::Q8_0 if dot => Some(group_q8_sdot(w, ws, a, a_scales)),
+            PackedKind::Q4_0 if dot => Some(group_q4_sdot(w, ws, a, a_scales)),
             PackedKind::Q8_0 => Some(group_q8(w, ws, a, a_scales)),
             PackedKind::Q4_0 => Some(group_q4(w, ws, a, a_scales)),
             _ => None,
         }
     }
+}
+
+/// Whether the CPU has the dot-product extension (`sdot`); the standard library caches the
+/// answer after the first call.
+pub(in crate::llama) fn has_dotprod() -> bool {
+    std::arch::is_aarch64_feature_detected!("dotprod")
+}
+
+/// `acc` plus, in each 32-bit lane, the sum of that lane's four byte products of `w` and `a`.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+pub(in crate::llama) fn sdot(acc: int32x4_t, w: int8x16_t, a: int8x16_t) -> int32x4_t {
+    let mut acc = acc;
+    // SAFETY: `sdot` only reads and writes the three vector registers, and the function's
+    // target features include the dot-product extension it needs.
+    unsafe {
+        std::arch::asm!(
+            "sdot {acc:v}.4s, {w:v}.16b, {a:v}.16b",
+            acc = inout(vreg) acc,
+            w = in(vreg) w,
+            a = in(vreg) a,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    acc
 }
 
 /// Four activation bytes at `p`, repeated in every 32-bit lane.
@@ -142,6 +172,68 @@ pub(super) fn group_q4(w: &[u8], ws: &[f32], a: &[i8], a_scales: &[f32]) -> [f32
     store(acc)
 }
 
+/// [`group_q8`] on the dot-product extension: each lane of a vector is one row's four
+/// columns, so `sdot` with the activations broadcast per lane sums straight into rows.
+#[target_feature(enable = "neon,dotprod")]
+pub(super) fn group_q8_sdot(w: &[u8], ws: &[f32], a: &[i8], a_scales: &[f32]) -> [f32; GROUP] {
+    let nb = a_scales.len();
+    assert!(w.len() >= nb * 256 && ws.len() >= nb * GROUP && a.len() >= nb * BLOCK);
+    let mut acc = [vdupq_n_f32(0.0); 2];
+    for (b, &da) in a_scales.iter().enumerate() {
+        let mut sums = [vdupq_n_s32(0); 2];
+        // SAFETY: block b < nb lies inside every slice, as asserted.
+        unsafe {
+            let wp = w.as_ptr().add(b * 256) as *const i8;
+            let ap = a.as_ptr().add(b * BLOCK);
+            for c in 0..8 {
+                let y = broadcast4(ap.add(c * 4));
+                sums[0] = sdot(sums[0], vld1q_s8(wp.add(c * 32)), y);
+                sums[1] = sdot(sums[1], vld1q_s8(wp.add(c * 32 + 16)), y);
+            }
+        }
+        let da = vdupq_n_f32(da);
+        for (h, sums) in sums.into_iter().enumerate() {
+            // SAFETY: the block's eight scales lie inside `ws`, as asserted.
+            let d = unsafe { vld1q_f32(ws.as_ptr().add(b * GROUP + 4 * h)) };
+            acc[h] = add_scaled(acc[h], sums, d, da);
+        }
+    }
+    store(acc)
+}
+
+/// [`group_q4`] on the dot-product extension.
+#[target_feature(enable = "neon,dotprod")]
+pub(super) fn group_q4_sdot(w: &[u8], ws: &[f32], a: &[i8], a_scales: &[f32]) -> [f32; GROUP] {
+    let nb = a_scales.len();
+    assert!(w.len() >= nb * 128 && ws.len() >= nb * GROUP && a.len() >= nb * BLOCK);
+    let (low, eight) = (vdupq_n_u8(0x0F), vdupq_n_s8(8));
+    let mut acc = [vdupq_n_f32(0.0); 2];
+    for (b, &da) in a_scales.iter().enumerate() {
+        let mut sums = [vdupq_n_s32(0); 2];
+        // SAFETY: block b < nb lies inside every slice, as asserted.
+        unsafe {
+            let wp = w.as_ptr().add(b * 128);
+            let ap = a.as_ptr().add(b * BLOCK);
+            for p in 0..4 {
+                let (y_lo, y_hi) = (broadcast4(ap.add(p * 8)), broadcast4(ap.add(p * 8 + 4)));
+                for (h, sums) in sums.iter_mut().enumerate() {
+                    let raw = vld1q_u8(wp.add(p * 32 + 16 * h));
+                    let lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, low)), eight);
+                    let hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8::<4>(raw)), eight);
+                    *sums = sdot(sdot(*sums, lo, y_lo), hi, y_hi);
+                }
+            }
+        }
+        let da = vdupq_n_f32(da);
+        for (h, sums) in sums.into_iter().enumerate() {
+            // SAFETY: the block's eight scales lie inside `ws`, as asserted.
+            let d = unsafe { vld1q_f32(ws.as_ptr().add(b * GROUP + 4 * h)) };
+            acc[h] = add_scaled(acc[h], sums, d, da);
+        }
+    }
+    store(acc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::Packed;
@@ -206,6 +298,26 @@ mod tests {
                                 let scales = &p.scales[g * nb * GROUP..(g + 1) * nb * GROUP];
                                 let neon = group_dot(kind, quants, scales, &acts, i).unwrap();
                                 let want = p.group_dot_portable(g, &acts, i);
+                                let (a, a_scales) = (acts.row_quants(i), acts.row_scales(i));
+                                // SAFETY: NEON is baseline; sdot only where detected.
+                                let (plain, dot) = unsafe {
+                                    match kind {
+                                        PackedKind::Q8_0 => (
+                                            group_q8(quants, scales, a, a_scales),
+                                            has_dotprod().then(|| {
+                                                group_q8_sdot(quants, scales, a, a_scales)
+                                            }),
+                                        ),
+                                        _ => (
+                                            group_q4(quants, scales, a, a_scales),
+                                            has_dotprod().then(|| {
+                                                group_q4_sdot(quants, scales, a, a_scales)
+                                            }),
+                                        ),
+                                    }
+                                };
+                                assert_eq!(plain, neon_or(dot, plain), "{kind:?} sdot");
+                                assert_eq!(plain, neon, "{kind:?} dispatch");
                                 let real = rows - g * GROUP;
                                 assert_eq!(
                                     neon[..real.min(GROUP)],
@@ -224,6 +336,24 @@ mod tests {
             }
         }
         assert!(checked > 100);
+    }
+
+    /// The sdot kernel's result where the CPU has one, else the plain kernel's.
+    fn neon_or(dot: Option<[f32; GROUP]>, plain: [f32; GROUP]) -> [f32; GROUP] {
+        dot.unwrap_or(plain)
+    }
+
+    #[test]
+    fn neon_sdot_is_detected_under_the_test_emulator() {
+        // scripts/test-neon.sh runs these tests on qemu-user's default CPU, which has the
+        // dot-product extension, and sets NEON_CHECK_SDOT so that a CPU without it fails here
+        // instead of leaving the sdot kernels untested. Elsewhere a CPU may lack it.
+        if std::env::var_os("NEON_CHECK_SDOT").is_some() {
+            assert!(
+                has_dotprod(),
+                "this CPU lacks the dot-product extension: the sdot kernels were not checked"
+            );
+        }
     }
 
     #[test]
