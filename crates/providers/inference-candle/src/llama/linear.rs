@@ -538,7 +538,9 @@ pub(super) struct Activations {
     scales: Vec<f32>,
     /// Per block: the sum of its quants, for Q4_0's offset of 8 and Q4_K's mins.
     sums: Vec<i32>,
-    /// Per half block of 16: the sum of its quants, for Q6_K's offset of 32.
+    /// Per half block of 16: the sum of its quants, for the AVX2 Q6_K kernel's offset of 32
+    /// (other kernels take the offset out otherwise, so other targets skip computing it).
+    #[cfg(target_arch = "x86_64")]
     halves: Vec<i16>,
 }
 
@@ -580,6 +582,7 @@ impl Activations {
             *sum = q.iter().map(|&v| v as i32).sum();
             *d = scale;
         }
+        #[cfg(target_arch = "x86_64")]
         let halves = quants
             .chunks_exact(BLOCK / 2)
             .map(|q| q.iter().map(|&v| v as i16).sum())
@@ -589,6 +592,7 @@ impl Activations {
             quants,
             scales,
             sums,
+            #[cfg(target_arch = "x86_64")]
             halves,
         }
     }
@@ -605,6 +609,7 @@ impl Activations {
         &self.sums[i * self.k / BLOCK..(i + 1) * self.k / BLOCK]
     }
 
+    #[cfg(target_arch = "x86_64")]
     pub(super) fn row_halves(&self, i: usize) -> &[i16] {
         let per_row = 2 * self.k / BLOCK;
         &self.halves[i * per_row..(i + 1) * per_row]

@@ -224,10 +224,10 @@ impl Half {
     /// Dot products of groups `g0..g0 + n_groups` with the rows of `x` (at most six).
     fn tile(&self, g0: usize, n_groups: usize, x: &[f32]) -> Tile {
         let k = self.cols;
-        let n_rows = x.len() / k;
         let w = &self.data[g0 * k * GROUP..(g0 + n_groups) * k * GROUP];
         #[cfg(target_arch = "x86_64")]
         if simd() {
+            let n_rows = x.len() / k;
             // SAFETY: AVX2/FMA/F16C detected; `w` holds `n_groups` groups of `k` columns and
             // `x` `n_rows` rows of `k`, as each kernel reads.
             return unsafe {
