@@ -1,15 +1,15 @@
 //! The NEON kernels of [`super`]: one activation row, or two sharing each weight vector's
 //! unpacking (prompts, batched and speculative steps).
 //!
-//! Plain NEON, like [`super::super::linear`]'s NEON kernels, with their register layout: the
-//! rows 0..4 and 4..8 of a 32-byte vector in two registers, a row's four columns per 32-bit
-//! lane. Each row's arithmetic is the portable code's, operation for operation (exact integer
+//! Plain NEON, or `sdot` where the CPU has the dot-product extension, like
+//! [`super::super::linear`]'s NEON kernels and with their register layout: the rows 0..4 and
+//! 4..8 of a 32-byte vector in two registers, a row's four columns per 32-bit lane. Each row's arithmetic is the portable code's, operation for operation (exact integer
 //! sums per 16 columns, then the same f32 products and sums in the same order), so the
 //! results are the same bits, and the two-row kernels give the one-row results.
 
 use std::arch::aarch64::*;
 
-use super::super::linear::neon::{broadcast4, mac, rows4};
+use super::super::linear::neon::{broadcast4, has_dotprod, mac_or_dot, rows_of};
 use super::{
     BLOCK, GROUP, PackedKind, Q4K_GROUP_BYTES, Q4K_MINS, Q4K_QUANTS, Q4K_SCALES, Q6K_GROUP_BYTES,
     Q6K_QUANTS, Q6K_SCALES, SUPER, f16_at, q5k,
@@ -23,15 +23,7 @@ pub(super) fn group_dot(
     a_scales: &[f32],
     a_sums: &[i32],
 ) -> Option<[f32; GROUP]> {
-    // SAFETY: NEON is part of the aarch64 baseline.
-    let [dots] = unsafe {
-        match kind {
-            PackedKind::Q4K => q4k_rows::<1, false>(group, [a], [a_scales], [a_sums]),
-            PackedKind::Q5K => q4k_rows::<1, true>(group, [a], [a_scales], [a_sums]),
-            PackedKind::Q6K => q6k_rows(group, [a], [a_scales]),
-            _ => return None,
-        }
-    };
+    let [dots] = rows_dot(kind, group, [a], [a_scales], [a_sums], has_dotprod())?;
     Some(dots)
 }
 
@@ -43,14 +35,31 @@ pub(super) fn group_dot_x2(
     a_scales: [&[f32]; 2],
     a_sums: [&[i32]; 2],
 ) -> Option<[[f32; GROUP]; 2]> {
-    // SAFETY: NEON is part of the aarch64 baseline.
+    rows_dot(kind, group, a, a_scales, a_sums, has_dotprod())
+}
+
+/// The group dots of `N` activation rows, on `sdot` when `dot` (which only a CPU with the
+/// dot-product extension may ask for).
+fn rows_dot<const N: usize>(
+    kind: PackedKind,
+    group: &[u8],
+    a: [&[i8]; N],
+    a_scales: [&[f32]; N],
+    a_sums: [&[i32]; N],
+    dot: bool,
+) -> Option<[[f32; GROUP]; N]> {
+    debug_assert!(!dot || has_dotprod());
+    // SAFETY: NEON is part of the aarch64 baseline; `dot` only where the CPU has `sdot`.
     unsafe {
-        match kind {
-            PackedKind::Q4K => Some(q4k_rows::<2, false>(group, a, a_scales, a_sums)),
-            PackedKind::Q5K => Some(q4k_rows::<2, true>(group, a, a_scales, a_sums)),
-            PackedKind::Q6K => Some(q6k_rows(group, a, a_scales)),
-            _ => None,
-        }
+        Some(match (kind, dot) {
+            (PackedKind::Q4K, false) => q4k_rows::<N, false, false>(group, a, a_scales, a_sums),
+            (PackedKind::Q4K, true) => q4k_rows::<N, false, true>(group, a, a_scales, a_sums),
+            (PackedKind::Q5K, false) => q4k_rows::<N, true, false>(group, a, a_scales, a_sums),
+            (PackedKind::Q5K, true) => q4k_rows::<N, true, true>(group, a, a_scales, a_sums),
+            (PackedKind::Q6K, false) => q6k_rows::<N, false>(group, a, a_scales),
+            (PackedKind::Q6K, true) => q6k_rows::<N, true>(group, a, a_scales),
+            _ => return None,
+        })
     }
 }
 
@@ -119,10 +128,13 @@ fn supers<const N: usize>(group: &[u8], gb: usize, a: [&[i8]; N], a_scales: [&[f
 }
 
 /// Q4_K group dots of `N` activation rows; Q5_K's with `FIFTH`, whose sub-blocks carry the
-/// quants' fifth bits after the nibbles.
+/// quants' fifth bits after the nibbles; summed with `sdot` with `DOT`.
+///
+/// # Safety
+/// With `DOT`, the CPU must have the dot-product extension.
 #[inline]
 #[target_feature(enable = "neon")]
-fn q4k_rows<const N: usize, const FIFTH: bool>(
+unsafe fn q4k_rows<const N: usize, const FIFTH: bool, const DOT: bool>(
     w: &[u8],
     a: [&[i8]; N],
     a_scales: [&[f32]; N],
@@ -169,8 +181,8 @@ fn q4k_rows<const N: usize, const FIFTH: bool>(
                         let ap = a[r].as_ptr().add(b * BLOCK + p * 8);
                         let (y_lo, y_hi) = (broadcast4(ap), broadcast4(ap.add(4)));
                         for (h, n) in nibbles.iter().enumerate() {
-                            mac(&mut sums[h], n[0], y_lo);
-                            mac(&mut sums[h], n[1], y_hi);
+                            mac_or_dot::<DOT>(&mut sums[h], n[0], y_lo);
+                            mac_or_dot::<DOT>(&mut sums[h], n[1], y_hi);
                         }
                     }
                 }
@@ -185,7 +197,7 @@ fn q4k_rows<const N: usize, const FIFTH: bool>(
                     let min = vmulq_f32(dmin[h], m[h]);
                     let mut dot = dots[r][h];
                     for half in &sums {
-                        let sum = vcvtq_f32_s32(rows4(half[r][h]));
+                        let sum = vcvtq_f32_s32(rows_of::<DOT>(half[r][h]));
                         dot = vaddq_f32(dot, vmulq_f32(vmulq_f32(sum, scale), da));
                     }
                     dots[r][h] = vsubq_f32(dot, vmulq_f32(vmulq_f32(min, a_total), da));
@@ -196,10 +208,17 @@ fn q4k_rows<const N: usize, const FIFTH: bool>(
     store(dots)
 }
 
-/// Q6_K group dots of `N` activation rows.
+/// Q6_K group dots of `N` activation rows; summed with `sdot` with `DOT`.
+///
+/// # Safety
+/// With `DOT`, the CPU must have the dot-product extension.
 #[inline]
 #[target_feature(enable = "neon")]
-fn q6k_rows<const N: usize>(w: &[u8], a: [&[i8]; N], a_scales: [&[f32]; N]) -> [[f32; GROUP]; N] {
+unsafe fn q6k_rows<const N: usize, const DOT: bool>(
+    w: &[u8],
+    a: [&[i8]; N],
+    a_scales: [&[f32]; N],
+) -> [[f32; GROUP]; N] {
     let supers = supers(w, Q6K_GROUP_BYTES, a, a_scales);
     let (low, top, offset) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x30), vdupq_n_s8(32));
     let mut dots = [[vdupq_n_f32(0.0); 2]; N];
@@ -239,8 +258,8 @@ fn q6k_rows<const N: usize>(w: &[u8], a: [&[i8]; N], a_scales: [&[f32]; N]) -> [
                             let ap = a[r].as_ptr().add(b * BLOCK + p * 8);
                             let (y_lo, y_hi) = (broadcast4(ap), broadcast4(ap.add(4)));
                             for (h, q) in quants.iter().enumerate() {
-                                mac(&mut sums[h], q[0], y_lo);
-                                mac(&mut sums[h], q[1], y_hi);
+                                mac_or_dot::<DOT>(&mut sums[h], q[0], y_lo);
+                                mac_or_dot::<DOT>(&mut sums[h], q[1], y_hi);
                             }
                         }
                     }
@@ -253,7 +272,7 @@ fn q6k_rows<const N: usize>(w: &[u8], a: [&[i8]; N], a_scales: [&[f32]; N]) -> [
                     let mut dot = dots[r][h];
                     for (half, sc) in sums.iter().zip(&sc) {
                         let scale = vmulq_f32(sc[h], d[h]);
-                        let sum = vcvtq_f32_s32(rows4(half[r][h]));
+                        let sum = vcvtq_f32_s32(rows_of::<DOT>(half[r][h]));
                         dot = vaddq_f32(dot, vmulq_f32(vmulq_f32(sum, scale), da));
                     }
                     dots[r][h] = dot;
@@ -339,6 +358,10 @@ mod tests {
                             let neon = group_dot(kind, group, a, s, sums).unwrap();
                             let want = group_dot_portable(kind, group, a, s, sums);
                             assert_eq!(neon, want, "{kind:?} {rows}x{cols} group {g} row {i}");
+                            for dot in [false, has_dotprod()] {
+                                let [got] = rows_dot(kind, group, [a], [s], [sums], dot).unwrap();
+                                assert_eq!(got, want, "{kind:?} sdot {dot} group {g} row {i}");
+                            }
                             // Padding rows have zero super-block scales.
                             assert!(neon[real..].iter().all(|&v| v == 0.0));
                             assert_eq!(super::super::group_dot(kind, group, a, s, sums), neon);

@@ -29,10 +29,10 @@ pub(super) fn group_dot(
     // CPU reports the dot-product extension.
     unsafe {
         match kind {
-            PackedKind::Q8_0 if dot => Some(group_q8_sdot(w, ws, a, a_scales)),
-            PackedKind::Q4_0 if dot => Some(group_q4_sdot(w, ws, a, a_scales)),
-            PackedKind::Q8_0 => Some(group_q8(w, ws, a, a_scales)),
-            PackedKind::Q4_0 => Some(group_q4(w, ws, a, a_scales)),
+            PackedKind::Q8_0 if dot => Some(group_q8::<true>(w, ws, a, a_scales)),
+            PackedKind::Q4_0 if dot => Some(group_q4::<true>(w, ws, a, a_scales)),
+            PackedKind::Q8_0 => Some(group_q8::<false>(w, ws, a, a_scales)),
+            PackedKind::Q4_0 => Some(group_q4::<false>(w, ws, a, a_scales)),
             _ => None,
         }
     }
@@ -45,14 +45,21 @@ pub(in crate::llama) fn has_dotprod() -> bool {
 }
 
 /// `acc` plus, in each 32-bit lane, the sum of that lane's four byte products of `w` and `a`.
+///
+/// The assembly enables the extension itself, so the kernels that use it stay plain-NEON
+/// functions into which this inlines; they are only reached after [`has_dotprod`].
+///
+/// # Safety
+/// The CPU must have the dot-product extension.
 #[inline]
-#[target_feature(enable = "neon,dotprod")]
-pub(in crate::llama) fn sdot(acc: int32x4_t, w: int8x16_t, a: int8x16_t) -> int32x4_t {
+#[target_feature(enable = "neon")]
+unsafe fn sdot(acc: int32x4_t, w: int8x16_t, a: int8x16_t) -> int32x4_t {
     let mut acc = acc;
-    // SAFETY: `sdot` only reads and writes the three vector registers, and the function's
-    // target features include the dot-product extension it needs.
+    // SAFETY: `sdot` only reads and writes the three vector registers; the caller vouches
+    // for the extension.
     unsafe {
         std::arch::asm!(
+            ".arch_extension dotprod",
             "sdot {acc:v}.4s, {w:v}.16b, {a:v}.16b",
             acc = inout(vreg) acc,
             w = in(vreg) w,
@@ -91,6 +98,33 @@ pub(in crate::llama) fn rows4(acc: [int32x4_t; 2]) -> int32x4_t {
     vpaddq_s32(acc[0], acc[1])
 }
 
+/// [`mac`], or with `DOT` one `sdot` that sums each row's four products into its lane of
+/// `acc[0]` (`acc[1]` stays zero); [`rows_of`] reads either back as the four rows' sums.
+///
+/// # Safety
+/// With `DOT`, the CPU must have the dot-product extension.
+#[inline]
+#[target_feature(enable = "neon")]
+pub(in crate::llama) unsafe fn mac_or_dot<const DOT: bool>(
+    acc: &mut [int32x4_t; 2],
+    w: int8x16_t,
+    a: int8x16_t,
+) {
+    if DOT {
+        // SAFETY: per the contract.
+        acc[0] = unsafe { sdot(acc[0], w, a) };
+    } else {
+        mac(acc, w, a);
+    }
+}
+
+/// The four rows' sums of [`mac_or_dot`]'s accumulators.
+#[inline]
+#[target_feature(enable = "neon")]
+pub(in crate::llama) fn rows_of<const DOT: bool>(acc: [int32x4_t; 2]) -> int32x4_t {
+    if DOT { acc[0] } else { rows4(acc) }
+}
+
 /// `acc + sum · d · da` per lane, in the portable code's order.
 #[inline]
 #[target_feature(enable = "neon")]
@@ -110,9 +144,17 @@ fn store(acc: [float32x4_t; 2]) -> [f32; GROUP] {
 }
 
 /// `w` holds `nb` Q8_0 group blocks, `ws` `nb * 8` scales, `a` `nb * 32` quants, `a_scales`
-/// `nb` scales, `nb = a_scales.len()`.
+/// `nb` scales, `nb = a_scales.len()`. `DOT` sums with `sdot`.
+///
+/// # Safety
+/// With `DOT`, the CPU must have the dot-product extension.
 #[target_feature(enable = "neon")]
-pub(super) fn group_q8(w: &[u8], ws: &[f32], a: &[i8], a_scales: &[f32]) -> [f32; GROUP] {
+pub(super) unsafe fn group_q8<const DOT: bool>(
+    w: &[u8],
+    ws: &[f32],
+    a: &[i8],
+    a_scales: &[f32],
+) -> [f32; GROUP] {
     let nb = a_scales.len();
     assert!(w.len() >= nb * 256 && ws.len() >= nb * GROUP && a.len() >= nb * BLOCK);
     let mut acc = [vdupq_n_f32(0.0); 2];
@@ -124,23 +166,31 @@ pub(super) fn group_q8(w: &[u8], ws: &[f32], a: &[i8], a_scales: &[f32]) -> [f32
             let ap = a.as_ptr().add(b * BLOCK);
             for c in 0..8 {
                 let y = broadcast4(ap.add(c * 4));
-                mac(&mut sums[0], vld1q_s8(wp.add(c * 32)), y);
-                mac(&mut sums[1], vld1q_s8(wp.add(c * 32 + 16)), y);
+                mac_or_dot::<DOT>(&mut sums[0], vld1q_s8(wp.add(c * 32)), y);
+                mac_or_dot::<DOT>(&mut sums[1], vld1q_s8(wp.add(c * 32 + 16)), y);
             }
         }
         let da = vdupq_n_f32(da);
         for (h, sums) in sums.into_iter().enumerate() {
             // SAFETY: the block's eight scales lie inside `ws`, as asserted.
             let d = unsafe { vld1q_f32(ws.as_ptr().add(b * GROUP + 4 * h)) };
-            acc[h] = add_scaled(acc[h], rows4(sums), d, da);
+            acc[h] = add_scaled(acc[h], rows_of::<DOT>(sums), d, da);
         }
     }
     store(acc)
 }
 
 /// As for [`group_q8`], with `w` holding `nb` Q4_0 group blocks.
+///
+/// # Safety
+/// With `DOT`, the CPU must have the dot-product extension.
 #[target_feature(enable = "neon")]
-pub(super) fn group_q4(w: &[u8], ws: &[f32], a: &[i8], a_scales: &[f32]) -> [f32; GROUP] {
+pub(super) unsafe fn group_q4<const DOT: bool>(
+    w: &[u8],
+    ws: &[f32],
+    a: &[i8],
+    a_scales: &[f32],
+) -> [f32; GROUP] {
     let nb = a_scales.len();
     assert!(w.len() >= nb * 128 && ws.len() >= nb * GROUP && a.len() >= nb * BLOCK);
     let (low, eight) = (vdupq_n_u8(0x0F), vdupq_n_s8(8));
@@ -157,8 +207,8 @@ pub(super) fn group_q4(w: &[u8], ws: &[f32], a: &[i8], a_scales: &[f32]) -> [f32
                     let raw = vld1q_u8(wp.add(p * 32 + 16 * h));
                     let lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, low)), eight);
                     let hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8::<4>(raw)), eight);
-                    mac(sums, lo, y_lo);
-                    mac(sums, hi, y_hi);
+                    mac_or_dot::<DOT>(sums, lo, y_lo);
+                    mac_or_dot::<DOT>(sums, hi, y_hi);
                 }
             }
         }
@@ -166,69 +216,7 @@ pub(super) fn group_q4(w: &[u8], ws: &[f32], a: &[i8], a_scales: &[f32]) -> [f32
         for (h, sums) in sums.into_iter().enumerate() {
             // SAFETY: the block's eight scales lie inside `ws`, as asserted.
             let d = unsafe { vld1q_f32(ws.as_ptr().add(b * GROUP + 4 * h)) };
-            acc[h] = add_scaled(acc[h], rows4(sums), d, da);
-        }
-    }
-    store(acc)
-}
-
-/// [`group_q8`] on the dot-product extension: each lane of a vector is one row's four
-/// columns, so `sdot` with the activations broadcast per lane sums straight into rows.
-#[target_feature(enable = "neon,dotprod")]
-pub(super) fn group_q8_sdot(w: &[u8], ws: &[f32], a: &[i8], a_scales: &[f32]) -> [f32; GROUP] {
-    let nb = a_scales.len();
-    assert!(w.len() >= nb * 256 && ws.len() >= nb * GROUP && a.len() >= nb * BLOCK);
-    let mut acc = [vdupq_n_f32(0.0); 2];
-    for (b, &da) in a_scales.iter().enumerate() {
-        let mut sums = [vdupq_n_s32(0); 2];
-        // SAFETY: block b < nb lies inside every slice, as asserted.
-        unsafe {
-            let wp = w.as_ptr().add(b * 256) as *const i8;
-            let ap = a.as_ptr().add(b * BLOCK);
-            for c in 0..8 {
-                let y = broadcast4(ap.add(c * 4));
-                sums[0] = sdot(sums[0], vld1q_s8(wp.add(c * 32)), y);
-                sums[1] = sdot(sums[1], vld1q_s8(wp.add(c * 32 + 16)), y);
-            }
-        }
-        let da = vdupq_n_f32(da);
-        for (h, sums) in sums.into_iter().enumerate() {
-            // SAFETY: the block's eight scales lie inside `ws`, as asserted.
-            let d = unsafe { vld1q_f32(ws.as_ptr().add(b * GROUP + 4 * h)) };
-            acc[h] = add_scaled(acc[h], sums, d, da);
-        }
-    }
-    store(acc)
-}
-
-/// [`group_q4`] on the dot-product extension.
-#[target_feature(enable = "neon,dotprod")]
-pub(super) fn group_q4_sdot(w: &[u8], ws: &[f32], a: &[i8], a_scales: &[f32]) -> [f32; GROUP] {
-    let nb = a_scales.len();
-    assert!(w.len() >= nb * 128 && ws.len() >= nb * GROUP && a.len() >= nb * BLOCK);
-    let (low, eight) = (vdupq_n_u8(0x0F), vdupq_n_s8(8));
-    let mut acc = [vdupq_n_f32(0.0); 2];
-    for (b, &da) in a_scales.iter().enumerate() {
-        let mut sums = [vdupq_n_s32(0); 2];
-        // SAFETY: block b < nb lies inside every slice, as asserted.
-        unsafe {
-            let wp = w.as_ptr().add(b * 128);
-            let ap = a.as_ptr().add(b * BLOCK);
-            for p in 0..4 {
-                let (y_lo, y_hi) = (broadcast4(ap.add(p * 8)), broadcast4(ap.add(p * 8 + 4)));
-                for (h, sums) in sums.iter_mut().enumerate() {
-                    let raw = vld1q_u8(wp.add(p * 32 + 16 * h));
-                    let lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, low)), eight);
-                    let hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8::<4>(raw)), eight);
-                    *sums = sdot(sdot(*sums, lo, y_lo), hi, y_hi);
-                }
-            }
-        }
-        let da = vdupq_n_f32(da);
-        for (h, sums) in sums.into_iter().enumerate() {
-            // SAFETY: the block's eight scales lie inside `ws`, as asserted.
-            let d = unsafe { vld1q_f32(ws.as_ptr().add(b * GROUP + 4 * h)) };
-            acc[h] = add_scaled(acc[h], sums, d, da);
+            acc[h] = add_scaled(acc[h], rows_of::<DOT>(sums), d, da);
         }
     }
     store(acc)
@@ -303,15 +291,15 @@ mod tests {
                                 let (plain, dot) = unsafe {
                                     match kind {
                                         PackedKind::Q8_0 => (
-                                            group_q8(quants, scales, a, a_scales),
+                                            group_q8::<false>(quants, scales, a, a_scales),
                                             has_dotprod().then(|| {
-                                                group_q8_sdot(quants, scales, a, a_scales)
+                                                group_q8::<true>(quants, scales, a, a_scales)
                                             }),
                                         ),
                                         _ => (
-                                            group_q4(quants, scales, a, a_scales),
+                                            group_q4::<false>(quants, scales, a, a_scales),
                                             has_dotprod().then(|| {
-                                                group_q4_sdot(quants, scales, a, a_scales)
+                                                group_q4::<true>(quants, scales, a, a_scales)
                                             }),
                                         ),
                                     }
