@@ -352,3 +352,14 @@ def png_claiming(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
             + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+
+
+def make_test_gguf(binary: Path, tokenizer_model: Path, work: Path, quant: str) -> Path:
+    """The tiny test model as one GGUF file of `quant`, written into `work`."""
+    proc = subprocess.run(
+        [str(binary), "model", "create-test", str(work), "--format", "gguf",
+         "--quant", quant, "--tokenizer", str(tokenizer_model)],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return work / "model.gguf"

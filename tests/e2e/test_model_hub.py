@@ -15,7 +15,7 @@ import pytest
 import requests
 import yaml
 
-from e2e_support import HTTP_TIMEOUT_S, REPO_ROOT, Server
+from e2e_support import HTTP_TIMEOUT_S, REPO_ROOT, Server, make_test_gguf
 from hub_standin import StandInHub
 
 TINY = "test-org/tiny-llama3"
@@ -32,13 +32,8 @@ def gguf_dir(llama_stack_bin, tokenizer_model, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("gguf-repo")
     for quant in ("q8_0", "q4_0"):
         work = tmp_path_factory.mktemp(f"gguf-{quant}")
-        proc = subprocess.run(
-            [str(llama_stack_bin), "model", "create-test", str(work), "--format", "gguf",
-             "--quant", quant, "--tokenizer", str(tokenizer_model)],
-            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-        )
-        assert proc.returncode == 0, proc.stderr
-        (work / "model.gguf").rename(out / f"tiny-llama3-{quant.upper()}.gguf")
+        make_test_gguf(llama_stack_bin, tokenizer_model, work, quant).rename(
+            out / f"tiny-llama3-{quant.upper()}.gguf")
     return out
 
 

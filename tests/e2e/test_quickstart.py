@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from e2e_support import HEALTH_TIMEOUT_S, HTTP_TIMEOUT_S, REPO_ROOT, free_port, tail
+from e2e_support import (
+    HEALTH_TIMEOUT_S, HTTP_TIMEOUT_S, REPO_ROOT, free_port, make_test_gguf, tail,
+)
 from hub_standin import StandInHub
 
 SCRIPT = REPO_ROOT / "scripts" / "quickstart.sh"
@@ -42,13 +44,7 @@ def hub(llama_stack_bin, tokenizer_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("gguf-repo")
     for quant, name in (("q4_0", FILE), ("q8_0", "Llama-3.2-1B-Instruct-Q8_0.gguf")):
         work = tmp_path_factory.mktemp(f"gguf-{quant}")
-        proc = subprocess.run(
-            [str(llama_stack_bin), "model", "create-test", str(work), "--format", "gguf",
-             "--quant", quant, "--tokenizer", str(tokenizer_model)],
-            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-        )
-        assert proc.returncode == 0, proc.stderr
-        (work / "model.gguf").rename(folder / name)
+        make_test_gguf(llama_stack_bin, tokenizer_model, work, quant).rename(folder / name)
     hub = StandInHub()
     hub.publish(REPO, folder, **{"README.md": b"# GGUF quantizations\n"})
     hub.start()

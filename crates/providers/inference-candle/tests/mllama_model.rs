@@ -425,15 +425,6 @@ fn quantized_decoders_stay_close_to_the_reference() {
     let ids = prompt(&reference);
     let mask = reference_mask(&reference);
     let expected = &reference["logits"];
-    let spread = expected
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
     let diffs: Vec<f32> = [GgmlDType::Q8_0, GgmlDType::Q4_0]
         .into_iter()
         .map(|quant| {
@@ -451,10 +442,7 @@ fn quantized_decoders_stay_close_to_the_reference() {
             relative_rms(&logits, expected)
         })
         .collect();
-    println!(
-        "largest logit {spread}, relative RMS error q8_0 {}, q4_0 {}",
-        diffs[0], diffs[1]
-    );
+    println!("relative RMS error q8_0 {}, q4_0 {}", diffs[0], diffs[1]);
     // Quantization moved the logits (so it happened): a little at 8 bits, more at 4 (with
     // 32-wide rows every row is a single block, the worst case for its scale).
     assert!(diffs[0] > 0.0 && diffs[0] < 0.05, "{diffs:?}");
