@@ -22,9 +22,6 @@ use crate::{DocumentError, FetchPolicy, Loaded};
 /// Redirects followed before giving up, as browsers and upstream's httpx client roughly do.
 const MAX_REDIRECTS: usize = 5;
 
-const ALLOW_HINT: &str =
-    "set allow_private_addresses: true in the rag-runtime provider config to allow it";
-
 /// Loads a `data:` or `http(s)` URI. Other schemes are [`DocumentError::Invalid`]; addresses
 /// the policy refuses are [`DocumentError::Forbidden`]; bodies over `max_bytes` are
 /// [`DocumentError::TooLarge`]; network failures, HTTP errors and time-outs are
@@ -57,10 +54,11 @@ async fn fetch_within_timeout(
     match tokio::time::timeout(policy.timeout, fetch(url.clone(), policy, trusted)).await {
         Ok(result) => result,
         Err(_) => Err(DocumentError::Fetch(format!(
-            "fetching {} timed out after {} s (fetch_timeout_seconds in the rag-runtime \
-             provider config)",
+            "fetching {} timed out after {} s ({} in {})",
             shorten(url.as_str()),
-            policy.timeout.as_secs_f64()
+            policy.timeout.as_secs_f64(),
+            policy.settings.timeout,
+            policy.settings.place
         ))),
     }
 }
@@ -83,7 +81,11 @@ async fn fetch(
     let mut url = original.clone();
     let mut came_from: Option<Url> = None;
     for _ in 0..=MAX_REDIRECTS {
-        let pinned = check_destination(&url, policy, trusted, "fetch", ALLOW_HINT)
+        let hint = format!(
+            "set {}: true in {} to allow it",
+            policy.settings.allow_private_addresses, policy.settings.place
+        );
+        let pinned = check_destination(&url, policy, trusted, "fetch", &hint)
             .await
             .map_err(|err| match (&came_from, err) {
                 (Some(from), DocumentError::Forbidden(why)) => DocumentError::Forbidden(format!(
@@ -247,10 +249,12 @@ async fn read_body(
 ) -> Result<Loaded, DocumentError> {
     let too_large = |size: String| {
         DocumentError::TooLarge(format!(
-            "{} is {size}, over the limit of {} bytes for a document (max_document_bytes in \
-             the rag-runtime provider config)",
+            "{} is {size}, over the limit of {} bytes for {} ({} in {})",
             shorten(url.as_str()),
-            policy.max_bytes
+            policy.max_bytes,
+            policy.settings.item,
+            policy.settings.max_bytes,
+            policy.settings.place
         ))
     };
     if let Some(length) = response.content_length()

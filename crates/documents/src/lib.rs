@@ -51,6 +51,31 @@ pub struct FetchPolicy {
     pub max_bytes: u64,
     /// Budget for the whole fetch, redirects included.
     pub timeout: Duration,
+    /// Where these limits are configured, named in the errors that hit them.
+    pub settings: FetchSettings,
+}
+
+/// The names an error gives for the setting behind each limit of a [`FetchPolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchSettings {
+    /// What is fetched: "a document", "an image".
+    pub item: &'static str,
+    /// The config block holding the settings.
+    pub place: &'static str,
+    pub max_bytes: &'static str,
+    pub timeout: &'static str,
+    pub allow_private_addresses: &'static str,
+}
+
+impl FetchSettings {
+    /// The rag-runtime tool provider's document settings.
+    pub const RAG_RUNTIME: FetchSettings = FetchSettings {
+        item: "a document",
+        place: "the rag-runtime provider config",
+        max_bytes: "max_document_bytes",
+        timeout: "fetch_timeout_seconds",
+        allow_private_addresses: "allow_private_addresses",
+    };
 }
 
 impl Default for FetchPolicy {
@@ -59,6 +84,7 @@ impl Default for FetchPolicy {
             allow_private_addresses: false,
             max_bytes: 50 * 1024 * 1024,
             timeout: Duration::from_secs(30),
+            settings: FetchSettings::RAG_RUNTIME,
         }
     }
 }

@@ -9,7 +9,7 @@ mod access_tests;
 pub mod provider;
 mod service;
 
-pub use provider::{FetchPolicy, ToolRuntimeProvider};
+pub use provider::{FetchPolicy, FetchSettings, ToolRuntimeProvider};
 pub use service::{ToolsApi, ToolsService};
 
 /// The tool group id the RAG runtime's tools are registered under by the distributions.

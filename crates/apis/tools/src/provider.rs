@@ -8,7 +8,7 @@ use llama_stack_types::{
 };
 use serde_json::{Map, Value};
 
-pub use llama_stack_documents::FetchPolicy;
+pub use llama_stack_documents::{FetchPolicy, FetchSettings};
 
 #[async_trait]
 pub trait ToolRuntimeProvider: Send + Sync {

@@ -19,7 +19,7 @@ use llama_stack_core::{Api, CheckedConfig, ConfigIssue};
 use llama_stack_stack::{
     ApiHandles, ProviderContext, ProviderInstance, ProviderRegistry, ProviderSpec,
 };
-use llama_stack_tools::FetchPolicy;
+use llama_stack_tools::{FetchPolicy, FetchSettings};
 use serde::Deserialize;
 
 pub use jobs::RagJobs;
@@ -105,6 +105,7 @@ fn build(
                 allow_private_addresses: config.allow_private_addresses,
                 max_bytes: config.max_document_bytes,
                 timeout: Duration::from_secs_f64(config.fetch_timeout_seconds),
+                settings: FetchSettings::RAG_RUNTIME,
             },
         })))
     }

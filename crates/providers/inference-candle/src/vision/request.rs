@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use llama_stack_core::{Error, ErrorKind, Result};
-use llama_stack_documents::{DocumentError, FetchPolicy, load_uri};
+use llama_stack_documents::{DocumentError, FetchPolicy, FetchSettings, load_uri};
 use llama_stack_types::{ContentItem, ImageContent, InterleavedContent, Message};
 
 use super::{MllamaImageConfig, MllamaImageInput, decode_image, preprocess_image};
@@ -87,6 +87,13 @@ pub(crate) async fn load_images(
         allow_private_addresses: config.allow_private_addresses,
         max_bytes: config.max_bytes as u64,
         timeout: std::time::Duration::from_secs(config.fetch_timeout_seconds),
+        settings: FetchSettings {
+            item: "an image",
+            place: "the inline::candle provider config",
+            max_bytes: "images.max_bytes",
+            timeout: "images.fetch_timeout_seconds",
+            allow_private_addresses: "images.allow_private_addresses",
+        },
     };
     let mut loaded = Vec::with_capacity(placed.len());
     for image in placed {
@@ -140,34 +147,10 @@ async fn image_bytes(image: &Placed, policy: &FetchPolicy, max_bytes: usize) -> 
                     DocumentError::Forbidden(_) => ErrorKind::Forbidden,
                     DocumentError::Fetch(_) => ErrorKind::Upstream,
                 };
-                Error::new(
-                    kind,
-                    format!(
-                        "{at}: cannot load the image: {}",
-                        own_hints(&err.to_string())
-                    ),
-                )
+                Error::new(kind, format!("{at}: cannot load the image: {err}"))
             }),
         (None, None) => Err(Error::invalid(format!(
             "{at}: an image needs `url` or `data`"
         ))),
     }
-}
-
-/// The fetcher's hints name the document settings of the rag-runtime provider; an image is
-/// governed by this provider's `images:` block instead.
-fn own_hints(message: &str) -> String {
-    message
-        .replace(
-            "max_document_bytes in the rag-runtime provider config",
-            "images.max_bytes in the inline::candle provider config",
-        )
-        .replace(
-            "fetch_timeout_seconds in the rag-runtime provider config",
-            "images.fetch_timeout_seconds in the inline::candle provider config",
-        )
-        .replace(
-            "allow_private_addresses: true in the rag-runtime provider config",
-            "images.allow_private_addresses: true in the inline::candle provider config",
-        )
 }
