@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use crate::engine_model::{EngineModel, SeqCache, Step};
 use crate::llama::load::{self, DenseWeights};
 use crate::llama::{KvDtype, LlamaModel, log_softmax};
-use crate::model_files::{ModelFiles, Weights, tokenizer_json};
+use crate::model_files::{ModelFiles, TokenizerSource, Weights, tokenizer_json};
 use crate::prompt_tokens::PromptTokenizer;
 use crate::sampling::{SamplingKind, SamplingSettings};
 use crate::speculative::{self, SpeculativeConfig};
@@ -302,11 +302,7 @@ pub(crate) fn load_text_model(
             "{} holds a Llama 3.2 Vision checkpoint, not a text-only Llama",
             dir.display()
         ))),
-        Weights::Gguf(path) => {
-            let content = load::read_gguf(path)?;
-            let context = load::gguf_hyper(&content)?.context_length;
-            load::from_gguf(path, served(context), device, progress)
-        }
+        Weights::Gguf(path) => load::from_gguf(path, served, device, progress),
         Weights::Safetensors { config, files } => load::from_safetensors(
             config,
             files,
@@ -333,6 +329,22 @@ pub(crate) fn load_text_model(
     }
 }
 
+/// The tokenizer at `path`, and the longest token's length in bytes.
+fn load_tokenizer(path: &TokenizerSource) -> Result<(Arc<Tokenizer>, usize)> {
+    let json = tokenizer_json(path)?;
+    let tokenizer: Tokenizer = serde_json::from_value(json)
+        .map_err(|e| Error::invalid(format!("cannot load the tokenizer {path:?}: {e}")))?;
+    // Byte-level BPE spells each byte as one character, so characters count bytes.
+    let max_token_bytes = tokenizer
+        .get_vocab(true)
+        .keys()
+        .map(|t| t.chars().count())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    Ok((Arc::new(tokenizer), max_token_bytes))
+}
+
 /// Loads the tokenizer and the model and starts the engine thread. Blocking: call from
 /// `spawn_blocking`.
 pub(crate) fn start(
@@ -342,30 +354,25 @@ pub(crate) fn start(
     limits: EngineLimits,
     progress: load::Progress<'_>,
 ) -> Result<EngineHandle> {
-    let json = tokenizer_json(&files.tokenizer)?;
-    let tokenizer: Tokenizer = serde_json::from_value(json).map_err(|e| {
-        Error::invalid(format!(
-            "cannot load the tokenizer {:?}: {e}",
-            files.tokenizer
-        ))
-    })?;
-    let tokenizer = Arc::new(tokenizer);
-    // Byte-level BPE spells each byte as one character, so characters count bytes.
-    let max_token_bytes = tokenizer
-        .get_vocab(true)
-        .keys()
-        .map(|t| t.chars().count())
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let mut model = load_model(
-        files,
-        &device,
-        precision,
-        limits.max_seq_len,
-        limits.weight_quant,
-        progress,
-    )?;
+    // The tokenizer (a large JSON document, or built from a GGUF file's metadata) and the
+    // weights load side by side: each takes a second or more for a 3B model.
+    let (tokenizer, model) = std::thread::scope(|scope| {
+        let tokenizer = scope.spawn(|| load_tokenizer(&files.tokenizer));
+        let model = load_model(
+            files,
+            &device,
+            precision,
+            limits.max_seq_len,
+            limits.weight_quant,
+            progress,
+        );
+        let tokenizer = tokenizer
+            .join()
+            .unwrap_or_else(|_| Err(Error::internal("the tokenizer's loading thread panicked")));
+        (tokenizer, model)
+    });
+    let (tokenizer, max_token_bytes) = tokenizer?;
+    let mut model = model?;
     let (kv_bytes_per_token, vision) = match &mut model {
         EngineModel::Text(model) => {
             model.kv_dtype = limits.kv_cache_dtype;

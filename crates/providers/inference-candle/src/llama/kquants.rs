@@ -30,15 +30,15 @@ pub(super) const SUPER: usize = 256;
 const GROUP: usize = 8;
 const BLOCK: usize = 32;
 /// Bytes of one super-block of one group of eight rows.
-const Q4K_GROUP_BYTES: usize = 32 + 128 + 8 * 128;
-const Q6K_GROUP_BYTES: usize = 16 + 128 + 8 * 192;
+pub(super) const Q4K_GROUP_BYTES: usize = 32 + 128 + 8 * 128;
+pub(super) const Q6K_GROUP_BYTES: usize = 16 + 128 + 8 * 192;
 /// Offsets inside a Q4_K group super-block.
-const Q4K_SCALES: usize = 32;
-const Q4K_MINS: usize = 96;
-const Q4K_QUANTS: usize = 160;
+pub(super) const Q4K_SCALES: usize = 32;
+pub(super) const Q4K_MINS: usize = 96;
+pub(super) const Q4K_QUANTS: usize = 160;
 /// Offsets inside a Q6_K group super-block.
-const Q6K_SCALES: usize = 16;
-const Q6K_QUANTS: usize = 144;
+pub(super) const Q6K_SCALES: usize = 16;
+pub(super) const Q6K_QUANTS: usize = 144;
 
 /// Bytes of one group of eight rows of `cols` columns.
 pub(super) fn group_bytes(kind: PackedKind, cols: usize) -> usize {
@@ -49,143 +49,6 @@ pub(super) fn group_bytes(kind: PackedKind, cols: usize) -> usize {
             PackedKind::Q6K => Q6K_GROUP_BYTES,
             PackedKind::Q8_0 | PackedKind::Q4_0 => unreachable!("not a K-quant"),
         }
-}
-
-/// One super-block of one row of a file, as integers: quants (unsigned: Q4_K 0..=15, Q6_K
-/// 0..=63), sub-block scales, Q4_K's sub-block mins, and the f16 `d` and `dmin` bytes.
-struct Decoded {
-    q: [u8; SUPER],
-    scales: [i8; 16],
-    mins: [u8; 8],
-    d: [u8; 2],
-    dmin: [u8; 2],
-}
-
-fn decode_q4k(src: &[u8]) -> Decoded {
-    let (scales_raw, qs) = (&src[4..16], &src[16..144]);
-    let mut out = Decoded {
-        q: [0; SUPER],
-        scales: [0; 16],
-        mins: [0; 8],
-        d: [src[0], src[1]],
-        dmin: [src[2], src[3]],
-    };
-    for j in 0..8 {
-        // llama.cpp's get_scale_min_k4: eight 6-bit scales and mins packed in 12 bytes.
-        let (sc, m) = if j < 4 {
-            (scales_raw[j] & 63, scales_raw[j + 4] & 63)
-        } else {
-            (
-                (scales_raw[j + 4] & 0x0F) | ((scales_raw[j - 4] >> 6) << 4),
-                (scales_raw[j + 4] >> 4) | ((scales_raw[j] >> 6) << 4),
-            )
-        };
-        out.scales[j] = sc as i8;
-        out.mins[j] = m;
-        for c in 0..BLOCK {
-            let byte = qs[(j / 2) * 32 + c];
-            out.q[j * BLOCK + c] = if j % 2 == 0 { byte & 0x0F } else { byte >> 4 };
-        }
-    }
-    out
-}
-
-fn decode_q6k(src: &[u8]) -> Decoded {
-    let (ql, qh, sc) = (&src[0..128], &src[128..192], &src[192..208]);
-    let mut out = Decoded {
-        q: [0; SUPER],
-        scales: [0; 16],
-        mins: [0; 8],
-        d: [src[208], src[209]],
-        dmin: [0; 2],
-    };
-    for (s, o) in out.scales.iter_mut().enumerate() {
-        *o = sc[s] as i8;
-    }
-    for (i, q) in out.q.iter_mut().enumerate() {
-        // llama.cpp's dequantize_row_q6_K: two halves of 128, each four quarters of 32.
-        let (half, quarter, l) = (i / 128, (i % 128) / 32, i % 32);
-        let low = ql[half * 64 + l + 32 * (quarter % 2)];
-        let low = if quarter < 2 { low & 0x0F } else { low >> 4 };
-        let high = (qh[half * 32 + l] >> (2 * quarter)) & 3;
-        *q = low | (high << 4);
-    }
-    out
-}
-
-/// Repacks `rows × cols` weights of a file into groups of eight rows (padding rows decode to
-/// zero: their `d` and `dmin` are zero).
-pub(super) fn repack(kind: PackedKind, rows: usize, cols: usize, data: &[u8]) -> Vec<u8> {
-    let supers = cols / SUPER;
-    let (src_bytes, gb) = match kind {
-        PackedKind::Q4K => (144, Q4K_GROUP_BYTES),
-        PackedKind::Q5K => (q5k::FILE_BYTES, q5k::GROUP_BYTES),
-        PackedKind::Q6K => (210, Q6K_GROUP_BYTES),
-        PackedKind::Q8_0 | PackedKind::Q4_0 => unreachable!("not a K-quant"),
-    };
-    let group_len = supers * gb;
-    let mut out = vec![0u8; rows.div_ceil(GROUP) * group_len];
-    // Groups are independent, so a load spreads them over the cores: repacking, not reading
-    // the file, is most of a large model's load time.
-    let fill = |g: usize, group: &mut [u8]| {
-        for lane in 0..GROUP.min(rows - g * GROUP) {
-            let r = g * GROUP + lane;
-            for s in 0..supers {
-                let at = (r * supers + s) * src_bytes;
-                let src = &data[at..at + src_bytes];
-                let dst = &mut group[s * gb..(s + 1) * gb];
-                match kind {
-                    PackedKind::Q4K => put_q4k(dst, lane, &decode_q4k(src), 128),
-                    PackedKind::Q5K => q5k::put(dst, lane, &q5k::decode(src)),
-                    PackedKind::Q6K => {
-                        let b = decode_q6k(src);
-                        dst[2 * lane..2 * lane + 2].copy_from_slice(&b.d);
-                        for (sub, &sc) in b.scales.iter().enumerate() {
-                            dst[Q6K_SCALES + sub * GROUP + lane] = sc as u8;
-                        }
-                        for blk in 0..8 {
-                            let q = &b.q[blk * BLOCK..(blk + 1) * BLOCK];
-                            let base = Q6K_QUANTS + blk * 192;
-                            put_nibbles(&mut dst[base..], lane, q);
-                            for h in 0..2 {
-                                for e in 0..4 {
-                                    let hb = |c: usize| q[16 * h + c + e] >> 4;
-                                    dst[base + 128 + h * 32 + lane * 4 + e] =
-                                        hb(0) | (hb(4) << 2) | (hb(8) << 4) | (hb(12) << 6);
-                                }
-                            }
-                        }
-                    }
-                    PackedKind::Q8_0 | PackedKind::Q4_0 => unreachable!(),
-                }
-            }
-        }
-    };
-    super::linear::par_groups(&mut out, group_len, fill);
-    out
-}
-
-/// Row `lane` of a decoded Q4_K-style super-block into its group super-block `dst`: `d`,
-/// `dmin`, the sub-block scales and mins, and each sub-block's low nibbles, sub-blocks `stride`
-/// bytes apart (Q5_K keeps its fifth bits after each sub-block's nibbles).
-fn put_q4k(dst: &mut [u8], lane: usize, b: &Decoded, stride: usize) {
-    dst[2 * lane..2 * lane + 2].copy_from_slice(&b.d);
-    dst[16 + 2 * lane..16 + 2 * lane + 2].copy_from_slice(&b.dmin);
-    for j in 0..8 {
-        dst[Q4K_SCALES + j * GROUP + lane] = b.scales[j] as u8;
-        dst[Q4K_MINS + j * GROUP + lane] = b.mins[j];
-        let q = &b.q[j * BLOCK..(j + 1) * BLOCK];
-        put_nibbles(&mut dst[Q4K_QUANTS + j * stride..], lane, q);
-    }
-}
-
-/// The low nibbles of a row's 32 quants into four 32-byte vectors, Q4_0's order.
-fn put_nibbles(dst: &mut [u8], lane: usize, q: &[u8]) {
-    for p in 0..4 {
-        for e in 0..4 {
-            dst[p * 32 + lane * 4 + e] = (q[8 * p + e] & 0x0F) | ((q[8 * p + 4 + e] & 0x0F) << 4);
-        }
-    }
 }
 
 /// The low nibble of column `c` (0..32) of row `lane` in four vectors of Q4_0's order.
@@ -427,7 +290,7 @@ fn group_dot_portable(
 }
 
 #[path = "kquants_q5k.rs"]
-mod q5k;
+pub(super) mod q5k;
 
 #[cfg(target_arch = "x86_64")]
 #[path = "kquants_x86.rs"]
@@ -462,7 +325,14 @@ mod tests {
         let x = random(M * COLS, 22);
         let q = QTensor::quantize(&w, dtype).unwrap();
         let dense: Vec<Vec<f32>> = q.dequantize(&Device::Cpu).unwrap().to_vec2().unwrap();
-        let packed = repack(kind, ROWS, COLS, &q.data().unwrap());
+        let data = q.data().unwrap();
+        let row_bytes = COLS / SUPER * crate::llama::repack::file_block_bytes(kind);
+        let rows = [&data[..]];
+        let packed = crate::llama::repack::kquant(
+            kind,
+            COLS,
+            &crate::llama::repack::FileRows::new(&rows, row_bytes),
+        );
         let gb = group_bytes(kind, COLS);
         assert_eq!(packed.len(), ROWS.div_ceil(GROUP) * gb);
 

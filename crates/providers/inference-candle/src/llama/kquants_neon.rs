@@ -285,9 +285,10 @@ unsafe fn q6k_rows<const N: usize, const DOT: bool>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{group_bytes, group_dot_portable, repack};
+    use super::super::{group_bytes, group_dot_portable};
     use super::*;
     use crate::llama::linear::Activations;
+    use crate::llama::repack::{FileRows, file_block_bytes, kquant};
 
     struct Rng(u64);
 
@@ -345,7 +346,10 @@ mod tests {
         let mut checked = 0;
         for rows in [1, 8, 13, 21] {
             for cols in [SUPER, 3 * SUPER, 8 * SUPER] {
-                let packed = repack(kind, rows, cols, &file_bytes(kind, rows, cols, &mut rng));
+                let bytes = file_bytes(kind, rows, cols, &mut rng);
+                let parts = [&bytes[..]];
+                let row_bytes = cols / SUPER * file_block_bytes(kind);
+                let packed = kquant(kind, cols, &FileRows::new(&parts, row_bytes));
                 let gb = group_bytes(kind, cols);
                 for acts in activations(3, cols, &mut rng) {
                     let row = |i: usize| (acts.row_quants(i), acts.row_scales(i), acts.row_sums(i));

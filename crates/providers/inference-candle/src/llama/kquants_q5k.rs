@@ -10,49 +10,14 @@
 //! low (`h = 0`) or high (`h = 1`) nibble, so each nibble vector finds its bits at one shift.
 //! Weight = `d·scale[j]·q − dmin·min[j]`, `q` in 0..=31.
 
-use super::{BLOCK, Decoded, GROUP, Q4K_MINS, Q4K_QUANTS, Q4K_SCALES, decode_q4k, f16_at, nibble};
+use super::{BLOCK, GROUP, Q4K_MINS, Q4K_QUANTS, Q4K_SCALES, f16_at, nibble};
 
 /// Bytes of one super-block of one group of eight rows.
-pub(super) const GROUP_BYTES: usize = Q4K_QUANTS + 8 * SUB_BYTES;
+pub(in crate::llama) const GROUP_BYTES: usize = Q4K_QUANTS + 8 * SUB_BYTES;
 /// Bytes of one sub-block of 32 columns: nibbles, then fifth bits.
-pub(super) const SUB_BYTES: usize = 128 + 32;
+pub(in crate::llama) const SUB_BYTES: usize = 128 + 32;
 /// Bytes of one super-block of one row in a file.
-pub(super) const FILE_BYTES: usize = 176;
-
-/// One super-block of one row of a file, quants unsigned (0..=31).
-pub(super) fn decode(src: &[u8]) -> Decoded {
-    // The file block is Q4_K's with the 32 bytes of fifth bits between the scales and the
-    // nibbles, which Q4_K's decoder reads from the block without them.
-    let (head, qh, qs) = (&src[..16], &src[16..48], &src[48..FILE_BYTES]);
-    let mut q4k = [0u8; 144];
-    q4k[..16].copy_from_slice(head);
-    q4k[16..].copy_from_slice(qs);
-    let mut out = decode_q4k(&q4k);
-    for (i, q) in out.q.iter_mut().enumerate() {
-        // llama.cpp's dequantize_row_q5_K: sub-block j takes bit j of qh[column].
-        let (j, l) = (i / BLOCK, i % BLOCK);
-        *q |= ((qh[l] >> j) & 1) << 4;
-    }
-    out
-}
-
-/// Row `lane` of a decoded super-block into its group super-block `dst`.
-pub(super) fn put(dst: &mut [u8], lane: usize, b: &Decoded) {
-    super::put_q4k(dst, lane, b, SUB_BYTES);
-    for j in 0..8 {
-        let q = &b.q[j * BLOCK..(j + 1) * BLOCK];
-        let sub = &mut dst[Q4K_QUANTS + j * SUB_BYTES..Q4K_QUANTS + (j + 1) * SUB_BYTES];
-        for e in 0..4 {
-            let mut bits = 0u8;
-            for p in 0..4 {
-                for h in 0..2 {
-                    bits |= (q[8 * p + 4 * h + e] >> 4) << (2 * p + h);
-                }
-            }
-            sub[128 + lane * 4 + e] = bits;
-        }
-    }
-}
+pub(in crate::llama) const FILE_BYTES: usize = 176;
 
 /// Row `lane` of sub-block `blk` of group super-block `sb`: quants, `d·scale`, `dmin·min`.
 pub(super) fn row_block(sb: &[u8], lane: usize, blk: usize) -> ([i32; BLOCK], f32, f32) {

@@ -14,7 +14,7 @@
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 
-use super::kquants;
+use super::{kquants, repack};
 
 /// Elements per quantization block, for both Q8_0 and Q4_0.
 const BLOCK: usize = 32;
@@ -61,25 +61,65 @@ pub(crate) struct Packed {
 impl Linear {
     /// Wraps a weight loaded from a file, repacking the formats our kernels serve.
     pub fn from_qtensor(t: QTensor) -> Result<Linear> {
-        if let Some(half) = Linear::half_from_qtensor(&t)? {
-            return Ok(half);
+        if t.device().is_cpu() {
+            let (rows, cols) = t.shape().dims2()?;
+            if let Some(ours) = Linear::from_ggml(t.dtype(), rows, cols, &t.data()?)? {
+                return Ok(ours);
+            }
         }
-        let kind = match t.dtype() {
-            GgmlDType::Q8_0 => PackedKind::Q8_0,
-            GgmlDType::Q4_0 => PackedKind::Q4_0,
-            GgmlDType::Q4K => PackedKind::Q4K,
-            GgmlDType::Q5K => PackedKind::Q5K,
-            GgmlDType::Q6K => PackedKind::Q6K,
-            _ => return Ok(Linear::Candle(QMatMul::from_arc(std::sync::Arc::new(t))?)),
+        Ok(Linear::Candle(QMatMul::from_arc(std::sync::Arc::new(t))?))
+    }
+
+    /// A `rows × cols` weight of `dtype` from its bytes in a file, in the layout our kernels
+    /// read, or `None` where they do not serve it (other types, rows of a length the blocks do
+    /// not divide).
+    pub fn from_ggml(
+        dtype: GgmlDType,
+        rows: usize,
+        cols: usize,
+        data: &[u8],
+    ) -> Result<Option<Linear>> {
+        Linear::from_ggml_parts(dtype, cols, &[(rows, data)])
+    }
+
+    /// Matrices of one `dtype` and width stacked into one, from their bytes in a file.
+    pub fn from_ggml_parts(
+        dtype: GgmlDType,
+        cols: usize,
+        parts: &[(usize, &[u8])],
+    ) -> Result<Option<Linear>> {
+        let kind = match dtype {
+            GgmlDType::F16 | GgmlDType::BF16 => None,
+            GgmlDType::Q8_0 => Some(PackedKind::Q8_0),
+            GgmlDType::Q4_0 => Some(PackedKind::Q4_0),
+            GgmlDType::Q4K => Some(PackedKind::Q4K),
+            GgmlDType::Q5K => Some(PackedKind::Q5K),
+            GgmlDType::Q6K => Some(PackedKind::Q6K),
+            _ => return Ok(None),
         };
-        let (rows, cols) = t.shape().dims2()?;
-        if !cols.is_multiple_of(BLOCK * kind.block_columns()) || !t.device().is_cpu() {
-            return Ok(Linear::Candle(QMatMul::from_arc(std::sync::Arc::new(t))?));
+        let (block_columns, block_bytes) = match kind {
+            Some(kind) => (BLOCK * kind.block_columns(), repack::file_block_bytes(kind)),
+            None => (1, 2),
+        };
+        if !cols.is_multiple_of(block_columns) {
+            return Ok(None);
         }
-        let data = t.data()?;
-        Ok(Linear::Quant(std::sync::Arc::new(Packed::repack(
-            kind, rows, cols, &data,
-        ))))
+        let row_bytes = cols / block_columns * block_bytes;
+        for &(rows, data) in parts {
+            if data.len() != rows * row_bytes {
+                candle_core::bail!(
+                    "a {rows}x{cols} {dtype:?} tensor of {} bytes, not {}",
+                    data.len(),
+                    rows * row_bytes
+                )
+            }
+        }
+        let bytes: Vec<&[u8]> = parts.iter().map(|&(_, data)| data).collect();
+        let rows = repack::FileRows::new(&bytes, row_bytes);
+        Ok(Some(match kind {
+            Some(kind) => Linear::Quant(std::sync::Arc::new(Packed::repack(kind, cols, &rows))),
+            None => Linear::half_from_ggml(dtype == GgmlDType::BF16, cols, &rows),
+        }))
     }
 
     /// `x` is `(m, cols)`; the result `(m, rows)`.
@@ -169,16 +209,26 @@ impl Fused {
             cols: packed[0].cols,
             scales: packed
                 .iter()
-                .flat_map(|p| p.scales.iter().copied())
-                .collect(),
+                .map(|p| &p.scales[..])
+                .collect::<Vec<_>>()
+                .concat(),
             quants: packed
                 .iter()
-                .flat_map(|p| p.quants.iter().copied())
-                .collect(),
+                .map(|p| &p.quants[..])
+                .collect::<Vec<_>>()
+                .concat(),
         };
         Fused {
             rows,
             kind: FusedKind::One(Linear::Quant(std::sync::Arc::new(joined))),
+        }
+    }
+
+    /// Parts already stacked into one matrix, `rows` rows each.
+    pub fn joined(rows: Vec<usize>, all: Linear) -> Fused {
+        Fused {
+            rows,
+            kind: FusedKind::One(all),
         }
     }
 
@@ -275,74 +325,26 @@ impl Packed {
         self.blocks_per_row() * Self::block_bytes(self.kind)
     }
 
-    fn repack(kind: PackedKind, rows: usize, cols: usize, data: &[u8]) -> Packed {
-        if kind.is_kquant() {
-            let quants = kquants::repack(kind, rows, cols, data);
-            return Packed {
-                kind,
-                rows,
-                cols,
-                scales: Vec::new(),
-                quants,
-            };
-        }
-        let nb = cols / BLOCK;
-        let groups = rows.div_ceil(GROUP);
-        let src_block = match kind {
-            PackedKind::Q8_0 => 2 + BLOCK,
-            PackedKind::Q4_0 => 2 + BLOCK / 2,
-            PackedKind::Q4K | PackedKind::Q5K | PackedKind::Q6K => unreachable!(),
+    fn repack(kind: PackedKind, cols: usize, data: &repack::FileRows) -> Packed {
+        let (scales, quants) = if kind.is_kquant() {
+            (Vec::new(), repack::kquant(kind, cols, data))
+        } else {
+            repack::q8_0_q4_0(kind, cols, data)
         };
-        let bb = Self::block_bytes(kind);
-        let mut scales = vec![0f32; groups * nb * GROUP];
-        // Padding rows: zero scales, and quants that decode to zero.
-        let pad = match kind {
-            PackedKind::Q4_0 => 0x88,
-            _ => 0u8,
-        };
-        let mut quants = vec![pad; groups * nb * bb];
-        for r in 0..rows {
-            let (g, lane) = (r / GROUP, r % GROUP);
-            for b in 0..nb {
-                let src = &data[(r * nb + b) * src_block..(r * nb + b + 1) * src_block];
-                scales[(g * nb + b) * GROUP + lane] =
-                    half::f16::from_le_bytes([src[0], src[1]]).to_f32();
-                let dst = &mut quants[(g * nb + b) * bb..(g * nb + b + 1) * bb];
-                // Column j of this row as an unsigned nibble (Q4_0) or signed byte (Q8_0).
-                let q = |j: usize| -> u8 {
-                    match kind {
-                        PackedKind::Q8_0 => src[2 + j],
-                        PackedKind::Q4_0 if j < 16 => src[2 + j] & 0x0F,
-                        PackedKind::Q4_0 => src[2 + j - 16] >> 4,
-                        PackedKind::Q4K | PackedKind::Q5K | PackedKind::Q6K => unreachable!(),
-                    }
-                };
-                match kind {
-                    PackedKind::Q8_0 => {
-                        for c in 0..8 {
-                            for e in 0..4 {
-                                dst[c * 32 + lane * 4 + e] = q(4 * c + e);
-                            }
-                        }
-                    }
-                    PackedKind::Q4_0 => {
-                        for p in 0..4 {
-                            for e in 0..4 {
-                                dst[p * 32 + lane * 4 + e] = q(8 * p + e) | (q(8 * p + 4 + e) << 4);
-                            }
-                        }
-                    }
-                    PackedKind::Q4K | PackedKind::Q5K | PackedKind::Q6K => unreachable!(),
-                }
-            }
-        }
         Packed {
             kind,
-            rows,
+            rows: data.rows(),
             cols,
             scales,
             quants,
         }
+    }
+
+    /// One matrix repacked from its file bytes.
+    #[cfg(all(test, target_arch = "aarch64"))]
+    pub(super) fn repack_one(kind: PackedKind, cols: usize, data: &[u8]) -> Packed {
+        let row_bytes = cols / (BLOCK * kind.block_columns()) * repack::file_block_bytes(kind);
+        Packed::repack(kind, cols, &repack::FileRows::new(&[data], row_bytes))
     }
 
     fn blocks_per_row(&self) -> usize {
@@ -509,22 +511,6 @@ impl Packed {
 
 /// Runs `fill(g, group)` on every `group_len`-byte group of `out`, the groups spread over the
 /// cores: for repacking at load, where every group is written from its own rows only.
-pub(super) fn par_groups(out: &mut [u8], group_len: usize, fill: impl Fn(usize, &mut [u8]) + Sync) {
-    let groups = out.len() / group_len;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = groups.div_ceil(threads.min(groups).max(1)).max(1);
-    std::thread::scope(|scope| {
-        for (t, chunk) in out.chunks_mut(per * group_len).enumerate() {
-            let fill = &fill;
-            scope.spawn(move || {
-                for (k, group) in chunk.chunks_mut(group_len).enumerate() {
-                    fill(t * per + k, group);
-                }
-            });
-        }
-    });
-}
-
 struct SendPtr(*mut f32);
 // SAFETY: the pointer is only used for disjoint writes while the owning Vec outlives the pool
 // call (execute_chunked returns after every worker finished).

@@ -13,7 +13,6 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::{Fused, FusedKind, GROUP, Linear, SendPtr};
@@ -49,26 +48,19 @@ impl HalfKind {
 }
 
 impl Linear {
-    /// A half-precision weight kept in 16 bits, or `None` where our kernels do not serve it
-    /// (other types, tensors off the CPU).
-    pub(super) fn half_from_qtensor(t: &QTensor) -> Result<Option<Linear>> {
-        let kind = match t.dtype() {
-            GgmlDType::F16 => HalfKind::F16,
-            GgmlDType::BF16 => HalfKind::Bf16,
-            _ => return Ok(None),
-        };
-        if !t.device().is_cpu() {
-            return Ok(None);
-        }
-        let (rows, cols) = t.shape().dims2()?;
-        let data = t.data()?;
-        if data.len() != rows * cols * 2 {
-            candle_core::bail!("a {rows}x{cols} {kind:?} tensor of {} bytes", data.len())
-        }
-        let bits = |i: usize| u16::from_le_bytes([data[2 * i], data[2 * i + 1]]);
-        Ok(Some(Linear::Half(Arc::new(Half::interleave(
-            kind, rows, cols, bits,
-        )))))
+    /// An F16 (or BF16, `bf16`) weight kept in 16 bits, from its rows in a file.
+    pub(super) fn half_from_ggml(
+        bf16: bool,
+        cols: usize,
+        data: &super::repack::FileRows,
+    ) -> Linear {
+        let kind = if bf16 { HalfKind::Bf16 } else { HalfKind::F16 };
+        let data = Half::interleave(kind, data.rows(), cols, |r, out| {
+            for (o, b) in out.iter_mut().zip(data.row(r).chunks_exact(2)) {
+                *o = u16::from_le_bytes([b[0], b[1]]);
+            }
+        });
+        Linear::Half(Arc::new(data))
     }
 
     /// A dense `(rows, cols)` weight rounded to F16 or BF16 (`dtype`) and kept in 16 bits.
@@ -96,7 +88,7 @@ impl Linear {
             kind,
             rows,
             cols,
-            |i| bits[i],
+            |r, out| out.copy_from_slice(&bits[r * cols..(r + 1) * cols]),
         ))))
     }
 }
@@ -125,7 +117,11 @@ pub(super) fn join(parts: &[Linear]) -> Option<Fused> {
         kind: first.kind,
         rows: rows.iter().sum(),
         cols: first.cols,
-        data: halves.iter().flat_map(|h| h.data.iter().copied()).collect(),
+        data: halves
+            .iter()
+            .map(|h| &h.data[..])
+            .collect::<Vec<_>>()
+            .concat(),
     };
     Some(Fused {
         rows,
@@ -134,17 +130,23 @@ pub(super) fn join(parts: &[Linear]) -> Option<Fused> {
 }
 
 impl Half {
-    /// Lays out a row-major matrix whose element `i` has the bits `src(i)`.
-    fn interleave(kind: HalfKind, rows: usize, cols: usize, src: impl Fn(usize) -> u16) -> Half {
-        let groups = rows.div_ceil(GROUP);
-        let mut data = vec![0u16; groups * cols * GROUP];
-        for r in 0..rows {
-            let (g, lane) = (r / GROUP, r % GROUP);
-            let base = g * cols * GROUP + lane;
-            for j in 0..cols {
-                data[base + j * GROUP] = src(r * cols + j);
+    /// Lays out a matrix whose row `r` `row(r, out)` writes, as bits.
+    fn interleave(
+        kind: HalfKind,
+        rows: usize,
+        cols: usize,
+        row: impl Fn(usize, &mut [u16]) + Sync,
+    ) -> Half {
+        let mut data = vec![0u16; rows.div_ceil(GROUP) * cols * GROUP];
+        super::repack::par_groups(&mut data, cols * GROUP, |g, group| {
+            let mut bits = vec![0u16; cols];
+            for lane in 0..GROUP.min(rows - g * GROUP) {
+                row(g * GROUP + lane, &mut bits);
+                for (out, &b) in group.iter_mut().skip(lane).step_by(GROUP).zip(&bits) {
+                    *out = b;
+                }
             }
-        }
+        });
         Half {
             kind,
             rows,
@@ -282,6 +284,7 @@ mod tests {
     use super::*;
     use crate::llama::linear::tests::random;
     use candle_core::Module;
+    use candle_core::quantized::{GgmlDType, QTensor};
 
     fn qtensor(rows: usize, cols: usize, dtype: GgmlDType, seed: u64) -> QTensor {
         let w = Tensor::from_vec(random(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap();

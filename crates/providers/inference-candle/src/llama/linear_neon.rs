@@ -277,7 +277,7 @@ mod tests {
             for rows in [1, 8, 13, 30] {
                 for cols in [32, 96, 512] {
                     let data = file_bytes(kind, rows, cols, &mut rng);
-                    let p = Packed::repack(kind, rows, cols, &data);
+                    let p = Packed::repack_one(kind, cols, &data);
                     let (gb, nb) = (p.group_bytes(), p.blocks_per_row());
                     for acts in activations(3, cols, &mut rng) {
                         for i in 0..3 {

@@ -36,6 +36,14 @@ pub(crate) type Progress<'a> = &'a mut dyn FnMut(usize, usize);
 trait Tensors {
     /// The weight, as it should be multiplied.
     fn matrix(&mut self, name: &str, shape: (usize, usize)) -> Result<Linear>;
+    /// Matrices that read the same input (q, k, v; gate, up), joined where they can be.
+    fn fused(&mut self, parts: &[(&str, (usize, usize))]) -> Result<Fused> {
+        let parts = parts
+            .iter()
+            .map(|&(name, shape)| self.matrix(name, shape))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Fused::new(parts))
+    }
     /// A vector (norm weights), as f32.
     fn vector(&mut self, name: &str, len: usize) -> Result<Tensor>;
     fn has(&self, name: &str) -> bool;
@@ -81,17 +89,17 @@ fn assemble(
         use LayerTensor::*;
         layers.push(Layer {
             attn_norm: tensors.vector(&name(AttnNorm), h.dim)?,
-            qkv: Fused::new(vec![
-                tensors.matrix(&name(Q), (h.dim, h.dim))?,
-                tensors.matrix(&name(K), (kv_dim, h.dim))?,
-                tensors.matrix(&name(V), (kv_dim, h.dim))?,
-            ]),
+            qkv: tensors.fused(&[
+                (&name(Q), (h.dim, h.dim)),
+                (&name(K), (kv_dim, h.dim)),
+                (&name(V), (kv_dim, h.dim)),
+            ])?,
             wo: tensors.matrix(&name(O), (h.dim, h.dim))?,
             ffn_norm: tensors.vector(&name(FfnNorm), h.dim)?,
-            gate_up: Fused::new(vec![
-                tensors.matrix(&name(Gate), (h.ffn_dim, h.dim))?,
-                tensors.matrix(&name(Up), (h.ffn_dim, h.dim))?,
-            ]),
+            gate_up: tensors.fused(&[
+                (&name(Gate), (h.ffn_dim, h.dim)),
+                (&name(Up), (h.ffn_dim, h.dim)),
+            ])?,
             w_down: tensors.matrix(&name(Down), (h.dim, h.ffn_dim))?,
         });
         progress(i + 2, total);
@@ -139,13 +147,81 @@ impl Gguf<'_> {
     }
 }
 
-impl Tensors for Gguf<'_> {
-    fn matrix(&mut self, name: &str, (rows, cols): (usize, usize)) -> Result<Linear> {
-        let t = self.qtensor(name)?;
-        if t.shape().dims() != [rows, cols] {
-            return Err(shape_error(name, t.shape().dims(), &[rows, cols]));
+impl Gguf<'_> {
+    /// Tensor `name`'s type and bytes in the mapped file, its shape checked.
+    fn bytes(&self, name: &str, (rows, cols): (usize, usize)) -> Result<(GgmlDType, &[u8])> {
+        let info = self
+            .content
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| Error::invalid(format!("the GGUF file has no tensor {name}")))?;
+        if info.shape.dims() != [rows, cols] {
+            return Err(shape_error(name, info.shape.dims(), &[rows, cols]));
         }
+        let dtype = info.ggml_dtype;
+        let len = rows * cols / dtype.block_size() * dtype.type_size();
+        let start = self.content.tensor_data_offset as usize + info.offset as usize;
+        let file = *self.reader.get_ref();
+        let bytes = file.get(start..start + len).ok_or_else(|| {
+            Error::invalid(format!(
+                "tensor {name} ends past the end of the GGUF file ({} bytes): the file is \
+                 truncated; download it again",
+                file.len()
+            ))
+        })?;
+        Ok((dtype, bytes))
+    }
+}
+
+impl Tensors for Gguf<'_> {
+    fn matrix(&mut self, name: &str, shape: (usize, usize)) -> Result<Linear> {
+        let (dtype, bytes) = self.bytes(name, shape)?;
+        // Formats our kernels read are repacked straight from the mapped file; candle's reader
+        // would copy each tensor into a buffer of its own first.
+        if self.device.is_cpu()
+            && let Some(ours) =
+                Linear::from_ggml(dtype, shape.0, shape.1, bytes).map_err(candle_err(name))?
+        {
+            return Ok(ours);
+        }
+        let t = self.qtensor(name)?;
         Linear::from_qtensor(t).map_err(candle_err(name))
+    }
+
+    fn fused(&mut self, parts: &[(&str, (usize, usize))]) -> Result<Fused> {
+        let found = parts
+            .iter()
+            .map(|&(name, shape)| self.bytes(name, shape))
+            .collect::<Result<Vec<_>>>()?;
+        let (dtype, cols) = (found[0].0, parts[0].1.1);
+        // Parts whose rows fill whole groups of eight stack by appending groups, so they are
+        // repacked into one buffer as they are read.
+        let joinable = self.device.is_cpu()
+            && parts.len() > 1
+            && found.iter().all(|(d, _)| *d == dtype)
+            && parts
+                .iter()
+                .all(|(_, (rows, c))| *c == cols && rows % 8 == 0);
+        if joinable {
+            let stacked: Vec<(usize, &[u8])> = parts
+                .iter()
+                .zip(&found)
+                .map(|((_, (rows, _)), (_, b))| (*rows, *b))
+                .collect();
+            if let Some(all) =
+                Linear::from_ggml_parts(dtype, cols, &stacked).map_err(candle_err(parts[0].0))?
+            {
+                return Ok(Fused::joined(
+                    parts.iter().map(|(_, (r, _))| *r).collect(),
+                    all,
+                ));
+            }
+        }
+        let parts = parts
+            .iter()
+            .map(|&(name, shape)| self.matrix(name, shape))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Fused::new(parts))
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<Tensor> {
@@ -266,16 +342,17 @@ pub(crate) fn gguf_hyper(content: &gguf_file::Content) -> Result<Hyper> {
     })
 }
 
-/// Loads a GGUF file of the `llama` architecture.
+/// Loads a GGUF file of the `llama` architecture, serving `served_context(trained)` positions.
 pub(crate) fn from_gguf(
     path: &Path,
-    max_seq_len: usize,
+    served_context: impl FnOnce(usize) -> usize,
     device: &Device,
     progress: Progress<'_>,
 ) -> Result<LlamaModel> {
     let mapped = MappedGguf::open(path)?;
     let content = read_mapped_gguf(path, &mapped)?;
     let mut hyper = gguf_hyper(&content)?;
+    let max_seq_len = served_context(hyper.context_length);
     let mut tensors = Gguf {
         content: &content,
         reader: mapped.reader(),

@@ -12,6 +12,7 @@ mod gguf_types;
 mod kquants;
 pub(crate) mod linear;
 pub(crate) mod load;
+mod repack;
 pub(crate) mod rope;
 #[cfg(test)]
 mod tests;
