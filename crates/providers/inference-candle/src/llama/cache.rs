@@ -3,7 +3,8 @@
 //! Storage grows with the tokens held and is written in place, so appending a token does not
 //! copy the cache; truncating it (to reuse a shared prompt prefix) only moves the length back.
 //! Keys and values are kept in f32, f16, or q8_0 (8-bit values with an f16 scale per block,
-//! llama.cpp's `q8_0` layout), and handed to attention as f32.
+//! llama.cpp's `q8_0` layout). Steps of a few rows read them where they are stored
+//! ([`History`], for [`super::attend`]); prompt chunks get the history as f32 tensors.
 
 use candle_core::{D, DType, Device, Result, Tensor};
 
@@ -195,11 +196,57 @@ impl KvCache {
     /// returns the whole history of that layer including them, in f32. The length advances
     /// with [`advance`].
     pub fn append(&self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.store(layer, k, v)?;
         let total = self.len + k.dim(1)?;
         let [kp, vp] = &self.layers[layer];
-        self.write(kp, k)?;
-        self.write(vp, v)?;
         Ok((self.read(kp, total)?, self.read(vp, total)?))
+    }
+
+    /// Writes `k`/`v` (`(kv_heads, n, head_dim)`, f32) of `layer` after the tokens held, for
+    /// [`Self::with_history`] to read in place.
+    pub fn store(&self, layer: usize, k: &Tensor, v: &Tensor) -> Result<()> {
+        let [kp, vp] = &self.layers[layer];
+        self.write(kp, k)?;
+        self.write(vp, v)
+    }
+
+    /// Calls `f` with `layer`'s keys and values as stored (tokens written by
+    /// [`Self::store`] included), without converting them. None off the CPU.
+    pub fn with_history<R>(
+        &self,
+        layer: usize,
+        f: impl FnOnce(&History<'_>, &History<'_>) -> R,
+    ) -> Option<R> {
+        use candle_core::{CpuStorage, Storage};
+        let [kp, vp] = &self.layers[layer];
+        let data = [kp.data.storage_and_layout(), vp.data.storage_and_layout()];
+        let scales = [&kp.scale, &vp.scale].map(|s| s.as_ref().map(|s| s.storage_and_layout()));
+        let mut views = Vec::with_capacity(2);
+        for ((storage, layout), scale) in data.iter().zip(&scales) {
+            let start = layout.start_offset();
+            let stored = match (&**storage, scale) {
+                (Storage::Cpu(CpuStorage::F32(v)), None) => Stored::F32(&v[start..]),
+                (Storage::Cpu(CpuStorage::F16(v)), None) => Stored::F16(&v[start..]),
+                (Storage::Cpu(CpuStorage::U8(q)), Some((scales, scale_layout))) => {
+                    let Storage::Cpu(CpuStorage::F16(scales)) = &**scales else {
+                        return None;
+                    };
+                    Stored::Q8 {
+                        q: &q[start..],
+                        scales: &scales[scale_layout.start_offset()..],
+                        block: q8_block(self.head_dim),
+                    }
+                }
+                _ => return None,
+            };
+            views.push(History {
+                stored,
+                heads: self.kv_heads,
+                capacity: self.capacity,
+                head_dim: self.head_dim,
+            });
+        }
+        Some(f(&views[0], &views[1]))
     }
 
     fn write(&self, part: &Part, x: &Tensor) -> Result<()> {
@@ -282,6 +329,58 @@ impl KvCache {
     /// Commits `n` tokens written by [`append`] on every layer.
     pub fn advance(&mut self, n: usize) {
         self.len += n;
+    }
+}
+
+/// One layer's keys or values as the cache stores them: `(heads, capacity, head_dim)`.
+pub(crate) struct History<'a> {
+    stored: Stored<'a>,
+    pub heads: usize,
+    capacity: usize,
+    head_dim: usize,
+}
+
+enum Stored<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+    /// `q + 128`, and one scale per `block` values.
+    Q8 {
+        q: &'a [u8],
+        scales: &'a [half::f16],
+        block: usize,
+    },
+}
+
+impl History<'_> {
+    /// Vector `pos` of `head` as f32: the stored slice itself for f32, else converted into
+    /// `buf` (`head_dim` long).
+    #[inline]
+    pub fn vector<'b>(&'b self, head: usize, pos: usize, buf: &'b mut [f32]) -> &'b [f32] {
+        let dim = self.head_dim;
+        let at = (head * self.capacity + pos) * dim;
+        match &self.stored {
+            Stored::F32(v) => &v[at..at + dim],
+            Stored::F16(v) => {
+                use half::slice::HalfFloatSliceExt;
+                v[at..at + dim].convert_to_f32_slice(buf);
+                buf
+            }
+            Stored::Q8 { q, scales, block } => {
+                let blocks = dim / block;
+                let s = &scales[(head * self.capacity + pos) * blocks..][..blocks];
+                for ((out, q), s) in buf
+                    .chunks_exact_mut(*block)
+                    .zip(q[at..at + dim].chunks_exact(*block))
+                    .zip(s)
+                {
+                    let s = s.to_f32();
+                    for (o, &q) in out.iter_mut().zip(q) {
+                        *o = (q as i32 - Q8_OFFSET as i32) as f32 * s;
+                    }
+                }
+                buf
+            }
+        }
     }
 }
 

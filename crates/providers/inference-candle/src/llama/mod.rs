@@ -7,6 +7,7 @@
 //! where batching pays on CPU: the weights stream through the cache once per step instead of
 //! once per sequence. Attention runs per sequence against its own cache.
 
+mod attend;
 pub(crate) mod cache;
 mod gguf_types;
 mod kquants;
@@ -72,6 +73,9 @@ pub(crate) struct LlamaModel {
     pub max_seq_len: usize,
     /// How new caches store keys and values.
     pub kv_dtype: KvDtype,
+    /// Steps of a few rows attend through [`attend`], reading the cache in place; off, they
+    /// take the tensor path prompt chunks take (tests compare the two).
+    pub small_step_kernel: bool,
     pub device: Device,
 }
 
@@ -101,6 +105,7 @@ impl LlamaModel {
             inv_freq,
             max_seq_len,
             kv_dtype: KvDtype::default(),
+            small_step_kernel: true,
             device: device.clone(),
         })
     }
@@ -227,6 +232,16 @@ impl LlamaModel {
         let q = rotate(heads(q, h.n_heads)?)?;
         let k = rotate(heads(k, h.n_kv_heads)?)?;
         let v = heads(v, h.n_kv_heads)?;
+        if n <= attend::MAX_ROWS && self.small_step_kernel {
+            cache.store(layer, &k, &v)?;
+            let rows = q.flatten_all()?.to_vec1::<f32>()?;
+            let attended = cache.with_history(layer, |keys, values| {
+                attend::attend(&rows, n, h.n_heads, pos, keys, values)
+            });
+            if let Some(out) = attended {
+                return Tensor::from_vec(out, (n, h.n_heads * hd), &self.device);
+            }
+        }
         let (keys, values) = cache.append(layer, &k, &v)?;
         let total = pos + n;
         // Grouped-query attention without copying the keys: the query heads that share a

@@ -375,6 +375,49 @@ fn half_and_8_bit_caches_decode_like_f32() {
     }
 }
 
+/// Decode steps and a three-row step attend through the in-place kernel as through the tensor
+/// path, for every cache type: the same sums in another order, so logits agree to f32
+/// rounding and greedy tokens exactly.
+#[test]
+fn the_small_step_attention_kernel_matches_the_tensor_path() {
+    let Some((_, hf, _)) = models() else { return };
+    for dtype in [KvDtype::F32, KvDtype::F16, KvDtype::Q8_0] {
+        let mut tensor_path = load_with(hf, dtype, 512);
+        tensor_path.small_step_kernel = false;
+        let kernel = load_with(hf, dtype, 512);
+        let (want, want_logits) = greedy(&tensor_path, &PROMPT, 24);
+        let (got, logits) = greedy(&kernel, &PROMPT, 24);
+        assert_eq!(got, want, "{dtype:?}");
+        for (a, b) in logits.iter().zip(&want_logits) {
+            assert!(max_diff(a, b) < 1e-4, "{dtype:?}: {}", max_diff(a, b));
+        }
+        // Three rows at once, each seeing only the positions before it.
+        let rows = |model: &LlamaModel| {
+            let mut cache = model.new_cache();
+            model
+                .forward_rows(
+                    &mut [SeqStep {
+                        tokens: &PROMPT[..6],
+                        cache: &mut cache,
+                    }],
+                    &[1],
+                )
+                .unwrap();
+            model
+                .forward_rows(
+                    &mut [SeqStep {
+                        tokens: &PROMPT[6..],
+                        cache: &mut cache,
+                    }],
+                    &[3],
+                )
+                .unwrap()
+        };
+        let diff = max_diff(&rows(&kernel), &rows(&tensor_path));
+        assert!(diff < 1e-4, "{dtype:?}: three rows differ by {diff}");
+    }
+}
+
 #[test]
 fn an_8_bit_cache_batches_reuses_and_verifies_drafts_like_fresh_sequences() {
     let Some((_, hf, _)) = models() else { return };
@@ -496,7 +539,7 @@ fn kv_cache_dtype_memory_and_speed_at_long_context() {
         .map(|i| 1000 + i * 7 % 50_000)
         .collect();
     for dtype in [KvDtype::F32, KvDtype::F16, KvDtype::Q8_0] {
-        let model = load_with(&path, dtype, prompt_len + decode + 1);
+        let mut model = load_with(&path, dtype, prompt_len + decode + 1);
         let mut cache = model.new_cache();
         let start = std::time::Instant::now();
         let mut logits = None;
@@ -511,28 +554,40 @@ fn kv_cache_dtype_memory_and_speed_at_long_context() {
             );
         }
         let prefill = start.elapsed().as_secs_f64();
-        let mut next = logits.unwrap().argmax(1).unwrap().to_vec1::<u32>().unwrap();
-        let start = std::time::Instant::now();
-        for _ in 0..decode {
-            let logits = model
-                .forward(&mut [SeqStep {
-                    tokens: &next,
-                    cache: &mut cache,
-                }])
-                .unwrap();
-            next = logits.argmax(1).unwrap().to_vec1::<u32>().unwrap();
+        let first = logits.unwrap().argmax(1).unwrap().to_vec1::<u32>().unwrap();
+        // The same decode through the in-place attention kernel and through the tensor path,
+        // from the same prefilled cache.
+        for kernel in [true, false] {
+            model.small_step_kernel = kernel;
+            cache.truncate(prompt_len);
+            let mut next = first.clone();
+            let start = std::time::Instant::now();
+            for _ in 0..decode {
+                let logits = model
+                    .forward(&mut [SeqStep {
+                        tokens: &next,
+                        cache: &mut cache,
+                    }])
+                    .unwrap();
+                next = logits.argmax(1).unwrap().to_vec1::<u32>().unwrap();
+            }
+            let per_token = start.elapsed().as_secs_f64() / decode as f64;
+            eprintln!(
+                "kv {} ({}): {:.1} MiB per 1k tokens, {:.0} MiB allocated at {} tokens; prefill \
+                 {prompt_len} tokens {prefill:.1} s; decode {:.1} ms/token ({:.2} tok/s)",
+                dtype.name(),
+                if kernel {
+                    "attention kernel"
+                } else {
+                    "tensor ops"
+                },
+                (model.kv_bytes_per_token() * 1024) as f64 / (1 << 20) as f64,
+                cache.allocated_bytes() as f64 / (1 << 20) as f64,
+                cache.len(),
+                per_token * 1000.0,
+                1.0 / per_token
+            );
         }
-        let per_token = start.elapsed().as_secs_f64() / decode as f64;
-        eprintln!(
-            "kv {}: {:.1} MiB per 1k tokens, {:.0} MiB allocated at {} tokens; prefill {prompt_len} \
-             tokens {prefill:.1} s; decode {:.1} ms/token ({:.2} tok/s)",
-            dtype.name(),
-            (model.kv_bytes_per_token() * 1024) as f64 / (1 << 20) as f64,
-            cache.allocated_bytes() as f64 / (1 << 20) as f64,
-            cache.len(),
-            per_token * 1000.0,
-            1.0 / per_token
-        );
     }
 }
 
