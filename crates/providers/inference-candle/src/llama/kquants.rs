@@ -595,7 +595,14 @@ mod tests {
     fn multi_row_kernels_give_the_one_row_results_bit_for_bit() {
         let (rows, cols) = (19, 3 * SUPER);
         let w = Tensor::from_vec(random(rows * cols, 11), (rows, cols), &Device::Cpu).unwrap();
-        for dtype in [GgmlDType::Q6K, GgmlDType::Q5K, GgmlDType::Q4K] {
+        let dtypes = [
+            GgmlDType::Q6K,
+            GgmlDType::Q5K,
+            GgmlDType::Q4K,
+            GgmlDType::Q8_0,
+            GgmlDType::Q4_0,
+        ];
+        for dtype in dtypes {
             let linear = Linear::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap();
             // Seven rows: four at once, then two, then one left over.
             let x = Tensor::from_vec(random(7 * cols, 12), (7, cols), &Device::Cpu).unwrap();

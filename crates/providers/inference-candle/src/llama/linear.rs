@@ -444,8 +444,57 @@ impl Packed {
             return kquants::group_dots(self.kind, quants, acts, i, m);
         }
         let mut dots = [[0.0; GROUP]; 4];
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            let nb = self.blocks_per_row();
+            let gb = self.group_bytes();
+            let quants = &self.quants[g * gb..(g + 1) * gb];
+            let scales = &self.scales[g * nb * GROUP..(g + 1) * nb * GROUP];
+            // SAFETY: AVX2/FMA detected; the slices hold nb blocks of the group and of each
+            // row taken, and rows i..i + taken exist.
+            unsafe {
+                return if i + 4 <= m {
+                    (self.rows_avx2::<4>(quants, scales, acts, i), 4)
+                } else if i + 2 <= m {
+                    let [d0, d1] = self.rows_avx2::<2>(quants, scales, acts, i);
+                    ([d0, d1, dots[2], dots[3]], 2)
+                } else {
+                    let [d0] = self.rows_avx2::<1>(quants, scales, acts, i);
+                    ([d0, dots[1], dots[2], dots[3]], 1)
+                };
+            }
+        }
         dots[0] = self.group_dot(g, acts, i);
         (dots, 1)
+    }
+
+    /// Q8_0 or Q4_0 dot products of one group (`quants`, `scales`) with activation rows
+    /// `i..i + R`, each weight vector unpacked once for all of them.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available, and rows `i..i + R` exist.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn rows_avx2<const R: usize>(
+        &self,
+        quants: &[u8],
+        scales: &[f32],
+        acts: &Activations,
+        i: usize,
+    ) -> [[f32; GROUP]; R] {
+        let a = std::array::from_fn(|r| acts.row_quants(i + r));
+        let s = std::array::from_fn(|r| acts.row_scales(i + r));
+        // SAFETY: per the contract; the slices hold the group's and the rows' nb blocks.
+        unsafe {
+            match self.kind {
+                PackedKind::Q8_0 => x86::rows_q8::<R>(quants, scales, a, s),
+                PackedKind::Q4_0 => {
+                    let sums = std::array::from_fn(|r| acts.row_sums(i + r));
+                    x86::rows_q4::<R>(quants, scales, a, s, sums)
+                }
+                PackedKind::Q4K | PackedKind::Q5K | PackedKind::Q6K => unreachable!(),
+            }
+        }
     }
 
     /// Dot products of the eight rows of group `g` with activation row `i`.
@@ -461,21 +510,7 @@ impl Packed {
         #[cfg(target_arch = "x86_64")]
         if avx2() {
             // SAFETY: AVX2/FMA detected; the slices hold nb blocks of the group and the row.
-            return unsafe {
-                match self.kind {
-                    PackedKind::Q8_0 => {
-                        x86::group_q8(quants, scales, acts.row_quants(i), acts.row_scales(i))
-                    }
-                    PackedKind::Q4_0 => x86::group_q4(
-                        quants,
-                        scales,
-                        acts.row_quants(i),
-                        acts.row_scales(i),
-                        acts.row_sums(i),
-                    ),
-                    PackedKind::Q4K | PackedKind::Q5K | PackedKind::Q6K => unreachable!(),
-                }
-            };
+            return unsafe { self.rows_avx2::<1>(quants, scales, acts, i)[0] };
         }
         #[cfg(target_arch = "aarch64")]
         if let Some(dots) = neon::group_dot(self.kind, quants, scales, acts, i) {
@@ -509,8 +544,6 @@ impl Packed {
     }
 }
 
-/// Runs `fill(g, group)` on every `group_len`-byte group of `out`, the groups spread over the
-/// cores: for repacking at load, where every group is written from its own rows only.
 struct SendPtr(*mut f32);
 // SAFETY: the pointer is only used for disjoint writes while the owning Vec outlives the pool
 // call (execute_chunked returns after every worker finished).
