@@ -10,10 +10,15 @@
 //! the lanes of one register. Rows past the end pad the last group with zeros. Two adjacent
 //! groups are multiplied with up to six activation rows at a time, so each widened weight
 //! vector feeds six FMAs when a step has several rows (prefill chunks, batched decode).
+//!
+//! GGUF files are not interleaved at all: their matrices are served in place from the mapped
+//! file, in its own row-major order, by [`mapped`]'s kernels.
 
 use std::sync::Arc;
 
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Result, Tensor};
+use memmap2::Mmap;
 
 use super::{Fused, FusedKind, GROUP, Linear, SendPtr};
 
@@ -28,14 +33,22 @@ pub(crate) enum HalfKind {
     Bf16,
 }
 
-/// A `rows × cols` matrix of F16 or BF16 weights in groups of eight interleaved rows.
+/// A `rows × cols` matrix of F16 or BF16 weights.
 #[derive(Debug)]
 pub(crate) struct Half {
     kind: HalfKind,
     rows: usize,
     cols: usize,
-    /// Group `g`, column `j`, lane `l` (row `8g + l`) at `(g * cols + j) * 8 + l`, as bits.
-    data: Vec<u16>,
+    data: Storage,
+}
+
+#[derive(Debug)]
+enum Storage {
+    /// Groups of eight interleaved rows: group `g`, column `j`, lane `l` (row `8g + l`) at
+    /// `(g * cols + j) * 8 + l`, as bits.
+    Interleaved(Vec<u16>),
+    /// The rows of a mapped GGUF file as it holds them.
+    Mapped(mapped::Mapped),
 }
 
 impl HalfKind {
@@ -61,6 +74,32 @@ impl Linear {
             }
         });
         Linear::Half(Arc::new(data))
+    }
+
+    /// Matrices of one `dtype` and width stacked into one, from their bytes in `map`: F16 and
+    /// BF16 are served from the map itself, other types as [`Linear::from_ggml_parts`] makes
+    /// them.
+    pub(crate) fn from_ggml_mapped(
+        map: &Arc<Mmap>,
+        dtype: GgmlDType,
+        cols: usize,
+        parts: &[(usize, &[u8])],
+    ) -> Result<Option<Linear>> {
+        let kind = match dtype {
+            GgmlDType::F16 => HalfKind::F16,
+            GgmlDType::BF16 => HalfKind::Bf16,
+            _ => return Linear::from_ggml_parts(dtype, cols, parts),
+        };
+        // Bytes of the wrong length (reported there) or from elsewhere than the map.
+        let Some(data) = mapped::Mapped::new(map.clone(), cols, parts) else {
+            return Linear::from_ggml_parts(dtype, cols, parts);
+        };
+        Ok(Some(Linear::Half(Arc::new(Half {
+            kind,
+            rows: parts.iter().map(|&(rows, _)| rows).sum(),
+            cols,
+            data: Storage::Mapped(data),
+        }))))
     }
 
     /// A dense `(rows, cols)` weight rounded to F16 or BF16 (`dtype`) and kept in 16 bits.
@@ -93,8 +132,9 @@ impl Linear {
     }
 }
 
-/// Joins half matrices of one kind and width whose rows fill whole groups: groups are stored
-/// one after another, so stacking the matrices is concatenating their buffers.
+/// Joins half matrices of one kind and width: interleaved ones whose rows fill whole groups
+/// (groups are stored one after another, so stacking the matrices is concatenating their
+/// buffers), and mapped ones of one file (whose rows are listed in turn).
 pub(super) fn join(parts: &[Linear]) -> Option<Fused> {
     let halves: Vec<&Half> = parts
         .iter()
@@ -108,20 +148,38 @@ pub(super) fn join(parts: &[Linear]) -> Option<Fused> {
         && halves.len() > 1
         && halves
             .iter()
-            .all(|h| h.kind == first.kind && h.cols == first.cols && h.rows % GROUP == 0);
+            .all(|h| h.kind == first.kind && h.cols == first.cols);
     if !fusable {
         return None;
     }
+    let data = match &first.data {
+        Storage::Interleaved(_) => {
+            let mut buffers = Vec::with_capacity(halves.len());
+            for h in &halves {
+                match &h.data {
+                    Storage::Interleaved(data) if h.rows % GROUP == 0 => buffers.push(&data[..]),
+                    _ => return None,
+                }
+            }
+            Storage::Interleaved(buffers.concat())
+        }
+        Storage::Mapped(_) => {
+            let mut maps = Vec::with_capacity(halves.len());
+            for h in &halves {
+                match &h.data {
+                    Storage::Mapped(m) => maps.push(m),
+                    Storage::Interleaved(_) => return None,
+                }
+            }
+            Storage::Mapped(mapped::Mapped::join(&maps)?)
+        }
+    };
     let rows: Vec<usize> = halves.iter().map(|h| h.rows).collect();
     let joined = Half {
         kind: first.kind,
         rows: rows.iter().sum(),
         cols: first.cols,
-        data: halves
-            .iter()
-            .map(|h| &h.data[..])
-            .collect::<Vec<_>>()
-            .concat(),
+        data,
     };
     Some(Fused {
         rows,
@@ -151,7 +209,7 @@ impl Half {
             kind,
             rows,
             cols,
-            data,
+            data: Storage::Interleaved(data),
         }
     }
 
@@ -163,10 +221,20 @@ impl Half {
         self.cols
     }
 
+    /// Whether the weights are served from a mapped file.
+    #[cfg(test)]
+    pub(super) fn is_mapped(&self) -> bool {
+        matches!(self.data, Storage::Mapped(_))
+    }
+
     /// Row `r`, widened to f32.
     pub(super) fn row(&self, r: usize, out: &mut [f32]) {
+        let data = match &self.data {
+            Storage::Interleaved(data) => data,
+            Storage::Mapped(m) => return m.widen_row(self.kind, r, out),
+        };
         let (g, lane) = (r / GROUP, r % GROUP);
-        let group = &self.data[g * self.cols * GROUP..(g + 1) * self.cols * GROUP];
+        let group = &data[g * self.cols * GROUP..(g + 1) * self.cols * GROUP];
         for (o, bits) in out.iter_mut().zip(group[lane..].iter().step_by(GROUP)) {
             *o = self.kind.widen(*bits);
         }
@@ -192,6 +260,10 @@ impl Half {
             .contiguous()?
             .flatten_all()?
             .to_vec1::<f32>()?;
+        let data = match &self.data {
+            Storage::Interleaved(data) => data,
+            Storage::Mapped(mapped) => return Ok(mapped.products(self.kind, &x, m, use_simd())),
+        };
         let mut out = vec![0f32; m * self.rows];
         let out_ptr = SendPtr(out.as_mut_ptr());
         let groups = self.rows.div_ceil(GROUP);
@@ -204,7 +276,7 @@ impl Half {
                 let mut i = 0;
                 while i < m {
                     let n_rows = (m - i).min(ROWS_PER_TILE);
-                    let tile = self.tile(g0, n_groups, &x[i * k..(i + n_rows) * k]);
+                    let tile = self.tile(data, g0, n_groups, &x[i * k..(i + n_rows) * k]);
                     for (d, dots) in tile.iter().enumerate().take(n_rows) {
                         for (gi, lanes) in dots.iter().enumerate().take(n_groups) {
                             let first = (g0 + gi) * GROUP;
@@ -224,11 +296,11 @@ impl Half {
     }
 
     /// Dot products of groups `g0..g0 + n_groups` with the rows of `x` (at most six).
-    fn tile(&self, g0: usize, n_groups: usize, x: &[f32]) -> Tile {
+    fn tile(&self, data: &[u16], g0: usize, n_groups: usize, x: &[f32]) -> Tile {
         let k = self.cols;
-        let w = &self.data[g0 * k * GROUP..(g0 + n_groups) * k * GROUP];
+        let w = &data[g0 * k * GROUP..(g0 + n_groups) * k * GROUP];
         #[cfg(target_arch = "x86_64")]
-        if simd() {
+        if use_simd() {
             let n_rows = x.len() / k;
             // SAFETY: AVX2/FMA/F16C detected; `w` holds `n_groups` groups of `k` columns and
             // `x` `n_rows` rows of `k`, as each kernel reads.
@@ -265,19 +337,27 @@ impl Half {
 /// Per activation row of a tile and group: the eight rows' dot products.
 type Tile = [[[f32; GROUP]; GROUPS_PER_ITEM]; ROWS_PER_TILE];
 
-#[cfg(target_arch = "x86_64")]
-fn simd() -> bool {
-    static SIMD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SIMD.get_or_init(|| {
-        is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-    })
+/// Whether the AVX2/FMA/F16C kernels can run here.
+fn use_simd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static SIMD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *SIMD.get_or_init(|| {
+            is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 #[cfg(target_arch = "x86_64")]
 #[path = "linear_half_x86.rs"]
 mod x86;
+
+#[path = "linear_half_mapped.rs"]
+mod mapped;
 
 #[cfg(test)]
 mod tests {
@@ -316,7 +396,10 @@ mod tests {
         for g0 in (0..rows.div_ceil(GROUP)).step_by(GROUPS_PER_ITEM) {
             let n_groups = (rows.div_ceil(GROUP) - g0).min(GROUPS_PER_ITEM);
             let n_rows = m.min(ROWS_PER_TILE);
-            let w = &h.data[g0 * cols * GROUP..(g0 + n_groups) * cols * GROUP];
+            let Storage::Interleaved(data) = &h.data else {
+                panic!("not interleaved")
+            };
+            let w = &data[g0 * cols * GROUP..(g0 + n_groups) * cols * GROUP];
             let plain = h.tile_portable(w, &xs[..n_rows * cols], n_groups);
             for (i, dots) in plain.iter().enumerate().take(n_rows) {
                 for (gi, lanes) in dots.iter().enumerate().take(n_groups) {

@@ -131,6 +131,8 @@ fn candle_err(what: &str) -> impl Fn(candle_core::Error) -> Error + '_ {
 struct Gguf<'a> {
     content: &'a gguf_file::Content,
     reader: Cursor<&'a [u8]>,
+    /// The file `reader` reads, kept by the F16 and BF16 matrices served from it.
+    map: Arc<memmap2::Mmap>,
     device: Device,
 }
 
@@ -176,11 +178,12 @@ impl Gguf<'_> {
 impl Tensors for Gguf<'_> {
     fn matrix(&mut self, name: &str, shape: (usize, usize)) -> Result<Linear> {
         let (dtype, bytes) = self.bytes(name, shape)?;
-        // Formats our kernels read are repacked straight from the mapped file; candle's reader
-        // would copy each tensor into a buffer of its own first.
+        // Formats our kernels read are repacked straight from the mapped file (F16 and BF16
+        // served from it); candle's reader would copy each tensor into a buffer of its own.
         if self.device.is_cpu()
             && let Some(ours) =
-                Linear::from_ggml(dtype, shape.0, shape.1, bytes).map_err(candle_err(name))?
+                Linear::from_ggml_mapped(&self.map, dtype, shape.1, &[(shape.0, bytes)])
+                    .map_err(candle_err(name))?
         {
             return Ok(ours);
         }
@@ -208,8 +211,8 @@ impl Tensors for Gguf<'_> {
                 .zip(&found)
                 .map(|((_, (rows, _)), (_, b))| (*rows, *b))
                 .collect();
-            if let Some(all) =
-                Linear::from_ggml_parts(dtype, cols, &stacked).map_err(candle_err(parts[0].0))?
+            if let Some(all) = Linear::from_ggml_mapped(&self.map, dtype, cols, &stacked)
+                .map_err(candle_err(parts[0].0))?
             {
                 return Ok(Fused::joined(
                     parts.iter().map(|(_, (r, _))| *r).collect(),
@@ -264,17 +267,18 @@ fn meta_f32(content: &gguf_file::Content, key: &str) -> Result<f32> {
 /// A GGUF file mapped read-only. The header holds the whole tokenizer, hundreds of thousands of
 /// short strings, which a reader over the file itself fetches with a read and a seek each
 /// (seconds for a Llama 3 file); over the map they are memory reads.
-pub(crate) struct MappedGguf(memmap2::Mmap);
+pub(crate) struct MappedGguf(Arc<memmap2::Mmap>);
 
 impl MappedGguf {
     pub(crate) fn open(path: &Path) -> Result<MappedGguf> {
         let file = File::open(path)
             .map_err(|e| Error::invalid(format!("cannot open {}: {e}", path.display())))?;
-        // SAFETY: the map is read-only and lives as long as the reads from it; as with
-        // llama.cpp's mapping, a model file must not be rewritten while a server loads it.
+        // SAFETY: the map is read-only and lives as long as the reads from it (F16 and BF16
+        // matrices keep it for the model's lifetime); as with llama.cpp's mapping, a model
+        // file must not be rewritten while a server uses it.
         let map = unsafe { memmap2::Mmap::map(&file) }
             .map_err(|e| Error::invalid(format!("cannot map {}: {e}", path.display())))?;
-        Ok(MappedGguf(map))
+        Ok(MappedGguf(Arc::new(map)))
     }
 
     pub(crate) fn reader(&self) -> Cursor<&[u8]> {
@@ -356,6 +360,7 @@ pub(crate) fn from_gguf(
     let mut tensors = Gguf {
         content: &content,
         reader: mapped.reader(),
+        map: mapped.0.clone(),
         device: device.clone(),
     };
     if tensors.has("rope_freqs.weight") {
