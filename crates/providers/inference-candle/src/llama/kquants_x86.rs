@@ -8,6 +8,7 @@ use super::{
     BLOCK, GROUP, Q4K_GROUP_BYTES, Q4K_MINS, Q4K_QUANTS, Q4K_SCALES, Q6K_GROUP_BYTES, Q6K_QUANTS,
     Q6K_SCALES, SUPER,
 };
+use crate::llama::linear::x86::prefetch;
 
 /// Four activation bytes at `p`, repeated in every 32-bit lane.
 #[inline]
@@ -58,6 +59,8 @@ pub unsafe fn group_q4k<const N: usize>(
             let mut acc_m = [_mm256_setzero_ps(); N];
             for j in 0..SUPER / BLOCK {
                 let b = s * (SUPER / BLOCK) + j;
+                // An eighth of the super-block per sub-block: 148 bytes, three lines at most.
+                prefetch::<3>(sb.add(j * Q4K_GROUP_BYTES / 8));
                 let wp = sb.add(Q4K_QUANTS + j * 128);
                 // As in Q4_0: eight products of nibbles (0..=15) and bytes stay in 16 bits.
                 let mut pairs = [_mm256_setzero_si256(); N];
@@ -144,6 +147,8 @@ pub unsafe fn group_q5k<const N: usize>(
             let mut acc_m = [_mm256_setzero_ps(); N];
             for j in 0..SUPER / BLOCK {
                 let b = s * (SUPER / BLOCK) + j;
+                // 180 bytes: three lines at most.
+                prefetch::<3>(sb.add(j * Q5K_GROUP_BYTES / 8));
                 let wp = sb.add(Q4K_QUANTS + j * Q5K_SUB_BYTES);
                 let hv = _mm256_loadu_si256(wp.add(128) as *const __m256i);
                 // Products of 5-bit quants and bytes reach 2 · 31 · 127 per pair: four of
@@ -228,6 +233,8 @@ pub unsafe fn group_q6k<const N: usize>(
             let mut acc = [_mm256_setzero_ps(); N];
             for blk in 0..SUPER / BLOCK {
                 let b = s * (SUPER / BLOCK) + blk;
+                // 210 bytes: four lines at most.
+                prefetch::<4>(sb.add(blk * Q6K_GROUP_BYTES / 8));
                 let wp = sb.add(Q6K_QUANTS + blk * 192);
                 // The block's quants, unpacked once into registers for every row: columns
                 // `8p..8p+4` in `q[2p]`, `8p+4..8p+8` in `q[2p + 1]`.

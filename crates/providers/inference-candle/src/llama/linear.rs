@@ -643,7 +643,7 @@ fn avx2() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 #[path = "linear_x86.rs"]
-mod x86;
+pub(super) mod x86;
 
 #[cfg(target_arch = "aarch64")]
 #[path = "linear_neon.rs"]

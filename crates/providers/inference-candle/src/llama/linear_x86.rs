@@ -4,6 +4,24 @@ use std::arch::x86_64::*;
 
 use super::{BLOCK, GROUP};
 
+/// Bytes ahead of the weights being multiplied whose cache lines the kernels request.
+///
+/// A decode step streams every weight once, and at two threads the kernels' arithmetic
+/// leaves too few loads in flight for the hardware prefetcher alone to keep memory busy:
+/// asking for the lines 2 KiB ahead took a 1B Q8_0 decode step from about 52 to 48 ms here.
+const PREFETCH_AHEAD: usize = 2048;
+
+/// Requests the `LINES` cache lines [`PREFETCH_AHEAD`] bytes after `p`. A prefetch never
+/// faults, so past the end of the weights it costs nothing.
+#[inline(always)]
+pub(in crate::llama) fn prefetch<const LINES: usize>(p: *const u8) {
+    for line in 0..LINES {
+        let at = p.wrapping_add(PREFETCH_AHEAD + 64 * line);
+        // SAFETY: SSE is part of x86-64, and a prefetch reads nothing the program sees.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(at as *const i8) };
+    }
+}
+
 /// Four activation bytes at `p`, repeated in every 32-bit lane.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -35,6 +53,7 @@ pub unsafe fn rows_q8<const R: usize>(
         // SAFETY: block b < nb lies inside every slice, per the contract.
         unsafe {
             let wp = w.as_ptr().add(b * 256);
+            prefetch::<4>(wp);
             let mut sum = [_mm256_setzero_si256(); R];
             for c in 0..8 {
                 let x = _mm256_loadu_si256(wp.add(c * 32) as *const __m256i);
@@ -87,6 +106,7 @@ pub unsafe fn rows_q4<const R: usize>(
         // SAFETY: block b < nb lies inside every slice, per the contract.
         unsafe {
             let wp = w.as_ptr().add(b * 128);
+            prefetch::<2>(wp);
             // Unsigned nibbles (0..=15) times signed bytes: each 16-bit pair sum stays
             // below 2 * 15 * 128, so the eight products of a block add up in 16 bits.
             let mut pairs = [_mm256_setzero_si256(); R];
