@@ -55,7 +55,7 @@ BOS_ID = 128000  # <|begin_of_text|>
 # - F32: the engines compute the same function in f32 and differ in summation order only:
 #   1.4e-5 measured. 2e-4 leaves 14x headroom and still catches the rope-base mistake.
 # - F16 (served in place from the mapped file): llama.cpp rounds the activations to f16 for its
-#   F16 products, ours keep f32: 1.4e-4 measured. 1e-3 leaves 7x headroom and catches the
+#   F16 products, ours keep f32: 1.4e-4 measured. 7e-4 leaves 5x headroom and catches the
 #   rope-base mistake.
 # - Q8_0: both engines multiply Q8_0 weights by activations rounded to Q8_0 blocks, and
 #   llama.cpp stores each activation block's scale as f16 where ours keeps f32; a tiny
@@ -69,7 +69,7 @@ BOS_ID = 128000  # <|begin_of_text|>
 #   more terms. Measured: 1.3e-2 (Q4_K_M), 1.2e-2 (Q5_K_M), 1.4e-2 (Q6_K). A real weight mistake is far larger: llama.cpp on
 #   the same model with another K-quant type (Q4_K_M against Q5_K_M or Q6_K) moves the
 #   log-probabilities by 0.65-0.79 and changes the greedy run. 5e-2 sits between the two.
-TOLERANCE = {"f32": 2e-4, "f16": 1e-3, "q8_0": 1e-2, "q4_k_m": 5e-2, "q5_k_m": 5e-2, "q6_k": 5e-2}
+TOLERANCE = {"f32": 2e-4, "f16": 7e-4, "q8_0": 1e-2, "q4_k_m": 5e-2, "q5_k_m": 5e-2, "q6_k": 5e-2}
 # llama.cpp's type names for the K-quant files its own `llama-quantize` writes from the F32 file.
 K_QUANTS = {"q4_k_m": "Q4_K_M", "q5_k_m": "Q5_K_M", "q6_k": "Q6_K"}
 # Generation of 64 tokens takes seconds; the slack covers a machine busy with a build.
