@@ -33,65 +33,128 @@ pub(super) fn attend(
     let dim = q.len() / (n_heads * n);
     let rep = n_heads / keys.heads;
     let scale = 1.0 / (dim as f32).sqrt();
-    let total = pos + n;
     let mut out = vec![0f32; n * n_heads * dim];
     let out_ptr = SendPtr(out.as_mut_ptr());
+    let shape = Shape {
+        n,
+        n_heads,
+        rep,
+        dim,
+        pos,
+        scale,
+    };
     candle_core::utils::barrier_pool().execute_chunked(keys.heads, |heads| {
-        let out_ptr = &out_ptr;
-        // Rows of this kv head: query head `h` of the group, new row `i`, at `h * n + i`.
-        let rows = rep * n;
-        let mut scores = vec![0f32; rows * total];
-        let mut acc = vec![0f32; rows * dim];
-        let mut buf = vec![0f32; dim];
-        for kv in heads {
-            let queries = &q[kv * rep * n * dim..(kv + 1) * rep * n * dim];
-            for j in 0..total {
-                let key = keys.vector(kv, j, &mut buf);
-                for r in 0..rows {
-                    // Row i sees positions up to pos + i.
-                    let visible = j <= pos + r % n;
-                    scores[r * total + j] = if visible {
-                        dot(&queries[r * dim..(r + 1) * dim], key) * scale
-                    } else {
-                        f32::NEG_INFINITY
-                    };
-                }
-            }
-            for row in scores.chunks_exact_mut(total) {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0.0;
-                for s in row.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s;
-                }
-                row.iter_mut().for_each(|s| *s /= sum);
-            }
-            acc.fill(0.0);
-            for j in 0..total {
-                let value = values.vector(kv, j, &mut buf);
-                for (r, acc) in acc.chunks_exact_mut(dim).enumerate() {
-                    let p = scores[r * total + j];
-                    if p != 0.0 {
-                        acc.iter_mut().zip(value).for_each(|(a, v)| *a += p * v);
-                    }
-                }
-            }
-            for (r, acc) in acc.chunks_exact(dim).enumerate() {
-                let (head, i) = (kv * rep + r / n, r % n);
-                // SAFETY: (row i, head) belongs to this kv head's item alone and lies inside
-                // the n × n_heads × dim output.
-                unsafe {
-                    let at = out_ptr.0.add((i * n_heads + head) * dim);
-                    std::ptr::copy_nonoverlapping(acc.as_ptr(), at, dim);
-                }
-            }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: AVX2 and FMA were just detected.
+            return unsafe { attend_heads_avx2(heads, q, &shape, keys, values, &out_ptr) };
         }
+        attend_heads(heads, q, &shape, keys, values, &out_ptr);
     });
     out
 }
 
+/// The sizes of one [`attend`] call.
+struct Shape {
+    n: usize,
+    n_heads: usize,
+    /// Query heads per key/value head.
+    rep: usize,
+    dim: usize,
+    pos: usize,
+    scale: f32,
+}
+
+/// [`attend_heads`] compiled for AVX2 and FMA, which its loops vectorize to (the crate's
+/// baseline is SSE2).
+///
+/// # Safety
+/// AVX2 and FMA must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_heads_avx2(
+    heads: std::ops::Range<usize>,
+    q: &[f32],
+    shape: &Shape,
+    keys: &History<'_>,
+    values: &History<'_>,
+    out: &SendPtr,
+) {
+    attend_heads(heads, q, shape, keys, values, out)
+}
+
+/// Attention of the query heads sharing each key/value head in `heads`.
+#[inline(always)]
+fn attend_heads(
+    heads: std::ops::Range<usize>,
+    q: &[f32],
+    shape: &Shape,
+    keys: &History<'_>,
+    values: &History<'_>,
+    out_ptr: &SendPtr,
+) {
+    let &Shape {
+        n,
+        n_heads,
+        rep,
+        dim,
+        pos,
+        scale,
+    } = shape;
+    let total = pos + n;
+    // Rows of this kv head: query head `h` of the group, new row `i`, at `h * n + i`.
+    let rows = rep * n;
+    let mut scores = vec![0f32; rows * total];
+    let mut acc = vec![0f32; rows * dim];
+    let mut buf = vec![0f32; dim];
+    for kv in heads {
+        let queries = &q[kv * rep * n * dim..(kv + 1) * rep * n * dim];
+        for j in 0..total {
+            let key = keys.vector(kv, j, &mut buf);
+            for r in 0..rows {
+                // Row i sees positions up to pos + i.
+                let visible = j <= pos + r % n;
+                scores[r * total + j] = if visible {
+                    dot(&queries[r * dim..(r + 1) * dim], key) * scale
+                } else {
+                    f32::NEG_INFINITY
+                };
+            }
+        }
+        for row in scores.chunks_exact_mut(total) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for s in row.iter_mut() {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            row.iter_mut().for_each(|s| *s /= sum);
+        }
+        acc.fill(0.0);
+        for j in 0..total {
+            let value = values.vector(kv, j, &mut buf);
+            for (r, acc) in acc.chunks_exact_mut(dim).enumerate() {
+                let p = scores[r * total + j];
+                if p != 0.0 {
+                    acc.iter_mut().zip(value).for_each(|(a, v)| *a += p * v);
+                }
+            }
+        }
+        for (r, acc) in acc.chunks_exact(dim).enumerate() {
+            let (head, i) = (kv * rep + r / n, r % n);
+            // SAFETY: (row i, head) belongs to this kv head's item alone and lies inside
+            // the n × n_heads × dim output.
+            unsafe {
+                let at = out_ptr.0.add((i * n_heads + head) * dim);
+                std::ptr::copy_nonoverlapping(acc.as_ptr(), at, dim);
+            }
+        }
+    }
+}
+
 /// Eight independent sums, so the loop vectorizes without reordering a single sum.
-#[inline]
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
