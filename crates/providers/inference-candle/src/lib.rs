@@ -6,6 +6,7 @@
 
 pub mod config;
 mod engine;
+mod engine_load;
 mod engine_model;
 pub mod hub;
 mod llama;

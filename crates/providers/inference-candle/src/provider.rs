@@ -51,9 +51,9 @@ struct LazyEngine {
 
 impl CandleProvider {
     pub fn new(config: CandleConfig, _context: ProviderContext) -> Result<Self> {
-        let device = engine::parse_device(&config.device)?;
-        let precision = engine::parse_dtype(&config.dtype);
-        let kv_dtype = engine::parse_kv_dtype(&config.kv_cache_dtype)?;
+        let device = crate::engine_load::parse_device(&config.device)?;
+        let precision = crate::engine_load::parse_dtype(&config.dtype);
+        let kv_dtype = crate::engine_load::parse_kv_dtype(&config.kv_cache_dtype)?;
         Ok(CandleProvider {
             config,
             device,

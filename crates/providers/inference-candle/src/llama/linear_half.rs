@@ -529,7 +529,7 @@ mod tests {
         crate::test_model::create(dir.path(), &options).unwrap();
         let files = crate::model_files::inspect(dir.path()).unwrap();
         let load = |precision| {
-            crate::engine::load_text_model(
+            crate::engine_load::load_text_model(
                 &files,
                 &Device::Cpu,
                 precision,

@@ -479,7 +479,7 @@ mod tests {
         crate::test_model::create_gguf(&dir.path().join("gguf"), &options, GgufType::F16).unwrap();
         let load = |location: &str, precision| {
             let files = crate::model_files::inspect(&dir.path().join(location)).unwrap();
-            crate::engine::load_text_model(
+            crate::engine_load::load_text_model(
                 &files,
                 &Device::Cpu,
                 precision,

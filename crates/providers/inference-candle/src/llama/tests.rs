@@ -46,7 +46,7 @@ fn load(location: &Path) -> LlamaModel {
 
 fn load_with(location: &Path, kv_dtype: KvDtype, max_seq_len: usize) -> LlamaModel {
     let files = model_files::inspect(location).unwrap();
-    let mut model = crate::engine::load_text_model(
+    let mut model = crate::engine_load::load_text_model(
         &files,
         &Device::Cpu,
         DenseWeights::F32,
@@ -610,7 +610,7 @@ fn auto_precision_is_the_checkpoints_own() {
     let ids = [128000u32, 791, 4062, 14198];
     let run = |location: &Path, precision| {
         let files = model_files::inspect(location).unwrap();
-        let model = crate::engine::load_text_model(
+        let model = crate::engine_load::load_text_model(
             &files,
             &Device::Cpu,
             precision,
