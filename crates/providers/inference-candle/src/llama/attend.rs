@@ -9,16 +9,11 @@
 //! vector is read once per step.
 
 use super::cache::History;
+use super::linear::SendPtr;
 
 /// New rows at most for which a step takes this path; longer prompt chunks are matrix
 /// products, which the tensor path does better.
 pub(super) const MAX_ROWS: usize = 8;
-
-struct SendPtr(*mut f32);
-// SAFETY: workers write disjoint parts of the output through it, and execute_chunked returns
-// only after every worker is done, while the output is still borrowed.
-unsafe impl Sync for SendPtr {}
-unsafe impl Send for SendPtr {}
 
 /// `q`: `(n_heads, n, head_dim)`, rotated, for the `n` rows at positions `pos..pos + n`; the
 /// cache holds their keys and values already. Returns `(n, n_heads * head_dim)`.

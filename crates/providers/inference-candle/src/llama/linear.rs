@@ -411,7 +411,7 @@ impl Packed {
     }
 }
 
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 // SAFETY: the pointer is only used for disjoint writes while the owning Vec outlives the pool
 // call (execute_chunked returns after every worker finished).
 unsafe impl Sync for SendPtr {}
