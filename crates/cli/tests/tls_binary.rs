@@ -64,8 +64,28 @@ impl Drop for Server {
     }
 }
 
+/// Starts the server on two free ports, again on two others if one was taken between
+/// finding it free and the server binding it (tests run side by side).
 fn start(dir: &Path, mutual: bool) -> (Server, u16, u16) {
-    let (port, grpc_port) = (free_port(), free_port());
+    for _ in 0..5 {
+        let (mut server, port, grpc_port) = start_on(dir, mutual, free_port(), free_port());
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let exited = loop {
+            match server.0.try_wait() {
+                Ok(Some(_)) => break true,
+                _ if Instant::now() >= deadline => break false,
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+        if !(exited && log.contains("Address already in use")) {
+            return (server, port, grpc_port);
+        }
+    }
+    panic!("no free pair of ports in five tries")
+}
+
+fn start_on(dir: &Path, mutual: bool, port: u16, grpc_port: u16) -> (Server, u16, u16) {
     let d = dir.display();
     let cafile = if mutual {
         format!("\n  tls_cafile: {d}/ca.pem")
